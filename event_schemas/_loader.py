@@ -1,0 +1,238 @@
+"""Reading the schema tree: schema files, the catalog and the lock file.
+
+The tree looks like ``<root>/<domain>/<type>/<version>.json`` next to ``catalog.json``
+and ``schemas.lock``. Everything here is shared by the registry (which refuses to start
+on a broken tree) and by ``lock.check`` (which reports every problem it finds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+CATALOG_FILE = "catalog.json"
+LOCK_FILE = "schemas.lock"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+ID_BASE = "https://ates.popug.inc/schemas"
+KINDS = ("cud", "business")
+CATALOG_FIELDS = ("domain", "topic", "kind", "key", "producer", "consumers", "description")
+FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+MAX_REPORTED_ERRORS = 10
+MAX_MESSAGE_CHARS = 300
+
+
+def _strict_integer(_checker: object, instance: object) -> bool:
+    """Money and versions are integers on the wire: ``1000.0`` is not an integer here."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# Draft 2020-12 with one change: floats with a zero fraction do not count as integers.
+StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
+class TreeError(Exception):
+    """A schema file, the catalog or the lock file cannot be used."""
+
+
+@dataclass(frozen=True)
+class SchemaFile:
+    """One ``<domain>/<type>/<version>.json`` file of the tree."""
+
+    domain: str
+    event_type: str
+    version: int
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.domain}/{self.event_type}/{self.version}"
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.key}.json"
+
+    @property
+    def expected_id(self) -> str:
+        return f"{ID_BASE}/{self.relpath}"
+
+
+def resolve_root(root: Path | str | None) -> Path:
+    return PACKAGE_ROOT if root is None else Path(root)
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and p.name[0] not in "._")
+
+
+def _parse_version(stem: str) -> int | None:
+    if stem.isdigit() and not stem.startswith("0"):
+        return int(stem)
+    return None
+
+
+def discover(root: Path) -> tuple[list[SchemaFile], list[str]]:
+    """All schema files under ``root``, and problems with misnamed files."""
+    files: list[SchemaFile] = []
+    problems: list[str] = []
+    for domain_dir in _subdirs(root):
+        for type_dir in _subdirs(domain_dir):
+            for path in sorted(type_dir.glob("*.json")):
+                version = _parse_version(path.stem)
+                rel = f"{domain_dir.name}/{type_dir.name}/{path.name}"
+                if version is None:
+                    problems.append(f"{rel}: file name must be a version number like 1.json")
+                    continue
+                files.append(SchemaFile(domain_dir.name, type_dir.name, version, path))
+    problems.extend(_duplicate_type_problems(files))
+    return files, problems
+
+
+def _duplicate_type_problems(files: list[SchemaFile]) -> Iterator[str]:
+    domains: dict[str, set[str]] = {}
+    for f in files:
+        domains.setdefault(f.event_type, set()).add(f.domain)
+    for event_type, found in sorted(domains.items()):
+        if len(found) > 1:
+            yield f"{event_type}: defined in several domains ({', '.join(sorted(found))})"
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise TreeError(f"{path.name}: file not found") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TreeError(f"{path.name}: not valid JSON ({exc})") from exc
+
+
+def read_catalog(root: Path) -> dict[str, dict[str, Any]]:
+    catalog = read_json(root / CATALOG_FILE)
+    if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
+        raise TreeError(f"{CATALOG_FILE}: must map event types to objects")
+    return catalog
+
+
+def read_lock(root: Path) -> dict[str, str]:
+    path = root / LOCK_FILE
+    if not path.exists():
+        return {}
+    locked = read_json(path)
+    if not isinstance(locked, dict) or not all(isinstance(v, str) for v in locked.values()):
+        raise TreeError(f"{LOCK_FILE}: must map schema keys to sha256 digests")
+    return locked
+
+
+def write_lock(root: Path, locked: dict[str, str]) -> None:
+    text = json.dumps(dict(sorted(locked.items())), indent=2) + "\n"
+    (root / LOCK_FILE).write_text(text, encoding="utf-8")
+
+
+def _formats(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("format"), str):
+            yield node["format"]
+        for value in node.values():
+            yield from _formats(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _formats(item)
+
+
+def compile_schema(schema: Any) -> Validator:
+    """Check ``schema`` against the 2020-12 meta-schema and build its validator.
+
+    Every ``format`` the schema uses must be one the format checker really enforces
+    (``date-time`` needs rfc3339-validator), otherwise it would silently pass anything.
+    """
+    try:
+        StrictValidator.check_schema(schema)
+    except SchemaError as exc:
+        raise TreeError(f"not a valid JSON Schema: {exc.message}") from exc
+    unchecked = sorted(set(_formats(schema)) - set(FORMAT_CHECKER.checkers))
+    if unchecked:
+        raise TreeError(f"format(s) not enforced by the validator: {', '.join(unchecked)}")
+    return StrictValidator(schema, format_checker=FORMAT_CHECKER)
+
+
+def load_schema(file: SchemaFile) -> tuple[dict[str, Any], Validator]:
+    schema = read_json(file.path)
+    if not isinstance(schema, dict):
+        raise TreeError(f"{file.relpath}: a schema must be a JSON object")
+    try:
+        return schema, compile_schema(schema)
+    except TreeError as exc:
+        raise TreeError(f"{file.relpath}: {exc}") from exc
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def data_errors(validator: Validator, data: Any) -> list[str]:
+    """``"<json path>: <reason>"`` for every way ``data`` breaks the schema, sorted by path."""
+    errors = sorted(validator.iter_errors(data), key=lambda e: (e.json_path, e.message))
+    messages = [f"{e.json_path}: {_shorten(e.message)}" for e in errors]
+    if len(messages) > MAX_REPORTED_ERRORS:
+        hidden = len(messages) - MAX_REPORTED_ERRORS
+        messages = messages[:MAX_REPORTED_ERRORS] + [f"... and {hidden} more"]
+    return messages
+
+
+def catalog_problems(catalog: dict[str, dict[str, Any]], files: list[SchemaFile]) -> list[str]:
+    """Disagreements between the catalog and the schema files."""
+    problems: list[str] = []
+    domains = {f.event_type: f.domain for f in files}
+    for event_type in sorted(set(domains) - set(catalog)):
+        problems.append(f"{event_type}: has schemas but no entry in {CATALOG_FILE}")
+    for event_type, entry in catalog.items():
+        if event_type not in domains:
+            problems.append(f"{CATALOG_FILE}: {event_type} has no schema files")
+            continue
+        problems.extend(_entry_problems(event_type, entry, domains[event_type]))
+    return problems
+
+
+def _entry_problems(event_type: str, entry: dict[str, Any], domain: str) -> list[str]:
+    where = f"{CATALOG_FILE}: {event_type}"
+    problems = [f"{where}: missing {name!r}" for name in CATALOG_FIELDS if name not in entry]
+    if problems:
+        return problems
+    for name in ("domain", "topic", "key", "producer", "description"):
+        if not isinstance(entry[name], str) or not entry[name]:
+            problems.append(f"{where}: {name!r} must be a non-empty string")
+    consumers = entry["consumers"]
+    if not isinstance(consumers, list) or not all(isinstance(c, str) for c in consumers):
+        problems.append(f"{where}: 'consumers' must be a list of service names")
+    if entry["kind"] not in KINDS:
+        problems.append(f"{where}: 'kind' must be one of {', '.join(KINDS)}")
+    if entry["domain"] != domain:
+        problems.append(f"{where}: domain is {entry['domain']!r} but schemas are in {domain!r}/")
+    return problems
+
+
+def key_field_problems(
+    catalog: dict[str, dict[str, Any]], file: SchemaFile, schema: dict[str, Any]
+) -> list[str]:
+    """The catalog's Kafka key field must be a required, non-null string of every version."""
+    key = catalog.get(file.event_type, {}).get("key")
+    if not isinstance(key, str):
+        return []
+    prop = schema.get("properties", {}).get(key)
+    if key not in schema.get("required", []) or not isinstance(prop, dict):
+        return [f"{file.relpath}: Kafka key field {key!r} is not a required property"]
+    if prop.get("type") != "string":
+        return [f"{file.relpath}: Kafka key field {key!r} must be a non-null string"]
+    return []

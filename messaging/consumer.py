@@ -1,0 +1,264 @@
+"""Consumer runtime: validated, idempotent, batched event handling with dead letters.
+
+For every batch polled from Kafka:
+1. each message is parsed and validated against ``event_schemas``; an invalid one, or one
+   whose version has no handler, is a dead letter;
+2. the handled events run in one database transaction together with the inbox rows that
+   record their ids (an id already in the inbox is skipped: redelivery is a no-op);
+3. if that fails, each event is retried on its own: transient errors (database or network
+   down) with backoff until they pass, other errors ``max_attempts`` times, then the
+   event goes to ``<topic>.dlq`` and the partition moves on;
+4. dead letters are flushed to the broker, and only then are the offsets committed.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import psycopg
+import structlog
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from event_schemas import (
+    Event,
+    EventSchemaError,
+    SchemaRegistry,
+    UnknownEventVersion,
+    default_registry,
+)
+from messaging.db import make_session_factory
+from messaging.dlq import DeadLetterPublisher
+from messaging.kafka import consumer_config, producer_config
+from messaging.settings import Settings
+from messaging.tables import inbox
+
+log = structlog.get_logger("messaging.consumer")
+
+Handler = Callable[[Session, Event], None]
+
+
+class TransientError(Exception):
+    """Raised by a handler when the event may succeed later (retried with backoff)."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler when the event can never be handled (dead-lettered at once)."""
+
+
+class HandlerRegistry:
+    """Handlers keyed by (event type, data version)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, dict[int, Handler]] = {}
+
+    def register(self, event_type: str, versions: Iterable[int], handler: Handler) -> None:
+        by_version = self._handlers.setdefault(event_type, {})
+        for version in versions:
+            if version in by_version:
+                raise ValueError(f"{event_type} v{version} already has a handler")
+            by_version[version] = handler
+
+    def on(self, event_type: str, *versions: int) -> Callable[[Handler], Handler]:
+        def decorator(handler: Handler) -> Handler:
+            self.register(event_type, versions or (1,), handler)
+            return handler
+
+        return decorator
+
+    def find(self, event: Event) -> Handler | None:
+        """The handler for ``event``; None if this consumer ignores the type."""
+        by_version = self._handlers.get(event.type)
+        if by_version is None:
+            return None
+        handler = by_version.get(event.dataversion)
+        if handler is None:
+            raise UnknownEventVersion(
+                f"no handler for {event.type} version {event.dataversion}; "
+                f"handled versions: {sorted(by_version)}"
+            )
+        return handler
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._handlers)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError | OperationalError | InterfaceError | psycopg.OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+@dataclass
+class Delivery:
+    message: Message
+    event: Event | None = None
+    handler: Handler | None = None
+    error: str | None = None
+
+
+class _Interrupted(Exception):
+    """Stop was requested while a transient failure was being retried."""
+
+
+class ConsumerRuntime:
+    def __init__(
+        self,
+        name: str,
+        engine: Engine,
+        settings: Settings,
+        handlers: HandlerRegistry,
+        topics: Iterable[str],
+        registry: SchemaRegistry | None = None,
+        batch_size: int = 500,
+        max_attempts: int = 3,
+        backoff_base: float = 0.05,
+        backoff_max: float = 5.0,
+        consumer_overrides: dict | None = None,
+    ):
+        self.name = name
+        self.group_id = settings.topic_prefix + name
+        self.settings = settings
+        self.handlers = handlers
+        self.topics = [settings.topic(t) for t in topics]
+        self.registry = registry or default_registry()
+        self.session_factory = make_session_factory(engine)
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.stop_requested = threading.Event()
+        self.consumer = Consumer(consumer_config(settings, self.group_id, **(consumer_overrides or {})))
+        self.dead_letters = DeadLetterPublisher(Producer(producer_config(settings)), name)
+        self.consumer.subscribe(self.topics)
+
+    # -- loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or self.stop_requested
+        log.info("consumer started", consumer=self.name, topics=self.topics)
+        try:
+            while not stop.is_set() and not self.stop_requested.is_set():
+                try:
+                    self.poll_once(1.0)
+                except _Interrupted:
+                    break
+                except Exception:
+                    log.exception("consumer batch failed; it will be redelivered", consumer=self.name)
+                    time.sleep(1.0)
+        finally:
+            self.close()
+
+    def poll_once(self, timeout: float = 1.0) -> int:
+        """Handle one batch; returns the number of messages whose offsets were committed."""
+        messages = [m for m in self.consumer.consume(self.batch_size, timeout) if self._usable(m)]
+        if not messages:
+            return 0
+        deliveries = [self._decode(m) for m in messages]
+        self._handle(deliveries)
+        for delivery in deliveries:
+            if delivery.error is not None:
+                self.dead_letters.send(delivery.message, delivery.error)
+        self.dead_letters.flush()
+        self._commit(messages)
+        return len(messages)
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        except RuntimeError:
+            pass  # already closed
+        self.dead_letters.flush()
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume error", consumer=self.name, error=str(error))
+        return False
+
+    def _decode(self, message: Message) -> Delivery:
+        delivery = Delivery(message)
+        try:
+            delivery.event = self.registry.parse(message.value())
+            delivery.handler = self.handlers.find(delivery.event)
+        except EventSchemaError as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+        return delivery
+
+    def _handle(self, deliveries: list[Delivery]) -> None:
+        work = [d for d in deliveries if d.handler is not None and d.error is None]
+        if not work:
+            return
+        try:
+            self._apply(work)
+            return
+        except Exception as exc:
+            log.info("batch failed, handling events one by one", consumer=self.name, error=str(exc))
+        for delivery in work:
+            self._handle_one(delivery)
+
+    def _apply(self, work: list[Delivery]) -> None:
+        """Run handlers for the not-yet-seen events of ``work`` in one transaction."""
+        with self.session_factory() as session, session.begin():
+            fresh = self._record_in_inbox(session, [d.event for d in work])
+            for delivery in work:
+                if delivery.event.id in fresh:
+                    fresh.discard(delivery.event.id)
+                    delivery.handler(session, delivery.event)
+
+    def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
+        rows = [{"consumer": self.name, "event_id": e.id, "event_type": e.type} for e in events]
+        inserted = session.execute(
+            insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
+        )
+        return {str(event_id) for event_id in inserted.scalars()}
+
+    def _handle_one(self, delivery: Delivery) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._apply([delivery])
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("transient failure, retrying", consumer=self.name,
+                                event_id=delivery.event.id, attempt=attempt, error=str(exc))
+                elif isinstance(exc, PermanentError) or attempt >= self.max_attempts:
+                    log.error("event dead-lettered", consumer=self.name,
+                              event_id=delivery.event.id, error=str(exc))
+                    delivery.error = f"{type(exc).__name__}: {exc}"
+                    return
+                self._sleep_backoff(attempt)
+
+    def _sleep_backoff(self, attempt: int) -> None:
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        if self.stop_requested.wait(delay * random.uniform(0.5, 1.0)):
+            raise _Interrupted()
+
+    def _commit(self, messages: list[Message]) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic(), m.partition())
+            next_offsets[key] = max(next_offsets.get(key, 0), m.offset() + 1)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:
+            # The batch is already applied and recorded in the inbox; whoever gets these
+            # partitions next will see them as duplicates.
+            log.warning("offset commit failed", consumer=self.name, error=str(exc))

@@ -1,0 +1,50 @@
+"""Engines, sessions and databases: small helpers shared by every service."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(url: str, **options) -> Engine:
+    options.setdefault("pool_pre_ping", True)
+    options.setdefault("pool_size", 10)
+    options.setdefault("max_overflow", 10)
+    return create_engine(url, **options)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _server_engine(database_url: str) -> Engine:
+    url = make_url(database_url).set(database="postgres")
+    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=None)
+
+
+def ensure_database(database_url: str) -> bool:
+    """Create the database named in ``database_url`` if it is missing; True if created."""
+    name = make_url(database_url).database
+    engine = _server_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if exists:
+                return False
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            return True
+    finally:
+        engine.dispose()
+
+
+def drop_database(database_url: str) -> None:
+    name = make_url(database_url).database
+    engine = _server_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()

@@ -1,0 +1,168 @@
+"""Outbox relay: publishes stored events to Kafka, in order per key, at least once.
+
+Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relay replicas can run side
+by side. A row is marked sent only after the broker acknowledged it (acks=all); a relay
+that dies in between publishes the row again later, and consumers drop the duplicate by
+event id.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Producer
+from sqlalchemy import Connection, Engine, and_, func, select, update
+
+from messaging.kafka import producer_config
+from messaging.settings import Settings
+from messaging.tables import outbox
+
+log = structlog.get_logger("messaging.relay")
+
+
+@dataclass(frozen=True)
+class Backlog:
+    unsent: int
+    oldest_age_seconds: float
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        batch_size: int = 1000,
+        idle_sleep: float = 0.1,
+        flush_timeout: float = 30.0,
+        producer: Producer | None = None,
+    ):
+        self.engine = engine
+        self.settings = settings
+        self.batch_size = batch_size
+        self.idle_sleep = idle_sleep
+        self.flush_timeout = flush_timeout
+        self.producer = producer or Producer(producer_config(settings))
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish until ``stop`` is set; sleeps briefly whenever the outbox is empty."""
+        while not stop.is_set():
+            try:
+                published = self.run_once()
+            except Exception:
+                log.exception("relay batch failed; retrying")
+                published = 0
+                stop.wait(1.0)
+            if not published:
+                stop.wait(self.idle_sleep)
+
+    def run_once(self) -> int:
+        """Publish one batch; returns how many events were confirmed by the broker."""
+        with self.engine.begin() as conn:
+            rows = self._claim(conn)
+            if not rows:
+                return 0
+            rows = self._without_overtaking(conn, rows)
+            delivered = self._produce(rows)
+            self._mark_sent(conn, delivered)
+            return len(delivered)
+
+    def _claim(self, conn: Connection) -> list:
+        query = (
+            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
+            .where(outbox.c.sent_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        return conn.execute(query).all()
+
+    def _without_overtaking(self, conn: Connection, rows: list) -> list:
+        """Drop rows whose key has an earlier unsent row held by another relay.
+
+        Publishing them now would overtake that earlier event; they are picked up again
+        once it has been sent.
+        """
+        ids = [r.id for r in rows]
+        keys = list({r.key for r in rows})
+        earlier = conn.execute(
+            select(outbox.c.key, func.min(outbox.c.id))
+            .where(
+                and_(
+                    outbox.c.sent_at.is_(None),
+                    outbox.c.key.in_(keys),
+                    outbox.c.id < max(ids),
+                    outbox.c.id.not_in(ids),
+                )
+            )
+            .group_by(outbox.c.key)
+        ).all()
+        if not earlier:
+            return rows
+        first_foreign = dict(earlier)
+        return [r for r in rows if r.key not in first_foreign or r.id < first_foreign[r.key]]
+
+    def _produce(self, rows: list) -> list[int]:
+        delivered: list[int] = []
+        failures: list[str] = []
+
+        def on_delivery(row_id: int):
+            def callback(err, _msg):
+                if err is None:
+                    delivered.append(row_id)
+                else:
+                    failures.append(str(err))
+
+            return callback
+
+        for row in rows:
+            headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
+            self._produce_one(row, headers, on_delivery(row.id))
+        remaining = self.producer.flush(self.flush_timeout)
+        if failures or remaining:
+            log.warning("relay deliveries failed", failed=len(failures), undelivered=remaining,
+                        first_error=failures[0] if failures else None)
+        return delivered
+
+    def _produce_one(self, row, headers, callback) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    row.topic, key=row.key.encode(), value=row.payload, headers=headers,
+                    on_delivery=callback,
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def _mark_sent(self, conn: Connection, ids: list[int]) -> None:
+        if ids:
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=func.now()))
+
+    def backlog(self) -> Backlog:
+        with self.engine.connect() as conn:
+            return outbox_backlog(conn)
+
+    def close(self) -> None:
+        self.producer.flush(10)
+
+
+def outbox_backlog(conn: Connection) -> Backlog:
+    count, oldest = conn.execute(
+        select(
+            func.count(),
+            func.extract("epoch", func.now() - func.min(outbox.c.created_at)),
+        ).where(outbox.c.sent_at.is_(None))
+    ).one()
+    return Backlog(unsent=count, oldest_age_seconds=float(oldest or 0.0))
+
+
+def run_relay_forever(engine: Engine, settings: Settings, stop: threading.Event) -> None:
+    relay = Relay(engine, settings)
+    log.info("relay started")
+    try:
+        relay.run(stop)
+    finally:
+        relay.close()
+        log.info("relay stopped")

@@ -1,0 +1,102 @@
+"""Runtime configuration, read from ``ATES_*`` environment variables.
+
+Every process of the platform (web, relay, consumer, CLI) builds one ``Settings``
+from its environment; tests build their own to isolate databases and topics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit, urlunsplit
+
+LOGICAL_TOPICS = (
+    "accounts-stream",
+    "accounts-lifecycle",
+    "tasks-stream",
+    "tasks-lifecycle",
+    "accounting-lifecycle",
+)
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _env_key(logical_topic: str) -> str:
+    return "ATES_TOPIC_" + logical_topic.upper().replace("-", "_").replace(".", "_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the servers are and how topics are named.
+
+    ``database_url`` points at a PostgreSQL *server*; each service uses its own
+    database on it (``ates_<service>``), unless ``ATES_<SERVICE>_DATABASE_URL``
+    names one explicitly.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    timezone: str = "UTC"
+    topic_prefix: str = ""
+    topic_partitions: int = 3
+    topic_overrides: dict[str, str] = field(default_factory=dict)
+    service_database_urls: dict[str, str] = field(default_factory=dict)
+    database_prefix: str = "ates_"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        overrides = {t: env[_env_key(t)] for t in LOGICAL_TOPICS if _env_key(t) in env}
+        service_urls = {
+            name: env[f"ATES_{name.upper()}_DATABASE_URL"]
+            for name in ("auth", "tasks", "accounting", "analytics")
+            if f"ATES_{name.upper()}_DATABASE_URL" in env
+        }
+        return cls(
+            database_url=_normalise_db_url(env.get("ATES_DATABASE_URL", DEFAULT_DATABASE_URL)),
+            kafka_bootstrap=env.get("ATES_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            smtp_url=env.get("ATES_SMTP_URL", "smtp://127.0.0.1:1025"),
+            timezone=env.get("ATES_TIMEZONE", "UTC"),
+            topic_prefix=env.get("ATES_TOPIC_PREFIX", ""),
+            topic_partitions=int(env.get("ATES_TOPIC_PARTITIONS", "3")),
+            topic_overrides=overrides,
+            service_database_urls={k: _normalise_db_url(v) for k, v in service_urls.items()},
+            database_prefix=env.get("ATES_DATABASE_PREFIX", "ates_"),
+        )
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    def topic(self, logical: str) -> str:
+        """The Kafka topic name for a logical topic such as ``tasks-stream``."""
+        return self.topic_overrides.get(logical, self.topic_prefix + logical)
+
+    def dlq_topic(self, logical: str) -> str:
+        return self.topic(logical) + ".dlq"
+
+    def all_topics(self) -> list[str]:
+        names = [self.topic(t) for t in LOGICAL_TOPICS]
+        return names + [n + ".dlq" for n in names]
+
+    def database_name(self, service: str) -> str:
+        return f"{self.database_prefix}{service}"
+
+    def database_for(self, service: str) -> str:
+        """SQLAlchemy URL of the database owned by ``service``."""
+        if service in self.service_database_urls:
+            return self.service_database_urls[service]
+        return with_database(self.database_url, self.database_name(service))
+
+
+def _normalise_db_url(url: str) -> str:
+    """Accept ``postgresql://`` URLs too; we always talk through psycopg 3."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))

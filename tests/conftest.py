@@ -1,0 +1,91 @@
+"""Real servers for the whole test run: embedded PostgreSQL, Tansu broker, SMTP sink.
+
+They start once per run; every test gets its own database(s) and its own topic prefix,
+so tests never see each other's data or events.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deploy.embedded import EmbeddedPostgres, TansuBroker, free_port
+from messaging.db import drop_database, ensure_database, make_engine
+from messaging.kafka import ensure_topics
+from messaging.settings import Settings, with_database
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> EmbeddedPostgres:
+    external = os.environ.get("ATES_TEST_DATABASE_URL")
+    if external:
+        yield _External(external)
+        return
+    # Not under pytest's tmp dirs: those are private to root, and the server runs as an
+    # unprivileged user when the suite runs as root.
+    base = Path(tempfile.mkdtemp(prefix="ates-test-pg-"))
+    base.chmod(0o755)
+    server = EmbeddedPostgres(base / "data", port=free_port(), fast_unsafe=True)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+class _External:
+    def __init__(self, url: str):
+        self.url = url
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory) -> TansuBroker:
+    log = Path(tmp_path_factory.mktemp("tansu")) / "tansu.log"
+    broker = TansuBroker(port=free_port(), log_path=log)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def test_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(postgres_server, kafka_broker, test_id) -> Settings:
+    """Settings isolated to this test: own database prefix and own topic prefix."""
+    settings = Settings(
+        database_url=postgres_server.url,
+        kafka_bootstrap=kafka_broker.bootstrap,
+        topic_prefix=f"t{test_id}.",
+        topic_partitions=3,
+        database_prefix=f"t{test_id}_",
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def make_database(postgres_server, test_id):
+    """Create a fresh database for this test; dropped afterwards."""
+    created: list[str] = []
+    engines = []
+
+    def factory(name: str = "db"):
+        url = with_database(postgres_server.url, f"t{test_id}_{name}")
+        ensure_database(url)
+        created.append(url)
+        engine = make_engine(url)
+        engines.append(engine)
+        return engine
+
+    yield factory
+    for engine in engines:
+        engine.dispose()
+    for url in created:
+        drop_database(url)
