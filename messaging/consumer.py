@@ -161,7 +161,7 @@ class ConsumerRuntime:
 
     def poll_once(self, timeout: float = 1.0) -> int:
         """Handle one batch; returns the number of messages whose offsets were committed."""
-        messages = [m for m in self.consumer.consume(self.batch_size, timeout) if self._usable(m)]
+        messages = [m for m in self._next_batch(timeout) if self._usable(m)]
         if not messages:
             return 0
         deliveries = [self._decode(m) for m in messages]
@@ -172,6 +172,14 @@ class ConsumerRuntime:
         self.dead_letters.flush()
         self._commit(messages)
         return len(messages)
+
+    def _next_batch(self, timeout: float) -> list[Message]:
+        # consume(n, timeout) would wait for a full batch; wait for one message instead,
+        # then take whatever else has already been fetched.
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
 
     def close(self) -> None:
         try:

@@ -19,6 +19,7 @@ from messaging.kafka import producer_config
 from messaging.settings import Settings
 
 PREFIX = "ates-dlq-"
+QUIET_SECONDS = 0.3
 
 
 class DeadLetterPublisher:
@@ -107,34 +108,52 @@ def _from_message(message: Message) -> DeadLetter:
 
 
 def read_dead_letters(settings: Settings, dlq_topic: str, timeout: float = 10.0) -> list[DeadLetter]:
-    """Every dead letter currently stored in ``dlq_topic``, oldest first."""
+    """Every dead letter currently stored in ``dlq_topic``, oldest first per partition."""
+    return [_from_message(m) for m in read_all(settings.kafka_bootstrap, dlq_topic, timeout)]
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Message]:
+    """Every message in ``topic`` up to its current end, ordered by partition and offset."""
     consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"ates-dlq-reader-{uuid.uuid4()}",
+        "bootstrap.servers": bootstrap,
+        "group.id": f"ates-reader-{uuid.uuid4()}",
         "enable.auto.commit": False,
     })
     try:
-        partitions = consumer.list_topics(dlq_topic, timeout=timeout).topics[dlq_topic].partitions
-        letters: list[DeadLetter] = []
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends, starts = {}, []
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, partition), timeout)
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout)
             if high > low:
-                letters += _read_partition(consumer, dlq_topic, partition, low, high, timeout)
-        return letters
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, low))
+        if not starts:
+            return []
+        consumer.assign(starts)
+        messages = _consume_until(consumer, ends, timeout)
+        return sorted(messages, key=lambda m: (m.partition(), m.offset()))
     finally:
         consumer.close()
 
 
-def _read_partition(consumer, topic, partition, low, high, timeout) -> list[DeadLetter]:
-    consumer.assign([TopicPartition(topic, partition, low)])
-    letters: list[DeadLetter] = []
-    while len(letters) < high - low:
-        batch = consumer.consume(500, timeout)
-        if not batch:
-            raise TimeoutError(f"could not read {topic}[{partition}] up to offset {high}")
-        letters += [_from_message(m) for m in batch if m.error() is None]
-    consumer.unassign()
-    return letters
+def _consume_until(consumer: Consumer, ends: dict[int, int], timeout: float) -> list[Message]:
+    messages: list[Message] = []
+    pending = dict(ends)
+    while pending:
+        message = consumer.poll(timeout)
+        if message is None:
+            raise TimeoutError(f"could not read up to offsets {pending}")
+        if message.error() is not None:
+            continue
+        messages.append(message)
+        if message.offset() + 1 >= pending.get(message.partition(), 0):
+            pending.pop(message.partition(), None)
+    # Some brokers (Tansu) report the high watermark at the start of the last record
+    # batch, so records of that batch may still follow: read until the topic is quiet.
+    while (message := consumer.poll(QUIET_SECONDS)) is not None:
+        if message.error() is None:
+            messages.append(message)
+    return messages
 
 
 def redrive(

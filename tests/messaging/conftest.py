@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select
 
 from event_schemas import default_registry
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
 from messaging.db import make_session_factory
+from messaging.dlq import read_all
 from messaging.outbox import Outbox
 from messaging.tables import create_messaging_tables
 
@@ -94,22 +93,4 @@ def effect_count(engine):
 
 def read_topic(settings, topic, timeout=10.0):
     """Every message currently in ``topic`` (all partitions)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"reader-{uuid.uuid4()}", "enable.auto.commit": False})
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        messages = []
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            got = []
-            while len(got) < high - low:
-                batch = consumer.consume(500, timeout)
-                assert batch, f"timed out reading {topic}[{p}]"
-                got += [m for m in batch if m.error() is None]
-            messages += got
-        return messages
-    finally:
-        consumer.close()
+    return read_all(settings.kafka_bootstrap, topic, timeout)

@@ -143,7 +143,7 @@ def test_order_per_key_is_preserved_with_two_relays_racing(engine, sessions, out
         seen[data["account_id"]].append(data["version"])
     for key in keys:
         versions = [v for i, v in enumerate(seen[key]) if v not in seen[key][:i]]
-        assert versions == list(range(1, 41)), f"events of {key} overtook each other"
+        assert versions == list(range(1, 41)), f"events of {key} overtook each other: {seen[key]}"
 
 
 def produce_raw(settings, key: str, value: bytes):
@@ -245,14 +245,15 @@ def test_a_handler_bug_is_retried_then_dead_lettered_and_its_partial_effects_rol
     publish_committed(sessions, outbox, first, second)
     drain(Relay(engine, settings))
     runtime = make_runtime(engine, settings, handlers_recording(handler=buggy), max_attempts=3)
+    dlq = settings.dlq_topic("accounts-stream")
     try:
-        poll_until(runtime, lambda: effect_count(engine) == 1)
+        poll_until(runtime, lambda: effect_count(engine) == 1 and read_dead_letters(settings, dlq))
     finally:
         runtime.close()
 
     assert [r.event_id for r in effect_rows(engine)] == [second.id]
     assert calls.count(first.id) == 1 + 3  # the failed batch, then three attempts alone
-    [letter] = read_dead_letters(settings, settings.dlq_topic("accounts-stream"))
+    [letter] = read_dead_letters(settings, dlq)
     assert letter.event_id == first.id and "KeyError" in letter.error
     with engine.connect() as conn:
         handled = conn.execute(select(inbox.c.event_id)).scalars().all()

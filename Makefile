@@ -1,0 +1,36 @@
+# Everything runs from a local virtualenv that these targets create and keep up to date.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install up test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole platform on embedded servers (Ctrl-C stops everything).
+up: install
+	$(BIN)/ates up
+
+## Contract checks, then the whole test suite against real servers.
+test: install
+	$(BIN)/ates schemas check
+	$(BIN)/ates schemas docs --check
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+## Benchmarks: each figure beside a raw baseline measured in the same run.
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,97 @@
+"""The ``ates`` command."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+
+import click
+
+from deploy.mailsink import mailsink_cli
+from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve
+from event_schemas.cli import schemas_cli
+from messaging.settings import Settings
+
+
+@click.group()
+def main() -> None:
+    """aTES: task tracker with accounting."""
+
+
+@main.command()
+def up() -> None:
+    """Start the whole platform on embedded servers (what `make up` runs)."""
+    from deploy.stack import run_stack
+
+    run_stack()
+
+
+@main.command("serve")
+@click.argument("service", type=click.Choice(list(SERVICE_PORTS)))
+@click.option("--role", type=click.Choice(ROLES), default="all", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Default: the service's usual port.")
+def serve_cmd(service: str, role: str, host: str, port: int | None) -> None:
+    """Run one service's web app and/or workers."""
+    serve(service, Settings.from_env(), host, port or SERVICE_PORTS[service], role)
+
+
+@main.command()
+@click.argument("services", nargs=-1)
+def migrate(services: tuple[str, ...]) -> None:
+    """Apply database migrations (default: every service)."""
+    from messaging.migrations import upgrade
+
+    settings = Settings.from_env()
+    for service in services or available_services():
+        upgrade(service, settings.database_for(service))
+        click.echo(f"{service}: migrated")
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect and redrive dead letters."""
+
+
+@dlq.command("list")
+@click.argument("topic")
+def dlq_list(topic: str) -> None:
+    """List the dead letters of a logical TOPIC (e.g. tasks-lifecycle)."""
+    from messaging.dlq import read_dead_letters
+
+    settings = Settings.from_env()
+    for letter in read_dead_letters(settings, settings.dlq_topic(topic)):
+        click.echo(json.dumps(letter.summary()))
+
+
+@dlq.command("redrive")
+@click.argument("topic")
+@click.option("--event-id", default=None, help="Only this event.")
+@click.option("--consumer", default=None, help="Only letters of this consumer.")
+def dlq_redrive(topic: str, event_id: str | None, consumer: str | None) -> None:
+    """Republish dead letters of a logical TOPIC to it (safe to repeat)."""
+    from messaging.dlq import redrive
+
+    settings = Settings.from_env()
+    letters = redrive(settings, settings.dlq_topic(topic), event_id=event_id, consumer=consumer)
+    click.echo(f"redriven: {len(letters)}")
+
+
+main.add_command(schemas_cli)
+main.add_command(mailsink_cli)
+
+
+def _add_service_commands() -> None:
+    """Services contribute top-level commands through ``<service>/cli.py: commands``."""
+    for service in SERVICE_PORTS:
+        if importlib.util.find_spec(f"{service}.cli") is None:
+            continue
+        for command in importlib.import_module(f"{service}.cli").commands:
+            main.add_command(command)
+
+
+_add_service_commands()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Run one service: its web app and/or its background workers (relay, consumers, ...).
+
+A service package ``<name>`` plugs in through ``<name>/app.py``:
+
+- ``create_app(settings: Settings) -> fastapi.FastAPI``
+- ``workers(settings: Settings) -> dict[str, Callable[[threading.Event], None]]``: long
+  running loops (outbox relay, consumers, scheduler) that return once the event is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import signal
+import threading
+from collections.abc import Callable
+
+import structlog
+import uvicorn
+
+from messaging.settings import Settings
+
+log = structlog.get_logger("deploy.serve")
+
+SERVICE_PORTS = {"auth": 8000, "tasks": 8001, "accounting": 8002, "analytics": 8003}
+ROLES = ("all", "web", "workers")
+
+
+def available_services() -> list[str]:
+    """The services whose ``app`` module exists, in start-up order (auth first)."""
+    return [name for name in SERVICE_PORTS if importlib.util.find_spec(f"{name}.app") is not None]
+
+
+def service_module(service: str):
+    return importlib.import_module(f"{service}.app")
+
+
+def start_workers(
+    service: str, settings: Settings, stop: threading.Event
+) -> list[threading.Thread]:
+    workers: dict[str, Callable[[threading.Event], None]] = service_module(service).workers(settings)
+    threads = []
+    for name, loop in workers.items():
+        thread = threading.Thread(target=_guarded(service, name, loop, stop), name=name, daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _guarded(service: str, name: str, loop, stop: threading.Event):
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                loop(stop)
+            except Exception:
+                log.exception("worker crashed; restarting", service=service, worker=name)
+                stop.wait(1.0)
+            else:
+                return
+
+    return run
+
+
+def serve(service: str, settings: Settings, host: str, port: int, role: str = "all") -> None:
+    stop = threading.Event()
+    threads = start_workers(service, settings, stop) if role in ("all", "workers") else []
+    try:
+        if role in ("all", "web"):
+            app = service_module(service).create_app(settings)
+            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
+                                          access_log=False)).run()
+        else:
+            _wait_for_signal()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()

@@ -1,0 +1,203 @@
+"""``ates up``: the whole platform on embedded real servers, as separate processes.
+
+Starts PostgreSQL (data under ``./var/postgres``), the Tansu broker, the SMTP sink with
+its mail page, applies every service's migrations, seeds demo accounts, then runs each
+service (web app + relay + consumers) in its own process. Ctrl-C or SIGTERM stops all
+of it, children first, and leaves no process behind.
+
+``ATES_DATABASE_URL`` / ``ATES_KAFKA_BOOTSTRAP`` / ``ATES_SMTP_URL`` use external servers
+instead of the embedded ones. Ports and the data folder can be moved with
+``ATES_PG_PORT``, ``ATES_KAFKA_PORT``, ``ATES_SMTP_PORT``, ``ATES_MAIL_PORT``,
+``ATES_<SERVICE>_PORT`` and ``ATES_VAR_DIR``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from deploy.embedded import EmbeddedPostgres, TansuBroker, stop_process, wait_for_port
+from deploy.serve import SERVICE_PORTS, available_services
+from messaging.kafka import ensure_topics
+from messaging.migrations import upgrade
+from messaging.settings import Settings
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class StackConfig:
+    var_dir: Path
+    pg_port: int = 5432
+    kafka_port: int = 9092
+    smtp_port: int = 1025
+    mail_port: int = 8025
+    service_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> StackConfig:
+        ports = {s: int(env.get(f"ATES_{s.upper()}_PORT", p)) for s, p in SERVICE_PORTS.items()}
+        return cls(
+            var_dir=Path(env.get("ATES_VAR_DIR", "var")).resolve(),
+            pg_port=int(env.get("ATES_PG_PORT", 5432)),
+            kafka_port=int(env.get("ATES_KAFKA_PORT", 9092)),
+            smtp_port=int(env.get("ATES_SMTP_PORT", 1025)),
+            mail_port=int(env.get("ATES_MAIL_PORT", 8025)),
+            service_ports=ports,
+        )
+
+    def service_url(self, service: str) -> str:
+        return f"http://{HOST}:{self.service_ports[service]}"
+
+
+class Stack:
+    def __init__(self, config: StackConfig, env: dict[str, str]):
+        self.config = config
+        self.env = dict(env)
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: TansuBroker | None = None
+        self.children: dict[str, subprocess.Popen] = {}
+        self.logins: list[dict] = []
+        self.log_dir = config.var_dir / "logs"
+
+    # -- start ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.config.var_dir.mkdir(parents=True, exist_ok=True)
+        self.config.var_dir.chmod(0o755)
+        self.log_dir.mkdir(exist_ok=True)
+        self._start_servers()
+        settings = Settings.from_env(self.env)
+        ensure_topics(settings)
+        services = available_services()
+        for service in services:
+            say(f"migrating {service} ...")
+            upgrade(service, settings.database_for(service))
+        self.logins = self._seed(settings)
+        for service in services:
+            self._spawn(service, [sys.executable, "-m", "deploy.cli", "serve", service,
+                                  "--port", str(self.config.service_ports[service])])
+        for service in services:
+            wait_http(f"{self.config.service_url(service)}/healthz", 90, self.children[service])
+
+    def _start_servers(self) -> None:
+        cfg = self.config
+        if "ATES_DATABASE_URL" not in self.env:
+            say("starting PostgreSQL ...")
+            self.postgres = EmbeddedPostgres(cfg.var_dir / "postgres", port=cfg.pg_port,
+                                             log_path=self.log_dir / "postgres.log").start()
+            self.env["ATES_DATABASE_URL"] = self.postgres.url
+        if "ATES_KAFKA_BOOTSTRAP" not in self.env:
+            say("starting the Kafka-protocol broker (Tansu) ...")
+            self.broker = TansuBroker(port=cfg.kafka_port,
+                                      log_path=self.log_dir / "broker.log").start()
+            self.env["ATES_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
+        if "ATES_SMTP_URL" not in self.env:
+            say("starting the SMTP sink ...")
+            self._spawn("mailsink", [sys.executable, "-m", "deploy.cli", "mailsink",
+                                     "--smtp-port", str(cfg.smtp_port),
+                                     "--http-port", str(cfg.mail_port)])
+            wait_for_port(HOST, cfg.smtp_port, 30, self.children["mailsink"])
+            wait_http(f"http://{HOST}:{cfg.mail_port}/healthz", 30, self.children["mailsink"])
+            self.env["ATES_SMTP_URL"] = f"smtp://{HOST}:{cfg.smtp_port}"
+        self.env.setdefault("ATES_AUTH_URL", cfg.service_url("auth"))
+        for service in SERVICE_PORTS:
+            self.env.setdefault(f"ATES_{service.upper()}_URL", cfg.service_url(service))
+
+    def _seed(self, settings: Settings) -> list[dict]:
+        if importlib.util.find_spec("auth.seed") is None:
+            return []
+        from auth.seed import seed_demo_accounts
+
+        return seed_demo_accounts(settings, self.env.get("ATES_ADMIN_PASSWORD"))
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        # Own session: Ctrl-C reaches only `ates up`, which then stops children in order.
+        self.children[name] = subprocess.Popen(
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+    # -- run and stop -----------------------------------------------------------------
+
+    def watch(self, stop: threading.Event) -> str | None:
+        """Block until ``stop`` is set; returns the name of a child that died, if any."""
+        while not stop.wait(1.0):
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    return name
+        return None
+
+    def stop(self) -> None:
+        for name in reversed(list(self.children)):
+            stop_process(self.children[name], signal.SIGTERM, timeout=20)
+        if self.broker:
+            self.broker.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def summary(self) -> str:
+        cfg = self.config
+        lines = ["", "aTES is up:"]
+        for service in available_services():
+            lines.append(f"  {service:<11} {cfg.service_url(service)}   (API docs: /docs)")
+        if "mailsink" in self.children:
+            lines.append(f"  {'mail':<11} http://{HOST}:{cfg.mail_port}   "
+                         f"(SMTP on {HOST}:{cfg.smtp_port})")
+        lines.append(f"  {'database':<11} {self.env['ATES_DATABASE_URL']}")
+        lines.append(f"  {'broker':<11} {self.env['ATES_KAFKA_BOOTSTRAP']}")
+        if self.logins:
+            lines.append("", "Logins:")
+            for login in self.logins:
+                password = login["password"] or "(unchanged)"
+                lines.append(f"  {login['role']:<11} {login['email']:<28} {password}")
+        lines += ["", f"Logs in {self.log_dir}. Press Ctrl-C to stop."]
+        return "\n".join(lines)
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_stack() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = Stack(StackConfig.from_env(dict(os.environ)), dict(os.environ))
+    failed = None
+    try:
+        stack.start()
+        say(stack.summary())
+        failed = stack.watch(stop)
+        if failed:
+            say(f"{failed} stopped unexpectedly; see {stack.log_dir / (failed + '.log')}")
+    finally:
+        say("stopping ...")
+        stack.stop()
+        say("stopped.")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,28 @@
+"""Run a service's Alembic migrations programmatically.
+
+Each service keeps its migrations in ``<service>/migrations`` (``env.py`` reads the URL
+from ``config.attributes["url"]``), so ``ates up``, the tests and operators all apply
+them the same way.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+
+from messaging.db import ensure_database
+
+
+def alembic_config(service: str, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files(service) / "migrations"))
+    config.attributes["url"] = url
+    return config
+
+
+def upgrade(service: str, url: str, revision: str = "head") -> None:
+    """Create the service's database when missing and migrate it to ``revision``."""
+    ensure_database(url)
+    command.upgrade(alembic_config(service, url), revision)

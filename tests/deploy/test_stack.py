@@ -1,0 +1,76 @@
+"""`ates up` as a user runs it: everything starts, answers, and Ctrl-C leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from deploy.embedded import free_port
+from deploy.serve import available_services
+
+
+@pytest.fixture
+def var_dir():
+    path = Path(tempfile.mkdtemp(prefix="ates-stack-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_for_line(process, text: str, timeout: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"'{text}' not printed; output was:\n{''.join(lines)}")
+
+
+def test_ates_up_starts_everything_and_ctrl_c_leaves_no_process(var_dir):
+    ports = {name: free_port() for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+    service_ports = {s: free_port() for s in available_services()}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
+    env |= {f"ATES_{k}_PORT": str(v) for k, v in ports.items()}
+    env |= {f"ATES_{s.upper()}_PORT": str(p) for s, p in service_ports.items()}
+    env |= {"ATES_VAR_DIR": str(var_dir), "ATES_ADMIN_PASSWORD": "correct-horse-battery"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "up"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        output = "".join(wait_for_line(process, "Press Ctrl-C to stop", 180))
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        assert len(descendants) >= 3  # postgres, broker, mail sink at least
+
+        mail_page = f"http://127.0.0.1:{ports['MAIL']}"
+        assert httpx.get(f"{mail_page}/api/messages").json() == []
+        assert "<html" in httpx.get(mail_page).text.lower()
+        for service, port in service_ports.items():
+            assert f"http://127.0.0.1:{port}" in output
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, service
+        if "auth" in service_ports:
+            assert "admin@popug.inc" in output
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+        time.sleep(0.5)
+        survivors = [p for p in descendants if p.is_running() and p.status() != "zombie"]
+        assert survivors == [], f"left behind: {[p.cmdline() for p in survivors]}"
+    finally:
+        if process.poll() is None:
+            process.kill()
