@@ -114,9 +114,20 @@ class EmbeddedPostgres:
         if (self.data_dir / "PG_VERSION").exists():
             return
         subprocess.run(
-            [self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-instructions"],
-            check=True, user=self._run_as(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                self._bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
+            check=True,
+            user=self._run_as(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
     def _server_options(self) -> list[str]:
@@ -141,7 +152,10 @@ class EmbeddedPostgres:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [self._bin("postgres"), "-D", str(self.data_dir), *self._server_options()],
-            user=self._run_as(), stdout=log, stderr=log, start_new_session=True,
+            user=self._run_as(),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         log.close()
         self._wait_ready(timeout)
@@ -213,7 +227,9 @@ class TansuBroker:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log, stderr=log, start_new_session=True,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         if self.log_path:
             log.close()

@@ -38,10 +38,14 @@ def service_module(service: str):
 def start_workers(
     service: str, settings: Settings, stop: threading.Event
 ) -> list[threading.Thread]:
-    workers: dict[str, Callable[[threading.Event], None]] = service_module(service).workers(settings)
+    workers: dict[str, Callable[[threading.Event], None]] = service_module(service).workers(
+        settings
+    )
     threads = []
     for name, loop in workers.items():
-        thread = threading.Thread(target=_guarded(service, name, loop, stop), name=name, daemon=True)
+        thread = threading.Thread(
+            target=_guarded(service, name, loop, stop), name=name, daemon=True
+        )
         thread.start()
         threads.append(thread)
     return threads
@@ -67,8 +71,9 @@ def serve(service: str, settings: Settings, host: str, port: int, role: str = "a
     try:
         if role in ("all", "web"):
             app = service_module(service).create_app(settings)
-            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                          access_log=False)).run()
+            uvicorn.Server(
+                uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+            ).run()
         else:
             _wait_for_signal()
     finally:

@@ -84,8 +84,18 @@ class Stack:
             upgrade(service, settings.database_for(service))
         self.logins = self._seed(settings)
         for service in services:
-            self._spawn(service, [sys.executable, "-m", "deploy.cli", "serve", service,
-                                  "--port", str(self.config.service_ports[service])])
+            self._spawn(
+                service,
+                [
+                    sys.executable,
+                    "-m",
+                    "deploy.cli",
+                    "serve",
+                    service,
+                    "--port",
+                    str(self.config.service_ports[service]),
+                ],
+            )
         for service in services:
             wait_http(f"{self.config.service_url(service)}/healthz", 90, self.children[service])
 
@@ -93,19 +103,32 @@ class Stack:
         cfg = self.config
         if "ATES_DATABASE_URL" not in self.env:
             say("starting PostgreSQL ...")
-            self.postgres = EmbeddedPostgres(cfg.var_dir / "postgres", port=cfg.pg_port,
-                                             log_path=self.log_dir / "postgres.log").start()
+            self.postgres = EmbeddedPostgres(
+                cfg.var_dir / "postgres", port=cfg.pg_port, log_path=self.log_dir / "postgres.log"
+            ).start()
             self.env["ATES_DATABASE_URL"] = self.postgres.url
         if "ATES_KAFKA_BOOTSTRAP" not in self.env:
             say("starting the Kafka-protocol broker (Tansu) ...")
-            self.broker = TansuBroker(port=cfg.kafka_port,
-                                      log_path=self.log_dir / "broker.log").start()
+            self.broker = TansuBroker(
+                port=cfg.kafka_port, log_path=self.log_dir / "broker.log"
+            ).start()
             self.env["ATES_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
+            self.env.setdefault("ATES_KAFKA_SESSION_TIMEOUT_MS", "2000")
         if "ATES_SMTP_URL" not in self.env:
             say("starting the SMTP sink ...")
-            self._spawn("mailsink", [sys.executable, "-m", "deploy.cli", "mailsink",
-                                     "--smtp-port", str(cfg.smtp_port),
-                                     "--http-port", str(cfg.mail_port)])
+            self._spawn(
+                "mailsink",
+                [
+                    sys.executable,
+                    "-m",
+                    "deploy.cli",
+                    "mailsink",
+                    "--smtp-port",
+                    str(cfg.smtp_port),
+                    "--http-port",
+                    str(cfg.mail_port),
+                ],
+            )
             wait_for_port(HOST, cfg.smtp_port, 30, self.children["mailsink"])
             wait_http(f"http://{HOST}:{cfg.mail_port}/healthz", 30, self.children["mailsink"])
             self.env["ATES_SMTP_URL"] = f"smtp://{HOST}:{cfg.smtp_port}"
@@ -152,8 +175,9 @@ class Stack:
         for service in available_services():
             lines.append(f"  {service:<11} {cfg.service_url(service)}   (API docs: /docs)")
         if "mailsink" in self.children:
-            lines.append(f"  {'mail':<11} http://{HOST}:{cfg.mail_port}   "
-                         f"(SMTP on {HOST}:{cfg.smtp_port})")
+            lines.append(
+                f"  {'mail':<11} http://{HOST}:{cfg.mail_port}   (SMTP on {HOST}:{cfg.smtp_port})"
+            )
         lines.append(f"  {'database':<11} {self.env['ATES_DATABASE_URL']}")
         lines.append(f"  {'broker':<11} {self.env['ATES_KAFKA_BOOTSTRAP']}")
         if self.logins:

@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,6 +163,7 @@ class SchemaRegistry:
         self._root = _loader.resolve_root(root)
         self._schemas: dict[str, dict[int, dict[str, Any]]] = {}
         self._validators: dict[tuple[str, int], Validator] = {}
+        self._acceptors: dict[tuple[str, int], Callable[[Any], bool]] = {}
         try:
             self._catalog = _loader.read_catalog(self._root)
             self._load_schemas()
@@ -177,6 +179,7 @@ class SchemaRegistry:
             schema, validator = _loader.load_schema(file)
             self._schemas.setdefault(file.event_type, {})[file.version] = schema
             self._validators[(file.event_type, file.version)] = validator
+            self._acceptors[(file.event_type, file.version)] = _loader.compile_fast_acceptor(schema)
 
     @property
     def root(self) -> Path:
@@ -228,6 +231,8 @@ class SchemaRegistry:
     def validate(self, event_type: str, version: int, data: dict[str, Any]) -> None:
         """Raise ``InvalidEventData`` unless ``data`` matches the schema."""
         self._check_version(event_type, version)
+        if self._acceptors[(event_type, version)](data):
+            return
         errors = _loader.data_errors(self._validators[(event_type, version)], data)
         if errors:
             raise InvalidEventData(

@@ -38,7 +38,10 @@ class DeadLetterPublisher:
             (PREFIX + "failed-at", datetime.now(UTC).isoformat().encode()),
         ]
         self.producer.produce(
-            message.topic() + ".dlq", key=message.key(), value=message.value(), headers=headers,
+            message.topic() + ".dlq",
+            key=message.key(),
+            value=message.value(),
+            headers=headers,
             on_delivery=self._on_delivery,
         )
 
@@ -88,37 +91,54 @@ class DeadLetter:
 
     def summary(self) -> dict:
         return {
-            "dlq_offset": self.dlq_offset, "topic": self.topic, "partition": self.partition,
-            "offset": self.offset, "consumer": self.consumer, "error": self.error,
-            "failed_at": self.failed_at, "event_id": self.event_id,
-            "type": self.event_type, "dataversion": self.dataversion,
+            "dlq_offset": self.dlq_offset,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "consumer": self.consumer,
+            "error": self.error,
+            "failed_at": self.failed_at,
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "dataversion": self.dataversion,
         }
 
 
 def _from_message(message: Message) -> DeadLetter:
-    meta = {k[len(PREFIX):]: v.decode() for k, v in message.headers() or [] if k.startswith(PREFIX)}
+    meta = {
+        k[len(PREFIX) :]: v.decode() for k, v in message.headers() or [] if k.startswith(PREFIX)
+    }
     original = [(k, v) for k, v in message.headers() or [] if not k.startswith(PREFIX)]
     return DeadLetter(
-        dlq_offset=message.offset(), topic=meta.get("topic", message.topic()[: -len(".dlq")]),
-        partition=int(meta.get("partition", -1)), offset=int(meta.get("offset", -1)),
-        consumer=meta.get("consumer", ""), error=meta.get("error", ""),
-        failed_at=meta.get("failed-at", ""), key=message.key(), value=message.value(),
+        dlq_offset=message.offset(),
+        topic=meta.get("topic", message.topic()[: -len(".dlq")]),
+        partition=int(meta.get("partition", -1)),
+        offset=int(meta.get("offset", -1)),
+        consumer=meta.get("consumer", ""),
+        error=meta.get("error", ""),
+        failed_at=meta.get("failed-at", ""),
+        key=message.key(),
+        value=message.value(),
         headers=original,
     )
 
 
-def read_dead_letters(settings: Settings, dlq_topic: str, timeout: float = 10.0) -> list[DeadLetter]:
+def read_dead_letters(
+    settings: Settings, dlq_topic: str, timeout: float = 10.0
+) -> list[DeadLetter]:
     """Every dead letter currently stored in ``dlq_topic``, oldest first per partition."""
     return [_from_message(m) for m in read_all(settings.kafka_bootstrap, dlq_topic, timeout)]
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Message]:
     """Every message in ``topic`` up to its current end, ordered by partition and offset."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"ates-reader-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"ates-reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
         ends, starts = {}, []
@@ -161,14 +181,17 @@ def redrive(
 ) -> list[DeadLetter]:
     """Republish dead letters (optionally one event id or one consumer's) to their topics."""
     letters = [
-        letter for letter in read_dead_letters(settings, dlq_topic)
+        letter
+        for letter in read_dead_letters(settings, dlq_topic)
         if (event_id is None or letter.event_id == event_id)
         and (consumer is None or letter.consumer == consumer)
     ]
     producer = Producer(producer_config(settings))
     for letter in letters:
         producer.produce(
-            letter.topic, key=letter.key, value=letter.value,
+            letter.topic,
+            key=letter.key,
+            value=letter.value,
             headers=letter.headers + [("ates-redriven-from", dlq_topic.encode())],
         )
     if producer.flush(30):

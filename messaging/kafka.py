@@ -28,8 +28,8 @@ def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 1000,
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": max(100, settings.kafka_session_timeout_ms // 6),
         "max.poll.interval.ms": 600000,
         "fetch.wait.max.ms": 50,
     }

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import struct
+from collections.abc import Iterable, Iterator
 
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from event_schemas import Event, SchemaRegistry, default_registry
 from messaging.settings import Settings
 from messaging.tables import outbox
+
+CONTENT_TYPE = "application/cloudevents+json"
+_COPY_SQL = (
+    "COPY outbox (event_id, topic, event_type, dataversion, key, payload, headers)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+
+# (event_id, event_type, key, dataversion, payload): an event already serialised.
+PreparedEvent = tuple[str, str, str, int, bytes]
+
+
+def event_headers(traceparent: str | None) -> dict[str, str]:
+    headers = {"content-type": CONTENT_TYPE}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return headers
 
 
 class Outbox:
@@ -22,9 +41,7 @@ class Outbox:
     def row(self, event: Event, validate: bool = True) -> dict:
         if validate:
             self.registry.validate(event.type, event.dataversion, event.data)
-        headers = {"content-type": "application/cloudevents+json"}
-        if event.traceparent:
-            headers["traceparent"] = event.traceparent
+        headers = event_headers(event.traceparent)
         return {
             "event_id": event.id,
             "topic": self.settings.topic(self.registry.topic_of(event.type)),
@@ -45,3 +62,100 @@ class Outbox:
         if rows:
             session.execute(insert(outbox), rows)
         return len(rows)
+
+    def copy_prepared(
+        self,
+        session: Session,
+        events: Iterable[PreparedEvent],
+        traceparent: str | None = None,
+        rows_per_write: int = 1000,
+    ) -> int:
+        """Bulk-load already serialised events with ``COPY``, inside ``session``'s transaction.
+
+        For batches far too large for :meth:`publish_many` (hundreds of thousands of events).
+        Payloads are NOT validated here: the caller guarantees that every payload is a valid
+        event of its type and version, e.g. by building them from constrained data and
+        validating a representative of each batch. Rows keep the order of ``events``. They
+        are sent in COPY's binary format (no escaping, payloads as they are) from a
+        background thread, so the caller keeps building while the server stores.
+        """
+        connection = session.connection().connection.driver_connection
+        rows = _BinaryCopyRows(self, traceparent)
+        with connection.cursor() as cursor:
+            with cursor.copy(_COPY_SQL, writer=QueuedLibpqWriter(cursor)) as copy:
+                for chunk in rows.chunks(events, rows_per_write):
+                    copy.write(chunk)
+        return rows.count
+
+
+_pack_length = struct.Struct("!i").pack
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_BINARY_TRAILER = struct.pack("!h", -1)
+_FIELDS_PER_ROW = struct.pack("!h", 7)
+_UUID_LENGTH = _pack_length(16)
+_JSONB_FORMAT = b"\x01"
+
+
+def _binary_field(value: bytes) -> bytes:
+    return _pack_length(len(value)) + value
+
+
+class _BinaryCopyRows:
+    """Prepared events as rows of COPY's binary format, in chunks.
+
+    The fields follow ``_COPY_SQL``'s column list and the column types of ``outbox``
+    (uuid, text, text, int4, text, bytea, jsonb); a mismatch makes the server refuse
+    the whole COPY.
+    """
+
+    def __init__(self, outbox: Outbox, traceparent: str | None):
+        self.outbox = outbox
+        headers = json.dumps(event_headers(traceparent)).encode()
+        self.headers = _binary_field(_JSONB_FORMAT + headers)
+        self.routing: dict[tuple[str, int], bytes] = {}
+        self.count = 0
+
+    def chunks(self, events: Iterable[PreparedEvent], rows_per_write: int) -> Iterator[bytes]:
+        rows: list[bytes] = [_BINARY_HEADER]
+        for event_id, event_type, key, dataversion, payload in events:
+            key_bytes = key.encode()
+            rows.append(
+                b"".join(
+                    (
+                        _FIELDS_PER_ROW,
+                        _UUID_LENGTH,
+                        bytes.fromhex(event_id.replace("-", "")),
+                        self._routing(event_type, dataversion),
+                        _pack_length(len(key_bytes)),
+                        key_bytes,
+                        _pack_length(len(payload)),
+                        payload,
+                        self.headers,
+                    )
+                )
+            )
+            if len(rows) >= rows_per_write:
+                yield self._flush(rows)
+        self.count += len(rows) - 1
+        rows.append(_BINARY_TRAILER)
+        yield b"".join(rows)
+
+    def _routing(self, event_type: str, dataversion: int) -> bytes:
+        """The topic, event type and data version fields."""
+        fields = self.routing.get((event_type, dataversion))
+        if fields is None:
+            topic = self.outbox.settings.topic(self.outbox.registry.topic_of(event_type))
+            fields = self.routing[(event_type, dataversion)] = b"".join(
+                (
+                    _binary_field(topic.encode()),
+                    _binary_field(event_type.encode()),
+                    _binary_field(_pack_length(dataversion)),
+                )
+            )
+        return fields
+
+    def _flush(self, rows: list[bytes]) -> bytes:
+        self.count += len(rows)
+        chunk = b"".join(rows)
+        rows.clear()
+        return chunk

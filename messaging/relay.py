@@ -121,15 +121,22 @@ class Relay:
             self._produce_one(row, headers, on_delivery(row.id))
         remaining = self.producer.flush(self.flush_timeout)
         if failures or remaining:
-            log.warning("relay deliveries failed", failed=len(failures), undelivered=remaining,
-                        first_error=failures[0] if failures else None)
+            log.warning(
+                "relay deliveries failed",
+                failed=len(failures),
+                undelivered=remaining,
+                first_error=failures[0] if failures else None,
+            )
         return delivered
 
     def _produce_one(self, row, headers, callback) -> None:
         while True:
             try:
                 self.producer.produce(
-                    row.topic, key=row.key.encode(), value=row.payload, headers=headers,
+                    row.topic,
+                    key=row.key.encode(),
+                    value=row.payload,
+                    headers=headers,
                     on_delivery=callback,
                 )
                 return

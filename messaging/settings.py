@@ -43,6 +43,9 @@ class Settings:
     topic_overrides: dict[str, str] = field(default_factory=dict)
     service_database_urls: dict[str, str] = field(default_factory=dict)
     database_prefix: str = "ates_"
+    # The embedded broker lets a consumer group settle after about half the session
+    # timeout, so the dev stack and the tests use a short one.
+    kafka_session_timeout_ms: int = 6000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -63,6 +66,7 @@ class Settings:
             topic_overrides=overrides,
             service_database_urls={k: _normalise_db_url(v) for k, v in service_urls.items()},
             database_prefix=env.get("ATES_DATABASE_PREFIX", "ates_"),
+            kafka_session_timeout_ms=int(env.get("ATES_KAFKA_SESSION_TIMEOUT_MS", "6000")),
         )
 
     def with_(self, **changes) -> Settings:
@@ -93,7 +97,7 @@ def _normalise_db_url(url: str) -> str:
     """Accept ``postgresql://`` URLs too; we always talk through psycopg 3."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
+            return "postgresql+psycopg://" + url[len(plain) :]
     return url
 
 

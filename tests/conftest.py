@@ -65,6 +65,7 @@ def settings(postgres_server, kafka_broker, test_id) -> Settings:
         topic_prefix=f"t{test_id}.",
         topic_partitions=3,
         database_prefix=f"t{test_id}_",
+        kafka_session_timeout_ms=2000,
     )
     ensure_topics(settings)
     return settings

@@ -43,14 +43,20 @@ def wait_for_line(process, text: str, timeout: float) -> list[str]:
 def test_ates_up_starts_everything_and_ctrl_c_leaves_no_process(var_dir):
     ports = {name: free_port() for name in ("PG", "KAFKA", "SMTP", "MAIL")}
     service_ports = {s: free_port() for s in available_services()}
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")
+    }
     env |= {f"ATES_{k}_PORT": str(v) for k, v in ports.items()}
     env |= {f"ATES_{s.upper()}_PORT": str(p) for s, p in service_ports.items()}
     env |= {"ATES_VAR_DIR": str(var_dir), "ATES_ADMIN_PASSWORD": "correct-horse-battery"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "up"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "deploy.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         output = "".join(wait_for_line(process, "Press Ctrl-C to stop", 180))

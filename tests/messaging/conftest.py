@@ -54,8 +54,9 @@ def account_event(account_id: str, version: int = 1, **overrides):
 
 def record_effect(session, event):
     session.execute(
-        insert(effects).values(event_id=event.id, key=event.data["account_id"],
-                               seq=event.data["version"])
+        insert(effects).values(
+            event_id=event.id, key=event.data["account_id"], seq=event.data["version"]
+        )
     )
 
 
@@ -67,8 +68,14 @@ def handlers_recording(event_type="account.updated", versions=(1,), handler=reco
 
 def make_runtime(engine, settings, handlers, name="consumer", **kwargs):
     return ConsumerRuntime(
-        name, engine, settings, handlers, topics=["accounts-stream"],
-        backoff_base=0.01, backoff_max=0.05, **kwargs,
+        name,
+        engine,
+        settings,
+        handlers,
+        topics=["accounts-stream"],
+        backoff_base=0.01,
+        backoff_max=0.05,
+        **kwargs,
     )
 
 

@@ -53,7 +53,9 @@ def test_event_of_rolled_back_transaction_is_never_published(engine, sessions, o
 
     assert drain(Relay(engine, settings)) == 1
 
-    ids = [json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("accounts-stream"))]
+    ids = [
+        json.loads(m.value())["id"] for m in read_topic(settings, settings.topic("accounts-stream"))
+    ]
     assert ids == [kept.id]
 
 
@@ -74,7 +76,11 @@ def test_published_message_carries_key_headers_and_envelope(engine, sessions, ou
     assert headers["traceparent"] == event.traceparent.encode()
     parsed = default_registry().parse(message.value())
     assert (parsed.id, parsed.type, parsed.dataversion, parsed.data) == (
-        event.id, "account.created", 1, event.data)
+        event.id,
+        "account.created",
+        1,
+        event.data,
+    )
 
 
 def test_invalid_event_is_refused_by_the_outbox_and_nothing_is_stored(sessions, outbox, engine):
@@ -294,8 +300,9 @@ def test_offsets_are_committed_so_a_restarted_consumer_does_not_reapply(
         first.close()
 
     calls = []
-    second = make_runtime(engine, settings, handlers_recording(
-        handler=lambda session, event: calls.append(event.id)))
+    second = make_runtime(
+        engine, settings, handlers_recording(handler=lambda session, event: calls.append(event.id))
+    )
     try:
         for _ in range(6):
             second.poll_once(0.5)
@@ -308,7 +315,8 @@ def test_offsets_are_committed_so_a_restarted_consumer_does_not_reapply(
 def test_events_of_types_without_handler_are_skipped_quietly(engine, sessions, outbox, settings):
     account_id = str(uuid.uuid4())
     deleted = default_registry().build(
-        "account.deleted", {"account_id": account_id, "version": 2}, source="auth")
+        "account.deleted", {"account_id": account_id, "version": 2}, source="auth"
+    )
     publish_committed(sessions, outbox, deleted, account_event(account_id, 3))
     drain(Relay(engine, settings))
     runtime = make_runtime(engine, settings, handlers_recording())

@@ -1,0 +1,1 @@
+"""Benchmarks of aTES, each runnable as ``python -m bench.<name>``."""

@@ -1,0 +1,56 @@
+"""The compiled acceptor must never accept what the reference validator rejects."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from event_schemas import InvalidEventData, default_registry
+from event_schemas._loader import compile_fast_acceptor, compile_schema
+
+ODD_VALUES = [None, "", "x", "[UBERPOP-1] bracketed", 0, -1, 1, 1500, 1000.0, 1.5, True, [],
+              {}, "not-a-uuid", "2026-13-01", "2026-11-22T25:00:00Z", "2026-11-22",
+              "2026-11-22T10:15:00Z", "9b2d7e4f-1a3c-4b5d-8e6f-2c4a6b8d0e12", "a@b.c",
+              "UBERPOP-42", "x" * 250, "fee", "payout", "open", "worker"]
+
+
+def mutations(example: dict):
+    yield example
+    for key in example:
+        dropped = {k: v for k, v in example.items() if k != key}
+        yield dropped
+        for value in ODD_VALUES:
+            changed = copy.deepcopy(example)
+            changed[key] = value
+            yield changed
+    yield {**example, "unexpected": 1}
+
+
+def schemas():
+    registry = default_registry()
+    for event_type in registry.types():
+        for version in registry.versions(event_type):
+            yield pytest.param(registry.schema(event_type, version), id=f"{event_type}-v{version}")
+
+
+@pytest.mark.parametrize("schema", list(schemas()))
+def test_acceptor_agrees_with_reference_validator(schema):
+    accepts = compile_fast_acceptor(schema)
+    reference = compile_schema(schema)
+    checked = rejected = 0
+    for example in schema["examples"]:
+        for data in mutations(example):
+            valid = reference.is_valid(data)
+            assert accepts(data) == valid, f"acceptor and reference disagree on {data}"
+            checked += 1
+            rejected += not valid
+    assert rejected > 0 and checked > rejected
+
+
+def test_float_money_is_rejected_with_the_reference_message():
+    registry = default_registry()
+    example = copy.deepcopy(registry.schema("task.priced", 1)["examples"][0])
+    example["fee"] = float(example["fee"])
+    with pytest.raises(InvalidEventData, match="fee"):
+        registry.validate("task.priced", 1, example)
