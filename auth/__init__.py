@@ -1,0 +1,4 @@
+"""auth: accounts and single sign-on (an OAuth 2.1 / OpenID Connect provider) for aTES.
+
+Other services use only :mod:`auth.client`.
+"""

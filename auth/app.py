@@ -1,0 +1,112 @@
+"""Wiring of the auth service: its web app and its background workers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from fastapi import FastAPI, Request
+from sqlalchemy import Engine
+
+from auth.api import accounts_router, install_error_handlers
+from auth.config import DEV_SECRET_KEY, AuthConfig
+from auth.keys import SigningKeys
+from auth.oauth import Provider
+from auth.oauth_routes import oauth_router
+from auth.pages import Pages
+from auth.service import AccountNotFound, AccountService
+from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
+from auth.web import WebPages, web_router
+from messaging.db import make_engine, make_session_factory
+from messaging.outbox import Outbox
+from messaging.relay import run_relay_forever
+from messaging.service_app import broker_check, create_service_app, database_check
+from messaging.settings import Settings
+
+SERVICE = "auth"
+log = structlog.get_logger("auth")
+
+
+@dataclass(frozen=True)
+class AccountTokens:
+    """How the provider's own API knows the caller: its tokens, checked against live accounts.
+
+    Unlike other services it can look at the account itself, so a deactivation or a role
+    change takes effect at once rather than when the access token expires.
+    """
+
+    verifier: TokenVerifier
+    accounts: AccountService
+
+    def user_from_bearer(self, token: str) -> CurrentUser:
+        user = self.verifier.current_user(token)
+        try:
+            account = self.accounts.get_account(user.id)
+        except AccountNotFound:
+            raise InvalidToken("the token's account does not exist") from None
+        if not account.active:
+            raise InvalidToken("the account is deactivated")
+        return CurrentUser(account.id, account.email, account.full_name, account.role)
+
+    def user_from_session(self, request: Request) -> None:
+        """The API takes bearer tokens only (no cookies, hence no cross-site forgery)."""
+        return None
+
+
+def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
+    config = config or AuthConfig.from_env()
+    if config.secret_key == DEV_SECRET_KEY and config.secure_cookies:
+        log.warning("ATES_SECRET_KEY is not set: cookies are signed with the public dev key")
+    engine = make_engine(settings.database_for(SERVICE))
+    sessions = make_session_factory(engine)
+    accounts = AccountService(sessions, Outbox(settings), config)
+    keys = SigningKeys(engine, config.retired_key_publication)
+    provider = Provider(config, sessions, accounts, keys)
+    pages = Pages(config)
+
+    app = create_service_app(
+        "aTES auth",
+        {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
+        version="1.0",
+        description="Accounts and single sign-on (OAuth 2.1 / OpenID Connect).",
+        lifespan=_lifespan(engine, keys),
+    )
+    app.state.ates_auth = AccountTokens(_local_verifier(config, keys), accounts)
+    app.state.accounts = accounts
+    app.state.provider = provider
+    install_error_handlers(app)
+    app.include_router(oauth_router(provider, pages))
+    app.include_router(accounts_router(accounts))
+    app.include_router(web_router(WebPages(accounts, pages, config)))
+    return app
+
+
+def _local_verifier(config: AuthConfig, keys: SigningKeys) -> TokenVerifier:
+    return TokenVerifier(config.issuer, config.audience, JwksCache(keys.jwks, max_age=60))
+
+
+def _lifespan(engine: Engine, keys: SigningKeys):
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            keys.signing_key()  # the first start generates the signing key
+        except Exception:
+            log.exception("cannot prepare the signing key yet; will retry on first use")
+        yield
+        engine.dispose()
+
+    return lifespan
+
+
+def workers(settings: Settings) -> dict[str, Callable[[threading.Event], None]]:
+    def relay(stop: threading.Event) -> None:
+        engine = make_engine(settings.database_for(SERVICE), pool_size=2)
+        try:
+            run_relay_forever(engine, settings, stop)
+        finally:
+            engine.dispose()
+
+    return {"relay": relay}

@@ -1,0 +1,69 @@
+"""``ates token`` and ``ates auth ...``: commands the ``ates`` console script picks up."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from auth.config import CLI_CLIENT_ID, AuthConfig, auth_url
+from auth.token_flow import TokenFlowError, obtain_tokens
+
+
+@click.command("token")
+@click.option("--email", required=True, help="Account to sign in as.")
+@click.option("--password", prompt=True, hide_input=True, help="Asked for when omitted.")
+@click.option("--auth-url", "provider", default=None,
+              help="Provider URL (default: ATES_AUTH_URL).")
+@click.option("--client-id", default=CLI_CLIENT_ID, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole token response.")
+def token(email: str, password: str, provider: str | None, client_id: str,
+          as_json: bool) -> None:
+    """Sign in (code + PKCE, loopback redirect) and print an access token."""
+    try:
+        tokens = obtain_tokens(provider or auth_url(), email, password, client_id)
+    except (TokenFlowError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(tokens, indent=2) if as_json else tokens["access_token"])
+
+
+@click.group("auth")
+def auth_group() -> None:
+    """Manage the auth service: signing keys, demo accounts."""
+
+
+def _signing_keys():
+    from auth.keys import SigningKeys
+    from messaging.db import make_engine
+    from messaging.settings import Settings
+
+    engine = make_engine(Settings.from_env().database_for("auth"), pool_size=1)
+    return SigningKeys(engine, AuthConfig.from_env().retired_key_publication)
+
+
+@auth_group.command("rotate-key")
+def rotate_key() -> None:
+    """Sign new tokens with a fresh key; the old one stays published until its tokens expire."""
+    click.echo(f"signing with new key {_signing_keys().rotate()}")
+
+
+@auth_group.command("prune-keys")
+def prune_keys() -> None:
+    """Delete retired keys that are no longer published."""
+    click.echo(f"pruned {_signing_keys().prune()} key(s)")
+
+
+@auth_group.command("seed")
+@click.option("--admin-password", envvar="ATES_ADMIN_PASSWORD", default=None,
+              help="Password of admin@popug.inc (default: ATES_ADMIN_PASSWORD, else generated).")
+def seed(admin_password: str | None) -> None:
+    """Create the demo accounts that are missing and print their logins."""
+    from auth.seed import seed_demo_accounts
+    from messaging.settings import Settings
+
+    for login in seed_demo_accounts(Settings.from_env(), admin_password):
+        password = login["password"] or "(unchanged)"
+        click.echo(f"{login['role']:<10} {login['email']:<24} {password}")
+
+
+commands: list[click.Command] = [token, auth_group]

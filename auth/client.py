@@ -1,0 +1,71 @@
+"""The client side of aTES sign-in: everything other services import from ``auth``.
+
+Tokens are verified locally against the provider's JWKS (RS256 only; ``iss``, ``aud``
+and ``exp`` always checked); unknown key ids trigger a refetch, so key rotation needs no
+restart. Dashboards sign browsers in through the provider with the authorization-code
+flow (PKCE, ``state``, ``nonce``); one sign-in at the provider serves every dashboard, and
+signing out anywhere signs out everywhere.
+
+Usage in a dashboard::
+
+    from fastapi import Depends, FastAPI
+    from auth.client import (AuthClientConfig, CurrentUser, current_user, install_auth,
+                             page_user, require_role)
+
+    app = FastAPI()
+    install_auth(app, AuthClientConfig.from_env("tasks"))   # adds /auth/login, /auth/callback,
+                                                           # /auth/logout, the session cookie
+
+    @app.get("/api/tasks")                                 # bearer token or session cookie;
+    def tasks(user: CurrentUser = Depends(current_user)):  # 401 JSON when anonymous
+        ...
+
+    @app.post("/api/tasks/reshuffle")                      # 403 JSON for other roles
+    def reshuffle(user: CurrentUser = Depends(require_role("admin", "manager"))):
+        ...
+
+    @app.get("/")                                          # anonymous browsers are redirected
+    def board(user: CurrentUser = Depends(page_user)):     # to /auth/login?next=/
+        ...
+
+``AuthClientConfig.from_env(client_id)`` reads ``ATES_AUTH_URL`` (the issuer),
+``ATES_<CLIENT>_URL`` or ``ATES_PUBLIC_HOST`` (the dashboard's URL), the client secret from
+``ATES_AUTH_CLIENTS`` (development default otherwise), ``ATES_SECRET_KEY`` (signs the
+cookie) and ``ATES_AUTH_INTERNAL_URL`` (the provider as seen from the server, if it differs).
+
+The provider loads the front-channel logout URL ``/auth/frontchannel-logout`` in a hidden
+frame, so a dashboard must not forbid framing of that path by the provider.
+"""
+
+from __future__ import annotations
+
+from auth.dashboard import AuthClientConfig, DashboardAuth, install_auth
+from auth.domain import ROLES, Role
+from auth.guards import (
+    LoginRequired,
+    current_user,
+    optional_user,
+    page_user,
+    require_page_role,
+    require_role,
+)
+from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
+
+__all__ = [
+    "ROLES",
+    "AuthClientConfig",
+    "CurrentUser",
+    "DashboardAuth",
+    "InvalidToken",
+    "JwksCache",
+    "LoginRequired",
+    "Role",
+    "TokenVerifier",
+    "current_user",
+    "http_jwks",
+    "install_auth",
+    "optional_user",
+    "page_user",
+    "require_page_role",
+    "require_role",
+]

@@ -1,0 +1,202 @@
+"""Configuration of the provider and of its OAuth clients, read from ``ATES_*`` variables.
+
+- ``ATES_AUTH_URL``: the issuer, i.e. the provider's public URL
+  (default ``http://$ATES_PUBLIC_HOST:8000``, ``ATES_PUBLIC_HOST`` defaulting to 127.0.0.1);
+- ``ATES_TASKS_URL``, ``ATES_ACCOUNTING_URL``, ``ATES_ANALYTICS_URL``: public URLs of the
+  dashboards (default ``http://$ATES_PUBLIC_HOST:8001`` ... ``:8003``);
+- ``ATES_AUTH_CLIENTS``: the OAuth clients as a JSON list, for example
+  ``[{"client_id": "tasks", "client_secret": "...",
+  "redirect_uris": ["https://tasks.popug.inc/auth/callback"],
+  "post_logout_redirect_uris": ["https://tasks.popug.inc/"],
+  "frontchannel_logout_uri": "https://tasks.popug.inc/auth/frontchannel-logout"},
+  {"client_id": "ates-cli", "loopback_redirect": true},
+  {"client_id": "reports", "client_secret": "...", "grant_types": ["client_credentials"],
+  "service_role": "accountant"}]``.
+  Without it every dashboard gets a confidential client at its URL with a development
+  secret (``<client>-dev-secret``) and scripts get the public client ``ates-cli``;
+- ``ATES_SECRET_KEY``: signs cookies and form tokens (a public development default);
+- ``ATES_AUTH_ACCESS_TOKEN_TTL``, ``ATES_AUTH_REFRESH_TOKEN_TTL``: lifetimes in seconds
+  (15 minutes, 14 days).
+
+The provider and the dashboards read the same variables, so they agree on ids, secrets
+and URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+DEFAULT_PUBLIC_HOST = "127.0.0.1"
+AUTH_PORT = 8000
+DASHBOARD_PORTS = {"tasks": 8001, "accounting": 8002, "analytics": 8003}
+CLI_CLIENT_ID = "ates-cli"
+AUDIENCE = "ates"
+DEV_SECRET_KEY = "ates-dev-secret-key-change-me"
+
+USER_GRANTS = ("authorization_code", "refresh_token")
+
+
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def public_host(environ: Mapping[str, str] | None = None) -> str:
+    return _env(environ).get("ATES_PUBLIC_HOST", DEFAULT_PUBLIC_HOST)
+
+
+def auth_url(environ: Mapping[str, str] | None = None) -> str:
+    """The issuer: the public URL of the provider."""
+    env = _env(environ)
+    return env.get("ATES_AUTH_URL", f"http://{public_host(env)}:{AUTH_PORT}").rstrip("/")
+
+
+def dashboard_url(service: str, environ: Mapping[str, str] | None = None) -> str:
+    """The public URL of a dashboard: ``ATES_<SERVICE>_URL`` or its default port."""
+    env = _env(environ)
+    variable = f"ATES_{service.upper().replace('-', '_')}_URL"
+    if variable in env:
+        return env[variable].rstrip("/")
+    if service not in DASHBOARD_PORTS:
+        raise ValueError(f"no URL for {service!r}: set {variable}")
+    return f"http://{public_host(env)}:{DASHBOARD_PORTS[service]}"
+
+
+def secret_key(environ: Mapping[str, str] | None = None) -> str:
+    """Key that signs cookies and form tokens; the development default is public."""
+    return _env(environ).get("ATES_SECRET_KEY", DEV_SECRET_KEY)
+
+
+def dev_client_secret(client_id: str) -> str:
+    return f"{client_id}-dev-secret"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """One registered OAuth client.
+
+    A client without ``client_secret`` is public (it proves itself with PKCE only).
+    ``loopback_redirect`` allows any ``http://127.0.0.1:<port>/callback`` (RFC 8252).
+    ``service_role`` is the role carried by its client-credentials tokens.
+    """
+
+    client_id: str
+    client_secret: str | None = None
+    redirect_uris: tuple[str, ...] = ()
+    loopback_redirect: bool = False
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    frontchannel_logout_uri: str | None = None
+    grant_types: tuple[str, ...] = USER_GRANTS
+    service_role: str | None = None
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_secret is None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping) -> ClientConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown client setting(s): {', '.join(sorted(unknown))}")
+        values = dict(raw)
+        for name in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+def dashboard_client(service: str, base_url: str, secret: str) -> ClientConfig:
+    """The confidential client of a dashboard served at ``base_url``."""
+    return ClientConfig(
+        client_id=service,
+        client_secret=secret,
+        redirect_uris=(f"{base_url}/auth/callback",),
+        post_logout_redirect_uris=(f"{base_url}/",),
+        frontchannel_logout_uri=f"{base_url}/auth/frontchannel-logout",
+    )
+
+
+def cli_client() -> ClientConfig:
+    return ClientConfig(client_id=CLI_CLIENT_ID, loopback_redirect=True)
+
+
+def default_clients(environ: Mapping[str, str] | None = None) -> tuple[ClientConfig, ...]:
+    env = _env(environ)
+    dashboards = tuple(
+        dashboard_client(name, dashboard_url(name, env), dev_client_secret(name))
+        for name in DASHBOARD_PORTS
+    )
+    return dashboards + (cli_client(),)
+
+
+def clients_from_env(environ: Mapping[str, str] | None = None) -> tuple[ClientConfig, ...]:
+    env = _env(environ)
+    raw = env.get("ATES_AUTH_CLIENTS")
+    if not raw:
+        return default_clients(env)
+    entries = json.loads(raw)
+    if not isinstance(entries, list):
+        raise ValueError("ATES_AUTH_CLIENTS must be a JSON list of client objects")
+    return tuple(ClientConfig.from_dict(entry) for entry in entries)
+
+
+@dataclass(frozen=True)
+class PasswordHashing:
+    """argon2id cost; the defaults are argon2-cffi's (RFC 9106, low-memory profile)."""
+
+    time_cost: int = 3
+    memory_cost_kib: int = 65536
+    parallelism: int = 4
+
+
+FAST_PASSWORD_HASHING = PasswordHashing(time_cost=1, memory_cost_kib=8, parallelism=1)
+
+
+@dataclass(frozen=True)
+class LoginThrottling:
+    """Failed sign-ins allowed per account and per client address within ``window``."""
+
+    per_account: int = 5
+    per_address: int = 20
+    window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    issuer: str = f"http://{DEFAULT_PUBLIC_HOST}:{AUTH_PORT}"
+    audience: str = AUDIENCE
+    clients: tuple[ClientConfig, ...] = field(default_factory=default_clients)
+    secret_key: str = DEV_SECRET_KEY
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    id_token_ttl: timedelta = timedelta(hours=1)
+    refresh_token_ttl: timedelta = timedelta(days=14)
+    authorization_code_ttl: timedelta = timedelta(minutes=5)
+    sso_session_ttl: timedelta = timedelta(hours=12)
+    # A retired signing key stays in the JWKS until every token it signed has expired.
+    retired_key_publication: timedelta = timedelta(days=1)
+    password_hashing: PasswordHashing = PasswordHashing()
+    throttling: LoginThrottling = LoginThrottling()
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    def with_(self, **changes) -> AuthConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthConfig:
+        env = _env(environ)
+        ttl = int(env.get("ATES_AUTH_ACCESS_TOKEN_TTL", "900"))
+        refresh_ttl = int(env.get("ATES_AUTH_REFRESH_TOKEN_TTL", str(14 * 24 * 3600)))
+        return cls(
+            issuer=auth_url(env),
+            clients=clients_from_env(env),
+            secret_key=secret_key(env),
+            access_token_ttl=timedelta(seconds=ttl),
+            refresh_token_ttl=timedelta(seconds=refresh_ttl),
+        )

@@ -1,0 +1,110 @@
+"""FastAPI dependencies that say who is calling and whether they may.
+
+An app opts in by putting a :class:`UserResolver` on ``app.state.ates_auth`` (done by
+``auth.client.install_auth`` for dashboards and by the provider for itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import quote
+
+from fastapi import HTTPException, Request, status
+
+from auth.verification import CurrentUser, InvalidToken
+
+
+class UserResolver(Protocol):
+    def user_from_bearer(self, token: str) -> CurrentUser:
+        """The caller behind an access token; raises ``InvalidToken``."""
+
+    def user_from_session(self, request: Request) -> CurrentUser | None:
+        """The caller behind the browser's session cookie, if any."""
+
+
+class LoginRequired(Exception):
+    """Raised by page dependencies; turned into a redirect to ``/auth/login?next=...``."""
+
+    def __init__(self, next_url: str):
+        super().__init__(next_url)
+        self.next_url = next_url
+
+    def login_url(self) -> str:
+        return "/auth/login?next=" + quote(self.next_url, safe="")
+
+
+def _resolver(request: Request) -> UserResolver:
+    resolver = getattr(request.app.state, "ates_auth", None)
+    if resolver is None:
+        raise RuntimeError("authentication is not installed on this app (see auth.client)")
+    return resolver
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("Authorization header must be 'Bearer <access token>'")
+    return token.strip()
+
+
+def optional_user(request: Request) -> CurrentUser | None:
+    """The caller, from a bearer token or else the session cookie; None when anonymous."""
+    token = _bearer_token(request)
+    if token is None:
+        return _resolver(request).user_from_session(request)
+    try:
+        return _resolver(request).user_from_bearer(token)
+    except InvalidToken as error:
+        raise _unauthorized(str(error)) from error
+
+
+def current_user(request: Request) -> CurrentUser:
+    """Dependency for APIs: the caller, or 401 JSON."""
+    user = optional_user(request)
+    if user is None:
+        raise _unauthorized("not authenticated")
+    return user
+
+
+def _forbidden(roles: tuple[str, ...]) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN,
+                         f"this needs one of the roles: {', '.join(roles)}")
+
+
+def _with_role(roles: tuple[str, ...], identify: Callable[[Request], CurrentUser]
+               ) -> Callable[[Request], CurrentUser]:
+    def dependency(request: Request) -> CurrentUser:
+        user = identify(request)
+        if not user.has_role(*roles):
+            raise _forbidden(roles)
+        return user
+
+    return dependency
+
+
+def require_role(*roles: str) -> Callable[[Request], CurrentUser]:
+    """Dependency for APIs: the caller if their role is one of ``roles`` (401/403 JSON)."""
+    return _with_role(roles, current_user)
+
+
+def page_user(request: Request) -> CurrentUser:
+    """Dependency for pages: the caller, or a redirect of the browser to the login."""
+    user = optional_user(request)
+    if user is None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise LoginRequired(request.url.path + query)
+    return user
+
+
+def require_page_role(*roles: str) -> Callable[[Request], CurrentUser]:
+    """Dependency for pages: like ``page_user``, then 403 for the wrong role."""
+    return _with_role(roles, page_user)

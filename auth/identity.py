@@ -1,0 +1,25 @@
+"""The signed-in account as the OAuth machinery sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auth.models import Account
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: int
+    public_id: str
+    email: str
+    full_name: str
+    role: str
+
+    def get_user_id(self) -> str:
+        """Authlib's name for the ``sub`` claim: the public id, never the database id."""
+        return self.public_id
+
+    @classmethod
+    def of(cls, account: Account) -> Principal:
+        return cls(account.id, str(account.public_id), account.email, account.full_name,
+                   account.role)

@@ -1,0 +1,113 @@
+"""RS256 signing keys, kept in the database so every replica signs with the same key.
+
+The first key is generated on first use. Rotation makes a new key the signer and retires
+the old one, which stays in the JWKS for ``retired_key_publication`` so the tokens it
+signed keep verifying until they expire; after that it can be pruned.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import Engine, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from auth.models import SigningKey
+
+ALGORITHM = "RS256"
+KEY_BITS = 2048
+
+
+def new_key() -> RSAKey:
+    key = RSAKey.generate_key(KEY_BITS, parameters={"use": "sig", "alg": ALGORITHM})
+    key.ensure_kid()
+    return key
+
+
+def _parse(kid: str, pem: str) -> RSAKey:
+    return RSAKey.import_key(pem, parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
+
+
+def _row(key: RSAKey) -> dict[str, str]:
+    return {"kid": key.kid, "private_pem": key.as_pem(private=True).decode(), "status": "active"}
+
+
+class SigningKeys:
+    def __init__(self, engine: Engine, retired_publication: timedelta):
+        self.engine = engine
+        self.retired_publication = retired_publication
+        self._parsed: dict[str, RSAKey] = {}
+        self._lock = threading.Lock()
+
+    def signing_key(self) -> RSAKey:
+        """The active private key (created when there is none yet)."""
+        row = self._active_row()
+        if row is None:
+            self._create_first_key()
+            row = self._active_row()
+        return self._key(row.kid, row.private_pem)
+
+    def signing_keyset(self) -> KeySet:
+        return KeySet([self.signing_key()])
+
+    def public_keyset(self) -> KeySet:
+        """Every published key (active and recently retired), public parts only."""
+        query = select(SigningKey.kid, SigningKey.private_pem).where(
+            or_(
+                SigningKey.status == "active",
+                SigningKey.retired_at > func.now() - self.retired_publication,
+            )
+        ).order_by(SigningKey.id.desc())
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            self.signing_key()
+            return self.public_keyset()
+        return KeySet([RSAKey.import_key(self._key(r.kid, r.private_pem).as_dict(private=False))
+                       for r in rows])
+
+    def jwks(self) -> dict:
+        return self.public_keyset().as_dict(private=False)
+
+    def rotate(self) -> str:
+        """Retire the active key and sign with a fresh one from now on; returns its kid."""
+        key = new_key()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(SigningKey).where(SigningKey.status == "active")
+                .values(status="retired", retired_at=func.now())
+            )
+            conn.execute(insert(SigningKey).values(**_row(key)))
+        return key.kid
+
+    def prune(self) -> int:
+        """Delete retired keys that are no longer published; returns how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(SigningKey).where(
+                    SigningKey.status == "retired",
+                    SigningKey.retired_at <= func.now() - self.retired_publication,
+                )
+            )
+        return result.rowcount
+
+    def _active_row(self):
+        query = select(SigningKey.kid, SigningKey.private_pem).where(SigningKey.status == "active")
+        with self.engine.connect() as conn:
+            return conn.execute(query).first()
+
+    def _create_first_key(self) -> None:
+        # Replicas starting together race here; the partial unique index keeps one winner.
+        statement = insert(SigningKey).values(**_row(new_key())).on_conflict_do_nothing(
+            index_elements=["status"], index_where=text("status = 'active'")
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def _key(self, kid: str, pem: str) -> RSAKey:
+        with self._lock:
+            if kid not in self._parsed:
+                self._parsed[kid] = _parse(kid, pem)
+            return self._parsed[kid]

@@ -1,0 +1,87 @@
+"""HTTP routes of the OAuth / OpenID Connect endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from authlib.oauth2 import OAuth2Error
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from auth.guards import current_user
+from auth.oauth import OAuthRequest, Provider, read_oauth_request
+from auth.pages import SSO_COOKIE, Pages
+from auth.sessions import SignedIn, find_session
+from auth.verification import CurrentUser
+
+
+def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
+    router = APIRouter(tags=["OAuth 2.1 / OpenID Connect"])
+    issuer = provider.config.issuer
+
+    def signed_in(request: Request) -> SignedIn | None:
+        with provider.sessions() as session:
+            return find_session(session, request.cookies.get(SSO_COOKIE))
+
+    @router.get("/.well-known/openid-configuration", summary="OpenID provider metadata")
+    @router.get("/.well-known/oauth-authorization-server", include_in_schema=False)
+    def discovery() -> dict:
+        return provider.discovery()
+
+    @router.get("/oauth/jwks", summary="Public keys that verify the provider's tokens")
+    def jwks() -> JSONResponse:
+        return JSONResponse(provider.keys.jwks(), headers={"Cache-Control": "max-age=300"})
+
+    @router.get("/oauth/authorize", summary="Authorization endpoint (code + PKCE)")
+    async def authorize(request: Request) -> Response:
+        oauth_request = await read_oauth_request(request, issuer)
+        return await run_in_threadpool(
+            lambda: provider.authorize(oauth_request, signed_in(request)))
+
+    @router.post("/oauth/token", summary="Token endpoint")
+    async def token(request: Request) -> Response:
+        return await run_in_threadpool(provider.token, await read_oauth_request(request, issuer))
+
+    @router.post("/oauth/revoke", summary="Token revocation (RFC 7009)")
+    async def revoke(request: Request) -> Response:
+        return await run_in_threadpool(provider.revoke, await read_oauth_request(request, issuer))
+
+    @router.get("/oauth/userinfo", summary="OpenID userinfo")
+    @router.post("/oauth/userinfo", summary="OpenID userinfo", operation_id="userinfo_post")
+    def userinfo(user: Annotated[CurrentUser, Depends(current_user)]) -> dict[str, str]:
+        return {"sub": user.id, "email": user.email, "name": user.name, "role": user.role}
+
+    @router.get("/oauth/logout", summary="End the SSO session (RP-initiated logout)")
+    @router.post("/oauth/logout", summary="Confirm ending the SSO session",
+                 operation_id="logout_post")
+    async def logout(request: Request) -> Response:
+        oauth_request = await read_oauth_request(request, issuer)
+        return await run_in_threadpool(lambda: _logout(request, oauth_request))
+
+    def _logout(request: Request, oauth_request: OAuthRequest) -> Response:
+        try:
+            logout_request = provider.validate_logout(oauth_request)
+        except OAuth2Error as error:
+            return pages.message(request, "Sign-out failed", error.description or error.error,
+                                 status_code=400)
+        if logout_request.needs_confirmation:
+            if request.method == "GET":
+                params = [(k, v) for k, v in request.query_params.multi_items()]
+                return pages.render(request, "confirm_logout.html", {"params": params})
+            if not pages.csrf_valid(request, oauth_request.form.get("csrf_token")):
+                return pages.csrf_failure(request)
+        frontchannel_urls = provider.end_sessions(signed_in(request),
+                                                  logout_request.id_token_claims)
+        response = _signed_out(request, frontchannel_urls, logout_request.redirect_uri)
+        pages.clear_sso_cookie(response)
+        return response
+
+    def _signed_out(request: Request, frontchannel_urls: list[str],
+                    continue_url: str | None) -> Response:
+        if continue_url and not frontchannel_urls:
+            return RedirectResponse(continue_url, status_code=302)
+        return pages.render(request, "signed_out.html", {
+            "frontchannel_urls": frontchannel_urls, "continue_url": continue_url})
+
+    return router

@@ -1,0 +1,86 @@
+"""Server-rendered pages of the provider: templates, cookies and CSRF protection.
+
+Forms carry a token that is the signature of a random value kept in an HttpOnly cookie
+(double submit): a page on another origin can neither read the cookie nor forge the
+signature, so it cannot post a form in the user's name.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from auth.config import AuthConfig
+
+SSO_COOKIE = "ates_sso"
+CSRF_COOKIE = "ates_auth_csrf"
+CSRF_MAX_AGE_SECONDS = 4 * 3600
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only same-site paths: never an absolute or protocol-relative URL (open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    return target
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class Pages:
+    def __init__(self, config: AuthConfig):
+        self.config = config
+        self._csrf = URLSafeTimedSerializer(config.secret_key, salt="ates-auth-csrf")
+
+    def render(self, request: Request, template: str, context: dict[str, Any] | None = None,
+               status_code: int = 200) -> HTMLResponse:
+        cookie_value = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        context = {"csrf_token": self._csrf.dumps(cookie_value), **(context or {})}
+        response = templates.TemplateResponse(request, template, context, status_code=status_code)
+        if request.cookies.get(CSRF_COOKIE) != cookie_value:
+            self._set_cookie(response, CSRF_COOKIE, cookie_value, CSRF_MAX_AGE_SECONDS)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    def message(self, request: Request, title: str, text: str,
+                status_code: int = 200) -> HTMLResponse:
+        return self.render(request, "message.html", {"title": title, "text": text},
+                           status_code=status_code)
+
+    def csrf_valid(self, request: Request, form_token: str | None) -> bool:
+        cookie_value = request.cookies.get(CSRF_COOKIE)
+        if not cookie_value or not form_token:
+            return False
+        try:
+            signed_value = self._csrf.loads(form_token, max_age=CSRF_MAX_AGE_SECONDS)
+        except BadSignature:
+            return False
+        return hmac.compare_digest(str(signed_value), cookie_value)
+
+    def csrf_failure(self, request: Request) -> HTMLResponse:
+        return self.message(request, "Form expired",
+                            "This form has expired. Go back, reload the page and try again.",
+                            status_code=403)
+
+    def set_sso_cookie(self, response: HTMLResponse | RedirectResponse, token: str) -> None:
+        max_age = int(self.config.sso_session_ttl.total_seconds())
+        self._set_cookie(response, SSO_COOKIE, token, max_age)
+
+    def clear_sso_cookie(self, response: HTMLResponse | RedirectResponse) -> None:
+        response.delete_cookie(SSO_COOKIE, path="/", secure=self.config.secure_cookies,
+                               httponly=True, samesite="lax")
+
+    def _set_cookie(self, response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
+                            samesite="lax", secure=self.config.secure_cookies)

@@ -1,0 +1,314 @@
+"""Account use cases: one method per command or query.
+
+Every change writes its events to the outbox in the same transaction:
+
+- create: ``account.created``;
+- rename, role change, (re)activation: ``account.updated`` with the full new state, plus
+  the business event ``account.role_changed`` when the role changed;
+- deactivation is an update (``active=false``): the account stays listed and can be
+  reactivated, but it can no longer sign in, its SSO sessions end and its refresh tokens
+  are revoked;
+- deletion (``DELETE /api/accounts/{id}``) is a soft delete: the row stays as a tombstone
+  (so its public id is never reused and its history still resolves), it disappears from
+  every listing, its email becomes free again, and ``account.deleted`` tells replicas to
+  drop it. It revokes access like a deactivation.
+
+``version`` counts changes of the replicated state (the fields the events carry); a
+password change alters nothing the replicas hold, so it neither bumps it nor emits events.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from auth.config import AuthConfig
+from auth.domain import (
+    InvalidAccountData,
+    Role,
+    check_password,
+    clean_full_name,
+    normalise_email,
+    parse_role,
+)
+from auth.identity import Principal
+from auth.models import Account
+from auth.passwords import Passwords
+from auth.sessions import end_account_sessions, start_session
+from auth.throttle import forget_failures, is_throttled, record_failure
+from auth.tokens import revoke_account_tokens
+from event_schemas import default_registry
+from messaging.outbox import Outbox
+
+SOURCE = "auth"
+MAX_PAGE_SIZE = 200
+
+
+class AccountNotFound(LookupError):
+    pass
+
+
+class DuplicateEmail(Exception):
+    pass
+
+
+class SelfLockout(Exception):
+    """An admin tried to remove their own access."""
+
+
+@dataclass(frozen=True)
+class AccountView:
+    id: str
+    email: str
+    full_name: str
+    role: str
+    active: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, account: Account) -> AccountView:
+        return cls(str(account.public_id), account.email, account.full_name, account.role,
+                   account.active, account.version, account.created_at, account.updated_at)
+
+
+@dataclass(frozen=True)
+class AccountPage:
+    items: list[AccountView]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class AccountChanges:
+    full_name: str | None = None
+    role: str | None = None
+    active: bool | None = None
+    password: str | None = None
+
+    def validated(self) -> AccountChanges:
+        if self.password is not None:
+            check_password(self.password)
+        return AccountChanges(
+            full_name=None if self.full_name is None else clean_full_name(self.full_name),
+            role=None if self.role is None else parse_role(self.role).value,
+            active=self.active,
+            password=self.password,
+        )
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    principal: Principal | None = None
+    session_token: str | None = None
+    throttled: bool = False
+
+
+def _state(account: Account) -> dict[str, Any]:
+    return {"account_id": str(account.public_id), "email": account.email,
+            "full_name": account.full_name, "role": account.role, "active": account.active,
+            "version": account.version}
+
+
+def encode_cursor(email: str) -> str:
+    return base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidAccountData("invalid cursor") from None
+
+
+def _parse_public_id(public_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(public_id))
+    except ValueError:
+        raise AccountNotFound(public_id) from None
+
+
+class AccountService:
+    def __init__(self, sessions: sessionmaker[Session], outbox: Outbox, config: AuthConfig):
+        self.sessions = sessions
+        self.outbox = outbox
+        self.passwords = Passwords(config.password_hashing)
+        self.throttling = config.throttling
+        self.session_ttl = config.sso_session_ttl
+        self.registry = default_registry()
+
+    # --- commands -------------------------------------------------------------------
+
+    def create_account(self, email: str, full_name: str, role: str, password: str) -> AccountView:
+        email, full_name = normalise_email(email), clean_full_name(full_name)
+        role_value = parse_role(role).value
+        check_password(password)
+        password_hash = self.passwords.hash(password)
+        try:
+            with self.sessions.begin() as session:
+                if self._live_by_email(session, email) is not None:
+                    raise DuplicateEmail(email)
+                account = Account(email=email, full_name=full_name, role=role_value,
+                                  password_hash=password_hash)
+                session.add(account)
+                session.flush()
+                self._publish(session, "account.created", _state(account))
+                return AccountView.of(account)
+        except IntegrityError as error:  # a concurrent create with the same email won
+            raise DuplicateEmail(email) from error
+
+    def update_account(self, public_id: str, changes: AccountChanges,
+                       actor_id: str | None = None) -> AccountView:
+        changes = changes.validated()
+        password_hash = None if changes.password is None else self.passwords.hash(changes.password)
+        with self.sessions.begin() as session:
+            account = self._live(session, public_id, lock=True)
+            self._refuse_self_lockout(account, actor_id, changes)
+            if password_hash is not None:
+                account.password_hash = password_hash
+            old_role, was_active = account.role, account.active
+            if not self._apply(account, changes):
+                return AccountView.of(account)
+            account.version += 1
+            account.updated_at = datetime.now(UTC)
+            if was_active and not account.active:
+                self._revoke_access(session, account)
+            self._publish_update(session, account, old_role)
+            return AccountView.of(account)
+
+    def deactivate_account(self, public_id: str, actor_id: str | None = None) -> AccountView:
+        return self.update_account(public_id, AccountChanges(active=False), actor_id)
+
+    def delete_account(self, public_id: str, actor_id: str | None = None) -> None:
+        with self.sessions.begin() as session:
+            account = self._live(session, public_id, lock=True)
+            if actor_id is not None and str(account.public_id) == actor_id:
+                raise SelfLockout("you cannot delete your own account")
+            account.active = False
+            account.deleted_at = account.updated_at = datetime.now(UTC)
+            account.version += 1
+            self._revoke_access(session, account)
+            self._publish(session, "account.deleted",
+                          {"account_id": str(account.public_id), "version": account.version})
+
+    def sign_in(self, email: str, password: str, address: str) -> SignInResult:
+        """Check credentials (throttled) and open an SSO session on success."""
+        email = email.strip().lower()
+        with self.sessions.begin() as session:
+            if is_throttled(session, email, address, self.throttling):
+                return SignInResult(throttled=True)
+        principal = self.authenticate(email, password)
+        with self.sessions.begin() as session:
+            if principal is None:
+                record_failure(session, email, address, self.throttling)
+                return SignInResult()
+            forget_failures(session, email)
+            token = start_session(session, principal.account_id, self.session_ttl)
+        return SignInResult(principal=principal, session_token=token)
+
+    # --- queries --------------------------------------------------------------------
+
+    def get_account(self, public_id: str) -> AccountView:
+        with self.sessions() as session:
+            return AccountView.of(self._live(session, public_id))
+
+    def find_account_by_email(self, email: str) -> AccountView | None:
+        with self.sessions() as session:
+            account = self._live_by_email(session, normalise_email(email))
+            return None if account is None else AccountView.of(account)
+
+    def list_accounts(self, cursor: str | None = None, limit: int = 50) -> AccountPage:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        query = select(Account).where(Account.deleted_at.is_(None)).order_by(Account.email)
+        if cursor:
+            query = query.where(Account.email > decode_cursor(cursor))
+        with self.sessions() as session:
+            rows = list(session.scalars(query.limit(limit + 1)))
+        items = [AccountView.of(row) for row in rows[:limit]]
+        has_more = len(rows) > limit
+        return AccountPage(items, encode_cursor(items[-1].email) if has_more else None)
+
+    def authenticate(self, email: str, password: str) -> Principal | None:
+        """The account these credentials belong to, if it may sign in."""
+        with self.sessions() as session:
+            account = self._live_by_email(session, email.strip().lower())
+        matches = self.passwords.verify(account.password_hash if account else None, password)
+        if account is None or not matches or not account.active:
+            return None
+        if self.passwords.needs_rehash(account.password_hash):
+            self._store_rehash(account.id, password)
+        return Principal.of(account)
+
+    def active_principal(self, account_id: int) -> Principal | None:
+        with self.sessions() as session:
+            account = session.get(Account, account_id)
+        if account is None or not account.active or account.deleted_at is not None:
+            return None
+        return Principal.of(account)
+
+    def count_accounts(self) -> int:
+        with self.sessions() as session:
+            query = select(func.count()).select_from(Account).where(Account.deleted_at.is_(None))
+            return session.scalar(query) or 0
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _live(self, session: Session, public_id: str, lock: bool = False) -> Account:
+        query = select(Account).where(Account.public_id == _parse_public_id(public_id),
+                                      Account.deleted_at.is_(None))
+        account = session.scalars(query.with_for_update() if lock else query).first()
+        if account is None:
+            raise AccountNotFound(public_id)
+        return account
+
+    @staticmethod
+    def _live_by_email(session: Session, email: str) -> Account | None:
+        query = select(Account).where(Account.email == email, Account.deleted_at.is_(None))
+        return session.scalars(query).first()
+
+    @staticmethod
+    def _apply(account: Account, changes: AccountChanges) -> bool:
+        changed = False
+        for name in ("full_name", "role", "active"):
+            value = getattr(changes, name)
+            if value is not None and value != getattr(account, name):
+                setattr(account, name, value)
+                changed = True
+        return changed
+
+    @staticmethod
+    def _refuse_self_lockout(account: Account, actor_id: str | None,
+                             changes: AccountChanges) -> None:
+        if actor_id is None or str(account.public_id) != actor_id:
+            return
+        if changes.active is False:
+            raise SelfLockout("you cannot deactivate your own account")
+        if changes.role is not None and changes.role != Role.ADMIN:
+            raise SelfLockout("you cannot take the admin role from yourself")
+
+    @staticmethod
+    def _revoke_access(session: Session, account: Account) -> None:
+        revoke_account_tokens(session, account.id)
+        end_account_sessions(session, account.id)
+
+    def _publish_update(self, session: Session, account: Account, old_role: str) -> None:
+        self._publish(session, "account.updated", _state(account))
+        if account.role != old_role:
+            self._publish(session, "account.role_changed", {
+                "account_id": str(account.public_id), "old_role": old_role,
+                "new_role": account.role, "version": account.version})
+
+    def _publish(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
+        self.outbox.publish(session, self.registry.build(event_type, data, source=SOURCE))
+
+    def _store_rehash(self, account_id: int, password: str) -> None:
+        with self.sessions.begin() as session:
+            account = session.get_one(Account, account_id)
+            account.password_hash = self.passwords.hash(password)

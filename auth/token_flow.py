@@ -1,0 +1,98 @@
+"""Getting tokens without a browser: the code + PKCE flow of the public client ``ates-cli``.
+
+The flow is the one a browser would go through (authorize, login form, authorize again)
+driven over plain HTTP; the redirect to the loopback callback
+``http://127.0.0.1:<port>/callback`` is read from the ``Location`` header.
+"""
+
+from __future__ import annotations
+
+import secrets
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+from auth.config import CLI_CLIENT_ID
+from auth.pkce import pkce_pair
+from deploy.embedded import free_port
+
+MAX_REDIRECTS = 10
+
+
+class TokenFlowError(Exception):
+    pass
+
+
+class _HiddenInputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "input" and fields.get("type") == "hidden" and fields.get("name"):
+            self.values[fields["name"] or ""] = fields.get("value") or ""
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    parser = _HiddenInputs()
+    parser.feed(html)
+    return parser.values
+
+
+def obtain_tokens(auth_url: str, email: str, password: str, client_id: str = CLI_CLIENT_ID,
+                  scope: str = "openid profile email", timeout: float = 30.0) -> dict:
+    """Sign in as ``email`` and return the token response (access, refresh and ID token)."""
+    auth_url = auth_url.rstrip("/")
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    verifier, challenge = pkce_pair()
+    state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+              "scope": scope, "state": state, "nonce": nonce, "code_challenge": challenge,
+              "code_challenge_method": "S256"}
+    with httpx.Client(base_url=auth_url, timeout=timeout) as http:
+        response = http.get("/oauth/authorize", params=params)
+        callback = _follow_to_callback(http, response, redirect_uri, email, password)
+        code = _code_from(callback, state)
+        tokens = http.post("/oauth/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "client_id": client_id, "code_verifier": verifier})
+    if tokens.status_code != 200:
+        raise TokenFlowError(f"token request refused: {tokens.text}")
+    return tokens.json()
+
+
+def _follow_to_callback(http: httpx.Client, response: httpx.Response, redirect_uri: str,
+                        email: str, password: str) -> str:
+    signed_in = False
+    for _ in range(MAX_REDIRECTS):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if location.startswith(redirect_uri):
+                return location
+            response = http.get(location)
+        elif response.status_code == 200 and not signed_in and "password" in response.text:
+            form = hidden_inputs(response.text) | {"email": email, "password": password}
+            response = http.post("/login", data=form)
+            signed_in = True
+        else:
+            raise TokenFlowError(_refusal(response))
+    raise TokenFlowError("too many redirects")
+
+
+def _refusal(response: httpx.Response) -> str:
+    if response.status_code == 401:
+        return "invalid email or password"
+    if response.status_code == 429:
+        return "too many failed sign-in attempts; try again later"
+    return f"sign-in failed with HTTP {response.status_code}: {response.text[:300]}"
+
+
+def _code_from(callback: str, state: str) -> str:
+    query = parse_qs(urlsplit(callback).query)
+    if "error" in query:
+        raise TokenFlowError(f"authorization refused: {query['error'][0]}")
+    if query.get("state", [""])[0] != state:
+        raise TokenFlowError("the authorization response carries the wrong state")
+    return query["code"][0]

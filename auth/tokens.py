@@ -1,0 +1,223 @@
+"""Authorization codes and refresh tokens in the database.
+
+Both are single-use. Using one is an atomic ``UPDATE ... RETURNING`` claim, so two
+concurrent requests with the same secret cannot both succeed. Presenting a secret that
+was already used is treated as theft: everything issued from it is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from auth.models import AuthorizationCode, RefreshToken, SsoSession
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def expiry(ttl: timedelta) -> datetime:
+    return datetime.now(UTC) + ttl
+
+
+@dataclass(frozen=True)
+class CodeGrantRequest:
+    """What an authorization code is bound to when it is issued."""
+
+    client_id: str
+    account_id: int
+    sso_session_id: int | None
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    auth_time: datetime
+
+
+@dataclass(frozen=True)
+class ClaimedCode:
+    """A code that was just used; implements Authlib's authorization-code interface."""
+
+    id: int
+    grant: CodeGrantRequest
+    session_public_id: str | None
+
+    @property
+    def code_challenge(self) -> str:
+        return self.grant.code_challenge
+
+    @property
+    def code_challenge_method(self) -> str:
+        return self.grant.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        return self.grant.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.grant.scope
+
+    def get_nonce(self) -> str | None:
+        return self.grant.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.grant.auth_time.timestamp())
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> list[str]:
+        return ["pwd"]
+
+
+def save_code(session: Session, code: str, grant: CodeGrantRequest, ttl: timedelta) -> None:
+    session.add(AuthorizationCode(code_hash=digest(code), expires_at=expiry(ttl), **asdict(grant)))
+
+
+def _claim_once(session: Session, model, used_at: str, *conditions):
+    """Mark one unexpired, unused row as used now and return it (None when there is none)."""
+    column = getattr(model, used_at)
+    return session.execute(
+        update(model)
+        .where(*conditions, column.is_(None), model.expires_at > func.now())
+        .values({used_at: func.now()})
+        .returning(model)
+    ).scalar_one_or_none()
+
+
+def claim_code(session: Session, code: str, client_id: str) -> ClaimedCode | None:
+    """Use a code once; a replayed code revokes the tokens issued for it."""
+    claimed = _claim_once(session, AuthorizationCode, "used_at",
+                          AuthorizationCode.code_hash == digest(code),
+                          AuthorizationCode.client_id == client_id)
+    if claimed is None:
+        _revoke_tokens_of_replayed_code(session, code)
+        return None
+    return ClaimedCode(claimed.id, _grant_of(claimed), _session_public_id(session, claimed))
+
+
+def _grant_of(row: AuthorizationCode) -> CodeGrantRequest:
+    names = CodeGrantRequest.__dataclass_fields__
+    return CodeGrantRequest(**{name: getattr(row, name) for name in names})
+
+
+def _session_public_id(session: Session, row: AuthorizationCode) -> str | None:
+    if row.sso_session_id is None:
+        return None
+    return str(session.get_one(SsoSession, row.sso_session_id).public_id)
+
+
+def _revoke_tokens_of_replayed_code(session: Session, code: str) -> None:
+    used = session.scalars(
+        select(AuthorizationCode).where(
+            AuthorizationCode.code_hash == digest(code), AuthorizationCode.used_at.is_not(None)
+        )
+    ).first()
+    if used is not None and used.token_family is not None:
+        revoke_family(session, used.token_family)
+
+
+def nonce_seen(session: Session, client_id: str, nonce: str) -> bool:
+    query = select(AuthorizationCode.id).where(
+        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
+    )
+    return session.scalars(query.limit(1)).first() is not None
+
+
+def link_code_to_family(session: Session, code_id: int, family_id: uuid.UUID) -> None:
+    session.execute(
+        update(AuthorizationCode).where(AuthorizationCode.id == code_id)
+        .values(token_family=family_id)
+    )
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a refresh token comes from: its family, owner, client and SSO session."""
+
+    family_id: uuid.UUID
+    client_id: str
+    account_id: int
+    sso_session_id: int | None
+    scope: str
+    rotated_from: int | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedRefreshToken:
+    """A refresh token that was just used; implements what Authlib asks of a token."""
+
+    id: int
+    lineage: Lineage
+
+    def check_client(self, client) -> bool:
+        return client.get_client_id() == self.lineage.client_id
+
+    def get_scope(self) -> str:
+        return self.lineage.scope
+
+    def successor(self) -> Lineage:
+        return replace(self.lineage, rotated_from=self.id)
+
+
+def save_refresh_token(session: Session, token: str, lineage: Lineage, ttl: timedelta) -> None:
+    session.add(RefreshToken(token_hash=digest(token), expires_at=expiry(ttl), **asdict(lineage)))
+
+
+def claim_refresh_token(session: Session, token: str, client_id: str) -> ClaimedRefreshToken | None:
+    """Use a refresh token once; reusing a rotated one revokes its whole family."""
+    claimed = _claim_once(session, RefreshToken, "rotated_at",
+                          RefreshToken.token_hash == digest(token),
+                          RefreshToken.client_id == client_id,
+                          RefreshToken.revoked_at.is_(None))
+    if claimed is None:
+        _revoke_family_of_reused(session, token, client_id)
+        return None
+    return _claimed(claimed)
+
+
+def _claimed(row: RefreshToken) -> ClaimedRefreshToken:
+    names = [name for name in Lineage.__dataclass_fields__ if name != "rotated_from"]
+    return ClaimedRefreshToken(row.id, Lineage(**{name: getattr(row, name) for name in names}))
+
+
+def _revoke_family_of_reused(session: Session, token: str, client_id: str) -> None:
+    reused = find_refresh_token(session, token)
+    if reused is not None and reused.client_id == client_id and reused.rotated_at is not None:
+        revoke_family(session, reused.family_id)
+
+
+def find_refresh_token(session: Session, token: str) -> RefreshToken | None:
+    return session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == digest(token))
+    ).first()
+
+
+def revoke_family(session: Session, family_id: uuid.UUID) -> None:
+    _revoke(session, RefreshToken.family_id == family_id)
+
+
+def revoke_account_tokens(session: Session, account_id: int) -> None:
+    _revoke(session, RefreshToken.account_id == account_id)
+
+
+def revoke_session_tokens(session: Session, sso_session_id: int) -> None:
+    _revoke(session, RefreshToken.sso_session_id == sso_session_id)
+
+
+def _revoke(session: Session, condition) -> None:
+    session.execute(
+        update(RefreshToken).where(condition, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )

@@ -1,0 +1,209 @@
+"""Pages of the provider: the login form, a home page and the admin's account pages.
+
+These pages use the provider's own SSO session cookie; dashboards never see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from auth.config import DASHBOARD_PORTS, AuthConfig
+from auth.domain import ROLES, InvalidAccountData, Role
+from auth.pages import SSO_COOKIE, Pages, client_address, safe_next
+from auth.service import (
+    AccountChanges,
+    AccountNotFound,
+    AccountService,
+    DuplicateEmail,
+    SelfLockout,
+)
+from auth.sessions import SignedIn, find_session
+
+BAD_CREDENTIALS = "Invalid email or password."
+# Pages say what just happened through a fixed code in the URL, never through free text.
+NOTICES = {"created": "Account created.", "saved": "Saved.", "deactivated": "Deactivated."}
+THROTTLED = "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+
+
+def _dashboard_links(config: AuthConfig) -> list[tuple[str, str]]:
+    return [(c.client_id, c.post_logout_redirect_uris[0]) for c in config.clients
+            if c.client_id in DASHBOARD_PORTS and c.post_logout_redirect_uris]
+
+
+class WebPages:
+    def __init__(self, accounts: AccountService, pages: Pages, config: AuthConfig):
+        self.accounts = accounts
+        self.pages = pages
+        self.config = config
+
+    def signed_in(self, request: Request) -> SignedIn | None:
+        with self.accounts.sessions() as session:
+            return find_session(session, request.cookies.get(SSO_COOKIE))
+
+    # --- login ----------------------------------------------------------------------
+
+    def login_form(self, request: Request, next_url: str, prompt: str | None = None) -> Response:
+        if prompt != "login" and self.signed_in(request) is not None:
+            return _see_other(safe_next(next_url))
+        return self.pages.render(request, "login.html", {"next": safe_next(next_url)})
+
+    def login(self, request: Request, form: dict[str, str]) -> Response:
+        next_url = safe_next(form.get("next"))
+        if not self.pages.csrf_valid(request, form.get("csrf_token")):
+            return self.pages.csrf_failure(request)
+        email = form.get("email", "")
+        result = self.accounts.sign_in(email, form.get("password", ""), client_address(request))
+        if result.throttled:
+            minutes = int(self.config.throttling.window.total_seconds() // 60)
+            return self._login_error(request, email, next_url, THROTTLED.format(minutes=minutes),
+                                     429)
+        if result.session_token is None:
+            return self._login_error(request, email, next_url, BAD_CREDENTIALS, 401)
+        response = _see_other(next_url)
+        self.pages.set_sso_cookie(response, result.session_token)
+        return response
+
+    def _login_error(self, request: Request, email: str, next_url: str, error: str,
+                     status_code: int) -> Response:
+        context = {"next": next_url, "email": email, "error": error}
+        return self.pages.render(request, "login.html", context, status_code=status_code)
+
+    # --- home -----------------------------------------------------------------------
+
+    def home(self, request: Request) -> Response:
+        signed_in = self.signed_in(request)
+        if signed_in is None:
+            return _see_other("/login")
+        context = {"user": signed_in.principal, "dashboards": _dashboard_links(self.config)}
+        return self.pages.render(request, "home.html", context)
+
+    # --- account administration -----------------------------------------------------
+
+    def as_admin(self, request: Request, page: Callable[[SignedIn], Response]) -> Response:
+        signed_in = self.signed_in(request)
+        if signed_in is None:
+            return _see_other("/login?" + urlencode({"next": request.url.path}))
+        if signed_in.principal.role != Role.ADMIN:
+            return self.pages.message(request, "Not allowed",
+                                      "Only admins can manage accounts.", status_code=403)
+        return page(signed_in)
+
+    def admin_form(self, request: Request, form: dict[str, str],
+                   page: Callable[[SignedIn], Response]) -> Response:
+        """A form post by an admin: checked for CSRF first."""
+        if not self.pages.csrf_valid(request, form.get("csrf_token")):
+            return self.pages.csrf_failure(request)
+        return self.as_admin(request, page)
+
+    def accounts_page(self, request: Request, signed_in: SignedIn, cursor: str | None = None,
+                      notice: str | None = None, error: str | None = None,
+                      form: dict[str, str] | None = None, status_code: int = 200) -> Response:
+        context = {"user": signed_in.principal, "page": self.accounts.list_accounts(cursor),
+                   "roles": ROLES, "notice": NOTICES.get(notice or ""), "error": error,
+                   "form": form or {}}
+        return self.pages.render(request, "accounts.html", context, status_code=status_code)
+
+    def create_account(self, request: Request, signed_in: SignedIn,
+                       form: dict[str, str]) -> Response:
+        try:
+            created = self.accounts.create_account(form.get("email", ""),
+                                                   form.get("full_name", ""),
+                                                   form.get("role", ""), form.get("password", ""))
+        except (InvalidAccountData, DuplicateEmail) as error:
+            message = str(error) if isinstance(error, InvalidAccountData) else (
+                f"An account with email {error} already exists.")
+            status_code = 422 if isinstance(error, InvalidAccountData) else 409
+            return self.accounts_page(request, signed_in, error=message, form=form,
+                                      status_code=status_code)
+        return _see_other(f"/admin/accounts/{created.id}?notice=created")
+
+    def account_page(self, request: Request, signed_in: SignedIn, account_id: str,
+                     notice: str | None = None, error: str | None = None,
+                     status_code: int = 200) -> Response:
+        try:
+            account = self.accounts.get_account(account_id)
+        except AccountNotFound:
+            return self.pages.message(request, "Not found", "There is no such account.", 404)
+        context = {"user": signed_in.principal, "account": account, "roles": ROLES,
+                   "notice": NOTICES.get(notice or ""), "error": error}
+        return self.pages.render(request, "account.html", context, status_code=status_code)
+
+    def change_account(self, request: Request, signed_in: SignedIn, account_id: str,
+                       action: str, form: dict[str, str]) -> Response:
+        actor = signed_in.principal.public_id
+        try:
+            if action == "delete":
+                self.accounts.delete_account(account_id, actor)
+                return _see_other("/admin/accounts")
+            if action == "deactivate":
+                self.accounts.deactivate_account(account_id, actor)
+            else:
+                self.accounts.update_account(account_id, _edit_changes(form), actor)
+        except AccountNotFound:
+            return self.pages.message(request, "Not found", "There is no such account.", 404)
+        except (InvalidAccountData, SelfLockout) as error:
+            status_code = 422 if isinstance(error, InvalidAccountData) else 409
+            return self.account_page(request, signed_in, account_id, error=str(error),
+                                     status_code=status_code)
+        notice = "deactivated" if action == "deactivate" else "saved"
+        return _see_other(f"/admin/accounts/{account_id}?notice={notice}")
+
+
+def _edit_changes(form: dict[str, str]) -> AccountChanges:
+    return AccountChanges(full_name=form.get("full_name"), role=form.get("role"),
+                          active=form.get("active") == "true",
+                          password=form.get("password") or None)
+
+
+def web_router(web: WebPages) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def home(request: Request) -> Response:
+        return web.home(request)
+
+    @router.get("/login")
+    def login_form(request: Request, next: str = "/", prompt: str | None = None) -> Response:
+        return web.login_form(request, next, prompt)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        return await run_in_threadpool(web.login, request, await _form(request))
+
+    @router.get("/admin/accounts")
+    def accounts_page(request: Request, cursor: str | None = None) -> Response:
+        return web.as_admin(request, lambda admin: web.accounts_page(request, admin, cursor))
+
+    @router.post("/admin/accounts")
+    async def create_account(request: Request) -> Response:
+        form = await _form(request)
+        return await run_in_threadpool(web.admin_form, request, form, lambda admin: (
+            web.create_account(request, admin, form)))
+
+    @router.get("/admin/accounts/{account_id}")
+    def account_page(request: Request, account_id: str, notice: str | None = None) -> Response:
+        return web.as_admin(request, lambda admin: web.account_page(request, admin, account_id,
+                                                                    notice))
+
+    @router.post("/admin/accounts/{account_id}")
+    @router.post("/admin/accounts/{account_id}/{action}")
+    async def change_account(request: Request, account_id: str, action: str = "save"
+                             ) -> Response:
+        form = await _form(request)
+        return await run_in_threadpool(web.admin_form, request, form, lambda admin: (
+            web.change_account(request, admin, account_id, action, form)))
+
+    return router

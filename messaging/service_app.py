@@ -1,0 +1,80 @@
+"""What every service's web app has in common: docs served locally and operations routes.
+
+- ``/docs`` and ``/redoc`` with their assets served by the service itself (no CDN);
+- ``/healthz``: the process is alive;
+- ``/readyz``: every dependency answers (database, broker, SMTP where used), else 503
+  naming the one that does not;
+- ``/metrics``: Prometheus exposition.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, text
+
+ReadinessCheck = Callable[[], None]
+
+
+def create_service_app(
+    title: str, checks: dict[str, ReadinessCheck], **fastapi_options
+) -> FastAPI:
+    app = FastAPIOffline(title=title, **fastapi_options)
+    add_operations_routes(app, checks)
+    return app
+
+
+def add_operations_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        for name, check in checks.items():
+            try:
+                check()
+            except Exception as error:
+                return JSONResponse(
+                    {"status": "unavailable", "dependency": name, "detail": str(error)},
+                    status_code=503,
+                )
+        return JSONResponse({"status": "ready", "checked": list(checks)})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def database_check(engine: Engine) -> ReadinessCheck:
+    def check() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    return check
+
+
+def broker_check(bootstrap: str, timeout: float = 2.0) -> ReadinessCheck:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def check() -> None:
+        admin.list_topics(timeout=timeout)
+
+    return check
+
+
+def smtp_check(smtp_url: str, timeout: float = 2.0) -> ReadinessCheck:
+    parts = urlsplit(smtp_url)
+
+    def check() -> None:
+        with smtplib.SMTP(parts.hostname or "127.0.0.1", parts.port or 25, timeout=timeout) as smtp:
+            smtp.noop()
+
+    return check

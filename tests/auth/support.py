@@ -1,0 +1,175 @@
+"""A real auth provider for tests: its own database and topics, served over HTTP.
+
+Other suites can use it to get real tokens and to sign their dashboards in::
+
+    from auth.client import install_auth
+    from tests.auth.support import dashboard_clients, running_provider
+
+    port = free_port()
+    clients = dashboard_clients({"tasks": port})
+    with running_provider(postgres_server.url, kafka_broker.bootstrap, clients) as provider:
+        admin = provider.create_login("admin")
+        token = provider.token_for(admin)                  # code + PKCE over HTTP
+        install_auth(app, provider.dashboard_config("tasks", port))
+        with serve_app(app, port=port) as url: ...
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from auth.app import create_app
+from auth.client import AuthClientConfig, JwksCache, TokenVerifier, http_jwks
+from auth.config import (
+    FAST_PASSWORD_HASHING,
+    AuthConfig,
+    ClientConfig,
+    cli_client,
+    dashboard_client,
+)
+from auth.service import AccountService
+from auth.token_flow import hidden_inputs, obtain_tokens
+from deploy.embedded import free_port
+from messaging.db import drop_database, make_engine
+from messaging.kafka import ensure_topics
+from messaging.migrations import upgrade
+from messaging.settings import Settings
+from tests.helpers import serve_app
+
+TEST_PASSWORD = "correct horse battery"
+SERVICE_CLIENT = ClientConfig("reports", client_secret="reports-secret",
+                              grant_types=("client_credentials",), service_role="accountant")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True)
+class Login:
+    email: str
+    password: str
+    id: str
+    role: str
+
+
+@dataclass
+class RunningProvider:
+    url: str
+    config: AuthConfig
+    settings: Settings
+    engine: Engine
+    app: FastAPI
+
+    @property
+    def accounts(self) -> AccountService:
+        return self.app.state.accounts
+
+    def create_login(self, role: str = "worker", password: str = TEST_PASSWORD,
+                     name: str = "Test Popug") -> Login:
+        email = f"{role}-{uuid.uuid4().hex[:10]}@popug.test"
+        account = self.accounts.create_account(email, name, role, password)
+        return Login(email, password, account.id, role)
+
+    def tokens_for(self, login: Login) -> dict:
+        """A full token response, through the code + PKCE flow over HTTP."""
+        return obtain_tokens(self.url, login.email, login.password)
+
+    def token_for(self, login: Login) -> str:
+        return self.tokens_for(login)["access_token"]
+
+    def dashboard_config(self, client_id: str, port: int) -> AuthClientConfig:
+        """Client settings of a test dashboard registered with ``dashboard_clients``."""
+        return AuthClientConfig(issuer=self.url, client_id=client_id,
+                                client_secret=f"{client_id}-secret",
+                                base_url=f"http://127.0.0.1:{port}",
+                                secret_key=f"{client_id}-test-key")
+
+    def verifier(self, leeway: int = 30) -> TokenVerifier:
+        """A client-side verifier of this provider's tokens, fetching its JWKS over HTTP."""
+        jwks = JwksCache(http_jwks(f"{self.url}/oauth/jwks"))
+        return TokenVerifier(self.url, self.config.audience, jwks, leeway=leeway)
+
+
+def isolated_settings(postgres_url: str, kafka_bootstrap: str) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    return Settings(database_url=postgres_url, kafka_bootstrap=kafka_bootstrap,
+                    topic_prefix=f"t{tag}.", database_prefix=f"t{tag}_")
+
+
+def dashboard_clients(ports: dict[str, int]) -> tuple[ClientConfig, ...]:
+    """Confidential clients for test dashboards served on 127.0.0.1 at ``ports``."""
+    return tuple(dashboard_client(name, f"http://127.0.0.1:{port}", f"{name}-secret")
+                 for name, port in ports.items())
+
+
+class Browser:
+    """An HTTP client that acts like a browser: one cookie jar, redirects followed by hand."""
+
+    def __init__(self) -> None:
+        self.http = httpx.Client(timeout=30.0)
+
+    def get(self, url: str, stop_at: str | None = None) -> httpx.Response:
+        return self.follow(self.http.get(url), stop_at)
+
+    def follow(self, response: httpx.Response, stop_at: str | None = None) -> httpx.Response:
+        """Follow redirects until a page, or until one points at ``stop_at``."""
+        for _ in range(20):
+            if not response.is_redirect:
+                return response
+            location = urljoin(str(response.url), response.headers["location"])
+            if stop_at and location.startswith(stop_at):
+                return response
+            response = self.http.get(location)
+        raise AssertionError("redirect loop")
+
+    def sign_in(self, login_page: httpx.Response, login: Login,
+                stop_at: str | None = None) -> httpx.Response:
+        """Fill in and submit the provider's login form shown on ``login_page``."""
+        assert 'name="password"' in login_page.text, login_page.text[:500]
+        form = hidden_inputs(login_page.text) | {"email": login.email,
+                                                 "password": login.password}
+        action = urljoin(str(login_page.url), "/login")
+        return self.follow(self.http.post(action, data=form), stop_at)
+
+    def frames(self, page: httpx.Response) -> list[httpx.Response]:
+        """Load the page's iframes, as a browser would."""
+        return [self.http.get(html.unescape(src))
+                for src in re.findall(r'<iframe src="([^"]+)"', page.text)]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@contextmanager
+def running_provider(postgres_url: str, kafka_bootstrap: str,
+                     clients: tuple[ClientConfig, ...] = (), **config_changes
+                     ) -> Iterator[RunningProvider]:
+    """Serve a provider with ``ates-cli``, the ``reports`` service client and ``clients``."""
+    settings = isolated_settings(postgres_url, kafka_bootstrap)
+    ensure_topics(settings, [settings.topic("accounts-stream"),
+                             settings.topic("accounts-lifecycle")])
+    database_url = settings.database_for("auth")
+    upgrade("auth", database_url)
+    port = free_port()
+    config = AuthConfig(issuer=f"http://127.0.0.1:{port}", secret_key="test-secret-key",
+                        clients=(cli_client(), SERVICE_CLIENT, *clients),
+                        password_hashing=FAST_PASSWORD_HASHING).with_(**config_changes)
+    app = create_app(settings, config)
+    engine = make_engine(database_url, pool_size=2)
+    try:
+        with serve_app(app, port=port) as url:
+            yield RunningProvider(url, config, settings, engine, app)
+    finally:
+        engine.dispose()
+        drop_database(database_url)
