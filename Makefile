@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint bench clean
+.PHONY: install chromium up test lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
@@ -15,12 +15,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## Browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  fi; }
+
 ## Start the whole platform on embedded servers (Ctrl-C stops everything).
 up: install
 	$(BIN)/ates up
 
 ## Contract checks, then the whole test suite against real servers.
-test: install
+test: install chromium
 	$(BIN)/ates schemas check
 	$(BIN)/ates schemas docs --check
 	$(BIN)/python -m pytest

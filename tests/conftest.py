@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy.embedded import EmbeddedPostgres, TansuBroker, free_port
+from deploy.mailsink import MailSink
 from messaging.db import drop_database, ensure_database, make_engine
 from messaging.kafka import ensure_topics
 from messaging.settings import Settings, with_database
@@ -49,6 +50,21 @@ def kafka_broker(tmp_path_factory) -> TansuBroker:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> MailSink:
+    """A real SMTP server keeping every mail; tests clear it before use."""
+    with MailSink(smtp_port=0, http_port=0) as sink:
+        yield sink
+
+
+@pytest.fixture
+def mailbox(smtp_sink) -> MailSink:
+    smtp_sink.clear()
+    if smtp_sink.paused:
+        smtp_sink.resume()
+    return smtp_sink
 
 
 @pytest.fixture
@@ -90,3 +106,37 @@ def make_database(postgres_server, test_id):
         engine.dispose()
     for url in created:
         drop_database(url)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Debian Chromium driven by Playwright (one browser for the whole run)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_context(chromium):
+    """A fresh browser profile (own cookies) for one test; phone-sized when asked."""
+    contexts = []
+
+    def factory(**options):
+        context = chromium.new_context(**options)
+        contexts.append(context)
+        return context
+
+    yield factory
+    for context in contexts:
+        context.close()
