@@ -44,47 +44,57 @@ COPY_OUTBOX = (
 
 def run(tasks: int = 100_000, workers: int = 1_000, rounds: int = 3) -> list[Result]:
     with postgres_server() as server:
-        baseline, reshuffle = _measure(server, tasks, workers, rounds)
-    name = f"reshuffle {tasks:,} open tasks, {workers:,} workers (s)"
+        rounds_measured = _measure(server, tasks, workers, rounds)
+    for number, (raw, real) in enumerate(rounds_measured, 1):
+        print(f"round {number}: raw baseline {raw:.3f} s, reshuffle {real:.3f} s")
     return [
         Result(
             "reshuffle",
-            name,
-            statistics.median(reshuffle),
-            "s",
-            f"UPDATE {tasks:,} rows + COPY {tasks:,} rows (s)",
-            statistics.median(baseline),
+            f"reshuffle {tasks:,} open tasks, {workers:,} workers (ms)",
+            1000 * statistics.median(real for _, real in rounds_measured),
+            "ms",
+            f"UPDATE {tasks:,} rows + COPY {tasks:,} rows (ms)",
+            1000 * statistics.median(raw for raw, _ in rounds_measured),
         )
     ]
 
 
 def _measure(
     server: EmbeddedPostgres, tasks: int, workers: int, rounds: int
-) -> tuple[list[float], list[float]]:
+) -> list[tuple[float, float]]:
+    """(raw baseline, reshuffle) seconds for each round."""
     settings = TasksSettings(Settings(database_url=server.url))
     url = settings.platform.database_for("tasks")
     upgrade("tasks", url)
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    worker_ids = _seed(dsn, tasks, workers)
-    outbox_copy_data = _outbox_copy_data(tasks)
+    connection = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     admin = service.Actor(id=uuid.uuid4(), role="admin")
-    baseline, reshuffle = [], []
     try:
-        for _ in range(rounds):
-            baseline.append(_timed(lambda: _raw_baseline(dsn, worker_ids, outbox_copy_data), dsn))
-            reshuffled = _timed(lambda: service.reshuffle(sessions, settings, admin), dsn)
-            reshuffle.append(reshuffled)
+        worker_ids = _seed(connection, tasks, workers)
+        copy_data = _outbox_copy_data(tasks)
+        return [
+            (
+                _timed(connection, lambda: _raw_baseline(connection, worker_ids, copy_data)),
+                _timed(connection, lambda: _reshuffle_all(sessions, settings, admin, tasks)),
+            )
+            for _ in range(rounds)
+        ]
     finally:
         engine.dispose()
-    return baseline, reshuffle
+        connection.close()
 
 
-def _seed(dsn: str, tasks: int, workers: int) -> list[uuid.UUID]:
+def _reshuffle_all(sessions, settings: TasksSettings, admin: service.Actor, tasks: int) -> None:
+    reassigned = service.reshuffle(sessions, settings, admin)
+    if reassigned != tasks:
+        raise RuntimeError(f"reshuffle reassigned {reassigned} tasks, not {tasks}")
+
+
+def _seed(connection: psycopg.Connection, tasks: int, workers: int) -> list[uuid.UUID]:
     worker_ids = [uuid.uuid4() for _ in range(workers)]
     created_at = datetime.now(UTC)
-    with psycopg.connect(dsn, autocommit=True) as connection:
+    with connection.transaction():
         with connection.cursor().copy(
             "COPY accounts (public_id, email, full_name, role, active, version, role_version)"
             " FROM STDIN"
@@ -116,7 +126,7 @@ def _seed(dsn: str, tasks: int, workers: int) -> list[uuid.UUID]:
                         created_at,
                     )
                 )
-        connection.execute("VACUUM ANALYZE")
+    _vacuum(connection, "accounts, tasks")
     return worker_ids
 
 
@@ -156,8 +166,10 @@ def _binary_field(value: bytes) -> bytes:
     return struct.pack("!i", len(value)) + value
 
 
-def _raw_baseline(dsn: str, workers: list[uuid.UUID], outbox_copy_data: bytes) -> None:
-    with psycopg.connect(dsn) as connection, connection.transaction():
+def _raw_baseline(
+    connection: psycopg.Connection, workers: list[uuid.UUID], outbox_copy_data: bytes
+) -> None:
+    with connection.transaction():
         connection.execute(
             "UPDATE tasks SET assignee_id = (%s::uuid[])[1 + floor(random() * %s)::int],"
             " version = version + 1 WHERE status = 'open'",
@@ -167,14 +179,22 @@ def _raw_baseline(dsn: str, workers: list[uuid.UUID], outbox_copy_data: bytes) -
             copy.write(outbox_copy_data)
 
 
-def _timed(action: Callable[[], object], dsn: str) -> float:
+def _timed(connection: psycopg.Connection, action: Callable[[], object]) -> float:
     """Seconds ``action`` took; then the outbox is emptied and the tasks vacuumed."""
     with Stopwatch() as stopwatch:
         action()
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute("TRUNCATE outbox")
-        connection.execute("VACUUM ANALYZE tasks")
+    connection.execute("TRUNCATE outbox")
+    connection.commit()
+    _vacuum(connection, "tasks")
     return stopwatch.seconds
+
+
+def _vacuum(connection: psycopg.Connection, table: str) -> None:
+    connection.autocommit = True
+    try:
+        connection.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        connection.autocommit = False
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""tasks: the task tracker: random assignment, reshuffles, completion, task events."""

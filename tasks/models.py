@@ -1,0 +1,92 @@
+"""Tables of the tasks database: the accounts replica and the tasks themselves.
+
+The CHECK constraints repeat the domain rules on purpose: reshuffle builds its events
+straight from the rows, so every row has to satisfy the event schemas by construction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    and_,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from tasks.domain import ASSIGNABLE_ROLES, JIRA_ID_PATTERN, TITLE_MAX_LENGTH
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    """What tasks knows about an account, fed only by auth's events.
+
+    ``version`` is the entity version of the last applied ``account.created/updated``;
+    ``role_version`` the version the role comes from, which may be newer when an
+    ``account.role_changed`` overtook the matching ``account.updated``. A row may exist
+    before its ``account.created`` arrived (then ``version`` is 0 and it is inactive).
+    """
+
+    __tablename__ = "accounts"
+
+    public_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    full_name: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(server_default=text("false"))
+    deleted: Mapped[bool] = mapped_column(server_default=text("false"))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    role_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    @classmethod
+    def is_eligible_assignee(cls) -> ColumnElement[bool]:
+        """``domain.is_eligible_assignee`` as a SQL condition."""
+        return and_(cls.active, ~cls.deleted, cls.role.in_(ASSIGNABLE_ROLES))
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    jira_id: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))
+    # An account public id; no foreign key, the replica may learn of accounts late.
+    assignee_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'done')", name="tasks_status_known"),
+        CheckConstraint(
+            f"char_length(title) BETWEEN 1 AND {TITLE_MAX_LENGTH} "
+            "AND title = btrim(title) AND strpos(title, '[') = 0 AND strpos(title, ']') = 0",
+            name="tasks_title_valid",
+        ),
+        CheckConstraint(f"jira_id ~ '{JIRA_ID_PATTERN}'", name="tasks_jira_id_valid"),
+        CheckConstraint(
+            "(status = 'done') = (completed_at IS NOT NULL)", name="tasks_completed_when_done"
+        ),
+        CheckConstraint("version >= 1", name="tasks_version_positive"),
+        Index("ix_tasks_open", "id", postgresql_where=text("status = 'open'")),
+        Index("ix_tasks_assignee_status_id", "assignee_id", "status", "id"),
+    )

@@ -1,0 +1,291 @@
+"""Reshuffle: every open task gets a uniformly random eligible assignee, in one statement.
+
+Speed. One ``UPDATE`` over all open tasks draws each row's assignee from an array of the
+eligible ids (``ids[1 + floor(random() * n)]``, evaluated per row) and returns what the
+events need. The ``task.updated`` and ``task.assigned`` events of every task are then
+rendered from JSON templates and loaded into the outbox with ``COPY``
+(``Outbox.copy_prepared``), which stores them while the next ones are being rendered.
+
+Validity. Every value in those events comes from a column whose CHECK constraints mirror
+the schemas (title, Jira key, status), or is a UUID, a version >= 1 or a timestamp, so
+each event is valid by construction. On top of that, the first task of every
+``VALIDATE_EVERY`` has both its events parsed, validated against the schemas and
+compared with what ``TaskEvents`` builds for it, before anything is committed.
+
+Concurrency. The reshuffle takes ``RESHUFFLE_LOCK`` exclusively, ``complete_task`` takes
+it shared; both are transaction-level advisory locks, released at commit or rollback.
+
+- Two reshuffles never overlap: the second waits for the first to commit and, since
+  every statement under READ COMMITTED takes a fresh snapshot, its ``UPDATE`` sees the
+  first one's assignees (the ``previous_assignee_id`` it reports is the real one) and
+  versions (each reshuffle raises a task's version by exactly one).
+- A completion and a reshuffle never overlap either: a reshuffle starts only once every
+  running completion has committed, so its ``UPDATE ... WHERE status = 'open'`` sees
+  those tasks done and leaves them alone; a completion that comes during a reshuffle
+  waits, then checks the assignee the reshuffle chose. No completed task is reassigned
+  and no completion is lost.
+
+Row locks alone would keep completions safe (an ``UPDATE`` that meets a row changed
+since its snapshot re-checks ``status = 'open'`` on the newest version; that re-check
+stays as a second line of defence) but not reshuffles: the previous assignee is read
+from the statement's snapshot, which a reshuffle committing in between makes stale.
+Creating a task needs no lock: a task that did not exist when the reshuffle began is
+simply not part of it. The eligible accounts are locked ``FOR SHARE``, so a deactivation
+that arrives meanwhile waits for the reshuffle instead of racing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from event_schemas import Event, task_v2_to_v1
+from messaging.outbox import Outbox, PreparedEvent
+from tasks.domain import OPEN, NoEligibleAssignee
+from tasks.events import (
+    ASSIGNED_BY_RESHUFFLE,
+    SOURCE,
+    TASK_ASSIGNED,
+    TASK_UPDATED,
+    TaskEvents,
+    TaskState,
+    rfc3339,
+)
+from tasks.models import Account, Task
+
+# Any constant will do, as long as every process of the tasks service uses the same one.
+RESHUFFLE_LOCK = 0x7461736B73  # "tasks"
+VALIDATE_EVERY = 10_000
+
+_REASSIGN_OPEN_TASKS = """
+UPDATE tasks AS t
+SET assignee_id = (%(pool)s::uuid[])[1 + floor(random() * %(pool_size)s)::int],
+    version = t.version + 1
+FROM tasks AS before
+WHERE before.id = t.id AND t.status = 'open'
+RETURNING t.public_id::text, t.assignee_id::text, before.assignee_id::text,
+          t.title, t.jira_id, t.description,
+          to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+          t.version
+"""
+
+_VERSION_4 = bytes((byte & 0x0F) | 0x40 for byte in range(256))
+_RFC_4122_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+_PLACEHOLDER = re.compile(r"@([a-z_]+)@")
+
+
+def lock_against_completions(session: Session) -> None:
+    session.execute(select(func.pg_advisory_xact_lock(RESHUFFLE_LOCK)))
+
+
+def lock_against_reshuffle(session: Session) -> None:
+    session.execute(select(func.pg_advisory_xact_lock_shared(RESHUFFLE_LOCK)))
+
+
+def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, at: datetime) -> int:
+    """Reassign every open task and write its events, inside ``session``'s transaction.
+
+    Returns how many tasks were reassigned; raises ``NoEligibleAssignee`` (having changed
+    nothing) when there are open tasks but nobody to give them to.
+    """
+    lock_against_completions(session)
+    pool = _lock_eligible_assignees(session)
+    if not pool:
+        if session.scalar(select(Task.id).where(Task.status == OPEN).limit(1)) is not None:
+            raise NoEligibleAssignee()
+        return 0
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor:
+        rows = cursor.execute(
+            _REASSIGN_OPEN_TASKS, {"pool": pool, "pool_size": len(pool)}
+        ).fetchall()
+    if rows:
+        outbox.copy_prepared(
+            session, ReshuffleEvents(events, at).render(rows), traceparent=events.traceparent
+        )
+    return len(rows)
+
+
+def random_event_ids(count: int) -> Iterator[str]:
+    """``count`` random (version 4) UUIDs, from one read of the system's randomness:
+    ``uuid.uuid4()`` reads it once per id, which costs more than rendering the event."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_RFC_4122_VARIANT)
+    digits = raw.hex()
+    for start in range(0, 32 * count, 32):
+        h = digits[start : start + 32]
+        yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _lock_eligible_assignees(session: Session) -> list[uuid.UUID]:
+    query = (
+        select(Account.public_id)
+        .where(Account.is_eligible_assignee())
+        .order_by(Account.public_id)
+        .with_for_update(read=True)
+    )
+    return list(session.scalars(query))
+
+
+class RenderingError(RuntimeError):
+    """A rendered event differs from what the regular builder makes of the same task."""
+
+
+class ReshuffleEvents:
+    """Renders the events of reassigned tasks from templates, a few microseconds each.
+
+    A template is the JSON of an event built the regular way (``Event.to_json``) with
+    ``@name@`` placeholders turned into ``%(name)s`` slots: strings stay in their quotes,
+    values that arrive JSON-encoded (title, jira_id, description) and numbers replace the
+    quoted placeholder.
+    """
+
+    JSON_SLOTS = ("title", "jira_id", "description")
+    NUMBER_SLOTS = ("version",)
+
+    def __init__(self, events: TaskEvents, at: datetime):
+        self.events = events
+        self.at = at
+        self.time = rfc3339(at)
+        self.state_version = events.state_version
+        self.updated_template = self._template(
+            TASK_UPDATED, self.state_version, self._state_placeholders()
+        )
+        self.assigned_template = self._template(
+            TASK_ASSIGNED,
+            1,
+            {
+                "task_id": "@task_id@",
+                "assignee_id": "@assignee_id@",
+                "previous_assignee_id": "@previous_assignee_id@",
+                "reason": ASSIGNED_BY_RESHUFFLE,
+                "assigned_at": self.time,
+            },
+        )
+
+    def _state_placeholders(self) -> dict[str, Any]:
+        data = {
+            "task_id": "@task_id@",
+            "title": "@title@",
+            "jira_id": "@jira_id@",
+            "description": "@description@",
+            "status": OPEN,
+            "assignee_id": "@assignee_id@",
+            "created_at": "@created_at@",
+            "completed_at": None,
+            "version": "@version@",
+        }
+        if self.state_version == 1:
+            data = task_v2_to_v1(data | {"jira_id": None})
+        return data
+
+    def _template(self, event_type: str, version: int, data: dict[str, Any]) -> str:
+        event = Event(
+            type=event_type,
+            dataversion=version,
+            data=data,
+            source=SOURCE,
+            id="@event_id@",
+            time=self.time,
+            traceparent=self.events.traceparent,
+        )
+        template = event.to_json().decode().replace("%", "%%")
+        for name in self.JSON_SLOTS:
+            template = template.replace(f'"@{name}@"', f"%({name})s")
+        for name in self.NUMBER_SLOTS:
+            template = template.replace(f'"@{name}@"', f"%({name})d")
+        return _PLACEHOLDER.sub(r"%(\1)s", template)
+
+    def render(self, rows: Sequence[tuple]) -> Iterator[PreparedEvent]:
+        """``task.updated`` then ``task.assigned`` for each row of the reassigning UPDATE."""
+        state_version = self.state_version
+        event_ids = random_event_ids(2 * len(rows))
+        for index, row in enumerate(rows):
+            (
+                task_id,
+                assignee_id,
+                previous_assignee_id,
+                title,
+                jira_id,
+                description,
+                created_at,
+                version,
+            ) = row
+            updated_id, assigned_id = next(event_ids), next(event_ids)
+            updated = self.updated_template % {
+                "event_id": updated_id,
+                "task_id": task_id,
+                "title": _encode_json(self._title(title, jira_id)),
+                "jira_id": _encode_json(jira_id),
+                "description": _encode_json(description),
+                "assignee_id": assignee_id,
+                "created_at": created_at,
+                "version": version,
+            }
+            assigned = self.assigned_template % {
+                "event_id": assigned_id,
+                "task_id": task_id,
+                "assignee_id": assignee_id,
+                "previous_assignee_id": previous_assignee_id,
+            }
+            if index % VALIDATE_EVERY == 0:
+                self._check(row, updated, assigned)
+            yield updated_id, TASK_UPDATED, task_id, state_version, updated.encode()
+            yield assigned_id, TASK_ASSIGNED, task_id, 1, assigned.encode()
+
+    def _title(self, title: str, jira_id: str | None) -> str:
+        if self.state_version == 2 or jira_id is None:
+            return title
+        return task_v2_to_v1(_V1_TITLE_STUB | {"title": title, "jira_id": jira_id})["title"]
+
+    def _check(self, row: tuple, updated: str, assigned: str) -> None:
+        """Validate a rendered pair and compare it with the regular builder's events."""
+        task, previous_assignee_id = _state_of(row), uuid.UUID(row[2])
+        expected = [
+            self.events.state(TASK_UPDATED, task, self.at),
+            self.events.assigned(task, previous_assignee_id, ASSIGNED_BY_RESHUFFLE, self.at),
+        ]
+        for payload, reference in zip((updated, assigned), expected, strict=True):
+            parsed = self.events.registry.parse(payload)
+            if (parsed.type, parsed.dataversion, parsed.data) != (
+                reference.type,
+                reference.dataversion,
+                reference.data,
+            ):
+                raise RenderingError(f"rendered {parsed.type} {parsed.data} != {reference.data}")
+
+
+_V1_TITLE_STUB = {
+    "task_id": "",
+    "description": None,
+    "status": OPEN,
+    "assignee_id": "",
+    "created_at": "",
+    "completed_at": None,
+    "version": 1,
+}
+
+
+def _state_of(row: tuple) -> TaskState:
+    task_id, assignee_id, _, title, jira_id, description, created_at, version = row
+    return TaskState(
+        public_id=uuid.UUID(task_id),
+        title=title,
+        jira_id=jira_id,
+        description=description,
+        status=OPEN,
+        assignee_id=uuid.UUID(assignee_id),
+        created_at=datetime.fromisoformat(created_at),
+        completed_at=None,
+        version=version,
+    )

@@ -1,0 +1,292 @@
+"""Use cases of the tasks service: one function per command or query.
+
+Commands change the database and write the events of the change to the outbox in the
+same transaction; on any error nothing is stored. Queries only read. The replica
+functions at the end keep the accounts replica in step with auth's events.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from messaging.outbox import Outbox
+from tasks import domain
+from tasks.events import TaskEvents, TaskState
+from tasks.models import Account, Task
+from tasks.reshuffle import lock_against_reshuffle, reshuffle_open_tasks
+from tasks.settings import TasksSettings
+
+Sessions = sessionmaker[Session]
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+_system_random = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: an account public id and its role."""
+
+    id: uuid.UUID
+    role: str
+
+
+@dataclass(frozen=True)
+class TaskView(TaskState):
+    """A task as the service shows it: its state, and who created it."""
+
+    created_by: uuid.UUID | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.public_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _task_events(settings: TasksSettings, traceparent: str | None) -> TaskEvents:
+    return TaskEvents(settings.task_event_version, traceparent)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def create_task(
+    sessions: Sessions,
+    settings: TasksSettings,
+    actor: Actor,
+    title: str,
+    jira_id: str | None = None,
+    description: str | None = None,
+    *,
+    rng: random.Random | None = None,
+    traceparent: str | None = None,
+) -> TaskView:
+    """Store a new open task, assigned to a uniformly random eligible assignee."""
+    title = domain.validate_title(title)
+    jira_id = domain.validate_jira_id(jira_id)
+    description = domain.validate_description(description)
+    events = _task_events(settings, traceparent)
+    with sessions() as session, session.begin():
+        assignee_id = _lock_random_assignee(session, rng or _system_random)
+        task = Task(
+            public_id=uuid.uuid4(),
+            title=title,
+            jira_id=jira_id,
+            description=description,
+            status=domain.OPEN,
+            assignee_id=assignee_id,
+            created_by=actor.id,
+            created_at=_now(),
+            completed_at=None,
+            version=1,
+        )
+        session.add(task)
+        session.flush()
+        Outbox(settings.platform).publish_many(
+            session, events.on_creation(TaskState.of(task), actor.id)
+        )
+        return TaskView.of(task)
+
+
+def _lock_random_assignee(session: Session, rng: random.Random) -> uuid.UUID:
+    """A uniformly random eligible account, share-locked until commit.
+
+    The lock makes a concurrent deactivation wait; one that won the race is seen by the
+    locking read, and the pick is drawn again among the others.
+    """
+    candidates = _eligible_assignees(session)
+    while candidates:
+        chosen = domain.choose_assignee(candidates, rng)
+        still_eligible = session.scalar(
+            select(Account.public_id)
+            .where(Account.public_id == chosen, Account.is_eligible_assignee())
+            .with_for_update(read=True)
+        )
+        if still_eligible is not None:
+            return chosen
+        candidates = [c for c in candidates if c != chosen]
+    raise domain.NoEligibleAssignee()
+
+
+def _eligible_assignees(session: Session) -> list[uuid.UUID]:
+    query = select(Account.public_id).where(Account.is_eligible_assignee())
+    return list(session.scalars(query.order_by(Account.public_id)))
+
+
+def complete_task(
+    sessions: Sessions,
+    settings: TasksSettings,
+    actor: Actor,
+    task_id: uuid.UUID,
+    *,
+    traceparent: str | None = None,
+) -> TaskView:
+    """Mark the actor's open task done (see ``tasks.reshuffle`` for the locking)."""
+    events = _task_events(settings, traceparent)
+    with sessions() as session, session.begin():
+        lock_against_reshuffle(session)
+        task = session.scalar(select(Task).where(Task.public_id == task_id).with_for_update())
+        if task is None:
+            raise domain.TaskNotFound(task_id)
+        domain.ensure_may_complete(task.public_id, task.status, task.assignee_id, actor.id)
+        task.status = domain.DONE
+        task.completed_at = _now()
+        task.version += 1
+        session.flush()
+        Outbox(settings.platform).publish_many(session, events.on_completion(TaskState.of(task)))
+        return TaskView.of(task)
+
+
+def reshuffle(
+    sessions: Sessions,
+    settings: TasksSettings,
+    actor: Actor,
+    *,
+    traceparent: str | None = None,
+) -> int:
+    """Reassign every open task at random; returns how many were reassigned."""
+    domain.ensure_may_reshuffle(actor.role)
+    events = _task_events(settings, traceparent)
+    with sessions() as session, session.begin():
+        return reshuffle_open_tasks(session, Outbox(settings.platform), events, _now())
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def get_task(sessions: Sessions, task_id: uuid.UUID) -> TaskView:
+    with sessions() as session:
+        task = session.scalar(select(Task).where(Task.public_id == task_id))
+        if task is None:
+            raise domain.TaskNotFound(task_id)
+        return TaskView.of(task)
+
+
+def list_tasks(
+    sessions: Sessions,
+    assignee: uuid.UUID | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> tuple[list[TaskView], str | None]:
+    """A page of tasks, newest first, and the cursor of the next page (None at the end)."""
+    status = domain.validate_status(status)
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise domain.ValidationError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    with sessions() as session:
+        query = select(Task).order_by(Task.id.desc()).limit(limit + 1)
+        if assignee is not None:
+            query = query.where(Task.assignee_id == assignee)
+        if status is not None:
+            query = query.where(Task.status == status)
+        if cursor is not None:
+            query = query.where(Task.id < _position_of(session, cursor))
+        tasks = list(session.scalars(query))
+    page = [TaskView.of(task) for task in tasks[:limit]]
+    return page, encode_cursor(page[-1].id) if len(tasks) > limit else None
+
+
+def encode_cursor(last_task_id: uuid.UUID) -> str:
+    """Opaque to clients: the public id of the last task of the page."""
+    return base64.urlsafe_b64encode(last_task_id.bytes).rstrip(b"=").decode()
+
+
+def _position_of(session: Session, cursor: str) -> int:
+    task_id = _decode_cursor(cursor)
+    position = session.scalar(select(Task.id).where(Task.public_id == task_id))
+    if position is None:
+        raise domain.ValidationError("invalid cursor")
+    return position
+
+
+def _decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise domain.ValidationError("invalid cursor") from None
+
+
+# -- accounts replica -------------------------------------------------------------------
+
+
+# The row an upsert proposes (PostgreSQL's ``excluded``).
+_NEW = insert(Account).excluded
+
+
+def apply_account_state(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    email: str,
+    full_name: str,
+    role: str,
+    active: bool,
+    version: int,
+) -> None:
+    """``account.created``/``account.updated``: take the state unless it is stale.
+
+    The role is taken too, unless an ``account.role_changed`` newer than this state has
+    already been applied. A deleted account stays deleted whatever comes later.
+    """
+    state = {"email": email, "full_name": full_name, "active": active, "version": version}
+    _upsert_account(
+        session,
+        {"public_id": account_id, "role": role, "role_version": version, **state},
+        {name: _NEW[name] for name in state}
+        | {
+            "role": case((_NEW.version >= Account.role_version, _NEW.role), else_=Account.role),
+            "role_version": func.greatest(Account.role_version, _NEW.version),
+        },
+        where=Account.version < _NEW.version,
+    )
+
+
+def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:
+    """``account.role_changed``: take the role unless a newer one is already known."""
+    _upsert_account(
+        session,
+        {"public_id": account_id, "role": role, "role_version": version},
+        {"role": _NEW.role, "role_version": _NEW.role_version},
+        where=Account.role_version < _NEW.role_version,
+    )
+
+
+def apply_account_deleted(session: Session, account_id: uuid.UUID, version: int) -> None:
+    """``account.deleted``: the account is gone for good; older states are ignored."""
+    _upsert_account(
+        session,
+        {"public_id": account_id, "deleted": True, "version": version},
+        {"deleted": True, "version": func.greatest(Account.version, _NEW.version)},
+    )
+
+
+def _upsert_account(
+    session: Session,
+    values: dict[str, Any],
+    changes: dict[str, Any],
+    where: ColumnElement[bool] | None = None,
+) -> None:
+    """Insert the account, or apply ``changes`` to it if it exists (and ``where`` holds)."""
+    statement = insert(Account).values(**values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Account.public_id],
+            set_=changes | {"updated_at": func.now()},
+            where=where,
+        )
+    )
