@@ -181,7 +181,7 @@ class Stack:
         lines.append(f"  {'database':<11} {self.env['ATES_DATABASE_URL']}")
         lines.append(f"  {'broker':<11} {self.env['ATES_KAFKA_BOOTSTRAP']}")
         if self.logins:
-            lines.append("", "Logins:")
+            lines += ["", "Logins:"]
             for login in self.logins:
                 password = login["password"] or "(unchanged)"
                 lines.append(f"  {login['role']:<11} {login['email']:<28} {password}")

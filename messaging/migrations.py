@@ -7,7 +7,8 @@ them the same way.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -15,9 +16,14 @@ from alembic.config import Config
 from messaging.db import ensure_database
 
 
+def migrations_dir(service: str) -> Path:
+    package = importlib.import_module(service)
+    return Path(next(iter(package.__path__))) / "migrations"
+
+
 def alembic_config(service: str, url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(resources.files(service) / "migrations"))
+    config.set_main_option("script_location", str(migrations_dir(service)))
     config.attributes["url"] = url
     return config
 
