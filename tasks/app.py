@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from auth.client import AuthClientConfig, TokenVerifier, install_auth
 from messaging.consumer import ConsumerRuntime
-from messaging.db import make_engine
+from messaging.db import make_engine, make_session_factory
 from messaging.relay import run_relay_forever
 from messaging.service_app import broker_check, create_service_app, database_check
 from messaging.settings import Settings
+from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
+from tasks.settings import TasksSettings
+from tasks.web import STATIC_DIR, Board, DashboardLinks, web_router
 
 SERVICE = "tasks"
 
@@ -43,11 +49,38 @@ def workers(settings: Settings) -> dict[str, Worker]:
     return {"relay": relay, "consumer": consumer}
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings,
+    auth: AuthClientConfig | None = None,
+    environ: Mapping[str, str] | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """The API and the board; ``auth`` and ``environ`` default to the process environment,
+    ``verifier`` to checking tokens against the provider's published keys."""
     engine = engine_for(settings)
-    return create_service_app(
+    sessions = make_session_factory(engine)
+    tasks_settings = TasksSettings.from_env(settings, environ)
+    auth = auth or AuthClientConfig.from_env(SERVICE, environ=environ)
+    app = create_service_app(
         "aTES tasks",
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
         version="1.0",
         description="Task tracker: random assignment, reshuffles, completion.",
+        lifespan=_disposing(engine),
     )
+    install_auth(app, auth, verifier)
+    install_error_handlers(app)
+    app.include_router(api_router(sessions, tasks_settings))
+    board = Board(sessions, tasks_settings, auth, DashboardLinks.from_env(environ))
+    app.include_router(web_router(board))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _disposing(engine: Engine):
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    return lifespan

@@ -11,6 +11,7 @@ import base64
 import binascii
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -199,6 +200,28 @@ def list_tasks(
         tasks = list(session.scalars(query))
     page = [TaskView.of(task) for task in tasks[:limit]]
     return page, encode_cursor(page[-1].id) if len(tasks) > limit else None
+
+
+def count_tasks(sessions: Sessions, status: str | None = None) -> int:
+    """How many tasks there are (with ``status``, if given)."""
+    status = domain.validate_status(status)
+    query = select(func.count()).select_from(Task)
+    if status is not None:
+        query = query.where(Task.status == status)
+    with sessions() as session:
+        return session.scalar(query) or 0
+
+
+def account_names(sessions: Sessions, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Full names of the given accounts, as far as the replica knows them."""
+    wanted = set(account_ids)
+    if not wanted:
+        return {}
+    query = select(Account.public_id, Account.full_name).where(
+        Account.public_id.in_(wanted), Account.full_name.is_not(None)
+    )
+    with sessions() as session:
+        return {account_id: name for account_id, name in session.execute(query)}
 
 
 def encode_cursor(last_task_id: uuid.UUID) -> str:

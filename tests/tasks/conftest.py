@@ -1,4 +1,5 @@
-"""One migrated tasks database for the package, emptied before every test."""
+"""One migrated tasks database for the package, emptied before every test; one auth
+provider and one tasks app served over HTTP for the tests that need them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from deploy.embedded import free_port
 from event_schemas import Event, default_registry
 from messaging.db import drop_database, make_engine, make_session_factory
 from messaging.migrations import upgrade
@@ -18,6 +20,8 @@ from messaging.tables import outbox
 from tasks import service
 from tasks.models import Task
 from tasks.settings import TasksSettings
+from tests.auth.support import RunningProvider
+from tests.tasks.support import People, running_provider_for_board, running_tasks_app
 
 TABLES = ("accounts", "tasks", "outbox", "inbox")
 
@@ -168,3 +172,32 @@ def insert_open_tasks(engine: Engine, count: int, assignee_id: uuid.UUID) -> Non
             ),
             {"assignee": assignee_id, "count": count},
         )
+
+
+# -- the service over HTTP, beside a real auth provider ---------------------------------
+
+
+@pytest.fixture(scope="package")
+def board_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="package")
+def auth_provider(postgres_server, kafka_broker, board_port) -> Iterator[RunningProvider]:
+    with running_provider_for_board(postgres_server.url, kafka_broker.bootstrap,
+                                    board_port) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="package")
+def people(auth_provider) -> People:
+    return People.create(auth_provider)
+
+
+@pytest.fixture(scope="package")
+def tasks_url(auth_provider, postgres_server, kafka_broker, tasks_database_url,
+              board_port) -> Iterator[str]:
+    platform = Settings(database_url=postgres_server.url, kafka_bootstrap=kafka_broker.bootstrap,
+                        service_database_urls={"tasks": tasks_database_url})
+    with running_tasks_app(auth_provider, platform, board_port) as url:
+        yield url

@@ -1,0 +1,256 @@
+"""JSON API of the tasks service (bearer access tokens, verified locally).
+
+Every error answers ``{"detail": "<one readable sentence>"}``: the domain's errors map to
+the status codes of ``ERROR_STATUS``, malformed requests to 422.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import status as http
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from auth.client import CurrentUser, current_user
+from tasks import domain, service
+from tasks.service import Sessions, TaskView
+from tasks.settings import TasksSettings
+
+# Starlette renamed its constant for 422 (UNPROCESSABLE_ENTITY -> _CONTENT).
+UNPROCESSABLE = 422
+
+ERROR_STATUS: dict[type[domain.TaskError], int] = {
+    domain.ValidationError: UNPROCESSABLE,
+    domain.NoEligibleAssignee: http.HTTP_409_CONFLICT,
+    domain.TaskNotFound: http.HTTP_404_NOT_FOUND,
+    domain.NotAssignee: http.HTTP_403_FORBIDDEN,
+    domain.AlreadyDone: http.HTTP_409_CONFLICT,
+    domain.Forbidden: http.HTTP_403_FORBIDDEN,
+}
+
+# What the event registry accepts; the W3C rules say a malformed header is ignored.
+_TRACEPARENT = re.compile(
+    r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+)
+ME = "me"
+
+TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
+
+
+def status_for(error: domain.TaskError) -> int:
+    return next(
+        (code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)),
+        http.HTTP_400_BAD_REQUEST,
+    )
+
+
+def trace_context(traceparent: str | None) -> str | None:
+    """The request's trace context to stamp on the events, if it is a valid one."""
+    value = (traceparent or "").strip()
+    return value if _TRACEPARENT.match(value) else None
+
+
+def actor_of(user: CurrentUser) -> service.Actor:
+    """The acting account; service clients (whose ``sub`` is a client id) are refused."""
+    try:
+        return service.Actor(id=uuid.UUID(user.id), role=user.role)
+    except ValueError:
+        raise HTTPException(
+            http.HTTP_403_FORBIDDEN, "this needs a person's account, not a service client"
+        ) from None
+
+
+# -- request and response bodies ----------------------------------------------------------
+
+
+class NewTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(
+        description=f"1 to {domain.TITLE_MAX_LENGTH} characters, without [ or ]",
+        examples=["Fix the button"],
+    )
+    jira_id: str | None = Field(
+        default=None, description="A Jira key like UBERPOP-42", examples=["UBERPOP-42"]
+    )
+    description: str | None = Field(
+        default=None, description=f"At most {domain.DESCRIPTION_MAX_LENGTH} characters"
+    )
+
+
+class TaskOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    jira_id: str | None
+    description: str | None
+    status: TaskStatus
+    assignee_id: uuid.UUID
+    created_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, task: TaskView) -> TaskOut:
+        completed_at = task.completed_at
+        return cls(
+            id=task.id,
+            title=task.title,
+            jira_id=task.jira_id,
+            description=task.description,
+            status=task.status,  # type: ignore[arg-type]
+            assignee_id=task.assignee_id,
+            created_at=task.created_at.astimezone(UTC),
+            completed_at=None if completed_at is None else completed_at.astimezone(UTC),
+        )
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
+
+
+class Reshuffled(BaseModel):
+    reassigned: int = Field(description="How many open tasks got a (possibly new) assignee")
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorOut, "description": description}
+
+
+COMMON_ERRORS = {401: _error("No valid access token"), 422: _error("Malformed request")}
+
+Caller = Annotated[CurrentUser, Depends(current_user)]
+TraceHeader = Annotated[
+    str | None, Header(description="W3C trace context, carried on to the events")
+]
+
+
+# -- routes -------------------------------------------------------------------------------
+
+
+def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
+    router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=COMMON_ERRORS)
+
+    @router.post(
+        "",
+        status_code=http.HTTP_201_CREATED,
+        responses={409: _error("No eligible assignee: nothing was stored")},
+    )
+    def create_task(body: NewTask, user: Caller, response: Response,
+                    traceparent: TraceHeader = None) -> TaskOut:
+        """Create an open task, assigned to a random active account that is neither admin
+        nor manager."""
+        task = service.create_task(
+            sessions,
+            settings,
+            actor_of(user),
+            body.title,
+            body.jira_id,
+            body.description,
+            traceparent=trace_context(traceparent),
+        )
+        response.headers["Location"] = f"/api/tasks/{task.id}"
+        return TaskOut.of(task)
+
+    @router.get("")
+    def list_tasks(
+        user: Caller,
+        assignee: Annotated[
+            str | None, Query(description="`me` or an account id; every task when absent")
+        ] = None,
+        status: TaskStatus | None = None,
+        cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = service.DEFAULT_PAGE_SIZE,
+    ) -> TaskPage:
+        """Tasks, newest first, one page at a time."""
+        items, next_cursor = service.list_tasks(
+            sessions, _assignee_filter(assignee, user), status, cursor, limit
+        )
+        return TaskPage(items=[TaskOut.of(task) for task in items], next=next_cursor)
+
+    @router.post(
+        "/reshuffle",
+        responses={
+            403: _error("Neither admin nor manager"),
+            409: _error("Open tasks but no eligible assignee: nothing changed"),
+        },
+    )
+    def reshuffle(user: Caller, traceparent: TraceHeader = None) -> Reshuffled:
+        """Give every open task a uniformly random eligible assignee (admins, managers)."""
+        count = service.reshuffle(
+            sessions, settings, actor_of(user), traceparent=trace_context(traceparent)
+        )
+        return Reshuffled(reassigned=count)
+
+    @router.get("/{task_id}", responses={404: _error("No such task")})
+    def get_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
+        return TaskOut.of(service.get_task(sessions, task_id))
+
+    @router.post(
+        "/{task_id}/complete",
+        responses={
+            403: _error("Not the task's current assignee"),
+            404: _error("No such task"),
+            409: _error("The task is already done"),
+        },
+    )
+    def complete_task(task_id: uuid.UUID, user: Caller, traceparent: TraceHeader = None) -> TaskOut:
+        """Mark one of the caller's open tasks done."""
+        task = service.complete_task(
+            sessions, settings, actor_of(user), task_id, traceparent=trace_context(traceparent)
+        )
+        return TaskOut.of(task)
+
+    return router
+
+
+def _assignee_filter(assignee: str | None, user: CurrentUser) -> uuid.UUID | None:
+    if assignee is None:
+        return None
+    if assignee == ME:
+        return actor_of(user).id
+    try:
+        return uuid.UUID(assignee)
+    except ValueError:
+        raise domain.ValidationError(
+            f"assignee must be 'me' or an account id, not {assignee!r}"
+        ) from None
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _task_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, domain.TaskError)
+    return JSONResponse({"detail": str(error)}, status_code=status_for(error))
+
+
+def _malformed_request(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        {"detail": "; ".join(_problem(problem) for problem in error.errors())},
+        status_code=UNPROCESSABLE,
+    )
+
+
+def _problem(problem: dict) -> str:
+    """``title: Field required`` rather than pydantic's nested structure."""
+    location = [str(part) for part in problem.get("loc", ())]
+    if location and location[0] in ("body", "query", "path", "header"):
+        location = location[1:]
+    message = str(problem.get("msg", "invalid"))
+    return f"{'.'.join(location)}: {message}" if location else message
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(domain.TaskError, _task_error)
+    app.add_exception_handler(RequestValidationError, _malformed_request)

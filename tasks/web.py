@@ -1,0 +1,336 @@
+"""The task board: server-rendered pages for people signed in through auth's SSO.
+
+Forms are protected against cross-site forgery as auth's own pages are (double submit):
+a random value lives in an HttpOnly cookie and its signature in a hidden field of every
+form, which a page on another origin can neither read nor forge.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from auth.client import AuthClientConfig, CurrentUser, page_user
+from auth.config import dashboard_url
+from tasks import domain, service
+from tasks.api import actor_of, status_for, trace_context
+from tasks.service import Sessions, TaskView
+from tasks.settings import TasksSettings
+
+STATIC_DIR = Path(__file__).parent / "static"
+PAGE_SIZE = 20
+CSRF_COOKIE = "ates_tasks_csrf"
+CSRF_MAX_AGE_SECONDS = 4 * 3600
+ALL_STATUSES = "all"
+STATUS_FILTERS = (domain.OPEN, domain.DONE, ALL_STATUSES)
+STATUS_PICTURES = {domain.OPEN: "bird in a cage", domain.DONE: "millet in a bowl"}
+# Pages say what just happened through a fixed code in the URL, never through free text.
+NOTICES = {
+    "created": "Task created.",
+    "completed": "Task done: millet in the bowl.",
+    "reshuffled": "Reshuffle done.",
+}
+REASSIGNED = " Open tasks handed out again: {count}."
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _sentence(text: str) -> str:
+    """A domain message (``title is required``) as a sentence (``Title is required.``)."""
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["sentence"] = _sentence
+templates.env.globals["status_pictures"] = STATUS_PICTURES
+
+Visitor = Annotated[CurrentUser, Depends(page_user)]
+CsrfField = Annotated[str, Form()]
+
+
+@dataclass(frozen=True)
+class DashboardLinks:
+    """Where the other dashboards are, for the navigation."""
+
+    accounting: str
+    analytics: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
+        return cls(dashboard_url("accounting", environ), dashboard_url("analytics", environ))
+
+
+class FormGuard:
+    """Cross-site request forgery protection by double submit."""
+
+    def __init__(self, secret_key: str, secure_cookies: bool):
+        self._signer = URLSafeTimedSerializer(secret_key, salt="ates-tasks-csrf")
+        self._secure_cookies = secure_cookies
+
+    def token_for(self, request: Request) -> tuple[str, str | None]:
+        """The token for the forms of a page, and the cookie value to set with it when the
+        browser has none yet."""
+        cookie_value = request.cookies.get(CSRF_COOKIE)
+        new_cookie = None if cookie_value else secrets.token_urlsafe(24)
+        return self._signer.dumps(cookie_value or new_cookie), new_cookie
+
+    def set_cookie(self, response: Response, cookie_value: str) -> None:
+        response.set_cookie(CSRF_COOKIE, cookie_value, max_age=CSRF_MAX_AGE_SECONDS, path="/",
+                            httponly=True, samesite="lax", secure=self._secure_cookies)
+
+    def is_valid(self, request: Request, form_token: str) -> bool:
+        cookie_value = request.cookies.get(CSRF_COOKIE)
+        if not cookie_value or not form_token:
+            return False
+        try:
+            signed_value = self._signer.loads(form_token, max_age=CSRF_MAX_AGE_SECONDS)
+        except BadSignature:
+            return False
+        return hmac.compare_digest(str(signed_value), cookie_value)
+
+
+@dataclass(frozen=True)
+class TaskForm:
+    title: str = ""
+    jira_id: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One of the two task lists: the visitor's own tasks, or everyone's."""
+
+    name: str
+    path: str
+    heading: str
+    default_status: str
+
+
+MY_TASKS = Listing("mine", "/", "My tasks", domain.OPEN)
+ALL_TASKS = Listing("all", "/all", "All tasks", ALL_STATUSES)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _task_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise domain.TaskNotFound(raw) from None
+
+
+def _trace(request: Request) -> str | None:
+    return trace_context(request.headers.get("traceparent"))
+
+
+def _notice(code: str | None, reassigned: str | None) -> str | None:
+    text = NOTICES.get(code or "")
+    if text is not None and code == "reshuffled" and reassigned and reassigned.isdigit():
+        text += REASSIGNED.format(count=int(reassigned))
+    return text
+
+
+class Board:
+    def __init__(self, sessions: Sessions, settings: TasksSettings, auth: AuthClientConfig,
+                 links: DashboardLinks):
+        self.sessions = sessions
+        self.settings = settings
+        self.links = links
+        self.forms = FormGuard(auth.secret_key, auth.secure_cookies)
+
+    # --- rendering ------------------------------------------------------------------
+
+    def render(self, request: Request, user: CurrentUser, template: str,
+               context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+        token, new_cookie = self.forms.token_for(request)
+        full_context = {"user": user, "links": self.links, "csrf_token": token,
+                        "may_reshuffle": domain.may_reshuffle(user.role), **(context or {})}
+        response = templates.TemplateResponse(request, template, full_context,
+                                              status_code=status_code)
+        if new_cookie is not None:
+            self.forms.set_cookie(response, new_cookie)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return response
+
+    def message(self, request: Request, user: CurrentUser, title: str, text: str,
+                status_code: int, link: str = "/") -> HTMLResponse:
+        context = {"title": title, "text": text, "link": link}
+        return self.render(request, user, "message.html", context, status_code)
+
+    def refused(self, request: Request, user: CurrentUser, error: domain.TaskError
+                ) -> HTMLResponse:
+        titles = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+        code = status_for(error)
+        return self.message(request, user, titles.get(code, "Cannot do that"),
+                            _sentence(str(error)), code)
+
+    def expired_form(self, request: Request, user: CurrentUser) -> HTMLResponse:
+        return self.message(request, user, "Form expired",
+                            "This form has expired. Go back, reload the page and try again.",
+                            403)
+
+    # --- lists ----------------------------------------------------------------------
+
+    def tasks_page(self, request: Request, user: CurrentUser, listing: Listing,
+                   status: str | None, cursor: str | None, notice: str | None,
+                   count: str | None) -> HTMLResponse:
+        status = status or listing.default_status
+        if status not in STATUS_FILTERS:
+            return self.message(request, user, "Unknown filter",
+                                f"Tasks are {', '.join(STATUS_FILTERS)}, not {status!r}.", 422,
+                                link=listing.path)
+        assignee = actor_of(user).id if listing is MY_TASKS else None
+        try:
+            tasks, next_cursor = service.list_tasks(
+                self.sessions, assignee, None if status == ALL_STATUSES else status, cursor,
+                PAGE_SIZE)
+        except domain.ValidationError:
+            return self.message(request, user, "Page not found",
+                                "This page link is no longer valid.", 422, link=listing.path)
+        context = {
+            "listing": listing, "status": status, "tasks": tasks,
+            "names": self._names(tasks), "notice": _notice(notice, count),
+            "filter_urls": {s: self._list_url(listing, s) for s in STATUS_FILTERS},
+            "next_url": next_cursor and self._list_url(listing, status, next_cursor),
+            "first_url": cursor and self._list_url(listing, status),
+        }
+        return self.render(request, user, "tasks.html", context)
+
+    def _list_url(self, listing: Listing, status: str, cursor: str | None = None) -> str:
+        query = {"status": status} | ({"cursor": cursor} if cursor else {})
+        return f"{listing.path}?{urlencode(query)}"
+
+    def _names(self, tasks: list[TaskView]) -> dict[uuid.UUID, str]:
+        return service.account_names(self.sessions, {task.assignee_id for task in tasks})
+
+    def task_page(self, request: Request, user: CurrentUser, raw_id: str,
+                  notice: str | None) -> HTMLResponse:
+        try:
+            task = service.get_task(self.sessions, _task_id(raw_id))
+        except domain.TaskError as error:
+            return self.refused(request, user, error)
+        context = {"task": task, "names": self._names([task]), "notice": _notice(notice, None)}
+        return self.render(request, user, "task.html", context)
+
+    # --- creating -------------------------------------------------------------------
+
+    def new_task_page(self, request: Request, user: CurrentUser, form: TaskForm | None = None,
+                      error: str | None = None, status_code: int = 200) -> HTMLResponse:
+        context = {"form": form or TaskForm(), "error": error,
+                   "title_max_length": domain.TITLE_MAX_LENGTH,
+                   "description_max_length": domain.DESCRIPTION_MAX_LENGTH}
+        return self.render(request, user, "new_task.html", context, status_code)
+
+    def create_task(self, request: Request, user: CurrentUser, form: TaskForm,
+                    csrf_token: str) -> Response:
+        if not self.forms.is_valid(request, csrf_token):
+            return self.expired_form(request, user)
+        try:
+            task = service.create_task(
+                self.sessions, self.settings, actor_of(user), form.title, form.jira_id,
+                form.description, traceparent=_trace(request))
+        except domain.TaskError as error:
+            return self.new_task_page(request, user, form, str(error), status_for(error))
+        return _see_other(f"/tasks/{task.id}?notice=created")
+
+    # --- completing -----------------------------------------------------------------
+
+    def complete_task(self, request: Request, user: CurrentUser, raw_id: str,
+                      csrf_token: str) -> Response:
+        if not self.forms.is_valid(request, csrf_token):
+            return self.expired_form(request, user)
+        try:
+            service.complete_task(self.sessions, self.settings, actor_of(user),
+                                  _task_id(raw_id), traceparent=_trace(request))
+        except domain.TaskError as error:
+            return self.refused(request, user, error)
+        return _see_other("/?notice=completed")
+
+    # --- reshuffling ----------------------------------------------------------------
+
+    def reshuffle_page(self, request: Request, user: CurrentUser) -> HTMLResponse:
+        try:
+            domain.ensure_may_reshuffle(user.role)
+        except domain.Forbidden as refusal:
+            return self.refused(request, user, refusal)
+        open_tasks = service.count_tasks(self.sessions, domain.OPEN)
+        return self.render(request, user, "reshuffle.html", {"open_tasks": open_tasks})
+
+    def reshuffle(self, request: Request, user: CurrentUser, csrf_token: str) -> Response:
+        if not self.forms.is_valid(request, csrf_token):
+            return self.expired_form(request, user)
+        try:
+            count = service.reshuffle(self.sessions, self.settings, actor_of(user),
+                                      traceparent=_trace(request))
+        except domain.TaskError as error:
+            return self.refused(request, user, error)
+        return _see_other(f"/all?notice=reshuffled&count={count}")
+
+
+def web_router(board: Board) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def my_tasks(request: Request, user: Visitor, status: str | None = None,
+                 cursor: str | None = None, notice: str | None = None,
+                 count: str | None = None) -> Response:
+        return board.tasks_page(request, user, MY_TASKS, status, cursor, notice, count)
+
+    @router.get("/all")
+    def all_tasks(request: Request, user: Visitor, status: str | None = None,
+                  cursor: str | None = None, notice: str | None = None,
+                  count: str | None = None) -> Response:
+        return board.tasks_page(request, user, ALL_TASKS, status, cursor, notice, count)
+
+    @router.get("/tasks/{task_id}")
+    def task_page(request: Request, user: Visitor, task_id: str,
+                  notice: str | None = None) -> Response:
+        return board.task_page(request, user, task_id, notice)
+
+    @router.get("/new")
+    def new_task_page(request: Request, user: Visitor) -> Response:
+        return board.new_task_page(request, user)
+
+    @router.post("/new")
+    def create_task(request: Request, user: Visitor, csrf_token: CsrfField = "",
+                    title: Annotated[str, Form()] = "", jira_id: Annotated[str, Form()] = "",
+                    description: Annotated[str, Form()] = "") -> Response:
+        # Browsers send the line breaks of a textarea as CRLF.
+        form = TaskForm(title, jira_id, description.replace("\r\n", "\n"))
+        return board.create_task(request, user, form, csrf_token)
+
+    @router.post("/tasks/{task_id}/complete")
+    def complete_task(request: Request, user: Visitor, task_id: str,
+                      csrf_token: CsrfField = "") -> Response:
+        return board.complete_task(request, user, task_id, csrf_token)
+
+    @router.get("/reshuffle")
+    def reshuffle_page(request: Request, user: Visitor) -> Response:
+        return board.reshuffle_page(request, user)
+
+    @router.post("/reshuffle")
+    def reshuffle(request: Request, user: Visitor, csrf_token: CsrfField = "") -> Response:
+        return board.reshuffle(request, user, csrf_token)
+
+    return router

@@ -1,0 +1,113 @@
+"""The tasks service served over HTTP beside a real auth provider, and the people using it.
+
+One provider and one tasks app serve the whole package; every test starts from an empty
+tasks database (the ``engine`` fixture) and puts into the accounts replica exactly the
+people it wants to be there, so it decides who is eligible for tasks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from auth.config import LoginThrottling
+from messaging.settings import Settings
+from tasks import service
+from tasks.app import create_app
+from tests.auth.support import Login, RunningProvider, dashboard_clients, running_provider
+from tests.helpers import serve_app
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+OTHER_DASHBOARDS = {
+    "ATES_ACCOUNTING_URL": "http://127.0.0.1:8002",
+    "ATES_ANALYTICS_URL": "http://127.0.0.1:8003",
+}
+TASK_FIELDS = {
+    "id", "title", "jira_id", "description", "status", "assignee_id", "created_at",
+    "completed_at",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    login: Login
+    name: str
+    token: str
+
+    @property
+    def id(self) -> str:
+        return self.login.id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class People:
+    """One account of each role, and a second worker."""
+
+    worker: Person
+    other_worker: Person
+    accountant: Person
+    manager: Person
+    admin: Person
+
+    @classmethod
+    def create(cls, provider: RunningProvider) -> People:
+        def person(role: str, name: str) -> Person:
+            login = provider.create_login(role, name=name)
+            return Person(login, name, provider.token_for(login))
+
+        return cls(
+            worker=person("worker", "Kesha Worker"),
+            other_worker=person("worker", "Gosha Worker"),
+            accountant=person("accountant", "Ada Accountant"),
+            manager=person("manager", "Mona Manager"),
+            admin=person("admin", "Adam Admin"),
+        )
+
+
+def feed_replica(sessions: sessionmaker[Session], *people: Person) -> None:
+    """Tell the tasks service about these accounts, as auth's ``account.created`` would."""
+    with sessions() as session, session.begin():
+        for person in people:
+            service.apply_account_state(
+                session,
+                uuid.UUID(person.id),
+                email=person.login.email,
+                full_name=person.name,
+                role=person.login.role,
+                active=True,
+                version=1,
+            )
+
+
+@contextmanager
+def running_provider_for_board(postgres_url: str, kafka_bootstrap: str,
+                               board_port: int) -> Iterator[RunningProvider]:
+    # Every sign-in comes from 127.0.0.1; throttling by address would get in the way.
+    with running_provider(postgres_url, kafka_bootstrap,
+                          clients=dashboard_clients({"tasks": board_port}),
+                          throttling=LoginThrottling(per_address=10_000)) as provider:
+        yield provider
+
+
+@contextmanager
+def running_tasks_app(provider: RunningProvider, platform: Settings,
+                      port: int) -> Iterator[str]:
+    app = create_app(platform, provider.dashboard_config("tasks", port), OTHER_DASHBOARDS)
+    with serve_app(app, port=port) as url:
+        yield url
+
+
+def create_via_api(base_url: str, person: Person, title: str, **fields) -> dict:
+    response = httpx.post(f"{base_url}/api/tasks", json={"title": title, **fields},
+                          headers=person.headers)
+    assert response.status_code == 201, response.text
+    return response.json()

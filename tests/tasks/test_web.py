@@ -1,0 +1,293 @@
+"""The board's pages through single sign-on, driven by a browser-like HTTP client."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+
+import httpx
+import pytest
+
+from auth.token_flow import hidden_inputs
+from tasks import service
+from tasks.web import PAGE_SIZE
+from tests.auth.support import Browser
+from tests.tasks.conftest import all_tasks, count_rows, last_outbox_row, stored_events
+from tests.tasks.support import OTHER_DASHBOARDS, People, Person, create_via_api, feed_replica
+
+
+@pytest.fixture
+def board(tasks_url, engine) -> str:
+    """The tasks app, its database emptied for this test."""
+    return tasks_url
+
+
+@pytest.fixture
+def browsers():
+    opened: list[Browser] = []
+
+    def open_browser() -> Browser:
+        opened.append(Browser())
+        return opened[-1]
+
+    yield open_browser
+    for browser in opened:
+        browser.close()
+
+
+def sign_in(browsers, board: str, person: Person,
+            path: str = "/") -> tuple[Browser, httpx.Response]:
+    browser = browsers()
+    page = browser.sign_in(browser.get(f"{board}{path}"), person.login)
+    assert page.status_code == 200 and str(page.url) == f"{board}{path}", page.text[:300]
+    return browser, page
+
+
+def form_token(page: httpx.Response) -> str:
+    return hidden_inputs(page.text)["csrf_token"]
+
+
+def text_of(page: httpx.Response) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text)))
+
+
+@pytest.fixture
+def only_worker_eligible(sessions, people: People) -> Person:
+    feed_replica(sessions, people.worker, people.manager, people.admin)
+    return people.worker
+
+
+# -- signing in and looking around --------------------------------------------------------
+
+
+def test_anonymous_browsers_are_sent_to_sign_in_and_change_nothing(board, engine):
+    page = httpx.get(f"{board}/all?status=done")
+    post = httpx.post(f"{board}/new", data={"title": "Fix"})
+
+    assert page.status_code == post.status_code == 303
+    assert page.headers["location"] == "/auth/login?next=%2Fall%3Fstatus%3Ddone"
+    assert count_rows(engine, "tasks") == 0
+
+
+def test_my_tasks_show_my_open_tasks_with_a_complete_button(board, browsers, people,
+                                                            only_worker_eligible):
+    task = create_via_api(board, people.manager, "Feed the parrots", jira_id="UBERPOP-7")
+
+    _, page = sign_in(browsers, board, people.worker)
+
+    assert "<h1>My tasks</h1>" in page.text
+    assert "UBERPOP-7" in page.text and "Feed the parrots" in page.text
+    assert "bird in a cage" in page.text and "assignee: Kesha Worker" in page.text
+    assert f'action="/tasks/{task["id"]}/complete"' in page.text
+    assert 'action="/auth/logout"' in page.text
+    assert f'href="{OTHER_DASHBOARDS["ATES_ACCOUNTING_URL"]}"' in page.text
+    assert OTHER_DASHBOARDS["ATES_ANALYTICS_URL"] not in page.text  # admins only
+    assert 'href="/reshuffle"' not in page.text
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_every_asset_is_served_by_the_service(board, browsers, people, only_worker_eligible):
+    _, page = sign_in(browsers, board, people.admin, "/all")
+
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:css|js|svg|png|woff2?))"', page.text)
+    responses = [httpx.get(f"{board}{asset}") for asset in assets]
+
+    assert assets and all(asset.startswith("/static/") for asset in assets)
+    assert all(response.status_code == 200 for response in responses)
+    assert httpx.get(f"{board}/static/tasks.css").headers["content-type"].startswith("text/css")
+    assert f'href="{OTHER_DASHBOARDS["ATES_ANALYTICS_URL"]}"' in page.text
+
+
+def test_the_lists_page_and_filter(board, browsers, sessions, tasks_settings, people,
+                                   only_worker_eligible):
+    manager = service.Actor(uuid.UUID(people.manager.id), "manager")
+    titles = [f"Task {n}" for n in range(PAGE_SIZE + 1)]
+    for title in titles:
+        service.create_task(sessions, tasks_settings, manager, title)
+    browser, first = sign_in(browsers, board, people.accountant, "/all")
+
+    next_url = re.search(r'href="([^"]+)">Next page', first.text).group(1)
+    second = browser.get(f"{board}{html.unescape(next_url)}")
+    done = browser.get(f"{board}/all?status=done")
+    mine = browser.get(f"{board}/")
+
+    assert re.findall(r"Task \d+", text_of(first)) == titles[:0:-1]
+    assert re.findall(r"Task \d+", text_of(second)) == ["Task 0"]
+    assert "First page" in second.text and "Next page" not in second.text
+    assert "No tasks here." in done.text and "No tasks here." in mine.text
+
+
+@pytest.mark.parametrize("path", ["/all?status=closed", "/?cursor=nonsense"])
+def test_bad_filters_and_cursors_show_an_error_page(board, browsers, people, path):
+    browser, _ = sign_in(browsers, board, people.worker)
+
+    page = browser.get(f"{board}{path}")
+
+    assert page.status_code == 422 and 'class="button"' in page.text
+
+
+@pytest.mark.parametrize("path", [f"/tasks/{uuid.uuid4()}", "/tasks/42"])
+def test_unknown_tasks_show_a_not_found_page(board, browsers, people, path):
+    browser, _ = sign_in(browsers, board, people.worker)
+
+    page = browser.get(f"{board}{path}")
+
+    assert page.status_code == 404 and "<h1>Not found</h1>" in page.text
+
+
+# -- creating -----------------------------------------------------------------------------
+
+
+def test_the_form_creates_a_task_and_shows_it(board, engine, browsers, people,
+                                              only_worker_eligible):
+    browser, form = sign_in(browsers, board, people.manager, "/new")
+
+    created = browser.http.post(f"{board}/new", data={
+        "csrf_token": form_token(form), "title": "Feed the parrots", "jira_id": "uberpop-7",
+        "description": "Millet,\r\nwater."})
+    page = browser.follow(created)
+
+    [task] = all_tasks(engine)
+    assert created.status_code == 303
+    assert created.headers["location"] == f"/tasks/{task.public_id}?notice=created"
+    assert (task.title, task.jira_id, task.description) == (
+        "Feed the parrots", "UBERPOP-7", "Millet,\nwater.")
+    assert "Task created." in page.text and "Kesha Worker" in page.text
+    assert 'action="/tasks/' not in page.text  # the manager is not the assignee
+
+
+@pytest.mark.parametrize("fields, message, status", [
+    ({"title": "[UBERPOP-7] Feed the parrots"}, "Title must not contain [ or ]", 422),
+    ({"title": "Feed", "jira_id": "parrots"}, "Jira_id must look like UBERPOP-42", 422),
+    ({"title": "  "}, "Title is required.", 422),
+])
+def test_form_errors_are_shown_on_the_form_and_store_nothing(board, engine, browsers, people,
+                                                             only_worker_eligible, fields,
+                                                             message, status):
+    browser, form = sign_in(browsers, board, people.worker, "/new")
+    fields = {"jira_id": "", "description": "Keep <this>"} | fields
+
+    page = browser.http.post(f"{board}/new", data={"csrf_token": form_token(form), **fields})
+
+    assert page.status_code == status
+    assert message in text_of(page)
+    assert "Keep &lt;this&gt;</textarea>" in page.text
+    assert f'value="{html.escape(fields["title"])}"' in page.text
+    assert count_rows(engine, "tasks") == count_rows(engine, "outbox") == 0
+
+
+def test_without_eligible_assignee_the_form_says_so(board, engine, browsers, sessions, people):
+    feed_replica(sessions, people.manager)
+    browser, form = sign_in(browsers, board, people.manager, "/new")
+
+    page = browser.http.post(f"{board}/new", data={"csrf_token": form_token(form),
+                                                   "title": "Feed the parrots"})
+
+    assert page.status_code == 409 and "No one can take the task" in page.text
+    assert count_rows(engine, "tasks") == 0
+
+
+# -- completing and reshuffling ------------------------------------------------------------
+
+
+def test_the_complete_button_completes_my_task(board, browsers, people, only_worker_eligible):
+    task = create_via_api(board, people.manager, "Feed the parrots")
+    browser, page = sign_in(browsers, board, people.worker)
+
+    completed = browser.http.post(f"{board}/tasks/{task['id']}/complete",
+                                  data={"csrf_token": form_token(page)})
+    after = browser.follow(completed)
+    done = browser.get(f"{board}/?status=done")
+
+    assert completed.headers["location"] == "/?notice=completed"
+    assert "Task done: millet in the bowl." in after.text
+    assert "Feed the parrots" not in after.text  # no longer among my open tasks
+    assert "Feed the parrots" in done.text and "millet in a bowl" in done.text
+    body = httpx.get(f"{board}/api/tasks/{task['id']}", headers=people.worker.headers).json()
+    assert body["status"] == "done"
+
+
+def test_completing_someone_elses_or_a_done_task_is_refused(board, browsers, people,
+                                                            only_worker_eligible):
+    task = create_via_api(board, people.manager, "Feed the parrots")
+    url = f"{board}/tasks/{task['id']}/complete"
+    stranger, strangers_page = sign_in(browsers, board, people.other_worker, "/new")
+    assignee, assignees_page = sign_in(browsers, board, people.worker)
+
+    refused = stranger.http.post(url, data={"csrf_token": form_token(strangers_page)})
+    # Completed elsewhere (another tab, the API) while the page still shows the button.
+    httpx.post(f"{board}/api/tasks/{task['id']}/complete", headers=people.worker.headers)
+    twice = assignee.http.post(url, data={"csrf_token": form_token(assignees_page)})
+
+    assert refused.status_code == 403
+    assert "Only the current assignee may complete task" in refused.text
+    assert twice.status_code == 409 and "is already done" in twice.text
+
+
+def test_reshuffle_asks_for_confirmation_first(board, engine, browsers, people,
+                                               only_worker_eligible):
+    for title in ("Feed the parrots", "Clean the cage"):
+        create_via_api(board, people.worker, title)
+    browser, all_page = sign_in(browsers, board, people.manager, "/all")
+    assert 'href="/reshuffle"' in all_page.text
+
+    confirmation = browser.get(f"{board}/reshuffle")
+    before = last_outbox_row(engine)
+    reshuffled = browser.http.post(f"{board}/reshuffle",
+                                   data={"csrf_token": form_token(confirmation)})
+    after = browser.follow(reshuffled)
+
+    assert "Reshuffle open tasks?" in confirmation.text
+    assert "<strong>2</strong>" in confirmation.text
+    assert len(stored_events(engine, before)) == 4
+    assert reshuffled.headers["location"] == "/all?notice=reshuffled&count=2"
+    assert "Reshuffle done. Open tasks handed out again: 2." in after.text
+
+
+@pytest.mark.parametrize("role", ["worker", "accountant"])
+def test_only_admins_and_managers_may_reshuffle(board, engine, browsers, people,
+                                                only_worker_eligible, role):
+    create_via_api(board, people.worker, "Feed the parrots")
+    browser, page = sign_in(browsers, board, getattr(people, role), "/new")
+    before = last_outbox_row(engine)
+
+    confirmation = browser.get(f"{board}/reshuffle")
+    forced = browser.http.post(f"{board}/reshuffle", data={"csrf_token": form_token(page)})
+
+    assert confirmation.status_code == forced.status_code == 403
+    assert "Only admins and managers may reshuffle tasks." in forced.text
+    assert last_outbox_row(engine) == before
+
+
+# -- forgery --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/new", "/tasks/{task}/complete", "/reshuffle"])
+def test_forms_without_this_browsers_token_are_refused(board, engine, browsers, people,
+                                                       only_worker_eligible, path):
+    task = create_via_api(board, people.manager, "Feed the parrots")
+    url = f"{board}{path.format(task=task['id'])}"
+    victim, _ = sign_in(browsers, board, people.admin if path == "/reshuffle" else people.worker)
+    _, attackers_page = sign_in(browsers, board, people.other_worker, "/new")
+    before = last_outbox_row(engine)
+
+    missing = victim.http.post(url, data={"title": "Forged"})
+    foreign = victim.http.post(url, data={"title": "Forged",
+                                          "csrf_token": form_token(attackers_page)})
+    forged = victim.http.post(url, data={"title": "Forged", "csrf_token": "forged"})
+
+    assert [r.status_code for r in (missing, foreign, forged)] == [403] * 3
+    assert "Form expired" in missing.text
+    assert last_outbox_row(engine) == before
+    assert [t.status for t in all_tasks(engine)] == ["open"]
+
+
+def test_sign_out_goes_through_the_provider(board, browsers, people, auth_provider):
+    browser, page = sign_in(browsers, board, people.worker)
+
+    signed_out = browser.http.post(f"{board}/auth/logout")
+
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"].startswith(f"{auth_provider.url}/oauth/logout")
+    assert browser.http.get(f"{board}/").status_code == 303
