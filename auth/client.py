@@ -39,8 +39,10 @@ frame, so a dashboard must not forbid framing of that path by the provider.
 
 from __future__ import annotations
 
+from auth.config import dashboard_url
 from auth.dashboard import AuthClientConfig, DashboardAuth, install_auth
 from auth.domain import ROLES, Role
+from auth.forms import FormGuard
 from auth.guards import (
     LoginRequired,
     current_user,
@@ -56,12 +58,14 @@ __all__ = [
     "AuthClientConfig",
     "CurrentUser",
     "DashboardAuth",
+    "FormGuard",
     "InvalidToken",
     "JwksCache",
     "LoginRequired",
     "Role",
     "TokenVerifier",
     "current_user",
+    "dashboard_url",
     "http_jwks",
     "install_auth",
     "optional_user",

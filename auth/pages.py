@@ -1,27 +1,19 @@
-"""Server-rendered pages of the provider: templates, cookies and CSRF protection.
-
-Forms carry a token that is the signature of a random value kept in an HttpOnly cookie
-(double submit): a page on another origin can neither read the cookie nor forge the
-signature, so it cannot post a form in the user's name.
-"""
+"""Server-rendered pages of the provider: templates, cookies and CSRF protection."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from auth.config import AuthConfig
+from auth.forms import FormGuard
 
 SSO_COOKIE = "ates_sso"
 CSRF_COOKIE = "ates_auth_csrf"
-CSRF_MAX_AGE_SECONDS = 4 * 3600
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -40,15 +32,15 @@ def client_address(request: Request) -> str:
 class Pages:
     def __init__(self, config: AuthConfig):
         self.config = config
-        self._csrf = URLSafeTimedSerializer(config.secret_key, salt="ates-auth-csrf")
+        self.forms = FormGuard(config.secret_key, CSRF_COOKIE, config.secure_cookies)
 
     def render(self, request: Request, template: str, context: dict[str, Any] | None = None,
                status_code: int = 200) -> HTMLResponse:
-        cookie_value = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        context = {"csrf_token": self._csrf.dumps(cookie_value), **(context or {})}
+        token, new_cookie = self.forms.token_for(request)
+        context = {"csrf_token": token, **(context or {})}
         response = templates.TemplateResponse(request, template, context, status_code=status_code)
-        if request.cookies.get(CSRF_COOKIE) != cookie_value:
-            self._set_cookie(response, CSRF_COOKIE, cookie_value, CSRF_MAX_AGE_SECONDS)
+        if new_cookie:
+            self.forms.set_cookie(response, new_cookie)
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
         return response
@@ -59,14 +51,7 @@ class Pages:
                            status_code=status_code)
 
     def csrf_valid(self, request: Request, form_token: str | None) -> bool:
-        cookie_value = request.cookies.get(CSRF_COOKIE)
-        if not cookie_value or not form_token:
-            return False
-        try:
-            signed_value = self._csrf.loads(form_token, max_age=CSRF_MAX_AGE_SECONDS)
-        except BadSignature:
-            return False
-        return hmac.compare_digest(str(signed_value), cookie_value)
+        return self.forms.is_valid(request, form_token)
 
     def csrf_failure(self, request: Request) -> HTMLResponse:
         return self.message(request, "Form expired",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import structlog
 import uvicorn
 
+from messaging.kafka import ensure_topics
 from messaging.settings import Settings
 
 log = structlog.get_logger("deploy.serve")
@@ -67,7 +68,10 @@ def _guarded(service: str, name: str, loop, stop: threading.Event):
 
 def serve(service: str, settings: Settings, host: str, port: int, role: str = "all") -> None:
     stop = threading.Event()
-    threads = start_workers(service, settings, stop) if role in ("all", "workers") else []
+    threads = []
+    if role in ("all", "workers"):
+        ensure_topics(settings)
+        threads = start_workers(service, settings, stop)
     try:
         if role in ("all", "web"):
             app = service_module(service).create_app(settings)

@@ -7,8 +7,6 @@ form, which a page on another origin can neither read nor forge.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,10 +18,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from auth.client import AuthClientConfig, CurrentUser, page_user
-from auth.config import dashboard_url
+from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
 from tasks import domain, service
 from tasks.api import actor_of, status_for, trace_context
 from tasks.service import Sessions, TaskView
@@ -32,7 +28,6 @@ from tasks.settings import TasksSettings
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20
 CSRF_COOKIE = "ates_tasks_csrf"
-CSRF_MAX_AGE_SECONDS = 4 * 3600
 ALL_STATUSES = "all"
 STATUS_FILTERS = (domain.OPEN, domain.DONE, ALL_STATUSES)
 STATUS_PICTURES = {domain.OPEN: "bird in a cage", domain.DONE: "millet in a bowl"}
@@ -74,35 +69,6 @@ class DashboardLinks:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
         return cls(dashboard_url("accounting", environ), dashboard_url("analytics", environ))
-
-
-class FormGuard:
-    """Cross-site request forgery protection by double submit."""
-
-    def __init__(self, secret_key: str, secure_cookies: bool):
-        self._signer = URLSafeTimedSerializer(secret_key, salt="ates-tasks-csrf")
-        self._secure_cookies = secure_cookies
-
-    def token_for(self, request: Request) -> tuple[str, str | None]:
-        """The token for the forms of a page, and the cookie value to set with it when the
-        browser has none yet."""
-        cookie_value = request.cookies.get(CSRF_COOKIE)
-        new_cookie = None if cookie_value else secrets.token_urlsafe(24)
-        return self._signer.dumps(cookie_value or new_cookie), new_cookie
-
-    def set_cookie(self, response: Response, cookie_value: str) -> None:
-        response.set_cookie(CSRF_COOKIE, cookie_value, max_age=CSRF_MAX_AGE_SECONDS, path="/",
-                            httponly=True, samesite="lax", secure=self._secure_cookies)
-
-    def is_valid(self, request: Request, form_token: str) -> bool:
-        cookie_value = request.cookies.get(CSRF_COOKIE)
-        if not cookie_value or not form_token:
-            return False
-        try:
-            signed_value = self._signer.loads(form_token, max_age=CSRF_MAX_AGE_SECONDS)
-        except BadSignature:
-            return False
-        return hmac.compare_digest(str(signed_value), cookie_value)
 
 
 @dataclass(frozen=True)
@@ -154,7 +120,7 @@ class Board:
         self.sessions = sessions
         self.settings = settings
         self.links = links
-        self.forms = FormGuard(auth.secret_key, auth.secure_cookies)
+        self.forms = FormGuard(auth.secret_key, CSRF_COOKIE, auth.secure_cookies)
 
     # --- rendering ------------------------------------------------------------------
 

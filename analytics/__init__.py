@@ -1,0 +1,1 @@
+"""The analytics service: an admin-only dashboard projected from the event streams."""

@@ -1,0 +1,136 @@
+"""JSON API of analytics, for admins only: summary, most expensive task, per-day history."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from analytics.domain import CompletedTask, DayEarnings, Period
+from analytics.service import AccountBalance, Analytics, DayHistory, MostExpensive, Summary
+from auth.client import CurrentUser, require_role
+
+HISTORY_DEFAULT_DAYS = 30
+HISTORY_MAX_DAYS = 366
+
+Admin = Annotated[CurrentUser, Depends(require_role("admin"))]
+
+
+class BadRequest(HTTPException):
+    def __init__(self, detail: str):
+        super().__init__(status.HTTP_400_BAD_REQUEST, detail)
+
+
+def parse_day(raw: str | None, default: date, name: str = "date") -> date:
+    """A ``YYYY-MM-DD`` query parameter; ``default`` when it is absent or empty."""
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date like 2026-11-22, not {raw!r}") from None
+
+
+def parse_period(raw: str) -> Period:
+    try:
+        return Period(raw)
+    except ValueError:
+        choices = ", ".join(p.value for p in Period)
+        raise BadRequest(f"period must be one of {choices}, not {raw!r}") from None
+
+
+def parse_range(raw_from: str | None, raw_to: str | None, today: date) -> tuple[date, date]:
+    """``from``..``to`` (both included); by default the 30 days up to ``to`` or today."""
+    last = parse_day(raw_to, today, "to")
+    first = parse_day(raw_from, last - timedelta(days=HISTORY_DEFAULT_DAYS - 1), "from")
+    if first > last:
+        raise BadRequest("from must not be after to")
+    if (last - first).days >= HISTORY_MAX_DAYS:
+        raise BadRequest(f"a history spans at most {HISTORY_MAX_DAYS} days")
+    return first, last
+
+
+def _earnings(earnings: DayEarnings) -> dict[str, int]:
+    return {
+        "fees": earnings.fees,
+        "rewards": earnings.rewards,
+        "management_earned": earnings.management_earned,
+    }
+
+
+def _account(balance: AccountBalance) -> dict[str, Any]:
+    return {"id": str(balance.account_id), "balance": balance.balance}
+
+
+def summary_json(summary: Summary) -> dict[str, Any]:
+    return {
+        "date": summary.day.isoformat(),
+        **_earnings(summary.earnings),
+        "negative_balances": {
+            "count": len(summary.negative_balances),
+            "accounts": [_account(b) for b in summary.negative_balances],
+        },
+    }
+
+
+def task_json(task: CompletedTask | None) -> dict[str, Any] | None:
+    if task is None:
+        return None
+    return {
+        "id": str(task.task_id),
+        "title": task.title,
+        "jira_id": task.jira_id,
+        "reward": task.reward,
+        "completed_at": task.completed_at.isoformat(),
+        "completed_on": task.completed_day.isoformat(),
+    }
+
+
+def most_expensive_json(result: MostExpensive, day: date) -> dict[str, Any]:
+    return {
+        "period": result.period.value,
+        "date": day.isoformat(),
+        "from": result.first.isoformat(),
+        "to": result.last.isoformat(),
+        "task": task_json(result.task),
+    }
+
+
+def day_json(day: DayHistory) -> dict[str, Any]:
+    return {
+        "date": day.day.isoformat(),
+        **_earnings(day.earnings),
+        "negative_balances": day.negative_balances,
+        "closed": day.closed,
+    }
+
+
+def api_router(analytics: Analytics) -> APIRouter:
+    router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+
+    @router.get("/summary")
+    def summary(_: Admin, date: str | None = None) -> dict[str, Any]:
+        """Management earnings of a day (default today) and the popugs in the red now."""
+        return summary_json(analytics.summary(parse_day(date, analytics.today())))
+
+    @router.get("/most-expensive-task")
+    def most_expensive_task(_: Admin, period: str = "day", date: str | None = None
+                            ) -> dict[str, Any]:
+        """The highest reward among tasks completed in the day, ISO week or calendar month
+        around ``date``; on a tie the task completed first. ``task`` is null when none."""
+        day = parse_day(date, analytics.today())
+        return most_expensive_json(analytics.most_expensive_task(parse_period(period), day), day)
+
+    @router.get("/days")
+    def days(
+        _: Admin,
+        first: Annotated[str | None, Query(alias="from")] = None,
+        last: Annotated[str | None, Query(alias="to")] = None,
+    ) -> dict[str, Any]:
+        """Per day: fees, rewards, management earnings, accounts negative at its end."""
+        first_day, last_day = parse_range(first, last, analytics.today())
+        return {"items": [day_json(d) for d in analytics.history(first_day, last_day)],
+                "next": None}
+
+    return router

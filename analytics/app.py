@@ -1,0 +1,67 @@
+"""The analytics service as ``deploy.serve`` runs it: web app and the stream worker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from analytics.api import api_router
+from analytics.service import Analytics
+from analytics.stream import run_projector
+from analytics.web import web_router
+from auth.client import AuthClientConfig, install_auth
+from messaging.db import make_engine, make_session_factory
+from messaging.service_app import broker_check, create_service_app, database_check
+from messaging.settings import Settings
+
+SERVICE = "analytics"
+
+Worker = Callable[[threading.Event], None]
+
+
+def engine_for(settings: Settings) -> Engine:
+    return make_engine(settings.database_for(SERVICE))
+
+
+def workers(settings: Settings) -> dict[str, Worker]:
+    engine = engine_for(settings)
+
+    def stream(stop: threading.Event) -> None:
+        run_projector(engine, settings, stop)
+
+    return {"stream": stream}
+
+
+def create_app(
+    settings: Settings,
+    auth: AuthClientConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    engine = engine_for(settings)
+    analytics = Analytics(make_session_factory(engine), ZoneInfo(settings.timezone), clock)
+    app = create_service_app(
+        "aTES analytics",
+        {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
+        version="1.0",
+        description="Admin dashboard projected from the event streams.",
+        lifespan=_disposing(engine),
+    )
+    install_auth(app, auth or AuthClientConfig.from_env(SERVICE))
+    app.include_router(api_router(analytics))
+    app.include_router(web_router(analytics))
+    return app
+
+
+def _disposing(engine: Engine):
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    return lifespan

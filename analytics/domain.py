@@ -1,0 +1,285 @@
+"""Pure rules of analytics: periods, management earnings, balances, the most expensive
+task and the geometry of the per-day chart. No database, no broker, no clock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+def iso_week_bounds(day: date) -> tuple[date, date]:
+    """Monday and Sunday of the ISO week holding ``day`` (it may straddle a year end)."""
+    monday = day - timedelta(days=day.isoweekday() - 1)
+    return monday, monday + timedelta(days=6)
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    """First and last day of the calendar month holding ``day``."""
+    first = day.replace(day=1)
+    next_first = (first + timedelta(days=31)).replace(day=1)
+    return first, next_first - timedelta(days=1)
+
+
+def period_bounds(period: Period, day: date) -> tuple[date, date]:
+    """First and last day (both included) of the ``period`` around ``day``."""
+    if period is Period.WEEK:
+        return iso_week_bounds(day)
+    if period is Period.MONTH:
+        return month_bounds(day)
+    return day, day
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def parse_instant(value: str) -> datetime:
+    """An RFC 3339 timestamp of an event (``Z`` or an offset) as an aware datetime."""
+    return datetime.fromisoformat(value)
+
+
+def local_day(instant: datetime, zone: ZoneInfo) -> date:
+    """The calendar day ``instant`` falls on in ``zone`` (the platform's time zone)."""
+    return instant.astimezone(zone).date()
+
+
+def format_cents(cents: int) -> str:
+    """``-123456`` -> ``"-$1,234.56"``."""
+    sign = "-" if cents < 0 else ""
+    dollars, rest = divmod(abs(cents), 100)
+    return f"{sign}${dollars:,}.{rest:02d}"
+
+
+def format_whole_dollars(cents: int) -> str:
+    """``-123456`` -> ``"-$1,235"``: short enough for an axis label on a phone."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${round(abs(cents) / 100):,}"
+
+
+# --- management earnings and balances -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """What ``transaction.applied`` says; ``amount`` is signed as seen from the account."""
+
+    transaction_id: uuid.UUID
+    account_id: uuid.UUID
+    type: str
+    amount: int
+    balance_after: int
+    day: date
+    applied_at: datetime
+
+    @classmethod
+    def from_event_data(cls, data: Mapping[str, Any]) -> Transaction:
+        return cls(
+            transaction_id=uuid.UUID(data["transaction_id"]),
+            account_id=uuid.UUID(data["account_id"]),
+            type=data["type"],
+            amount=data["amount"],
+            balance_after=data["balance_after"],
+            day=date.fromisoformat(data["day"]),
+            applied_at=parse_instant(data["applied_at"]),
+        )
+
+    @property
+    def recency(self) -> tuple[datetime, uuid.UUID]:
+        """Orders an account's transactions: the latest one carries its balance."""
+        return self.applied_at, self.transaction_id
+
+
+@dataclass(frozen=True)
+class DayEarnings:
+    """Fees charged and rewards paid on a day, both as positive cents."""
+
+    fees: int = 0
+    rewards: int = 0
+
+    @property
+    def management_earned(self) -> int:
+        """Fees minus rewards; payouts are the popugs' own money and do not count."""
+        return self.fees - self.rewards
+
+    def __add__(self, other: DayEarnings) -> DayEarnings:
+        return DayEarnings(self.fees + other.fees, self.rewards + other.rewards)
+
+
+def earnings_of(transaction: Transaction) -> DayEarnings:
+    if transaction.type == "fee":
+        return DayEarnings(fees=-transaction.amount)
+    if transaction.type == "reward":
+        return DayEarnings(rewards=transaction.amount)
+    return DayEarnings()
+
+
+def earnings_by_day(transactions: Iterable[Transaction]) -> dict[date, DayEarnings]:
+    """Management earnings per billing day; days with only payouts are left out."""
+    totals: dict[date, DayEarnings] = {}
+    for transaction in transactions:
+        earned = earnings_of(transaction)
+        if earned != DayEarnings():
+            totals[transaction.day] = totals.get(transaction.day, DayEarnings()) + earned
+    return totals
+
+
+def end_of_day_balances(transactions: Iterable[Transaction]) -> list[Transaction]:
+    """Per account and day, the latest of the given transactions (it holds the balance)."""
+    latest: dict[tuple[uuid.UUID, date], Transaction] = {}
+    for transaction in transactions:
+        key = (transaction.account_id, transaction.day)
+        if key not in latest or transaction.recency > latest[key].recency:
+            latest[key] = transaction
+    return list(latest.values())
+
+
+# --- the most expensive task --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletedTask:
+    task_id: uuid.UUID
+    title: str | None
+    jira_id: str | None
+    reward: int
+    completed_at: datetime
+    completed_day: date
+
+
+def most_expensive(tasks: Iterable[CompletedTask]) -> CompletedTask | None:
+    """The task with the highest reward; on a tie the one completed first."""
+    ranked = sorted(tasks, key=lambda t: (-t.reward, t.completed_at, t.task_id))
+    return ranked[0] if ranked else None
+
+
+# --- the per-day chart ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartDay:
+    day: date
+    management_earned: int
+    negative_balances: int
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: date
+    value: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def negative(self) -> bool:
+        return self.value < 0
+
+
+@dataclass(frozen=True)
+class Point:
+    day: date
+    value: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class AxisLabel:
+    text: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class ChartLayout:
+    width: int = 640
+    height: int = 260
+    left: int = 72
+    right: int = 40
+    top: int = 16
+    bottom: int = 28
+    max_day_labels: int = 7
+
+    @property
+    def plot_width(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_height(self) -> int:
+        return self.height - self.top - self.bottom
+
+
+@dataclass(frozen=True)
+class ChartGeometry:
+    """Everything an SVG needs: bars of management earnings around a zero line, and the
+    points of the negative-balance count on their own scale (right-hand axis)."""
+
+    layout: ChartLayout
+    bars: list[Bar]
+    points: list[Point]
+    zero_y: float
+    earnings_labels: list[AxisLabel]
+    count_labels: list[AxisLabel]
+    day_labels: list[AxisLabel]
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{p.x},{p.y}" for p in self.points)
+
+
+def _scale(low: int, high: int, top: float, height: float):
+    span = (high - low) or 1
+
+    def y(value: int) -> float:
+        return round(top + (high - value) / span * height, 1)
+
+    return y
+
+
+def chart_geometry(days: Sequence[ChartDay], layout: ChartLayout = ChartLayout()) -> ChartGeometry:
+    earned = [d.management_earned for d in days]
+    low, high = min([0, *earned]), max([0, *earned])
+    earnings_y = _scale(low, high, layout.top, layout.plot_height)
+    peak_count = max([1, *(d.negative_balances for d in days)])
+    count_y = _scale(0, peak_count, layout.top, layout.plot_height)
+    slot = layout.plot_width / max(1, len(days))
+    zero_y = earnings_y(0)
+    bars, points = [], []
+    for index, day in enumerate(days):
+        centre = layout.left + slot * (index + 0.5)
+        top = earnings_y(day.management_earned)
+        bars.append(Bar(day.day, day.management_earned, round(centre - slot * 0.35, 1),
+                        min(top, zero_y), round(slot * 0.7, 1), round(abs(top - zero_y), 1)))
+        points.append(Point(day.day, day.negative_balances, round(centre, 1),
+                            count_y(day.negative_balances)))
+    return ChartGeometry(
+        layout=layout,
+        bars=bars,
+        points=points,
+        zero_y=zero_y,
+        earnings_labels=_value_labels({low, 0, high}, earnings_y, layout.left - 6,
+                                       format_whole_dollars),
+        count_labels=_value_labels({0, peak_count}, count_y, layout.width - layout.right + 6),
+        day_labels=_day_labels(points, layout),
+    )
+
+
+def _value_labels(values: set[int], y, x: float, text=str) -> list[AxisLabel]:
+    return [AxisLabel(text(value), x, y(value)) for value in sorted(values)]
+
+
+def _day_labels(points: list[Point], layout: ChartLayout) -> list[AxisLabel]:
+    step = max(1, -(-len(points) // layout.max_day_labels))
+    return [AxisLabel(p.day.strftime("%m-%d"), p.x, layout.height - 8) for p in points[::step]]

@@ -1,0 +1,386 @@
+"""The projector: a faust-streaming application that keeps the analytics database.
+
+One agent reads ``accounting-lifecycle``, ``tasks-lifecycle`` and ``tasks-stream`` in
+batches. Each batch is validated against ``event_schemas``; its new events (the inbox
+filters ids already handled) are applied in one database transaction together with their
+inbox rows, and only then are the messages acknowledged, so faust commits their offsets.
+An event that can never be applied (invalid, unknown version, a bug) goes to
+``<topic>.dlq`` with the error, in the format of ``messaging.dlq``, and the batch moves on.
+
+The worker thread runs faust on an event loop of its own; database work runs in a helper
+thread so the loop keeps serving the consumer group meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import faust
+import structlog
+from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from analytics import service
+from analytics.consumers import (
+    CONSUMED_TOPICS,
+    CONSUMER_NAME,
+    BatchHandler,
+    EventHandlers,
+    make_handlers,
+)
+from event_schemas import Event, EventSchemaError, SchemaRegistry, default_registry
+from messaging.consumer import PermanentError, is_transient
+from messaging.db import make_session_factory
+from messaging.dlq import DeadLetterPublisher
+from messaging.kafka import consumer_config, producer_config
+from messaging.settings import Settings
+from messaging.tables import inbox
+
+log = structlog.get_logger("analytics.stream")
+
+BATCH_SIZE = 500
+BATCH_WAIT_SECONDS = 0.05
+REPLAY_QUIET_SECONDS = 1.0
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A consumed record, with the accessors of a confluent-kafka ``Message`` (so dead
+    letters are written exactly as every other consumer of the platform writes them)."""
+
+    topic_name: str
+    partition_number: int
+    offset_number: int
+    key_bytes: bytes | None
+    value_bytes: bytes
+    header_items: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, message: faust.types.Message) -> ReceivedMessage:
+        headers = message.headers or []
+        items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+        return cls(message.topic, message.partition, message.offset, message.key,
+                   message.value, items)
+
+    def topic(self) -> str:
+        return self.topic_name
+
+    def partition(self) -> int:
+        return self.partition_number
+
+    def offset(self) -> int:
+        return self.offset_number
+
+    def key(self) -> bytes | None:
+        return self.key_bytes
+
+    def value(self) -> bytes:
+        return self.value_bytes
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.header_items
+
+
+@dataclass
+class Delivery:
+    message: ReceivedMessage
+    event: Event | None = None
+    handler: BatchHandler | None = None
+    error: str | None = None
+
+
+class Interrupted(Exception):
+    """Stop was requested while a failing batch was being retried; nothing is acknowledged."""
+
+
+class Projector:
+    """Applies batches of consumed messages to the projection, exactly once per event id."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        handlers: EventHandlers,
+        dead_letters: DeadLetterPublisher,
+        registry: SchemaRegistry | None = None,
+        max_attempts: int = 3,
+        backoff_base: float = 0.05,
+        backoff_max: float = 5.0,
+    ):
+        self.sessions = make_session_factory(engine)
+        self.handlers = handlers
+        self.dead_letters = dead_letters
+        self.registry = registry or default_registry()
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+
+    @classmethod
+    def create(cls, engine: Engine, settings: Settings, **options) -> Projector:
+        handlers = make_handlers(ZoneInfo(settings.timezone))
+        dead_letters = DeadLetterPublisher(Producer(producer_config(settings)), CONSUMER_NAME)
+        return cls(engine, handlers, dead_letters, **options)
+
+    def project(self, messages: list[ReceivedMessage], stop: threading.Event) -> None:
+        """Apply ``messages``; returns once each is applied, skipped or dead-lettered."""
+        deliveries = [self._decode(m) for m in messages]
+        work = [d for d in deliveries if d.handler is not None]
+        if work:
+            try:
+                self._apply(work)
+            except Exception as exc:
+                log.info("batch failed, applying events one by one", error=str(exc))
+                for delivery in work:
+                    self._apply_alone(delivery, stop)
+        for delivery in deliveries:
+            if delivery.error is not None:
+                self.dead_letters.send(delivery.message, delivery.error)
+        self.dead_letters.flush()
+
+    def _decode(self, message: ReceivedMessage) -> Delivery:
+        delivery = Delivery(message)
+        try:
+            delivery.event = self.registry.parse(message.value())
+            delivery.handler = self.handlers.find(delivery.event)
+        except EventSchemaError as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+        return delivery
+
+    def _apply(self, work: list[Delivery]) -> None:
+        with self.sessions() as session, session.begin():
+            fresh = _record_in_inbox(session, [d.event for d in work])
+            by_handler: dict[BatchHandler, list[Event]] = {}
+            for delivery in work:
+                if delivery.event.id in fresh:
+                    fresh.discard(delivery.event.id)
+                    by_handler.setdefault(delivery.handler, []).append(delivery.event)
+            for handler, events in by_handler.items():
+                handler(session, events)
+
+    def _apply_alone(self, delivery: Delivery, stop: threading.Event) -> None:
+        for attempt in itertools.count(1):
+            try:
+                self._apply([delivery])
+                return
+            except Exception as exc:
+                if not is_transient(exc) and (
+                    isinstance(exc, PermanentError) or attempt >= self.max_attempts
+                ):
+                    log.error("event dead-lettered", event_id=delivery.event.id, error=str(exc))
+                    delivery.error = f"{type(exc).__name__}: {exc}"
+                    return
+                log.warning("event failed, retrying", event_id=delivery.event.id,
+                            attempt=attempt, error=str(exc))
+            delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+            if stop.wait(delay * random.uniform(0.5, 1.0)):
+                raise Interrupted()
+
+
+def _record_in_inbox(session: Session, events: list[Event]) -> set[str]:
+    rows = [{"consumer": CONSUMER_NAME, "event_id": e.id, "event_type": e.type} for e in events]
+    inserted = session.execute(
+        insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id), rows
+    )
+    return {str(event_id) for event_id in inserted.scalars()}
+
+
+class CatchUp:
+    """Tells when a replay has read every partition up to where it ended at the start.
+
+    Some brokers report the end of a partition at the start of its last record batch, so
+    after the ends are reached the replay also waits until nothing arrived for a while.
+    """
+
+    def __init__(self, ends: dict[TopicPartitionKey, int], quiet: float = REPLAY_QUIET_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.pending = dict(ends)
+        self.quiet = quiet
+        self.clock = clock
+        self.last_seen = clock()
+        self.first_seen: float | None = None
+        self.seen = 0
+
+    def saw(self, messages: list[ReceivedMessage]) -> None:
+        self.seen += len(messages)
+        self.last_seen = self.clock()
+        if self.first_seen is None:
+            self.first_seen = self.last_seen
+        for message in messages:
+            key = (message.topic(), message.partition())
+            if key in self.pending and message.offset() + 1 >= self.pending[key]:
+                del self.pending[key]
+
+    def done(self) -> bool:
+        return not self.pending and self.clock() - self.last_seen >= self.quiet
+
+
+def end_offsets(settings: Settings, topics: list[str], timeout: float = 10.0
+                ) -> dict[TopicPartitionKey, int]:
+    """The end offset of every non-empty partition of ``topics``."""
+    consumer = Consumer(consumer_config(settings, f"{settings.topic_prefix}ends-{uuid.uuid4()}"))
+    try:
+        ends = {}
+        metadata = consumer.list_topics(timeout=timeout).topics
+        for topic in topics:
+            for partition in metadata[topic].partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout
+                )
+                if high > low:
+                    ends[(topic, partition)] = high
+        return ends
+    finally:
+        consumer.close()
+
+
+class ProjectionStream:
+    """The faust application around a ``Projector``, run by one worker thread."""
+
+    def __init__(self, settings: Settings, projector: Projector, group_id: str,
+                 batch_size: int = BATCH_SIZE, batch_wait: float = BATCH_WAIT_SECONDS):
+        self.settings = settings
+        self.projector = projector
+        self.group_id = group_id
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self.topics = [settings.topic(t) for t in CONSUMED_TOPICS]
+
+    def run(self, stop: threading.Event, catch_up: CatchUp | None = None) -> None:
+        """Project until ``stop`` is set (or, with ``catch_up``, until it is done)."""
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve(stop, catch_up))
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def _serve(self, stop: threading.Event, catch_up: CatchUp | None) -> None:
+        with tempfile.TemporaryDirectory(prefix="ates-analytics-") as datadir:
+            await self._serve_in(Path(datadir), stop, catch_up)
+
+    async def _serve_in(self, datadir: Path, stop: threading.Event,
+                        catch_up: CatchUp | None) -> None:
+        halt = threading.Event()
+        failures: list[BaseException] = []
+        app = self._app(datadir, halt, failures, catch_up)
+        log.info("projector starting", group=self.group_id, topics=self.topics)
+        try:
+            await app.start()
+            while not (stop.is_set() or halt.is_set() or app.crashed):
+                if catch_up is not None and catch_up.done():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            halt.set()
+            await app.stop()
+            log.info("projector stopped", group=self.group_id)
+        if failures or app.crashed:
+            # Raised so that the worker's supervisor starts a fresh projector, which
+            # reads again whatever was not acknowledged.
+            cause = failures[0] if failures else app.crash_reason
+            raise RuntimeError("the projector failed") from cause
+
+    def _app(self, datadir: Path, halt: threading.Event, failures: list[BaseException],
+             catch_up: CatchUp | None) -> faust.App:
+        app = self._faust_app(datadir)
+        source = app.topic(*self.topics, key_type=bytes, value_type=bytes)
+
+        @app.agent(source, name=f"{self.group_id}.project")
+        async def project(stream: faust.StreamT) -> None:
+            async for events in stream.noack_take(self.batch_size, within=self.batch_wait):
+                messages = [ReceivedMessage.of(event.message) for event in events]
+                try:
+                    await asyncio.to_thread(self.projector.project, messages, halt)
+                except Exception as exc:
+                    # Unacknowledged messages are read again after the restart.
+                    if not isinstance(exc, Interrupted):
+                        log.exception("projector batch failed")
+                        failures.append(exc)
+                    halt.set()
+                    return
+                for event in events:
+                    await stream.ack(event)
+                if catch_up is not None:
+                    catch_up.saw(messages)
+
+        return app
+
+    def _faust_app(self, datadir: Path) -> faust.App:
+        session_timeout = self.settings.kafka_session_timeout_ms / 1000
+        return faust.App(
+            self.group_id,
+            # Nothing is stored there (tables live in memory), but faust makes the folder.
+            datadir=datadir,
+            broker=[f"kafka://{server}" for server in self.settings.kafka_bootstrap.split(",")],
+            key_serializer="raw",
+            value_serializer="raw",
+            store="memory://",
+            web_enabled=False,
+            topic_allow_declare=True,
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=session_timeout,
+            broker_heartbeat_interval=max(0.1, session_timeout / 6),
+            broker_rebalance_timeout=max(session_timeout, 2.0),
+            stream_wait_empty=False,
+            loop=asyncio.get_running_loop(),
+        )
+
+
+def live_group_id(settings: Settings) -> str:
+    return settings.topic_prefix + CONSUMER_NAME
+
+
+def run_projector(engine: Engine, settings: Settings, stop: threading.Event) -> None:
+    """The ``stream`` worker: keep the projection up to date until ``stop`` is set."""
+    projector = Projector.create(engine, settings)
+    ProjectionStream(settings, projector, live_group_id(settings)).run(stop)
+
+
+def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0) -> int:
+    """Empty the projection, then replay every topic from its beginning under a fresh
+    consumer group until the ends they had at the start; returns the messages read.
+
+    A live projector may keep running meanwhile: what it applies after the reset is in
+    the inbox, so the replay skips it, and every effect commutes.
+    """
+    with make_session_factory(engine)() as session, session.begin():
+        service.reset_projection(session)
+    topics = [settings.topic(t) for t in CONSUMED_TOPICS]
+    catch_up = CatchUp(end_offsets(settings, topics))
+    group_id = f"{live_group_id(settings)}-rebuild-{uuid.uuid4().hex[:12]}"
+    stream = ProjectionStream(settings, Projector.create(engine, settings), group_id)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def replay() -> None:
+        try:
+            stream.run(stop, catch_up)
+        except BaseException as exc:
+            failures.append(exc)
+
+    # A thread of its own, so the replay gets an event loop even when the caller's
+    # thread already runs one.
+    thread = threading.Thread(target=replay, name="analytics-replay", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    stop.set()
+    thread.join()
+    if failures:
+        raise failures[0]
+    if not catch_up.done():
+        raise TimeoutError(f"the replay did not reach the end of the topics in {timeout}s")
+    return catch_up.seen

@@ -1,0 +1,113 @@
+"""Projection rules applied directly by the projector (no broker): time zone, redelivery,
+ties between transactions."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from analytics import service
+from analytics.consumers import EventHandlers, Handling
+from analytics.domain import DayEarnings, Period
+from analytics.models import Task
+from analytics.stream import Projector
+from tests.analytics.conftest import (
+    DAY,
+    DirectDelivery,
+    at,
+    completed,
+    handled_ids,
+    inbox_size,
+    new_id,
+    priced,
+    received,
+    snapshot,
+    transaction,
+)
+
+
+def test_completion_day_is_taken_in_the_platform_time_zone(engine, sessions, direct_settings):
+    task_id = new_id()
+    tokyo = Projector.create(engine, direct_settings.with_(timezone="Asia/Tokyo"))
+    DirectDelivery(tokyo)(priced(task_id, 3300), completed(task_id, at(DAY, 23, 30)))
+
+    with sessions() as session:
+        on_the_utc_day = service.most_expensive_task(session, Period.DAY, DAY).task
+        next_day = service.most_expensive_task(session, Period.DAY, DAY + timedelta(days=1)).task
+    assert on_the_utc_day is None
+    assert next_day.reward == 3300 and next_day.completed_day == DAY + timedelta(days=1)
+
+
+def test_redelivered_events_change_nothing_in_the_same_batch_or_later(
+    engine, sessions, project
+):
+    popug = new_id()
+    fee = transaction(popug, "fee", 1500, -1500)
+    reward = transaction(popug, "reward", 2000, 500, applied_at=at(DAY, 13))
+    project(fee, fee, reward)
+    once = snapshot(sessions)
+    project(reward, fee)
+
+    assert snapshot(sessions) == once
+    assert inbox_size(engine) == 2
+    with sessions() as session:
+        assert service.earnings_on(session, DAY) == DayEarnings(fees=1500, rewards=2000)
+        assert service.negative_balances_now(session) == []
+
+
+def test_a_later_day_decides_the_balance_even_if_applied_earlier_in_the_batch(
+    sessions, project
+):
+    popug = new_id()
+    next_day = DAY + timedelta(days=1)
+    project(
+        transaction(popug, "fee", 1000, -2500, day=next_day, applied_at=at(next_day, 0, 1)),
+        transaction(popug, "reward", 3000, 1500, applied_at=at(DAY, 18)),
+        transaction(popug, "fee", 1500, -1500, applied_at=at(DAY, 10)),
+    )
+    with sessions() as session:
+        negative = service.negative_balances_now(session)
+        days = service.history(session, DAY, next_day)
+    assert [b.balance for b in negative] == [-2500]
+    assert [d.negative_balances for d in days] == [0, 1]
+
+
+class CollectedLetters:
+    """Stands in for the dead-letter publisher."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[bytes, str]] = []
+
+    def send(self, message, error: str) -> None:
+        self.errors.append((message.value(), error))
+
+    def flush(self) -> None:
+        pass
+
+
+def test_an_event_that_keeps_failing_is_dead_lettered_and_a_transient_failure_retried(
+    engine, sessions
+):
+    calls = {"transient": 0}
+
+    def flaky_prices(session, events):
+        if any(e.data["reward"] == 2222 for e in events):
+            raise ValueError("this price cannot be projected")
+        if any(e.data["reward"] == 3333 for e in events) and calls["transient"] < 2:
+            calls["transient"] += 1
+            raise ConnectionError("database went away")
+        service.apply_task_prices(session, events)
+
+    handlers = EventHandlers({"task.priced": Handling(frozenset({1}), flaky_prices)})
+    letters = CollectedLetters()
+    projector = Projector(engine, handlers, letters, max_attempts=2, backoff_base=0.001)
+    good, bad, flaky = priced(new_id(), 2500), priced(new_id(), 2222), priced(new_id(), 3333)
+    ignored = completed(new_id(), at(DAY))  # a type this projector does not handle
+
+    projector.project(received([good, bad, flaky, ignored]), threading.Event())
+
+    assert [(value, error.split(":")[0]) for value, error in letters.errors] == [
+        (bad.to_json(), "ValueError")]
+    assert handled_ids(engine) == {good.id, flaky.id}
+    with sessions() as session:
+        assert {t.reward for t in session.query(Task)} == {2500, 3333}
