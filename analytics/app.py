@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,7 @@ from analytics.stream import run_projector
 from analytics.web import web_router
 from auth.client import AuthClientConfig, install_auth
 from messaging.db import make_engine, make_session_factory
-from messaging.service_app import broker_check, create_service_app, database_check
+from messaging.service_app import broker_check, create_service_app, database_check, disposing
 from messaging.settings import Settings
 
 SERVICE = "analytics"
@@ -50,18 +49,9 @@ def create_app(
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
         version="1.0",
         description="Admin dashboard projected from the event streams.",
-        lifespan=_disposing(engine),
+        lifespan=disposing(engine),
     )
     install_auth(app, auth or AuthClientConfig.from_env(SERVICE))
     app.include_router(api_router(analytics))
     app.include_router(web_router(analytics))
     return app
-
-
-def _disposing(engine: Engine):
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
-
-    return lifespan

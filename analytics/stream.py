@@ -14,8 +14,6 @@ thread so the loop keeps serving the consumer group meanwhile.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 import tempfile
 import threading
 import time
@@ -29,24 +27,19 @@ import faust
 import structlog
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
 
 from analytics import service
 from analytics.consumers import (
     CONSUMED_TOPICS,
     CONSUMER_NAME,
-    BatchHandler,
-    EventHandlers,
     make_handlers,
 )
-from event_schemas import Event, EventSchemaError, SchemaRegistry, default_registry
-from messaging.consumer import PermanentError, is_transient
+from event_schemas import SchemaRegistry
+from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted
 from messaging.db import make_session_factory
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
 from messaging.settings import Settings
-from messaging.tables import inbox
 
 log = structlog.get_logger("analytics.stream")
 
@@ -95,38 +88,14 @@ class ReceivedMessage:
         return self.header_items
 
 
-@dataclass
-class Delivery:
-    message: ReceivedMessage
-    event: Event | None = None
-    handler: BatchHandler | None = None
-    error: str | None = None
+class Projector(EventProcessor):
+    """The analytics consumer: applies consumed messages to the projection."""
 
-
-class Interrupted(Exception):
-    """Stop was requested while a failing batch was being retried; nothing is acknowledged."""
-
-
-class Projector:
-    """Applies batches of consumed messages to the projection, exactly once per event id."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        handlers: EventHandlers,
-        dead_letters: DeadLetterPublisher,
-        registry: SchemaRegistry | None = None,
-        max_attempts: int = 3,
-        backoff_base: float = 0.05,
-        backoff_max: float = 5.0,
-    ):
-        self.sessions = make_session_factory(engine)
-        self.handlers = handlers
-        self.dead_letters = dead_letters
-        self.registry = registry or default_registry()
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+    def __init__(self, engine: Engine, handlers: HandlerRegistry,
+                 dead_letters: DeadLetterPublisher, registry: SchemaRegistry | None = None,
+                 **options):
+        super().__init__(CONSUMER_NAME, make_session_factory(engine), handlers, dead_letters,
+                         registry, **options)
 
     @classmethod
     def create(cls, engine: Engine, settings: Settings, **options) -> Projector:
@@ -136,65 +105,7 @@ class Projector:
 
     def project(self, messages: list[ReceivedMessage], stop: threading.Event) -> None:
         """Apply ``messages``; returns once each is applied, skipped or dead-lettered."""
-        deliveries = [self._decode(m) for m in messages]
-        work = [d for d in deliveries if d.handler is not None]
-        if work:
-            try:
-                self._apply(work)
-            except Exception as exc:
-                log.info("batch failed, applying events one by one", error=str(exc))
-                for delivery in work:
-                    self._apply_alone(delivery, stop)
-        for delivery in deliveries:
-            if delivery.error is not None:
-                self.dead_letters.send(delivery.message, delivery.error)
-        self.dead_letters.flush()
-
-    def _decode(self, message: ReceivedMessage) -> Delivery:
-        delivery = Delivery(message)
-        try:
-            delivery.event = self.registry.parse(message.value())
-            delivery.handler = self.handlers.find(delivery.event)
-        except EventSchemaError as exc:
-            delivery.error = f"{type(exc).__name__}: {exc}"
-        return delivery
-
-    def _apply(self, work: list[Delivery]) -> None:
-        with self.sessions() as session, session.begin():
-            fresh = _record_in_inbox(session, [d.event for d in work])
-            by_handler: dict[BatchHandler, list[Event]] = {}
-            for delivery in work:
-                if delivery.event.id in fresh:
-                    fresh.discard(delivery.event.id)
-                    by_handler.setdefault(delivery.handler, []).append(delivery.event)
-            for handler, events in by_handler.items():
-                handler(session, events)
-
-    def _apply_alone(self, delivery: Delivery, stop: threading.Event) -> None:
-        for attempt in itertools.count(1):
-            try:
-                self._apply([delivery])
-                return
-            except Exception as exc:
-                if not is_transient(exc) and (
-                    isinstance(exc, PermanentError) or attempt >= self.max_attempts
-                ):
-                    log.error("event dead-lettered", event_id=delivery.event.id, error=str(exc))
-                    delivery.error = f"{type(exc).__name__}: {exc}"
-                    return
-                log.warning("event failed, retrying", event_id=delivery.event.id,
-                            attempt=attempt, error=str(exc))
-            delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-            if stop.wait(delay * random.uniform(0.5, 1.0)):
-                raise Interrupted()
-
-
-def _record_in_inbox(session: Session, events: list[Event]) -> set[str]:
-    rows = [{"consumer": CONSUMER_NAME, "event_id": e.id, "event_type": e.type} for e in events]
-    inserted = session.execute(
-        insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id), rows
-    )
-    return {str(event_id) for event_id in inserted.scalars()}
+        self.process(messages, stop)
 
 
 class CatchUp:

@@ -138,11 +138,123 @@ def _run(session: Session, run: list[Delivery]) -> None:
         handler(session, delivery.event)
 
 
-class _Interrupted(Exception):
+class Interrupted(Exception):
     """Stop was requested while a transient failure was being retried."""
 
 
+class EventProcessor:
+    """Turns consumed messages into applied effects, exactly once per event id.
+
+    Independent of how messages are fetched: the confluent-kafka runtime below and the
+    analytics stream both feed it. Messages need the accessors of a confluent-kafka
+    ``Message`` (topic, partition, offset, key, value, headers).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        session_factory,
+        handlers: HandlerRegistry,
+        dead_letters: DeadLetterPublisher,
+        registry: SchemaRegistry | None = None,
+        max_attempts: int = 3,
+        backoff_base: float = 0.05,
+        backoff_max: float = 5.0,
+    ):
+        self.name = name
+        self.session_factory = session_factory
+        self.handlers = handlers
+        self.dead_letters = dead_letters
+        self.registry = registry or default_registry()
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+
+    def process(self, messages: list, stop: threading.Event) -> None:
+        """Apply, skip or dead-letter every message; dead letters are stored on return.
+
+        Raises ``Interrupted`` (nothing may then be acknowledged) when ``stop`` is set
+        while a transient failure is being retried.
+        """
+        deliveries = [self._decode(m) for m in messages]
+        self._handle(deliveries, stop)
+        for delivery in deliveries:
+            if delivery.error is not None:
+                self.dead_letters.send(delivery.message, delivery.error)
+        self.dead_letters.flush()
+
+    def _decode(self, message) -> Delivery:
+        delivery = Delivery(message)
+        try:
+            delivery.event = self.registry.parse(message.value())
+            delivery.handler = self.handlers.find(delivery.event)
+        except EventSchemaError as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+        return delivery
+
+    def _handle(self, deliveries: list[Delivery], stop: threading.Event) -> None:
+        work = [d for d in deliveries if d.handler is not None and d.error is None]
+        if not work:
+            return
+        try:
+            self._apply(work)
+            return
+        except Exception as exc:
+            log.info("batch failed, handling events one by one", consumer=self.name, error=str(exc))
+        for delivery in work:
+            self._handle_one(delivery, stop)
+
+    def _apply(self, work: list[Delivery]) -> None:
+        """Run handlers for the not-yet-seen events of ``work`` in one transaction."""
+        with self.session_factory() as session, session.begin():
+            fresh = self._record_in_inbox(session, [d.event for d in work])
+            pending: list[Delivery] = []
+            for delivery in work:
+                if delivery.event.id not in fresh:
+                    continue
+                fresh.discard(delivery.event.id)
+                if pending and pending[-1].handler is not delivery.handler:
+                    _run(session, pending)
+                    pending = []
+                pending.append(delivery)
+            if pending:
+                _run(session, pending)
+
+    def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
+        rows = [{"consumer": self.name, "event_id": e.id, "event_type": e.type} for e in events]
+        inserted = session.execute(
+            insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id), rows
+        )
+        return {str(event_id) for event_id in inserted.scalars()}
+
+    def _handle_one(self, delivery: Delivery, stop: threading.Event) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._apply([delivery])
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("transient failure, retrying", consumer=self.name,
+                                event_id=delivery.event.id, attempt=attempt, error=str(exc))
+                elif isinstance(exc, PermanentError) or attempt >= self.max_attempts:
+                    log.error("event dead-lettered", consumer=self.name,
+                              event_id=delivery.event.id, error=str(exc))
+                    delivery.error = f"{type(exc).__name__}: {exc}"
+                    return
+                self._sleep_backoff(attempt, stop)
+
+    def _sleep_backoff(self, attempt: int, stop: threading.Event) -> None:
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        if stop.wait(delay * random.uniform(0.5, 1.0)):
+            raise Interrupted()
+
+
 class ConsumerRuntime:
+    """An ``EventProcessor`` fed by a confluent-kafka consumer group, committing offsets
+    only after each batch is applied and its dead letters are stored."""
+
     def __init__(
         self,
         name: str,
@@ -160,19 +272,17 @@ class ConsumerRuntime:
         self.name = name
         self.group_id = settings.topic_prefix + name
         self.settings = settings
-        self.handlers = handlers
         self.topics = [settings.topic(t) for t in topics]
-        self.registry = registry or default_registry()
-        self.session_factory = make_session_factory(engine)
         self.batch_size = batch_size
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self.stop_requested = threading.Event()
+        self.processor = EventProcessor(
+            name, make_session_factory(engine), handlers,
+            DeadLetterPublisher(Producer(producer_config(settings)), name), registry,
+            max_attempts, backoff_base, backoff_max,
+        )
         self.consumer = Consumer(
             consumer_config(settings, self.group_id, **(consumer_overrides or {}))
         )
-        self.dead_letters = DeadLetterPublisher(Producer(producer_config(settings)), name)
         self.consumer.subscribe(self.topics)
 
     # -- loop -------------------------------------------------------------------------
@@ -184,7 +294,7 @@ class ConsumerRuntime:
             while not stop.is_set() and not self.stop_requested.is_set():
                 try:
                     self.poll_once(1.0)
-                except _Interrupted:
+                except Interrupted:
                     break
                 except Exception:
                     log.exception(
@@ -199,12 +309,7 @@ class ConsumerRuntime:
         messages = [m for m in self._next_batch(timeout) if self._usable(m)]
         if not messages:
             return 0
-        deliveries = [self._decode(m) for m in messages]
-        self._handle(deliveries)
-        for delivery in deliveries:
-            if delivery.error is not None:
-                self.dead_letters.send(delivery.message, delivery.error)
-        self.dead_letters.flush()
+        self.processor.process(messages, self.stop_requested)
         self._commit(messages)
         return len(messages)
 
@@ -230,9 +335,7 @@ class ConsumerRuntime:
             self.consumer.close()
         except RuntimeError:
             pass  # already closed
-        self.dead_letters.flush()
-
-    # -- steps ------------------------------------------------------------------------
+        self.processor.dead_letters.flush()
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -241,82 +344,6 @@ class ConsumerRuntime:
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("consume error", consumer=self.name, error=str(error))
         return False
-
-    def _decode(self, message: Message) -> Delivery:
-        delivery = Delivery(message)
-        try:
-            delivery.event = self.registry.parse(message.value())
-            delivery.handler = self.handlers.find(delivery.event)
-        except EventSchemaError as exc:
-            delivery.error = f"{type(exc).__name__}: {exc}"
-        return delivery
-
-    def _handle(self, deliveries: list[Delivery]) -> None:
-        work = [d for d in deliveries if d.handler is not None and d.error is None]
-        if not work:
-            return
-        try:
-            self._apply(work)
-            return
-        except Exception as exc:
-            log.info("batch failed, handling events one by one", consumer=self.name, error=str(exc))
-        for delivery in work:
-            self._handle_one(delivery)
-
-    def _apply(self, work: list[Delivery]) -> None:
-        """Run handlers for the not-yet-seen events of ``work`` in one transaction."""
-        with self.session_factory() as session, session.begin():
-            fresh = self._record_in_inbox(session, [d.event for d in work])
-            pending: list[Delivery] = []
-            for delivery in work:
-                if delivery.event.id not in fresh:
-                    continue
-                fresh.discard(delivery.event.id)
-                if pending and pending[-1].handler is not delivery.handler:
-                    _run(session, pending)
-                    pending = []
-                pending.append(delivery)
-            if pending:
-                _run(session, pending)
-
-    def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
-        rows = [{"consumer": self.name, "event_id": e.id, "event_type": e.type} for e in events]
-        inserted = session.execute(
-            insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id), rows
-        )
-        return {str(event_id) for event_id in inserted.scalars()}
-
-    def _handle_one(self, delivery: Delivery) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._apply([delivery])
-                return
-            except Exception as exc:
-                if is_transient(exc):
-                    log.warning(
-                        "transient failure, retrying",
-                        consumer=self.name,
-                        event_id=delivery.event.id,
-                        attempt=attempt,
-                        error=str(exc),
-                    )
-                elif isinstance(exc, PermanentError) or attempt >= self.max_attempts:
-                    log.error(
-                        "event dead-lettered",
-                        consumer=self.name,
-                        event_id=delivery.event.id,
-                        error=str(exc),
-                    )
-                    delivery.error = f"{type(exc).__name__}: {exc}"
-                    return
-                self._sleep_backoff(attempt)
-
-    def _sleep_backoff(self, attempt: int) -> None:
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        if self.stop_requested.wait(delay * random.uniform(0.5, 1.0)):
-            raise _Interrupted()
 
     def _commit(self, messages: list[Message]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from confluent_kafka.admin import AdminClient
@@ -78,3 +79,14 @@ def smtp_check(smtp_url: str, timeout: float = 2.0) -> ReadinessCheck:
             smtp.noop()
 
     return check
+
+
+def disposing(engine: Engine):
+    """A lifespan that closes the app's database connections when it shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    return lifespan

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -14,7 +13,7 @@ from auth.client import AuthClientConfig, TokenVerifier, install_auth
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
 from messaging.relay import run_relay_forever
-from messaging.service_app import broker_check, create_service_app, database_check
+from messaging.service_app import broker_check, create_service_app, database_check, disposing
 from messaging.settings import Settings
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
@@ -66,7 +65,7 @@ def create_app(
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
         version="1.0",
         description="Task tracker: random assignment, reshuffles, completion.",
-        lifespan=_disposing(engine),
+        lifespan=disposing(engine),
     )
     install_auth(app, auth, verifier)
     install_error_handlers(app)
@@ -75,12 +74,3 @@ def create_app(
     app.include_router(web_router(board))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-def _disposing(engine: Engine):
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
-
-    return lifespan

@@ -7,10 +7,10 @@ import threading
 from datetime import timedelta
 
 from analytics import service
-from analytics.consumers import EventHandlers, Handling
 from analytics.domain import DayEarnings, Period
 from analytics.models import Task
 from analytics.stream import Projector
+from messaging.consumer import HandlerRegistry
 from tests.analytics.conftest import (
     DAY,
     DirectDelivery,
@@ -98,7 +98,8 @@ def test_an_event_that_keeps_failing_is_dead_lettered_and_a_transient_failure_re
             raise ConnectionError("database went away")
         service.apply_task_prices(session, events)
 
-    handlers = EventHandlers({"task.priced": Handling(frozenset({1}), flaky_prices)})
+    handlers = HandlerRegistry()
+    handlers.register_batch("task.priced", [1], flaky_prices)
     letters = CollectedLetters()
     projector = Projector(engine, handlers, letters, max_attempts=2, backoff_base=0.001)
     good, bad, flaky = priced(new_id(), 2500), priced(new_id(), 2222), priced(new_id(), 3333)
