@@ -9,9 +9,12 @@
    ``transaction.applied`` per event to the outbox. Baseline: psycopg ``executemany`` of
    one row per event into a plain table, in transactions of the same size.
 2. Closing a day for ``--accounts`` accounts (three in four with a positive balance, the
-   others in debt): ``service.close_day``, with payouts, ledger entries, events and mails.
-   Baseline: the same arithmetic as raw set-based SQL on a plain balances table (insert
-   the payouts, zero the positive balances).
+   others in debt): ``service.close_day``, which writes per paid account a payout, its
+   ledger transaction with both entries, two events and a mail. Two baselines, as raw
+   set-based SQL on plain tables holding the same balances and entries:
+   - the payouts from a balances table: insert them, zero the positive balances;
+   - the double-entry close: sum each account's entries, insert a payout for each positive
+     sum and the two entries that move it to the company.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from datetime import UTC, date, datetime
 
 import psycopg
 from confluent_kafka import Producer
-from sqlalchemy import text
 
 from accounting import service
 from accounting.app import consumer_runtime
+from accounting.domain import COMPANY_ACCOUNT_ID
 from accounting.ledger import Books, TaskCharge, ensure_priced
 from accounting.settings import AccountingSettings
 from bench.common import Result, Stopwatch, format_table, kafka_broker, postgres_server
@@ -111,7 +114,7 @@ def _price_tasks(sessions, books: Books, events: list[Event]) -> None:
     """Tasks are priced when they are created, long before a reshuffle."""
     with sessions() as session, session.begin():
         task_ids = [uuid.UUID(e.data["task_id"]) for e in events]
-        ensure_priced(session, books, task_ids, books.clock())
+        ensure_priced(session, books, dict.fromkeys(task_ids), books.clock())
 
 
 def ledger_rate(url: str, settings: Settings, events: list[Event]) -> float:
@@ -134,7 +137,7 @@ def ledger_rate(url: str, settings: Settings, events: list[Event]) -> float:
 # -- 2. closing a day -------------------------------------------------------------------
 
 
-def _seed_day(sessions, books: Books, accounts: int) -> list[tuple[uuid.UUID, int]]:
+def _seed_day(sessions, books: Books, accounts: int) -> None:
     """Every account earns a reward; one in four also pays a fee (and ends in debt)."""
     account_ids = [uuid.uuid4() for _ in range(accounts)]
     rewards = [TaskCharge(uuid.uuid4(), uuid.uuid4(), a) for a in account_ids]
@@ -149,38 +152,58 @@ def _seed_day(sessions, books: Books, accounts: int) -> list[tuple[uuid.UUID, in
     for start in range(0, len(fees), 5000):
         with sessions() as session, session.begin():
             service.apply_task_assigned(session, books, fees[start : start + 5000])
-    with sessions() as session:
-        rows = session.execute(text("SELECT account_id, balance FROM balances")).all()
-    return [(row.account_id, row.balance) for row in rows]
 
 
-def _raw_close(dsn: str, balances: list[tuple[uuid.UUID, int]]) -> float:
-    with psycopg.connect(dsn) as conn:
-        conn.execute("DROP TABLE IF EXISTS raw_balances, raw_payouts")
-        conn.execute("CREATE TABLE raw_balances (account_id uuid PRIMARY KEY, balance bigint)")
-        conn.execute(
-            "CREATE TABLE raw_payouts (account_id uuid, day date, amount bigint,"
-            " UNIQUE (account_id, day))"
-        )
-        with conn.cursor().copy("COPY raw_balances FROM STDIN") as copy:
-            for row in balances:
-                copy.write_row(row)
-        conn.commit()
-        conn.execute("ANALYZE raw_balances")
-        conn.commit()
-        with Stopwatch() as watch:
-            conn.execute(
-                "INSERT INTO raw_payouts SELECT account_id, %s, balance FROM raw_balances"
-                " WHERE balance > 0",
-                (DAY,),
-            )
-            conn.execute("UPDATE raw_balances SET balance = 0 WHERE balance > 0")
-            conn.commit()
+_RAW_TABLES = (
+    "CREATE TABLE raw_balances (account_id uuid PRIMARY KEY, balance bigint)",
+    "CREATE TABLE raw_entries (transaction_id bigint, account_id uuid, amount bigint)",
+    "CREATE TABLE raw_payouts (account_id uuid, day date, amount bigint,"
+    " UNIQUE (account_id, day))",
+    "CREATE TABLE raw_entry_payouts (LIKE raw_payouts INCLUDING ALL)",
+    "INSERT INTO raw_balances SELECT account_id, balance FROM balances",
+    "INSERT INTO raw_entries SELECT transaction_id, account_id, amount FROM entries",
+    "ANALYZE raw_balances, raw_entries",
+)
+# Pay every positive balance of a balances table and zero it.
+PAYOUTS_FROM_BALANCES = (
+    "INSERT INTO raw_payouts SELECT account_id, %(day)s, balance FROM raw_balances"
+    " WHERE balance > 0",
+    "UPDATE raw_balances SET balance = 0 WHERE balance > 0",
+)
+# The double-entry close: each balance as the sum of its entries, a payout for each
+# positive one, and the two entries that move it to the company.
+DOUBLE_ENTRY_CLOSE = (
+    "CREATE TEMPORARY TABLE due ON COMMIT DROP AS"
+    " SELECT account_id, sum(amount) AS amount FROM raw_entries"
+    " WHERE account_id <> %(company)s GROUP BY account_id HAVING sum(amount) > 0",
+    "INSERT INTO raw_entry_payouts SELECT account_id, %(day)s, amount FROM due",
+    "INSERT INTO raw_entries SELECT 0, leg.account_id, leg.amount FROM due"
+    " CROSS JOIN LATERAL (VALUES (due.account_id, -due.amount), (%(company)s, due.amount))"
+    " AS leg (account_id, amount)",
+)
+
+
+def _timed_sql(conn: psycopg.Connection, statements: tuple[str, ...]) -> float:
+    params = {"day": DAY, "company": COMPANY_ACCOUNT_ID}
+    conn.execute("CHECKPOINT")
+    with Stopwatch() as watch:
+        with conn.transaction():
+            for statement in statements:
+                conn.execute(statement, params)
     return watch.seconds
 
 
-def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[tuple]:
-    """(raw baseline, close_day) seconds, each round on freshly seeded accounts."""
+def _timed_close(sessions, books: Books, url: str) -> float:
+    with psycopg.connect(_dsn(url), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    with Stopwatch() as watch:
+        [closed] = service.close_day(sessions, books, DAY)
+    print(f"  close_day paid {closed.accounts_paid:,} accounts", flush=True)
+    return watch.seconds
+
+
+def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[dict[str, float]]:
+    """Seconds of each raw baseline and of close_day, each round on freshly seeded accounts."""
     times = []
     for number in range(rounds):
         url = settings.database_for(f"close{number}")
@@ -188,18 +211,22 @@ def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[tupl
         engine = make_engine(url)
         sessions = make_session_factory(engine)
         books = _books(settings.with_(service_database_urls={"accounting": url}), number)
-        balances = _seed_day(sessions, books, accounts)
+        _seed_day(sessions, books, accounts)
         with psycopg.connect(_dsn(url), autocommit=True) as conn:
+            for statement in _RAW_TABLES:
+                conn.execute(statement)
             conn.execute("VACUUM ANALYZE")
-        raw = _raw_close(_dsn(url), balances)
-        with Stopwatch() as watch:
-            [closed] = service.close_day(sessions, books, DAY)
+            measured = {
+                "balances": _timed_sql(conn, PAYOUTS_FROM_BALANCES),
+                "entries": _timed_sql(conn, DOUBLE_ENTRY_CLOSE),
+            }
+        measured["close"] = _timed_close(sessions, books, url)
         print(
-            f"close day round {number + 1}: raw {raw:.3f} s, close_day {watch.seconds:.3f} s"
-            f" ({closed.accounts_paid:,} payouts)",
+            f"close day round {number + 1}: "
+            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in measured.items()),
             flush=True,
         )
-        times.append((raw, watch.seconds))
+        times.append(measured)
         engine.dispose()
     return times
 
@@ -220,8 +247,8 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 1) -> list[
         raw_rate = raw_executemany_rate(_dsn(url), batch)
         rate = ledger_rate(url, settings, batch)
         times = close_day_times(settings, accounts, rounds)
-    raw_close = statistics.median(raw for raw, _ in times)
-    real_close = statistics.median(real for _, real in times)
+    close = 1000 * statistics.median(t["close"] for t in times)
+    name = f"close a day, {accounts:,} accounts (ms)"
     return [
         Result(
             "ledger",
@@ -233,11 +260,19 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 1) -> list[
         ),
         Result(
             "ledger",
-            f"close a day, {accounts:,} accounts (ms)",
-            1000 * real_close,
+            name,
+            close,
             "ms",
-            "raw set-based SQL (ms)",
-            1000 * raw_close,
+            "SQL: payouts from a balances table (ms)",
+            1000 * statistics.median(t["balances"] for t in times),
+        ),
+        Result(
+            "ledger",
+            name,
+            close,
+            "ms",
+            "SQL: double-entry close from entries (ms)",
+            1000 * statistics.median(t["entries"] for t in times),
         ),
     ]
 

@@ -1,0 +1,345 @@
+"""Closing a billing day: every positive balance paid out, in a few set-based statements.
+
+Closing takes ``ledger.DAY_LOCK`` exclusively (see ``accounting.ledger``), so replicas
+racing to close the same day run one after the other and the later one finds the day
+closed; ``payouts`` is unique per (account, day) on top of that. Days close in order,
+and a day's payable amount is the account's balance at the end of that day, i.e. its
+current balance minus what later days have booked since (when a missed day is caught up).
+
+The rows of the day's payouts are computed once into a temporary table (``closing``,
+with every id drawn up front), from which the transactions, both legs of each, the
+payouts, the mails and the outbox events are each inserted by one statement. The event
+payloads are rendered by the database; the first of each type is parsed back and
+validated against its schema before anything is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from accounting import bulk_sql, domain
+from accounting.domain import COMPANY_ACCOUNT_ID, PAYOUT
+from accounting.events import PAYMENT_MADE, TRANSACTION_APPLIED, VERSION, rfc3339
+from accounting.ledger import (
+    Books,
+    current_day,
+    last_closed_day,
+    lock_day_for_closing,
+    transaction_applied_payload,
+)
+from accounting.models import BillingDay, LedgerTransaction
+
+
+@dataclass(frozen=True)
+class ClosedDay:
+    day: date
+    closed_at: datetime
+    accounts_paid: int
+    total_paid: int
+
+
+def close_through(
+    session: Session, books: Books, day: date | None, traceparent: str | None = None
+) -> list[ClosedDay]:
+    """Close every open day up to ``day`` (default: the current open day), oldest first.
+
+    Returns the days closed now: none when ``day`` was already closed. Raises
+    ``DayNotStarted`` for a day after the current one.
+    """
+    lock_day_for_closing(session)
+    today, now = current_day(session, books)
+    through = day or today
+    if through > today:
+        raise domain.DayNotStarted(through, today)
+    days = domain.days_to_close(*_closing_state(session), through)
+    return _close_days(session, books, days, now, traceparent)
+
+
+def close_ended_days(session: Session, books: Books) -> list[ClosedDay]:
+    """Close every day that has ended (in the calendar) and is still open."""
+    lock_day_for_closing(session)
+    now = books.clock()
+    today = domain.billing_day(now, books.settings.timezone)
+    days = domain.ended_days_to_close(*_closing_state(session), today)
+    return _close_days(session, books, days, now, None)
+
+
+def _closing_state(session: Session) -> tuple[date | None, date | None]:
+    """The last closed day, and the first day with a transaction when none is closed."""
+    last_closed = last_closed_day(session)
+    if last_closed is not None:
+        return last_closed, None
+    return None, session.scalar(select(func.min(LedgerTransaction.day)))
+
+
+def _close_days(
+    session: Session, books: Books, days: list[date], now: datetime, traceparent: str | None
+) -> list[ClosedDay]:
+    # Closing sorts and aggregates a row or more per account: let it do so in memory.
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
+    return [_close(session, books, day, now, traceparent) for day in days]
+
+
+def _close(
+    session: Session, books: Books, day: date, now: datetime, traceparent: str | None
+) -> ClosedDay:
+    params = {"day": day, "at": now, "company": COMPANY_ACCOUNT_ID}
+    session.execute(_COLLECT_PAYOUTS, params | _sequences(session) | {"seed": bulk_sql.new_seed()})
+    for statement in _PAY:
+        session.execute(statement, params)
+    _write_mails(session, day, now)
+    _write_payout_events(session, books, day, now, traceparent)
+    paid, total = session.execute(_TOTALS).one()
+    session.execute(text("DROP TABLE closing"))
+    closed = ClosedDay(day, now, paid, int(total))
+    session.add(BillingDay(day=day, closed_at=now, accounts_paid=paid, total_paid=int(total)))
+    books.outbox.publish(
+        session, books.events.billing_cycle_closed(day, now, paid, int(total), traceparent)
+    )
+    return closed
+
+
+def _sequences(session: Session) -> dict[str, str]:
+    """The sequences behind the ids drawn up front (named once, not looked up per row)."""
+    return (
+        session.execute(
+            text(
+                "SELECT pg_get_serial_sequence('transactions', 'id') AS transaction_ids,"
+                " pg_get_serial_sequence('payouts', 'id') AS payout_ids"
+            )
+        )
+        .one()
+        ._asdict()
+    )
+
+
+_TOTALS = text("SELECT count(*), coalesce(sum(amount), 0) FROM closing")
+
+
+def _collect_payouts_sql() -> str:
+    def new_id(purpose: str) -> str:
+        return bulk_sql.derived_uuid(":seed", "CAST(account_id AS text)", f"'{purpose}'")
+
+    return f"""
+    CREATE TEMPORARY TABLE closing ON COMMIT DROP AS
+    WITH later AS (
+        SELECT account_id, sum(amount) AS amount FROM transactions WHERE day > :day
+        GROUP BY account_id
+    ),
+    due AS (
+        SELECT b.account_id, CAST(b.balance - coalesce(later.amount, 0) AS bigint) AS amount,
+               b.balance
+        FROM balances b LEFT JOIN later USING (account_id)
+        WHERE b.balance - coalesce(later.amount, 0) > 0
+    )
+    SELECT account_id, amount, balance - amount AS balance_after,
+           nextval(CAST(:transaction_ids AS regclass)) AS transaction_id,
+           {new_id("transaction")} AS transaction_public_id,
+           nextval(CAST(:payout_ids AS regclass)) AS payout_id,
+           {new_id("payout")} AS payout_public_id,
+           {new_id("transaction.applied")} AS applied_event_id,
+           {new_id("payment.made")} AS paid_event_id
+    FROM due
+    """
+
+
+_COLLECT_PAYOUTS = text(_collect_payouts_sql())
+
+_PAY = [
+    text(
+        """
+        UPDATE balances AS b SET balance = c.balance_after
+        FROM closing c WHERE b.account_id = c.account_id
+        """
+    ),
+    text(
+        """
+        INSERT INTO transactions (id, public_id, type, account_id, task_id, day, amount,
+                                  balance_after, created_at)
+        SELECT transaction_id, transaction_public_id, 'payout', account_id, NULL, :day,
+               -amount, balance_after, :at
+        FROM closing
+        """
+    ),
+    text(
+        """
+        INSERT INTO entries (transaction_id, account_id, amount)
+        SELECT c.transaction_id, leg.account_id, leg.amount
+        FROM closing c
+        CROSS JOIN LATERAL (VALUES (c.account_id, -c.amount), (:company, c.amount))
+            AS leg (account_id, amount)
+        """
+    ),
+    text(
+        """
+        INSERT INTO payouts (id, public_id, account_id, day, amount, transaction_id, created_at)
+        SELECT payout_id, payout_public_id, account_id, :day, amount, transaction_id, :at
+        FROM closing
+        """
+    ),
+]
+
+
+# -- mails ----------------------------------------------------------------------------
+
+
+def _money(cents: str) -> str:
+    """SQL for ``-$12.34`` from an expression in cents."""
+    return (
+        f"(CASE WHEN ({cents}) < 0 THEN '-' ELSE '' END || '$' || (abs({cents}) / 100)::text"
+        f" || '.' || lpad((abs({cents}) % 100)::text, 2, '0'))"
+    )
+
+
+def _html(value: str) -> str:
+    """SQL escaping the text of ``value`` for HTML."""
+    escaped = value
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
+        escaped = f"replace({escaped}, '{char}', '{entity}')"
+    return escaped
+
+
+SUBJECT = "Your aTES payout for %s: %s"
+TEXT_BODY = (
+    "Hello %s,\n\n"
+    "you have been paid %s for %s.\n\n"
+    "Your fees and rewards of that day:\n%s\n\n"
+    "aTES accounting\n"
+)
+TEXT_LINE = "  %-6s %10s  %s"
+HTML_BODY = (
+    "<html><body><p>Hello %s,</p>"
+    "<p>you have been paid <strong>%s</strong> for %s.</p>"
+    "<p>Your fees and rewards of that day:</p>"
+    "<table><tr><th>type</th><th>amount</th><th>task</th></tr>%s</table>"
+    "<p>aTES accounting</p></body></html>"
+)
+HTML_LINE = "<tr><td>%s</td><td>%s</td><td>%s</td></tr>"
+NO_LINES = "none"
+
+_TASK_LABEL = (
+    "(coalesce('[' || k.jira_id || '] ', '') || coalesce(k.title, 'task ' || t.task_id::text))"
+)
+
+_MAIL_TEMPLATES = ("subject", "text_body", "text_line", "html_body", "html_line", "no_lines")
+_NAME = "coalesce(a.full_name, 'popug')"
+
+_WRITE_MAILS = text(
+    f"""
+    WITH m AS (
+        SELECT {", ".join(f"CAST(:{name} AS text) AS {name}" for name in _MAIL_TEMPLATES)},
+               CAST(:day AS date)::text AS day
+    ),
+    lines AS (
+        SELECT t.account_id,
+               string_agg(format(m.text_line, t.type, {_money("t.amount")}, {_TASK_LABEL}),
+                          E'\\n' ORDER BY t.id) AS text_lines,
+               string_agg(
+                   format(m.html_line, t.type, {_money("t.amount")}, {_html(_TASK_LABEL)}),
+                   '' ORDER BY t.id
+               ) AS html_lines
+        FROM transactions t
+        JOIN closing USING (account_id)
+        LEFT JOIN tasks k ON k.public_id = t.task_id
+        CROSS JOIN m
+        WHERE t.day = :day AND t.type <> 'payout'
+        GROUP BY t.account_id
+    )
+    INSERT INTO payout_emails (payout_id, recipient, subject, text_body, html_body,
+                               next_attempt_at)
+    SELECT c.payout_id, a.email,
+           format(m.subject, m.day, {_money("c.amount")}),
+           format(m.text_body, {_NAME}, {_money("c.amount")}, m.day,
+                  coalesce(l.text_lines, '  ' || m.no_lines)),
+           format(m.html_body, {_html(_NAME)}, {_money("c.amount")}, m.day,
+                  coalesce(l.html_lines, format(m.html_line, m.no_lines, '', ''))),
+           :at
+    FROM closing c
+    CROSS JOIN m
+    LEFT JOIN accounts a ON a.public_id = c.account_id
+    LEFT JOIN lines l ON l.account_id = c.account_id
+    """
+)
+
+
+def _write_mails(session: Session, day: date, now: datetime) -> None:
+    session.execute(
+        _WRITE_MAILS,
+        {
+            "day": day,
+            "at": now,
+            "subject": SUBJECT,
+            "text_body": TEXT_BODY,
+            "text_line": TEXT_LINE,
+            "html_body": HTML_BODY,
+            "html_line": HTML_LINE,
+            "no_lines": NO_LINES,
+        },
+    )
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+_TIME = "CAST(:time AS text)"
+_DAY = "CAST(:day AS text)"
+_PAID_DATA = {
+    "payment_id": bulk_sql.quoted("payout_public_id"),
+    "account_id": bulk_sql.quoted("account_id"),
+    "transaction_id": bulk_sql.quoted("transaction_public_id"),
+    "amount": bulk_sql.number("amount"),
+    "day": bulk_sql.quoted(_DAY),
+    "paid_at": bulk_sql.quoted(_TIME),
+}
+
+
+def _payout_events_sql() -> str:
+    traceparent = "CAST(:traceparent AS text)"
+    applied = transaction_applied_payload(
+        "applied_event_id",
+        "transaction_public_id",
+        bulk_sql.constant(PAYOUT),
+        "-amount",
+        bulk_sql.constant(None),
+        _TIME,
+        _DAY,
+        traceparent,
+    )
+    paid = bulk_sql.envelope(PAYMENT_MADE, "paid_event_id", _TIME, _PAID_DATA, traceparent)
+    # per account, the payout's transaction.applied comes before its payment.made
+    return f"""
+    INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
+    SELECT event.id, :topic, c.account_id::text, event.type, {VERSION}, event.payload,
+           {bulk_sql.headers(traceparent)}
+    FROM closing c
+    CROSS JOIN LATERAL (
+        VALUES (c.applied_event_id, '{TRANSACTION_APPLIED}', {applied}),
+               (c.paid_event_id, '{PAYMENT_MADE}', {paid})
+    ) AS event (id, type, payload)
+    """
+
+
+_WRITE_PAYOUT_EVENTS = text(_payout_events_sql())
+
+
+def _write_payout_events(
+    session: Session, books: Books, day: date, now: datetime, traceparent: str | None
+) -> None:
+    session.execute(
+        _WRITE_PAYOUT_EVENTS,
+        {
+            "topic": books.topic_of(PAYMENT_MADE),
+            "day": day.isoformat(),
+            "time": rfc3339(now),
+            "traceparent": traceparent,
+        },
+    )
+    first = session.execute(
+        text("SELECT applied_event_id, paid_event_id FROM closing LIMIT 1")
+    ).first()
+    if first is not None:
+        bulk_sql.validate_first(session, books.outbox.registry, [str(i) for i in first])

@@ -1,0 +1,100 @@
+"""Handlers that feed the replicas and the ledger from auth's and tasks' events.
+
+Events may arrive in any order across topics (``task.assigned`` before ``task.created``,
+``account.role_changed`` before ``account.updated``): replica handlers apply a state only
+when it is newer than the one held, and every task event prices the task if it is the
+first one accounting sees. ``task.assigned`` and ``task.completed`` are handled in runs
+(a reshuffle sends one per open task) and booked in bulk.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from accounting import service
+from accounting.domain import task_facts
+from accounting.ledger import Books, TaskCharge
+from event_schemas import Event
+from messaging.consumer import HandlerRegistry
+
+CONSUMER_NAME = "accounting"
+CONSUMED_TOPICS = ("accounts-stream", "accounts-lifecycle", "tasks-stream", "tasks-lifecycle")
+
+
+def _account_id(event: Event) -> uuid.UUID:
+    return uuid.UUID(event.data["account_id"])
+
+
+def _charge(event: Event) -> TaskCharge:
+    return TaskCharge(
+        source_event_id=uuid.UUID(event.id),
+        task_id=uuid.UUID(event.data["task_id"]),
+        account_id=uuid.UUID(event.data["assignee_id"]),
+        traceparent=event.traceparent,
+    )
+
+
+def on_account_state(session: Session, event: Event) -> None:
+    data = event.data
+    service.apply_account_state(
+        session,
+        _account_id(event),
+        email=data["email"],
+        full_name=data["full_name"],
+        role=data["role"],
+        active=data["active"],
+        version=data["version"],
+    )
+
+
+def on_account_deleted(session: Session, event: Event) -> None:
+    service.apply_account_deleted(session, _account_id(event), event.data["version"])
+
+
+def on_role_changed(session: Session, event: Event) -> None:
+    service.apply_role_change(
+        session, _account_id(event), event.data["new_role"], event.data["version"]
+    )
+
+
+def make_handlers(books: Books) -> HandlerRegistry:
+    """The handlers of the accounting consumer, writing through ``books``."""
+    handlers = HandlerRegistry()
+    handlers.register("account.created", [1], on_account_state)
+    handlers.register("account.updated", [1], on_account_state)
+    handlers.register("account.deleted", [1], on_account_deleted)
+    handlers.register("account.role_changed", [1], on_role_changed)
+
+    def on_task_states(session: Session, events: list[Event]) -> None:
+        states = [task_facts(e.data, e.dataversion) for e in events]
+        traceparents: dict[uuid.UUID, str | None] = {}
+        for state, event in zip(states, events, strict=True):
+            traceparents.setdefault(state.task_id, event.traceparent)
+        service.apply_task_states(session, books, states, traceparents)
+
+    def on_task_added(session: Session, event: Event) -> None:
+        data = event.data
+        service.apply_task_added(
+            session,
+            books,
+            uuid.UUID(data["task_id"]),
+            data["title"],
+            data["jira_id"],
+            data["description"],
+            event.traceparent,
+        )
+
+    def on_assigned(session: Session, events: list[Event]) -> None:
+        service.apply_task_assigned(session, books, [_charge(e) for e in events])
+
+    def on_completed(session: Session, events: list[Event]) -> None:
+        service.apply_task_completed(session, books, [_charge(e) for e in events])
+
+    handlers.register_batch("task.created", [1, 2], on_task_states)
+    handlers.register_batch("task.updated", [1, 2], on_task_states)
+    handlers.register("task.added", [1], on_task_added)
+    handlers.register_batch("task.assigned", [1], on_assigned)
+    handlers.register_batch("task.completed", [1], on_completed)
+    return handlers

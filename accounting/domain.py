@@ -1,0 +1,214 @@
+"""The rules of accounting, free of any I/O.
+
+Money is integer cents everywhere. Every ledger transaction moves money between one
+popug's account and the company's account: its two entries sum to zero. Amounts "as
+seen from the account" are signed: fees and payouts negative, rewards positive.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from event_schemas import task_v1_to_v2
+
+FEE = "fee"
+REWARD = "reward"
+PAYOUT = "payout"
+TRANSACTION_TYPES = (FEE, REWARD, PAYOUT)
+
+FEE_CENTS = (1000, 2000)
+REWARD_CENTS = (2000, 4000)
+
+# The single account on the other side of every transaction; no popug has this id.
+COMPANY_ACCOUNT_ID = uuid.UUID(int=0)
+
+
+class AccountingError(Exception):
+    """Base of the errors a caller may show to a user."""
+
+
+class DayNotStarted(AccountingError):
+    def __init__(self, day: date, open_day: date) -> None:
+        super().__init__(f"{day.isoformat()} has not begun: the current day is {open_day}")
+
+
+class InvalidCursor(AccountingError):
+    def __init__(self) -> None:
+        super().__init__("invalid cursor")
+
+
+class InvalidRange(AccountingError):
+    pass
+
+
+# -- prices ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Price:
+    fee: int
+    reward: int
+
+
+def price_task(rng: random.Random) -> Price:
+    """Fee and reward drawn uniformly (in whole cents) from their ranges."""
+    return Price(fee=rng.randint(*FEE_CENTS), reward=rng.randint(*REWARD_CENTS))
+
+
+# -- the ledger -----------------------------------------------------------------------
+
+
+def signed_amount(transaction_type: str, cents: int) -> int:
+    """``cents`` (a positive price or payout) as seen from the popug's account."""
+    if cents <= 0:
+        raise ValueError(f"an amount is a positive number of cents, not {cents}")
+    if transaction_type == REWARD:
+        return cents
+    if transaction_type in (FEE, PAYOUT):
+        return -cents
+    raise ValueError(f"unknown transaction type {transaction_type!r}")
+
+
+def task_charge(transaction_type: str, price: Price) -> int:
+    """What a task's assignment (fee) or completion (reward) does to the assignee's balance."""
+    cents = price.fee if transaction_type == FEE else price.reward
+    return signed_amount(transaction_type, cents)
+
+
+@dataclass(frozen=True)
+class Entry:
+    account_id: uuid.UUID
+    amount: int
+
+
+def double_entry(account_id: uuid.UUID, amount: int) -> tuple[Entry, Entry]:
+    """The popug's entry and the company's opposite one."""
+    if account_id == COMPANY_ACCOUNT_ID:
+        raise ValueError("the company cannot trade with itself")
+    return Entry(account_id, amount), Entry(COMPANY_ACCOUNT_ID, -amount)
+
+
+def is_balanced(entries: Iterable[Entry]) -> bool:
+    return sum(entry.amount for entry in entries) == 0
+
+
+def payout_for(balance: int) -> int:
+    """What is paid at the end of a day: a positive balance in full, otherwise nothing
+    (a negative balance carries over unchanged)."""
+    return balance if balance > 0 else 0
+
+
+def management_earned(fees_charged: int, rewards_paid: int) -> int:
+    """Fees charged on a day (positive cents) minus rewards paid on it; payouts excluded."""
+    return fees_charged - rewards_paid
+
+
+# -- billing days ---------------------------------------------------------------------
+
+
+def billing_day(moment: datetime, zone: tzinfo) -> date:
+    """The calendar day of ``moment`` (an aware datetime) in ``zone``."""
+    if moment.tzinfo is None:
+        raise ValueError("billing_day needs an aware datetime")
+    return moment.astimezone(zone).date()
+
+
+def open_day(now: datetime, zone: tzinfo, last_closed: date | None) -> date:
+    """The day a transaction recorded at ``now`` belongs to.
+
+    Today's date, unless today was already closed by hand: a closed day takes nothing
+    more, so transactions then belong to the day after the last closed one.
+    """
+    today = billing_day(now, zone)
+    if last_closed is None or last_closed < today:
+        return today
+    return last_closed + timedelta(days=1)
+
+
+def days_to_close(
+    last_closed: date | None, first_unclosed_activity: date | None, through: date
+) -> list[date]:
+    """Every day still open up to ``through``, oldest first (days close in order).
+
+    Before any day was closed, closing starts with the first day that has a transaction
+    (or with ``through`` itself when there is none).
+    """
+    if last_closed is not None:
+        start = last_closed + timedelta(days=1)
+    else:
+        start = min(first_unclosed_activity or through, through)
+    return [start + timedelta(days=n) for n in range((through - start).days + 1)]
+
+
+def ended_days_to_close(
+    last_closed: date | None, first_unclosed_activity: date | None, today: date
+) -> list[date]:
+    """The days to close once ``today`` has begun: every open day before it, unless
+    nothing ever happened before today (a new ledger has no day to close)."""
+    if last_closed is None and (
+        first_unclosed_activity is None or first_unclosed_activity >= today
+    ):
+        return []
+    return days_to_close(last_closed, first_unclosed_activity, today - timedelta(days=1))
+
+
+def days_between(first: date, last: date) -> list[date]:
+    if last < first:
+        raise InvalidRange(f"the range ends ({last}) before it starts ({first})")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What the task CUD events say about a task, in the shape of schema v2."""
+
+    task_id: uuid.UUID
+    title: str
+    jira_id: str | None
+    description: str | None
+    status: str
+    assignee_id: uuid.UUID
+    version: int
+
+
+def task_facts(data: dict[str, Any], dataversion: int) -> TaskFacts:
+    """``task.created``/``task.updated`` data of either version (v1 titles are split)."""
+    if dataversion == 1:
+        data = task_v1_to_v2(data)
+    elif dataversion != 2:
+        raise ValueError(f"unknown task data version {dataversion}")
+    return TaskFacts(
+        task_id=uuid.UUID(data["task_id"]),
+        title=data["title"],
+        jira_id=data["jira_id"],
+        description=data["description"],
+        status=data["status"],
+        assignee_id=uuid.UUID(data["assignee_id"]),
+        version=data["version"],
+    )
+
+
+def newest_per_task(facts: Sequence[TaskFacts]) -> list[TaskFacts]:
+    """One state per task: the one with the highest version (the first of equals)."""
+    newest: dict[uuid.UUID, TaskFacts] = {}
+    for fact in facts:
+        known = newest.get(fact.task_id)
+        if known is None or fact.version > known.version:
+            newest[fact.task_id] = fact
+    return list(newest.values())
+
+
+# -- mail -----------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int, first: float, maximum: float) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: doubling, capped."""
+    return min(maximum, first * 2 ** max(0, attempts - 1))

@@ -1,0 +1,52 @@
+"""The events accounting emits: their names, version and time format, and the builder of
+those written one at a time (those written in bulk are rendered by ``accounting.bulk_sql``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from event_schemas import Event, SchemaRegistry, default_registry
+
+SOURCE = "accounting"
+TASK_PRICED = "task.priced"
+TRANSACTION_APPLIED = "transaction.applied"
+PAYMENT_MADE = "payment.made"
+BILLING_CYCLE_CLOSED = "billing_cycle.closed"
+VERSION = 1
+
+RFC3339_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2026-11-22T10:15:00.123456Z``: the one time format of every accounting event."""
+    return moment.astimezone(UTC).strftime(RFC3339_UTC)
+
+
+class AccountingEvents:
+    """Builds validated events, one at a time."""
+
+    def __init__(self, registry: SchemaRegistry | None = None):
+        self.registry = registry or default_registry()
+
+    def billing_cycle_closed(
+        self,
+        day: date,
+        closed_at: datetime,
+        accounts_paid: int,
+        total_paid: int,
+        traceparent: str | None = None,
+    ) -> Event:
+        data = {
+            "day": day.isoformat(),
+            "closed_at": rfc3339(closed_at),
+            "accounts_paid": accounts_paid,
+            "total_paid": total_paid,
+        }
+        return self.registry.build(
+            BILLING_CYCLE_CLOSED,
+            data,
+            source=SOURCE,
+            version=VERSION,
+            traceparent=traceparent,
+            time=data["closed_at"],
+        )

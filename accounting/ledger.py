@@ -1,0 +1,359 @@
+"""Writing the ledger: task prices and the fees and rewards of task events, in bulk.
+
+A run of task events becomes a handful of statements whatever its length: one that finds
+the tasks not priced yet and one that prices them (with their ``task.priced`` events),
+then a single statement that books the run: it skips events booked before, moves every
+balance concerned (locking those rows in account order, so that concurrent writers cannot
+deadlock), inserts the transactions with both legs of each and renders their
+``transaction.applied`` events into the outbox (see ``accounting.bulk_sql``).
+
+Billing days. Recording takes ``DAY_LOCK`` shared and closing a day takes it exclusively,
+so a day being closed waits for the transactions in flight and, once closed, takes
+nothing more: a transaction belongs to the day that is open when it is recorded
+(``domain.open_day``), read after the lock was granted.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from accounting import bulk_sql, domain
+from accounting.domain import COMPANY_ACCOUNT_ID, FEE, REWARD
+from accounting.events import (
+    TASK_PRICED,
+    TRANSACTION_APPLIED,
+    VERSION,
+    AccountingEvents,
+    rfc3339,
+)
+from accounting.models import BillingDay
+from accounting.settings import AccountingSettings
+from messaging.outbox import Outbox
+
+# Any constant will do, as long as every process of the accounting service uses it.
+DAY_LOCK = 0x6C6564676572  # "ledger"
+
+_system_random = random.SystemRandom()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Books:
+    """What the ledger commands need besides a session: settings, the outbox, the event
+    builder, the random source that prices tasks and the clock that dates transactions."""
+
+    settings: AccountingSettings
+    outbox: Outbox
+    events: AccountingEvents
+    rng: random.Random
+    clock: Callable[[], datetime] = utc_now
+
+    def topic_of(self, event_type: str) -> str:
+        return self.settings.platform.topic(self.outbox.registry.topic_of(event_type))
+
+    @classmethod
+    def create(
+        cls,
+        settings: AccountingSettings,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> Books:
+        return cls(
+            settings, Outbox(settings.platform), AccountingEvents(), rng or _system_random, clock
+        )
+
+
+@dataclass(frozen=True)
+class TaskCharge:
+    """A fee (on ``task.assigned``) or reward (on ``task.completed``) to book, caused by
+    the event ``source_event_id``."""
+
+    source_event_id: uuid.UUID
+    task_id: uuid.UUID
+    account_id: uuid.UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A ledger transaction as it was written; ``amount`` as seen from the account."""
+
+    public_id: uuid.UUID
+    type: str
+    account_id: uuid.UUID
+    task_id: uuid.UUID | None
+    amount: int
+    balance_after: int
+    day: date
+    created_at: datetime
+
+
+def lock_day_for_recording(session: Session) -> None:
+    session.execute(select(func.pg_advisory_xact_lock_shared(DAY_LOCK)))
+
+
+def lock_day_for_closing(session: Session) -> None:
+    session.execute(select(func.pg_advisory_xact_lock(DAY_LOCK)))
+
+
+def last_closed_day(session: Session) -> date | None:
+    return session.scalar(select(func.max(BillingDay.day)))
+
+
+def current_day(session: Session, books: Books) -> tuple[date, datetime]:
+    """The open billing day and the time of the transactions recorded now."""
+    now = books.clock()
+    return domain.open_day(now, books.settings.timezone, last_closed_day(session)), now
+
+
+# -- prices ---------------------------------------------------------------------------
+
+
+_UNPRICED = text(
+    """
+    SELECT wanted.id FROM unnest(CAST(:ids AS uuid[])) AS wanted (id)
+    WHERE NOT EXISTS (SELECT 1 FROM task_prices p WHERE p.task_id = wanted.id)
+    """
+)
+
+
+def _fix_prices_sql() -> str:
+    time = "CAST(:time AS text)"
+    payload = bulk_sql.envelope(
+        TASK_PRICED,
+        "event_id",
+        time,
+        {
+            "task_id": bulk_sql.quoted("task_id"),
+            "fee": bulk_sql.number("fee"),
+            "reward": bulk_sql.number("reward"),
+            "priced_at": bulk_sql.quoted(time),
+        },
+        "CAST(:traceparent AS text)",
+    )
+    return f"""
+    WITH fixed AS (
+        INSERT INTO task_prices (task_id, fee, reward, priced_at)
+        SELECT *, CAST(:at AS timestamptz)
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:fees AS int[]), CAST(:rewards AS int[]))
+        ON CONFLICT (task_id) DO NOTHING
+        RETURNING task_id, fee, reward,
+                  {bulk_sql.derived_uuid(":seed", "CAST(task_id AS text)")} AS event_id
+    ),
+    known AS (
+        INSERT INTO tasks (public_id) SELECT task_id FROM fixed ON CONFLICT DO NOTHING
+    ),
+    events AS (
+        INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
+        SELECT event_id, :topic, task_id::text, '{TASK_PRICED}', {VERSION}, {payload},
+               {bulk_sql.headers("CAST(:traceparent AS text)")}
+        FROM fixed
+    )
+    SELECT event_id FROM fixed LIMIT 1
+    """
+
+
+_FIX_PRICES = text(_fix_prices_sql())
+
+
+def ensure_priced(
+    session: Session, books: Books, tasks: Mapping[uuid.UUID, str | None], at: datetime
+) -> None:
+    """Fix (and announce with ``task.priced``) the prices of the tasks not priced yet.
+
+    ``tasks`` maps each task to the trace context of the event that brought it, which its
+    ``task.priced`` carries on.
+    """
+    unpriced = set(session.scalars(_UNPRICED, {"ids": list(tasks)}))
+    by_trace: dict[str | None, list[uuid.UUID]] = {}
+    for task_id, traceparent in tasks.items():
+        if task_id in unpriced:
+            by_trace.setdefault(traceparent, []).append(task_id)
+    for traceparent, task_ids in by_trace.items():
+        _fix_prices(session, books, task_ids, at, traceparent)
+
+
+def _fix_prices(
+    session: Session,
+    books: Books,
+    task_ids: list[uuid.UUID],
+    at: datetime,
+    traceparent: str | None,
+) -> None:
+    drawn = [domain.price_task(books.rng) for _ in task_ids]
+    first_event = session.scalar(
+        _FIX_PRICES,
+        {
+            "ids": task_ids,
+            "fees": [p.fee for p in drawn],
+            "rewards": [p.reward for p in drawn],
+            "at": at,
+            "time": rfc3339(at),
+            "topic": books.topic_of(TASK_PRICED),
+            "traceparent": traceparent,
+            "seed": bulk_sql.new_seed(),
+        },
+    )
+    if first_event is not None:
+        bulk_sql.validate_first(session, books.outbox.registry, [str(first_event)])
+
+
+# -- transactions ---------------------------------------------------------------------
+
+
+def transaction_applied_payload(
+    event_id: str,
+    public_id: str,
+    transaction_type: bulk_sql.Json,
+    amount: str,
+    task_id: bulk_sql.Json,
+    time: str,
+    day: str,
+    traceparent: str,
+) -> str:
+    """SQL for the payload of a ``transaction.applied``, from the columns (SQL expressions)
+    of the rows being written; ``account_id`` and ``balance_after`` are columns too."""
+    data = {
+        "transaction_id": bulk_sql.quoted(public_id),
+        "account_id": bulk_sql.quoted("account_id"),
+        "type": transaction_type,
+        "amount": bulk_sql.number(amount),
+        "balance_after": bulk_sql.number("balance_after"),
+        "task_id": task_id,
+        "day": bulk_sql.quoted(day),
+        "applied_at": bulk_sql.quoted(time),
+    }
+    return bulk_sql.envelope(TRANSACTION_APPLIED, event_id, time, data, traceparent)
+
+
+def _book_sql(price_column: str) -> str:
+    payload = transaction_applied_payload(
+        "event_id",
+        "public_id",
+        bulk_sql.quoted("CAST(:type AS text)"),
+        "amount",
+        bulk_sql.quoted("task_id"),
+        "CAST(:time AS text)",
+        "CAST(:day AS date)",
+        "traceparent",
+    )
+    return f"""
+    WITH fresh AS (
+        SELECT i.*, CAST(:sign AS int) * p.{price_column} AS amount
+        FROM unnest(
+            CAST(:events AS uuid[]), CAST(:tasks AS uuid[]), CAST(:accounts AS uuid[]),
+            CAST(:traceparents AS text[])
+        ) WITH ORDINALITY AS i (source_event_id, task_id, account_id, traceparent, position)
+        JOIN task_prices p USING (task_id)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM transactions t WHERE t.source_event_id = i.source_event_id
+        )
+    ),
+    moved AS (
+        INSERT INTO balances AS b (account_id, balance)
+        SELECT account_id, sum(amount) FROM fresh GROUP BY account_id ORDER BY account_id
+        ON CONFLICT (account_id) DO UPDATE SET balance = b.balance + excluded.balance
+        RETURNING account_id, balance
+    ),
+    numbered AS (
+        SELECT f.*,
+               {bulk_sql.derived_uuid(":seed", "CAST(position AS text)", "'transaction'")}
+                   AS public_id,
+               {bulk_sql.derived_uuid(":seed", "CAST(position AS text)", "'event'")} AS event_id,
+               m.balance - sum(f.amount) OVER mine
+                   + sum(f.amount) OVER (mine ORDER BY f.position) AS balance_after
+        FROM fresh f JOIN moved m USING (account_id)
+        WINDOW mine AS (PARTITION BY f.account_id)
+    ),
+    booked AS (
+        INSERT INTO transactions
+            (public_id, type, account_id, task_id, day, amount, balance_after, created_at,
+             source_event_id)
+        SELECT public_id, CAST(:type AS text), account_id, task_id, :day, amount,
+               balance_after, :at, source_event_id
+        FROM numbered ORDER BY position
+        RETURNING id, account_id, amount
+    ),
+    legs AS (
+        INSERT INTO entries (transaction_id, account_id, amount)
+        SELECT booked.id, leg.account_id, leg.amount
+        FROM booked
+        CROSS JOIN LATERAL (
+            VALUES (booked.account_id, booked.amount),
+                   ('{COMPANY_ACCOUNT_ID}'::uuid, -booked.amount)
+        ) AS leg (account_id, amount)
+    ),
+    events AS (
+        INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
+        SELECT event_id, :topic, account_id::text, '{TRANSACTION_APPLIED}', {VERSION},
+               {payload}, {bulk_sql.headers("traceparent")}
+        FROM numbered ORDER BY position
+    )
+    SELECT event_id, public_id, account_id, task_id, amount, balance_after
+    FROM numbered ORDER BY position
+    """
+
+
+# What each kind of task transaction costs or earns (``domain.task_charge`` in SQL).
+_BOOK = {FEE: text(_book_sql("fee")), REWARD: text(_book_sql("reward"))}
+
+
+def book_task_charges(
+    session: Session, books: Books, transaction_type: str, charges: Sequence[TaskCharge]
+) -> list[Booked]:
+    """Book a fee or reward for each charge not booked before, pricing new tasks first.
+
+    Runs inside the caller's transaction; charges already booked (same source event) are
+    skipped, so handing the same events in twice books them once.
+    """
+    charges = list({charge.source_event_id: charge for charge in charges}.values())
+    if not charges:
+        return []
+    lock_day_for_recording(session)
+    bulk_sql.plan_with_actual_sizes(session)
+    day, now = current_day(session, books)
+    first_mentions: dict[uuid.UUID, str | None] = {}
+    for charge in charges:
+        first_mentions.setdefault(charge.task_id, charge.traceparent)
+    ensure_priced(session, books, first_mentions, now)
+    rows = session.execute(
+        _BOOK[transaction_type],
+        {
+            "events": [c.source_event_id for c in charges],
+            "tasks": [c.task_id for c in charges],
+            "accounts": [c.account_id for c in charges],
+            "traceparents": [c.traceparent for c in charges],
+            "type": transaction_type,
+            "sign": domain.signed_amount(transaction_type, 1),
+            "day": day,
+            "at": now,
+            "time": rfc3339(now),
+            "topic": books.topic_of(TRANSACTION_APPLIED),
+            "seed": bulk_sql.new_seed(),
+        },
+    ).all()
+    if rows:
+        bulk_sql.validate_first(session, books.outbox.registry, [str(rows[0].event_id)])
+    return [
+        Booked(
+            r.public_id,
+            transaction_type,
+            r.account_id,
+            r.task_id,
+            r.amount,
+            r.balance_after,
+            day,
+            now,
+        )
+        for r in rows
+    ]

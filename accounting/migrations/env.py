@@ -1,0 +1,4 @@
+from accounting.models import Base
+from messaging.alembic_env import run_migrations
+
+run_migrations(Base.metadata)

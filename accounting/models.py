@@ -1,0 +1,213 @@
+"""Tables of the accounting database.
+
+Replicas (``accounts``, ``tasks``) are fed only by events and may know an entity before
+its full state arrives (then ``version`` is 0 and most fields are null).
+
+The ledger is ``transactions`` plus ``entries``: each transaction has exactly two
+entries, one on the popug's account and one on the company's, summing to zero. Both
+tables are append-only: triggers (see the first migration) refuse UPDATE and DELETE, and
+refuse any statement that leaves a transaction's entries unbalanced. ``balances`` keeps,
+per popug account, the sum of its entries, updated in the same statement as the
+entries; ``transactions.amount`` repeats the account's entry and ``balance_after`` is
+that balance right after the transaction.
+
+There are no foreign keys between ledger, payout and mail rows: each is written by the
+same statement (or transaction) as the row it points to and nothing is ever deleted,
+while per-row foreign-key checks would weigh heavily on the bulk writes (closing a day
+writes several rows per paid account). The tests check these links after every test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
+
+from accounting.domain import FEE_CENTS, REWARD_CENTS
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _uuid(**options: Any) -> MappedColumn[Any]:
+    return mapped_column(UUID(as_uuid=True), **options)
+
+
+def _timestamp(**options: Any) -> MappedColumn[Any]:
+    return mapped_column(DateTime(timezone=True), **options)
+
+
+class Account(Base):
+    """What accounting knows of an account; ``role_version`` is the version the role
+    comes from, newer than ``version`` when an ``account.role_changed`` came first."""
+
+    __tablename__ = "accounts"
+
+    public_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    full_name: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(server_default=text("false"))
+    deleted: Mapped[bool] = mapped_column(server_default=text("false"))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    role_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[datetime] = _timestamp(server_default=func.now())
+
+
+class Task(Base):
+    """What accounting knows of a task; fields stay null until a CUD event or
+    ``task.added`` tells them."""
+
+    __tablename__ = "tasks"
+
+    public_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    jira_id: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    assignee_id: Mapped[uuid.UUID | None] = _uuid()
+    status: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[datetime] = _timestamp(server_default=func.now())
+
+
+class TaskPrice(Base):
+    """Fixed once, when accounting first learns of the task; never changed."""
+
+    __tablename__ = "task_prices"
+
+    task_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
+    fee: Mapped[int] = mapped_column(Integer)
+    reward: Mapped[int] = mapped_column(Integer)
+    priced_at: Mapped[datetime] = _timestamp()
+
+    __table_args__ = (
+        CheckConstraint(f"fee BETWEEN {FEE_CENTS[0]} AND {FEE_CENTS[1]}", name="fee_in_range"),
+        CheckConstraint(
+            f"reward BETWEEN {REWARD_CENTS[0]} AND {REWARD_CENTS[1]}", name="reward_in_range"
+        ),
+    )
+
+
+class LedgerTransaction(Base):
+    """A fee, reward or payout of one popug account. ``source_event_id`` is the event that
+    caused it (none for payouts), unique so that no event is booked twice."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    public_id: Mapped[uuid.UUID] = _uuid(unique=True)
+    type: Mapped[str] = mapped_column(Text)
+    account_id: Mapped[uuid.UUID] = _uuid()
+    task_id: Mapped[uuid.UUID | None] = _uuid()
+    day: Mapped[date] = mapped_column(Date)
+    # The account's entry, repeated here so that reading an account's ledger or a day's
+    # takes no join; ``balance_after`` is the account's balance right after.
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _timestamp()
+    source_event_id: Mapped[uuid.UUID | None] = _uuid()
+
+    __table_args__ = (
+        CheckConstraint("type IN ('fee', 'reward', 'payout')", name="type_known"),
+        CheckConstraint("(type = 'payout') = (task_id IS NULL)", name="task_unless_payout"),
+        CheckConstraint(
+            "account_id <> '00000000-0000-0000-0000-000000000000'", name="popug_account"
+        ),
+        Index(
+            "transactions_source_event",
+            "source_event_id",
+            unique=True,
+            postgresql_where=text("source_event_id IS NOT NULL"),
+        ),
+        Index("transactions_account", "account_id", "id"),
+        Index("transactions_day", "day"),
+    )
+
+
+class Entry(Base):
+    """One leg of a transaction: signed cents on a ledger account (a popug's or the
+    company's, ``domain.COMPANY_ACCOUNT_ID``)."""
+
+    __tablename__ = "entries"
+
+    transaction_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"),)
+
+
+class Balance(Base):
+    """Sum of the entries of a popug account (the company's balance is not kept)."""
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class BillingDay(Base):
+    """A closed billing day: every positive balance of the day was paid out."""
+
+    __tablename__ = "billing_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    closed_at: Mapped[datetime] = _timestamp()
+    accounts_paid: Mapped[int] = mapped_column(Integer)
+    total_paid: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payout(Base):
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    public_id: Mapped[uuid.UUID] = _uuid(unique=True)
+    account_id: Mapped[uuid.UUID] = _uuid()
+    day: Mapped[date] = mapped_column(Date)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    transaction_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[datetime] = _timestamp()
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "day", name="one_payout_per_account_and_day"),
+        CheckConstraint("amount > 0", name="payout_positive"),
+    )
+
+
+class PayoutEmail(Base):
+    """Mail outbox: written with the payout, sent by the mailer; ``sent_at`` is set only
+    once the SMTP server accepted the mail."""
+
+    __tablename__ = "payout_emails"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    payout_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    recipient: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = _timestamp(server_default=func.now())
+    sent_at: Mapped[datetime | None] = _timestamp()
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("payout_emails_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL")),
+    )

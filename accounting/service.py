@@ -1,0 +1,550 @@
+"""Use cases of the accounting service: one function per command or query.
+
+The ``apply_*`` commands take the consumer's session: they run inside the transaction
+that also records the handled events in the inbox. ``close_day`` runs its own
+transaction. Queries only read; lists come as ``(items, next_cursor)``, the cursor being
+None on the last page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Select, case, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from accounting import domain
+from accounting.closing import ClosedDay, close_ended_days, close_through
+from accounting.domain import FEE, PAYOUT, REWARD, TaskFacts
+from accounting.ledger import (
+    Booked,
+    Books,
+    TaskCharge,
+    book_task_charges,
+    current_day,
+    ensure_priced,
+)
+from accounting.models import Account, Balance, LedgerTransaction, Task
+
+Sessions = sessionmaker[Session]
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_REPORT_DAYS = 1000
+
+
+# -- task events ----------------------------------------------------------------------
+
+
+def apply_task_assigned(
+    session: Session, books: Books, assignments: Sequence[TaskCharge]
+) -> list[Booked]:
+    """``task.assigned``: debit each assignee the task's fee (pricing new tasks first)."""
+    return book_task_charges(session, books, FEE, assignments)
+
+
+def apply_task_completed(
+    session: Session, books: Books, completions: Sequence[TaskCharge]
+) -> list[Booked]:
+    """``task.completed``: credit each assignee the task's reward."""
+    return book_task_charges(session, books, REWARD, completions)
+
+
+_UPSERT_TASK_STATES = text(
+    """
+    INSERT INTO tasks AS k (public_id, title, jira_id, description, assignee_id, status, version)
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:titles AS text[]), CAST(:jira_ids AS text[]),
+        CAST(:descriptions AS text[]), CAST(:assignees AS uuid[]), CAST(:statuses AS text[]),
+        CAST(:versions AS int[])
+    )
+    ON CONFLICT (public_id) DO UPDATE
+    SET title = excluded.title, jira_id = excluded.jira_id,
+        description = excluded.description, assignee_id = excluded.assignee_id,
+        status = excluded.status, version = excluded.version, updated_at = now()
+    WHERE k.version < excluded.version
+    """
+)
+
+
+def apply_task_states(
+    session: Session,
+    books: Books,
+    states: Sequence[TaskFacts],
+    traceparents: Mapping[uuid.UUID, str | None] | None = None,
+) -> None:
+    """``task.created``/``task.updated`` (either version): keep the newest state of each
+    task and price the tasks seen for the first time (``traceparents``: the trace context
+    of the event each task's state came with)."""
+    newest = domain.newest_per_task(states)
+    if not newest:
+        return
+    session.execute(
+        _UPSERT_TASK_STATES,
+        {
+            "ids": [s.task_id for s in newest],
+            "titles": [s.title for s in newest],
+            "jira_ids": [s.jira_id for s in newest],
+            "descriptions": [s.description for s in newest],
+            "assignees": [s.assignee_id for s in newest],
+            "statuses": [s.status for s in newest],
+            "versions": [s.version for s in newest],
+        },
+    )
+    traceparents = traceparents or {}
+    tasks = {state.task_id: traceparents.get(state.task_id) for state in newest}
+    ensure_priced(session, books, tasks, books.clock())
+
+
+def apply_task_added(
+    session: Session,
+    books: Books,
+    task_id: uuid.UUID,
+    title: str,
+    jira_id: str | None,
+    description: str | None,
+    traceparent: str | None = None,
+) -> None:
+    """``task.added``: what the task is about, kept until a CUD event brings its state."""
+    statement = insert(Task).values(
+        public_id=task_id, title=title, jira_id=jira_id, description=description
+    )
+    new = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Task.public_id],
+            set_={"title": new.title, "jira_id": new.jira_id, "description": new.description},
+            where=Task.version == 0,
+        )
+    )
+    ensure_priced(session, books, {task_id: traceparent}, books.clock())
+
+
+# -- accounts replica -----------------------------------------------------------------
+
+
+def _open_balance(session: Session, account_id: uuid.UUID) -> None:
+    """Every known account is listed with its balance, zero until something is booked."""
+    session.execute(insert(Balance).values(account_id=account_id).on_conflict_do_nothing())
+
+
+def apply_account_state(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    email: str,
+    full_name: str,
+    role: str,
+    active: bool,
+    version: int,
+) -> None:
+    """``account.created``/``account.updated``: take the state unless it is stale; the
+    role too, unless a newer ``account.role_changed`` was applied. Deleted stays deleted."""
+    statement = insert(Account).values(
+        public_id=account_id,
+        email=email,
+        full_name=full_name,
+        role=role,
+        active=active,
+        version=version,
+        role_version=version,
+    )
+    new = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Account.public_id],
+            set_={
+                "email": new.email,
+                "full_name": new.full_name,
+                "active": new.active,
+                "version": new.version,
+                "role": case((new.version >= Account.role_version, new.role), else_=Account.role),
+                "role_version": func.greatest(Account.role_version, new.version),
+                "updated_at": func.now(),
+            },
+            where=Account.version < new.version,
+        )
+    )
+    _open_balance(session, account_id)
+
+
+def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:
+    """``account.role_changed``: take the role unless a newer one is already known."""
+    statement = insert(Account).values(public_id=account_id, role=role, role_version=version)
+    new = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Account.public_id],
+            set_={"role": new.role, "role_version": new.role_version, "updated_at": func.now()},
+            where=Account.role_version < new.role_version,
+        )
+    )
+    _open_balance(session, account_id)
+
+
+def apply_account_deleted(session: Session, account_id: uuid.UUID, version: int) -> None:
+    """``account.deleted``: a tombstone; its ledger stays as it is."""
+    statement = insert(Account).values(public_id=account_id, deleted=True, version=version)
+    new = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[Account.public_id],
+            set_={
+                "deleted": True,
+                "active": False,
+                "version": func.greatest(Account.version, new.version),
+                "updated_at": func.now(),
+            },
+        )
+    )
+
+
+# -- billing days ---------------------------------------------------------------------
+
+
+def close_day(
+    sessions: Sessions, books: Books, day: date | None = None, traceparent: str | None = None
+) -> list[ClosedDay]:
+    """End of day: pay out every positive balance, once per day.
+
+    Without ``day`` the current day ends at once (later transactions belong to the next
+    one). Open days before ``day`` are closed first, in order. Returns the days closed by
+    this call: none if ``day`` was already closed.
+    """
+    with sessions() as session, session.begin():
+        return close_through(session, books, day, traceparent)
+
+
+def close_due_days(sessions: Sessions, books: Books) -> list[ClosedDay]:
+    """Close every day that has ended and is still open (what the scheduler runs)."""
+    with sessions() as session, session.begin():
+        return close_ended_days(session, books)
+
+
+def open_day(sessions: Sessions, books: Books) -> date:
+    """The billing day new transactions currently belong to."""
+    with sessions() as session:
+        return current_day(session, books)[0]
+
+
+# -- queries: one account -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    account_id: uuid.UUID
+    balance: int
+    earned_today: int
+    day: date
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    title: str | None
+    jira_id: str | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    """A fee, reward or payout; ``amount`` as seen from the account."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    type: str
+    amount: int
+    balance_after: int
+    task_id: uuid.UUID | None
+    task: TaskInfo | None
+    created_at: datetime
+    day: date
+
+
+@dataclass(frozen=True)
+class AccountDay:
+    """One day of an account: sums as seen from the account (fees and payout negative)."""
+
+    day: date
+    fees: int
+    rewards: int
+    payout: int
+
+    @property
+    def earned(self) -> int:
+        return self.fees + self.rewards
+
+
+Transaction = LedgerTransaction
+
+
+def _sum_of(transaction_type: str) -> ColumnElement[int]:
+    """Sum of the amounts (as seen from the account) of one type of transaction."""
+    return func.coalesce(
+        func.sum(Transaction.amount).filter(Transaction.type == transaction_type), 0
+    )
+
+
+def account_summary(sessions: Sessions, books: Books, account_id: uuid.UUID) -> AccountSummary:
+    """Balance and what the account earned (rewards minus fees) in the current day."""
+    with sessions() as session:
+        day = current_day(session, books)[0]
+        balance = session.scalar(select(Balance.balance).where(Balance.account_id == account_id))
+        earned = session.scalar(
+            select(func.coalesce(func.sum(Transaction.amount), 0)).where(
+                Transaction.account_id == account_id,
+                Transaction.day == day,
+                Transaction.type != PAYOUT,
+            )
+        )
+    return AccountSummary(account_id, balance or 0, int(earned), day)
+
+
+def _ledger_lines() -> Select:
+    return select(Transaction, Task.title, Task.jira_id, Task.description).outerjoin(
+        Task, Task.public_id == Transaction.task_id
+    )
+
+
+def _ledger_line(row: Row[Any]) -> LedgerLine:
+    transaction = row[0]
+    known = any(value is not None for value in (row.title, row.jira_id, row.description))
+    return LedgerLine(
+        id=transaction.public_id,
+        account_id=transaction.account_id,
+        type=transaction.type,
+        amount=transaction.amount,
+        balance_after=transaction.balance_after,
+        task_id=transaction.task_id,
+        task=TaskInfo(row.title, row.jira_id, row.description) if known else None,
+        created_at=transaction.created_at,
+        day=transaction.day,
+    )
+
+
+def audit_log(
+    sessions: Sessions,
+    account_id: uuid.UUID,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> tuple[list[LedgerLine], str | None]:
+    """Every fee, reward and payout of the account, newest first."""
+    _check_limit(limit)
+    query = (
+        _ledger_lines()
+        .where(Transaction.account_id == account_id)
+        .order_by(Transaction.id.desc())
+        .limit(limit + 1)
+    )
+    with sessions() as session:
+        if cursor:
+            query = query.where(Transaction.id < _transaction_position(session, cursor))
+        rows = session.execute(query).all()
+    lines = [_ledger_line(row) for row in rows[:limit]]
+    return lines, encode_cursor(lines[-1].id) if len(rows) > limit else None
+
+
+def account_days(
+    sessions: Sessions,
+    account_id: uuid.UUID,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> tuple[list[AccountDay], str | None]:
+    """Per-day history of the account, newest day first."""
+    _check_limit(limit)
+    query = (
+        select(Transaction.day, _sum_of(FEE), _sum_of(REWARD), _sum_of(PAYOUT))
+        .where(Transaction.account_id == account_id)
+        .group_by(Transaction.day)
+        .order_by(Transaction.day.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        query = query.where(Transaction.day < _decode_day_cursor(cursor))
+    with sessions() as session:
+        rows = session.execute(query).all()
+    days = [
+        AccountDay(day, int(fees), int(rewards), int(payout))
+        for day, fees, rewards, payout in rows[:limit]
+    ]
+    return days, days[-1].day.isoformat() if len(rows) > limit else None
+
+
+# -- queries: everyone ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountBalance:
+    account_id: uuid.UUID
+    email: str | None
+    full_name: str | None
+    role: str | None
+    active: bool
+    deleted: bool
+    balance: int
+
+
+def list_balances(
+    sessions: Sessions, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
+) -> tuple[list[AccountBalance], str | None]:
+    """Every known account with its balance, in a stable order."""
+    _check_limit(limit)
+    after = decode_cursor(cursor) if cursor else None
+    query = (
+        select(Balance, Account)
+        .outerjoin(Account, Account.public_id == Balance.account_id)
+        .order_by(Balance.account_id)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(Balance.account_id > after)
+    with sessions() as session:
+        rows = session.execute(query).all()
+    items = [_account_balance(balance, account) for balance, account in rows[:limit]]
+    return items, encode_cursor(items[-1].account_id) if len(rows) > limit else None
+
+
+def _account_balance(balance: Balance, account: Account | None) -> AccountBalance:
+    return AccountBalance(
+        account_id=balance.account_id,
+        email=account.email if account else None,
+        full_name=account.full_name if account else None,
+        role=account.role if account else None,
+        active=account.active if account else False,
+        deleted=account.deleted if account else False,
+        balance=balance.balance,
+    )
+
+
+@dataclass(frozen=True)
+class ManagementDay:
+    """What management earned on a day: fees charged minus rewards paid (payouts aside)."""
+
+    day: date
+    fees_charged: int
+    rewards_paid: int
+
+    @property
+    def earned(self) -> int:
+        return domain.management_earned(self.fees_charged, self.rewards_paid)
+
+
+def management_earnings(sessions: Sessions, books: Books, day: date | None = None) -> ManagementDay:
+    """Management's earnings on ``day`` (default: the current day)."""
+    if day is None:
+        day = open_day(sessions, books)
+    return management_days(sessions, day, day)[0]
+
+
+def management_days(sessions: Sessions, first: date, last: date) -> list[ManagementDay]:
+    """Management's earnings for every day from ``first`` to ``last``, oldest first."""
+    days = domain.days_between(first, last)
+    if len(days) > MAX_REPORT_DAYS:
+        raise domain.InvalidRange(f"a report covers at most {MAX_REPORT_DAYS} days")
+    query = (
+        select(Transaction.day, -_sum_of(FEE), _sum_of(REWARD))
+        .where(Transaction.day.between(first, last), Transaction.type != PAYOUT)
+        .group_by(Transaction.day)
+    )
+    with sessions() as session:
+        rows = session.execute(query).all()
+    found = {day: ManagementDay(day, int(fees), int(rewards)) for day, fees, rewards in rows}
+    return [found.get(day, ManagementDay(day, 0, 0)) for day in days]
+
+
+# -- CSV exports ----------------------------------------------------------------------
+
+
+AUDIT_LOG_CSV_HEADER = [
+    "id",
+    "account_id",
+    "day",
+    "created_at",
+    "type",
+    "amount",
+    "balance_after",
+    "task_id",
+    "task_jira_id",
+    "task_title",
+    "task_description",
+]
+MANAGEMENT_CSV_HEADER = ["day", "fees_charged", "rewards_paid", "earned"]
+
+
+def audit_log_csv_rows(
+    sessions: Sessions, account_id: uuid.UUID | None = None
+) -> Iterator[list[str]]:
+    """The audit log (of one account, or of all) as CSV rows, header first, oldest first."""
+    yield AUDIT_LOG_CSV_HEADER
+    query = _ledger_lines().order_by(Transaction.id).execution_options(yield_per=1000)
+    if account_id:
+        query = query.where(Transaction.account_id == account_id)
+    with sessions() as session:
+        for row in session.execute(query):
+            yield _csv_line(_ledger_line(row))
+
+
+def _csv_line(line: LedgerLine) -> list[str]:
+    task = line.task or TaskInfo(None, None, None)
+    return [
+        str(line.id),
+        str(line.account_id),
+        line.day.isoformat(),
+        line.created_at.isoformat(),
+        line.type,
+        str(line.amount),
+        str(line.balance_after),
+        str(line.task_id or ""),
+        task.jira_id or "",
+        task.title or "",
+        task.description or "",
+    ]
+
+
+def management_csv_rows(sessions: Sessions, first: date, last: date) -> Iterator[list[str]]:
+    """The per-day management report as CSV rows, header first."""
+    yield MANAGEMENT_CSV_HEADER
+    for day in management_days(sessions, first, last):
+        yield [day.day.isoformat(), str(day.fees_charged), str(day.rewards_paid), str(day.earned)]
+
+
+# -- cursors --------------------------------------------------------------------------
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise domain.InvalidRange(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    """Opaque to clients: the public id of the last item of the page."""
+    return base64.urlsafe_b64encode(last_id.bytes).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise domain.InvalidCursor() from None
+
+
+def _transaction_position(session: Session, cursor: str) -> int:
+    position = session.scalar(
+        select(Transaction.id).where(Transaction.public_id == decode_cursor(cursor))
+    )
+    if position is None:
+        raise domain.InvalidCursor()
+    return position
+
+
+def _decode_day_cursor(cursor: str) -> date:
+    try:
+        return date.fromisoformat(cursor)
+    except ValueError:
+        raise domain.InvalidCursor() from None

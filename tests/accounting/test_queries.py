@@ -1,0 +1,141 @@
+"""What the dashboards will show: balances, audit logs, per-day history, CSV exports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from accounting import domain, service
+from accounting.domain import task_facts
+from tests.accounting.conftest import (
+    DAY,
+    add_account,
+    assign,
+    complete,
+    moment,
+    new_id,
+    price_of,
+    task_state_event,
+)
+
+
+def a_closed_day_with_one_task(sessions, engine, books, clock):
+    """An account assigned and completing a task on DAY, which is then closed; the clock
+    is moved to the next day. Returns the account, the task and its fee and reward."""
+    clock.set(moment(DAY))
+    account = add_account(sessions)
+    task = new_id()
+    assign(sessions, books, task, account)
+    complete(sessions, books, task, account)
+    service.close_day(sessions, books, DAY)
+    clock.advance(days=1)
+    return account, task, *price_of(engine, task)
+
+
+def test_summary_shows_the_balance_and_what_was_earned_today(sessions, engine, books, clock):
+    account, _, fee, reward = a_closed_day_with_one_task(sessions, engine, books, clock)
+    other = new_id()
+    assign(sessions, books, other, account)
+
+    summary = service.account_summary(sessions, books, account)
+    assert summary.day == DAY + timedelta(days=1)
+    assert summary.balance == -price_of(engine, other)[0]
+    assert summary.earned_today == -price_of(engine, other)[0]
+    assert service.account_summary(sessions, books, new_id()).balance == 0
+    assert reward - fee > 0
+
+
+def test_audit_log_pages_newest_first_and_fills_in_tasks_learned_later(
+    sessions, engine, books, clock
+):
+    clock.set(moment(DAY))
+    account = add_account(sessions)
+    tasks = [new_id() for _ in range(5)]
+    for task in tasks:
+        assign(sessions, books, task, account)
+
+    first, cursor = service.audit_log(sessions, account, limit=2)
+    second, cursor2 = service.audit_log(sessions, account, cursor=cursor, limit=2)
+    third, end = service.audit_log(sessions, account, cursor=cursor2, limit=2)
+    lines = first + second + third
+    assert end is None and len(lines) == 5
+    assert [line.task_id for line in lines] == tasks[::-1]
+    assert [line.balance_after for line in lines] == [
+        -sum(price_of(engine, t)[0] for t in tasks[: 5 - i]) for i in range(5)
+    ]
+    assert all(line.task is None and line.type == "fee" for line in lines)
+
+    state = task_state_event(tasks[0], account, "Fix the button", "UBERPOP-42", description="Why")
+    with sessions() as session, session.begin():
+        service.apply_task_states(session, books, [task_facts(state.data, 2)])
+    [*_, oldest] = service.audit_log(sessions, account)[0]
+    assert oldest.task == service.TaskInfo("Fix the button", "UBERPOP-42", "Why")
+    assert oldest.amount == -price_of(engine, tasks[0])[0]
+    assert oldest.day == DAY
+
+
+def test_bad_cursors_and_limits_are_refused(sessions):
+    with pytest.raises(domain.InvalidCursor):
+        service.audit_log(sessions, new_id(), cursor="not a cursor!")
+    with pytest.raises(domain.InvalidCursor):
+        service.audit_log(sessions, new_id(), cursor=service.encode_cursor(new_id()))
+    with pytest.raises(domain.InvalidCursor):
+        service.account_days(sessions, new_id(), cursor="yesterday")
+    with pytest.raises(domain.InvalidRange):
+        service.list_balances(sessions, limit=0)
+
+
+def test_history_has_one_line_per_day(sessions, engine, books, clock):
+    account, task, fee, reward = a_closed_day_with_one_task(sessions, engine, books, clock)
+    assign(sessions, books, task, account)
+
+    days, cursor = service.account_days(sessions, account, limit=1)
+    older, end = service.account_days(sessions, account, cursor=cursor)
+    assert end is None
+    assert days == [service.AccountDay(DAY + timedelta(days=1), -fee, 0, 0)]
+    assert older == [service.AccountDay(DAY, -fee, reward, -(reward - fee))]
+    assert older[0].earned == reward - fee
+
+
+def test_all_balances_include_accounts_without_transactions(sessions, engine, books, clock):
+    clock.set(moment(DAY))
+    idle, busy = add_account(sessions, role="manager"), add_account(sessions)
+    assign(sessions, books, new_id(), busy)
+    stranger = new_id()
+    assign(sessions, books, new_id(), stranger)
+
+    first, cursor = service.list_balances(sessions, limit=2)
+    rest, end = service.list_balances(sessions, cursor=cursor, limit=2)
+    balances = {item.account_id: item for item in first + rest}
+    assert end is None and set(balances) == {idle, busy, stranger}
+    assert balances[idle].balance == 0 and balances[idle].role == "manager"
+    assert balances[busy].balance < 0 and balances[busy].email.endswith("@popug.inc")
+    assert balances[stranger].email is None
+
+
+def test_audit_log_csv(sessions, engine, books, clock):
+    clock.set(moment(DAY))
+    account = add_account(sessions)
+    task = new_id()
+    with sessions() as session, session.begin():
+        service.apply_task_added(session, books, task, 'Fix, the "button"', "UBERPOP-42", None)
+    assign(sessions, books, task, account)
+    assign(sessions, books, new_id(), new_id())
+
+    mine = list(service.audit_log_csv_rows(sessions, account))
+    everyone = list(service.audit_log_csv_rows(sessions))
+    assert mine[0] == service.AUDIT_LOG_CSV_HEADER
+    assert len(mine) == 2 and len(everyone) == 3
+    row = dict(zip(mine[0], mine[1], strict=True))
+    assert row["account_id"] == str(account)
+    assert row["type"] == "fee" and int(row["amount"]) == -price_of(engine, task)[0]
+    assert (row["task_jira_id"], row["task_title"]) == ("UBERPOP-42", 'Fix, the "button"')
+    assert row["day"] == DAY.isoformat()
+
+
+def test_report_ranges_are_bounded(sessions):
+    with pytest.raises(domain.InvalidRange):
+        service.management_days(sessions, DAY, DAY - timedelta(days=1))
+    with pytest.raises(domain.InvalidRange):
+        service.management_days(sessions, DAY, DAY + timedelta(days=5000))
