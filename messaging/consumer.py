@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from sqlalchemy import Engine
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -138,6 +137,16 @@ def _run(session: Session, run: list[Delivery]) -> None:
         handler(session, delivery.event)
 
 
+# One statement over two arrays: a multi-row VALUES list of a whole batch costs more to
+# build and send than the insert itself.
+RECORD_IN_INBOX = text(
+    f"INSERT INTO {inbox.name} (consumer, event_id, event_type) "
+    "SELECT :consumer, e.id, e.type "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(id, type) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
 class Interrupted(Exception):
     """Stop was requested while a transient failure was being retried."""
 
@@ -221,9 +230,11 @@ class EventProcessor:
                 _run(session, pending)
 
     def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
-        rows = [{"consumer": self.name, "event_id": e.id, "event_type": e.type} for e in events]
+        """Insert the events' ids into the inbox; returns the ids that were not there yet."""
         inserted = session.execute(
-            insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id), rows
+            RECORD_IN_INBOX,
+            {"consumer": self.name, "ids": [e.id for e in events],
+             "types": [e.type for e in events]},
         )
         return {str(event_id) for event_id in inserted.scalars()}
 
