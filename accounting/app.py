@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 
+from accounting.api import api_router, install_error_handlers
 from accounting.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
 from accounting.ledger import Books
 from accounting.mailer import Mailer
 from accounting.scheduler import run_scheduler
 from accounting.settings import AccountingSettings
+from accounting.web import STATIC_DIR, Dashboard, DashboardLinks, web_router
+from auth.client import AuthClientConfig, TokenVerifier, install_auth
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
 from messaging.relay import run_relay_forever
+from messaging.service_app import create_service_app, database_check, disposing
 from messaging.settings import Settings
 
 SERVICE = "accounting"
@@ -59,21 +63,30 @@ def workers(settings: Settings) -> dict[str, Worker]:
     return {"relay": relay, "consumer": consumer, "scheduler": scheduler, "mailer": mailer}
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings,
+    auth: AuthClientConfig | None = None,
+    environ: Mapping[str, str] | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """The API and the dashboard; ``auth`` and ``environ`` default to the process
+    environment, ``verifier`` to checking tokens against the provider's published keys."""
     engine = engine_for(settings)
-    app = FastAPI(title="aTES accounting")
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
+    sessions = make_session_factory(engine)
+    books = Books.create(AccountingSettings.from_env(settings, environ))
+    auth = auth or AuthClientConfig.from_env(SERVICE, environ=environ)
+    app = create_service_app(
+        "aTES accounting",
+        # The web process only writes to its database (events go out through the outbox).
+        {"database": database_check(engine)},
+        version="1.0",
+        description="Balances, audit logs, management earnings, day closing, CSV exports.",
+        lifespan=disposing(engine),
+    )
+    install_auth(app, auth, verifier)
+    install_error_handlers(app)
+    app.include_router(api_router(sessions, books))
+    dashboard = Dashboard(sessions, books, auth, DashboardLinks.from_env(environ))
+    app.include_router(web_router(dashboard))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

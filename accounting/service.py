@@ -422,6 +422,18 @@ def _account_balance(balance: Balance, account: Account | None) -> AccountBalanc
     )
 
 
+def find_account(sessions: Sessions, account_id: uuid.UUID) -> AccountBalance | None:
+    """One known account with its balance, or None when accounting never heard of it."""
+    query = (
+        select(Balance, Account)
+        .outerjoin(Account, Account.public_id == Balance.account_id)
+        .where(Balance.account_id == account_id)
+    )
+    with sessions() as session:
+        row = session.execute(query).first()
+    return _account_balance(row[0], row[1]) if row else None
+
+
 @dataclass(frozen=True)
 class ManagementDay:
     """What management earned on a day: fees charged minus rewards paid (payouts aside)."""

@@ -356,3 +356,13 @@ def poll_until(runtime, condition: Callable[[], bool], timeout: float = 30.0) ->
         if condition():
             return
     raise AssertionError("condition not reached in time")
+
+
+# Fixtures that serve the accounting app behind a running auth provider (HTTP tests).
+from tests.accounting.served import (  # noqa: E402, F401
+    accounting_port,
+    accounting_url,
+    auth_provider,
+    live_books,
+    people,
+)

@@ -50,7 +50,7 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
 def test_health_endpoints(accounting_settings):
     client = TestClient(create_app(accounting_settings.platform))
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    assert client.get("/readyz").json() == {"status": "ready", "checked": ["database"]}
 
 
 def test_close_day_command(engine, accounting_database_url):

@@ -1,0 +1,427 @@
+"""JSON API of the accounting service (bearer access tokens, verified locally).
+
+Every error answers ``{"detail": "<one readable sentence>"}``: the domain's errors map to
+the status codes of ``ERROR_STATUS`` (a bad cursor is 400, a range that ends before it
+starts is 422, closing a day that has not begun is 409), malformed requests (a date that
+is not ``YYYY-MM-DD``) to 422. Workers see their own account only: asking for another
+account's audit log is 403, whether or not that account exists; admins and accountants
+(people or service clients with one of these roles) see everything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import status as http
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from accounting import domain, service
+from accounting.closing import ClosedDay
+from accounting.ledger import Books
+from accounting.service import (
+    AccountBalance,
+    AccountDay,
+    AccountSummary,
+    LedgerLine,
+    ManagementDay,
+    Sessions,
+)
+from auth.client import CurrentUser, current_user
+
+UNPROCESSABLE = 422
+ACCOUNTING_ROLES = ("admin", "accountant")
+DEFAULT_REPORT_DAYS = 30
+
+ERROR_STATUS: dict[type[domain.AccountingError], int] = {
+    domain.InvalidCursor: http.HTTP_400_BAD_REQUEST,
+    domain.InvalidRange: UNPROCESSABLE,
+    domain.DayNotStarted: http.HTTP_409_CONFLICT,
+}
+
+# What the event registry accepts; the W3C rules say a malformed header is ignored.
+_TRACEPARENT = re.compile(
+    r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+)
+
+TransactionType = Literal["fee", "reward", "payout"]  # domain.TRANSACTION_TYPES
+
+
+def status_for(error: domain.AccountingError) -> int:
+    return next(
+        (code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)),
+        http.HTTP_400_BAD_REQUEST,
+    )
+
+
+def trace_context(traceparent: str | None) -> str | None:
+    """The request's trace context to stamp on the events, if it is a valid one."""
+    value = (traceparent or "").strip()
+    return value if _TRACEPARENT.match(value) else None
+
+
+def sees_everything(user: CurrentUser) -> bool:
+    return user.has_role(*ACCOUNTING_ROLES)
+
+
+def own_account(user: CurrentUser) -> uuid.UUID:
+    """The caller's account; service clients (whose ``sub`` is a client id) have none."""
+    try:
+        return uuid.UUID(user.id)
+    except ValueError:
+        raise HTTPException(
+            http.HTTP_403_FORBIDDEN, "this needs a person's account, not a service client"
+        ) from None
+
+
+def ensure_sees_everything(user: CurrentUser) -> None:
+    if not sees_everything(user):
+        raise HTTPException(
+            http.HTTP_403_FORBIDDEN, f"this needs one of the roles: {', '.join(ACCOUNTING_ROLES)}"
+        )
+
+
+def ensure_may_see(user: CurrentUser, account_id: uuid.UUID) -> None:
+    """Admins and accountants see any account, everyone else only their own."""
+    if sees_everything(user) or user.id == str(account_id):
+        return
+    raise HTTPException(http.HTTP_403_FORBIDDEN, "you may only see your own account")
+
+
+def known_account(sessions: Sessions, account_id: uuid.UUID) -> AccountBalance:
+    found = service.find_account(sessions, account_id)
+    if found is None:
+        raise HTTPException(http.HTTP_404_NOT_FOUND, f"no account {account_id}")
+    return found
+
+
+def report_range(sessions: Sessions, books: Books, first: date | None,
+                 last: date | None) -> tuple[date, date]:
+    """``from``/``to`` of a per-day report: by default the 30 days up to the current one."""
+    last = last or service.open_day(sessions, books)
+    return first or last - timedelta(days=DEFAULT_REPORT_DAYS - 1), last
+
+
+# -- response bodies ----------------------------------------------------------------------
+
+
+class TaskOut(BaseModel):
+    title: str | None
+    jira_id: str | None
+    description: str | None
+
+
+class LedgerLineOut(BaseModel):
+    id: uuid.UUID
+    type: TransactionType
+    amount: int = Field(description="Signed cents as seen from the account")
+    balance_after: int
+    task_id: uuid.UUID | None
+    task: TaskOut | None = Field(description="null while the task is unknown")
+    created_at: datetime
+    day: date
+
+    @classmethod
+    def of(cls, line: LedgerLine) -> LedgerLineOut:
+        task = line.task
+        return cls(
+            id=line.id,
+            type=line.type,  # type: ignore[arg-type]
+            amount=line.amount,
+            balance_after=line.balance_after,
+            task_id=line.task_id,
+            task=None if task is None else TaskOut(
+                title=task.title, jira_id=task.jira_id, description=task.description),
+            created_at=line.created_at.astimezone(UTC),
+            day=line.day,
+        )
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerLineOut]
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
+
+
+class AccountOut(BaseModel):
+    balance: int
+    earned_today: int = Field(description="Rewards minus fees of the current day")
+    day: date = Field(description="The current billing day")
+
+    @classmethod
+    def of(cls, summary: AccountSummary) -> AccountOut:
+        return cls(balance=summary.balance, earned_today=summary.earned_today, day=summary.day)
+
+
+class AccountDayOut(BaseModel):
+    day: date
+    fees: int
+    rewards: int
+    payout: int
+    earned: int
+
+    @classmethod
+    def of(cls, day: AccountDay) -> AccountDayOut:
+        return cls(day=day.day, fees=day.fees, rewards=day.rewards, payout=day.payout,
+                   earned=day.earned)
+
+
+class AccountDayPage(BaseModel):
+    items: list[AccountDayOut]
+    next: str | None
+
+
+class BalanceOut(BaseModel):
+    id: uuid.UUID
+    email: str | None
+    full_name: str | None
+    role: str | None
+    active: bool
+    deleted: bool
+    balance: int
+
+    @classmethod
+    def of(cls, account: AccountBalance) -> BalanceOut:
+        return cls(id=account.account_id, email=account.email, full_name=account.full_name,
+                   role=account.role, active=account.active, deleted=account.deleted,
+                   balance=account.balance)
+
+
+class BalancePage(BaseModel):
+    items: list[BalanceOut]
+    next: str | None
+
+
+class ManagementDayOut(BaseModel):
+    day: date
+    fees_charged: int
+    rewards_paid: int
+    earned: int = Field(description="Fees charged minus rewards paid; payouts excluded")
+
+    @classmethod
+    def of(cls, day: ManagementDay) -> ManagementDayOut:
+        return cls(day=day.day, fees_charged=day.fees_charged, rewards_paid=day.rewards_paid,
+                   earned=day.earned)
+
+
+class ManagementDays(BaseModel):
+    items: list[ManagementDayOut]
+
+
+class CloseDayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    day: date | None = Field(default=None, alias="date", description="Default: the current day")
+
+
+class ClosedDayOut(BaseModel):
+    day: date
+    closed_at: datetime
+    accounts_paid: int
+    total_paid: int
+
+    @classmethod
+    def of(cls, closed: ClosedDay) -> ClosedDayOut:
+        return cls(day=closed.day, closed_at=closed.closed_at.astimezone(UTC),
+                   accounts_paid=closed.accounts_paid, total_paid=closed.total_paid)
+
+
+class CloseDayOut(BaseModel):
+    closed: list[ClosedDayOut] = Field(description="Days closed now; empty if already closed")
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorOut, "description": description}
+
+
+COMMON_ERRORS = {401: _error("No valid access token"), 422: _error("Malformed request")}
+FORBIDDEN = {403: _error("Neither admin nor accountant")}
+
+Caller = Annotated[CurrentUser, Depends(current_user)]
+Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)]
+TraceHeader = Annotated[
+    str | None, Header(description="W3C trace context, carried on to the events")
+]
+From = Annotated[date | None, Query(alias="from", description="Default: 29 days before `to`")]
+To = Annotated[date | None, Query(alias="to", description="Default: the current day")]
+
+
+# -- CSV ----------------------------------------------------------------------------------
+
+
+def _csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def csv_response(rows: Iterable[list[str]], filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        _csv_lines(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+# -- routes -------------------------------------------------------------------------------
+
+
+def api_router(sessions: Sessions, books: Books) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["accounting"], responses=COMMON_ERRORS)
+    _add_own_routes(router, sessions, books)
+    _add_account_routes(router, sessions)
+    _add_management_routes(router, sessions, books)
+    _add_export_routes(router, sessions, books)
+    return router
+
+
+def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+    @router.get("/me/account")
+    def my_account(user: Caller) -> AccountOut:
+        """The caller's balance and what they earned in the current day."""
+        return AccountOut.of(service.account_summary(sessions, books, own_account(user)))
+
+    @router.get("/me/transactions", responses={400: _error("Invalid cursor")})
+    def my_transactions(user: Caller, cursor: Cursor = None,
+                        limit: Limit = service.DEFAULT_PAGE_SIZE) -> LedgerPage:
+        """The caller's audit log, newest first."""
+        return _ledger_page(sessions, own_account(user), cursor, limit)
+
+    @router.get("/me/days", responses={400: _error("Invalid cursor")})
+    def my_days(user: Caller, cursor: Cursor = None,
+                limit: Limit = service.DEFAULT_PAGE_SIZE) -> AccountDayPage:
+        """The caller's per-day history, newest day first."""
+        items, next_cursor = service.account_days(sessions, own_account(user), cursor, limit)
+        return AccountDayPage(items=[AccountDayOut.of(day) for day in items], next=next_cursor)
+
+
+def _ledger_page(sessions: Sessions, account_id: uuid.UUID, cursor: str | None,
+                 limit: int) -> LedgerPage:
+    lines, next_cursor = service.audit_log(sessions, account_id, cursor, limit)
+    return LedgerPage(items=[LedgerLineOut.of(line) for line in lines], next=next_cursor)
+
+
+def _add_account_routes(router: APIRouter, sessions: Sessions) -> None:
+    @router.get("/accounts", responses={**FORBIDDEN, 400: _error("Invalid cursor")})
+    def list_accounts(user: Caller, cursor: Cursor = None,
+                      limit: Limit = service.DEFAULT_PAGE_SIZE) -> BalancePage:
+        """Every known account with its balance (admins, accountants)."""
+        ensure_sees_everything(user)
+        items, next_cursor = service.list_balances(sessions, cursor, limit)
+        return BalancePage(items=[BalanceOut.of(item) for item in items], next=next_cursor)
+
+    @router.get(
+        "/accounts/{account_id}/transactions",
+        responses={403: _error("Another account, and neither admin nor accountant"),
+                   404: _error("No such account"), 400: _error("Invalid cursor")},
+    )
+    def account_transactions(account_id: uuid.UUID, user: Caller, cursor: Cursor = None,
+                             limit: Limit = service.DEFAULT_PAGE_SIZE) -> LedgerPage:
+        """An account's audit log, newest first (admins, accountants, or the account)."""
+        ensure_may_see(user, account_id)
+        known_account(sessions, account_id)
+        return _ledger_page(sessions, account_id, cursor, limit)
+
+
+def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+    @router.get("/management/earnings", responses=FORBIDDEN)
+    def management_earnings(
+        user: Caller,
+        day: Annotated[date | None, Query(alias="date", description="Default: today")] = None,
+    ) -> ManagementDayOut:
+        """What management earned on a day: fees charged minus rewards paid."""
+        ensure_sees_everything(user)
+        return ManagementDayOut.of(service.management_earnings(sessions, books, day))
+
+    @router.get("/management/days", responses=FORBIDDEN)
+    def management_days(user: Caller, first: From = None, last: To = None) -> ManagementDays:
+        """What management earned on every day of a range, oldest first."""
+        ensure_sees_everything(user)
+        first, last = report_range(sessions, books, first, last)
+        days = service.management_days(sessions, first, last)
+        return ManagementDays(items=[ManagementDayOut.of(day) for day in days])
+
+    @router.post(
+        "/billing/close-day",
+        responses={**FORBIDDEN, 409: _error("The day has not begun yet")},
+    )
+    def close_day(user: Caller, body: Annotated[CloseDayIn | None, Body()] = None,
+                  traceparent: TraceHeader = None) -> CloseDayOut:
+        """Close a day now (default: the current one; open days before it first): every
+        positive balance is paid out. Closing a closed day pays nothing again."""
+        ensure_sees_everything(user)
+        day = body.day if body else None
+        closed = service.close_day(sessions, books, day, trace_context(traceparent))
+        return CloseDayOut(closed=[ClosedDayOut.of(item) for item in closed])
+
+
+def _add_export_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+    @router.get("/exports/transactions.csv", response_class=StreamingResponse,
+                responses={**FORBIDDEN, 404: _error("No such account")})
+    def export_transactions(
+        user: Caller,
+        account: Annotated[uuid.UUID | None, Query(description="One account; all if absent")]
+        = None,
+    ) -> StreamingResponse:
+        """The audit log (of everyone, or of one account) as CSV, oldest first."""
+        ensure_sees_everything(user)
+        if account is not None:
+            known_account(sessions, account)
+        name = f"transactions-{account}.csv" if account else "transactions.csv"
+        return csv_response(service.audit_log_csv_rows(sessions, account), name)
+
+    @router.get("/exports/management-days.csv", response_class=StreamingResponse,
+                responses=FORBIDDEN)
+    def export_management_days(user: Caller, first: From = None,
+                               last: To = None) -> StreamingResponse:
+        """The per-day management report as CSV, oldest first."""
+        ensure_sees_everything(user)
+        first, last = report_range(sessions, books, first, last)
+        rows = list(service.management_csv_rows(sessions, first, last))  # errors before 200
+        return csv_response(rows, f"management-days-{first}-{last}.csv")
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _accounting_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, domain.AccountingError)
+    return JSONResponse({"detail": str(error)}, status_code=status_for(error))
+
+
+def _malformed_request(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        {"detail": "; ".join(_problem(problem) for problem in error.errors())},
+        status_code=UNPROCESSABLE,
+    )
+
+
+def _problem(problem: dict) -> str:
+    """``from: Input should be a valid date`` rather than pydantic's nested structure."""
+    location = [str(part) for part in problem.get("loc", ())]
+    if location and location[0] in ("body", "query", "path", "header"):
+        location = location[1:]
+    message = str(problem.get("msg", "invalid"))
+    return f"{'.'.join(location)}: {message}" if location else message
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(domain.AccountingError, _accounting_error)
+    app.add_exception_handler(RequestValidationError, _malformed_request)

@@ -1,0 +1,318 @@
+"""The accounting dashboard: server-rendered pages for people signed in through auth's SSO.
+
+Everyone sees their own account (balance, today's earnings, audit log, per-day history);
+admins and accountants also see management's earnings (a table and a bar chart drawn
+here, no script), every balance with each account's audit log, the CSV exports and the
+form that closes a day. Forms carry a CSRF token (``auth.client.FormGuard``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from accounting import domain, service
+from accounting.api import sees_everything, status_for, trace_context
+from accounting.ledger import Books
+from accounting.service import AccountBalance, ManagementDay, Sessions
+from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
+
+STATIC_DIR = Path(__file__).parent / "static"
+PAGE_SIZE = 20
+HISTORY_DAYS = 14
+CSRF_COOKIE = "ates_accounting_csrf"
+TYPE_NAMES = {domain.FEE: "Fee", domain.REWARD: "Reward", domain.PAYOUT: "Payout"}
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def money(cents: int) -> str:
+    """Integer cents as dollars: ``-1250`` -> ``-$12.50``."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _sentence(text: str) -> str:
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"
+
+
+templates.env.filters["money"] = money
+templates.env.filters["when"] = _when
+templates.env.filters["sentence"] = _sentence
+templates.env.globals["type_names"] = TYPE_NAMES
+
+Visitor = Annotated[CurrentUser, Depends(page_user)]
+CsrfField = Annotated[str, Form()]
+
+
+@dataclass(frozen=True)
+class DashboardLinks:
+    """Where the other dashboards are, for the navigation."""
+
+    tasks: str
+    analytics: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
+        return cls(dashboard_url("tasks", environ), dashboard_url("analytics", environ))
+
+
+# -- the bar chart ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    day: date
+    earned: int
+
+    @property
+    def negative(self) -> bool:
+        return self.earned < 0
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    baseline: float
+    bars: list[Bar]
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 360, 160, 4
+
+
+def bar_chart(days: Sequence[ManagementDay]) -> Chart:
+    """One bar per day (oldest left), above the baseline for earnings, below for losses."""
+    top = max([0, *(day.earned for day in days)])
+    bottom = min([0, *(day.earned for day in days)])
+    span = (top - bottom) or 1
+    usable = CHART_HEIGHT - 2 * CHART_PAD
+    baseline = CHART_PAD + usable * top / span
+    slot = CHART_WIDTH / max(len(days), 1)
+    bars = []
+    for index, day in enumerate(days):
+        height = usable * abs(day.earned) / span
+        y = baseline - height if day.earned >= 0 else baseline
+        bars.append(Bar(round(index * slot + slot * 0.15, 2), round(y, 2), round(slot * 0.7, 2),
+                        round(height, 2), day.day, day.earned))
+    return Chart(CHART_WIDTH, CHART_HEIGHT, round(baseline, 2), bars)
+
+
+# -- pages --------------------------------------------------------------------------------
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _parse_day(raw: str | None) -> date | None:
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        raise domain.InvalidRange(f"{raw!r} is not a date like 2026-11-22") from None
+
+
+def _account_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+class Dashboard:
+    def __init__(self, sessions: Sessions, books: Books, auth: AuthClientConfig,
+                 links: DashboardLinks):
+        self.sessions = sessions
+        self.books = books
+        self.links = links
+        self.forms = FormGuard(auth.secret_key, CSRF_COOKIE, auth.secure_cookies)
+
+    # --- rendering ------------------------------------------------------------------
+
+    def render(self, request: Request, user: CurrentUser, template: str,
+               context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+        token, new_cookie = self.forms.token_for(request)
+        full_context = {"user": user, "links": self.links, "csrf_token": token,
+                        "sees_everything": sees_everything(user), **(context or {})}
+        response = templates.TemplateResponse(request, template, full_context,
+                                              status_code=status_code)
+        if new_cookie is not None:
+            self.forms.set_cookie(response, new_cookie)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return response
+
+    def message(self, request: Request, user: CurrentUser, title: str, text: str,
+                status_code: int, link: str = "/") -> HTMLResponse:
+        context = {"title": title, "text": text, "link": link}
+        return self.render(request, user, "message.html", context, status_code)
+
+    def not_allowed(self, request: Request, user: CurrentUser) -> HTMLResponse:
+        return self.message(request, user, "Not allowed",
+                            "Only admins and accountants may see this.", 403)
+
+    def refused(self, request: Request, user: CurrentUser, error: domain.AccountingError,
+                link: str = "/") -> HTMLResponse:
+        titles = {400: "Page not found", 409: "Not possible now", 422: "Cannot do that"}
+        code = status_for(error)
+        return self.message(request, user, titles.get(code, "Cannot do that"),
+                            _sentence(str(error)), code, link)
+
+    # --- one account ----------------------------------------------------------------
+
+    def account_page(self, request: Request, user: CurrentUser, account_id: uuid.UUID,
+                     cursor: str | None, path: str) -> HTMLResponse:
+        own = user.id == str(account_id)
+        account = service.find_account(self.sessions, account_id)
+        if account is None and not own:
+            return self.message(request, user, "Not found", "No such account.", 404)
+        try:
+            lines, next_cursor = service.audit_log(self.sessions, account_id, cursor, PAGE_SIZE)
+        except domain.AccountingError as error:
+            return self.refused(request, user, error, link=path)
+        days, _ = service.account_days(self.sessions, account_id, limit=HISTORY_DAYS)
+        context = {
+            "own": own, "account": account,
+            "summary": service.account_summary(self.sessions, self.books, account_id),
+            "lines": lines, "days": days,
+            "next_url": next_cursor and f"{path}?{urlencode({'cursor': next_cursor})}",
+            "first_url": cursor and path,
+        }
+        return self.render(request, user, "account.html", context)
+
+    def my_account(self, request: Request, user: CurrentUser, cursor: str | None
+                   ) -> HTMLResponse:
+        account_id = _account_id(user.id)
+        if account_id is None:
+            return self.message(request, user, "No account",
+                                "Service clients have no account of their own.", 403)
+        return self.account_page(request, user, account_id, cursor, "/")
+
+    def other_account(self, request: Request, user: CurrentUser, raw_id: str,
+                      cursor: str | None) -> HTMLResponse:
+        account_id = _account_id(raw_id)
+        if account_id is not None and user.id == str(account_id):
+            return self.account_page(request, user, account_id, cursor,
+                                     f"/accounts/{account_id}")
+        if not sees_everything(user):
+            return self.message(request, user, "Not allowed",
+                                "You may only see your own account.", 403)
+        if account_id is None:
+            return self.message(request, user, "Not found", "No such account.", 404)
+        return self.account_page(request, user, account_id, cursor, f"/accounts/{account_id}")
+
+    # --- management -----------------------------------------------------------------
+
+    def management_page(self, request: Request, user: CurrentUser, cursor: str | None,
+                        notice: str | None, paid: str | None) -> HTMLResponse:
+        if not sees_everything(user):
+            return self.not_allowed(request, user)
+        try:
+            balances, next_cursor = service.list_balances(self.sessions, cursor, PAGE_SIZE)
+        except domain.AccountingError as error:
+            return self.refused(request, user, error, link="/management")
+        today = service.open_day(self.sessions, self.books)
+        first = today - timedelta(days=HISTORY_DAYS - 1)
+        days = service.management_days(self.sessions, first, today)
+        context = {
+            "today": days[-1], "days": list(reversed(days)), "chart": bar_chart(days),
+            "balances": balances, "names": _names(balances),
+            "export_query": urlencode({"from": first.isoformat(), "to": today.isoformat()}),
+            "notice": _notice(notice, paid), "open_day": today,
+            "next_url": next_cursor and f"/management?{urlencode({'cursor': next_cursor})}",
+            "first_url": cursor and "/management",
+        }
+        return self.render(request, user, "management.html", context)
+
+    # --- closing a day --------------------------------------------------------------
+
+    def close_day_page(self, request: Request, user: CurrentUser, raw_day: str | None
+                       ) -> HTMLResponse:
+        if not sees_everything(user):
+            return self.not_allowed(request, user)
+        try:
+            day = _parse_day(raw_day) or service.open_day(self.sessions, self.books)
+        except domain.AccountingError as error:
+            return self.refused(request, user, error, link="/management")
+        return self.render(request, user, "close_day.html", {"day": day})
+
+    def close_day(self, request: Request, user: CurrentUser, raw_day: str,
+                  csrf_token: str) -> Response:
+        if not sees_everything(user):
+            return self.not_allowed(request, user)
+        if not self.forms.is_valid(request, csrf_token):
+            return self.message(request, user, "Form expired",
+                                "This form has expired. Go back, reload the page and try again.",
+                                403, link="/management")
+        try:
+            closed = service.close_day(self.sessions, self.books, _parse_day(raw_day),
+                                       trace_context(request.headers.get("traceparent")))
+        except domain.AccountingError as error:
+            return self.refused(request, user, error, link="/management")
+        if not closed:
+            return _see_other("/management?notice=already-closed")
+        paid = sum(day.total_paid for day in closed)
+        return _see_other(f"/management?{urlencode({'notice': 'closed', 'paid': paid})}")
+
+
+# Pages say what just happened through a fixed code in the URL, never through free text.
+NOTICES = {"closed": "Day closed.", "already-closed": "That day was already closed."}
+
+
+def _notice(code: str | None, paid: str | None) -> str | None:
+    text = NOTICES.get(code or "")
+    if text is not None and code == "closed" and paid and paid.isdigit():
+        text += f" Paid out: {money(int(paid))}."
+    return text
+
+
+def _names(balances: list[AccountBalance]) -> dict[uuid.UUID, str]:
+    return {b.account_id: b.full_name or b.email or str(b.account_id) for b in balances}
+
+
+def web_router(dashboard: Dashboard) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def my_account(request: Request, user: Visitor, cursor: str | None = None) -> Response:
+        return dashboard.my_account(request, user, cursor)
+
+    @router.get("/accounts/{account_id}")
+    def account(request: Request, user: Visitor, account_id: str,
+                cursor: str | None = None) -> Response:
+        return dashboard.other_account(request, user, account_id, cursor)
+
+    @router.get("/management")
+    def management(request: Request, user: Visitor, cursor: str | None = None,
+                   notice: str | None = None, paid: str | None = None) -> Response:
+        return dashboard.management_page(request, user, cursor, notice, paid)
+
+    @router.get("/close-day")
+    def close_day_page(request: Request, user: Visitor, date: str | None = None) -> Response:
+        return dashboard.close_day_page(request, user, date)
+
+    @router.post("/close-day")
+    def close_day(request: Request, user: Visitor, csrf_token: CsrfField = "",
+                  day: Annotated[str, Form()] = "") -> Response:
+        return dashboard.close_day(request, user, day, csrf_token)
+
+    return router

@@ -1,0 +1,105 @@
+"""The accounting service served over HTTP beside a real auth provider, and its people.
+
+The fixtures serving the app live in ``tests.accounting.served``. Each test starts from an empty
+accounting database (the ``engine`` fixture of the package) and books exactly the fees
+and rewards it wants, through the same service functions the consumer uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from accounting import service
+from accounting.ledger import Books
+from tests.accounting.conftest import add_account, assign, complete, new_id
+from tests.auth.support import Login, RunningProvider
+
+OTHER_DASHBOARDS = {
+    "ATES_TASKS_URL": "http://127.0.0.1:8001",
+    "ATES_ANALYTICS_URL": "http://127.0.0.1:8003",
+}
+LINE_FIELDS = {
+    "id", "type", "amount", "balance_after", "task_id", "task", "created_at", "day",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    login: Login
+    name: str
+    token: str
+
+    @property
+    def id(self) -> str:
+        return self.login.id
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(self.login.id)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class People:
+    worker: Person
+    other_worker: Person
+    accountant: Person
+    manager: Person
+    admin: Person
+
+    @classmethod
+    def create(cls, provider: RunningProvider) -> People:
+        def person(role: str, name: str) -> Person:
+            login = provider.create_login(role, name=name)
+            return Person(login, name, provider.token_for(login))
+
+        return cls(
+            worker=person("worker", "Kesha Worker"),
+            other_worker=person("worker", "Gosha Worker"),
+            accountant=person("accountant", "Ada Accountant"),
+            manager=person("manager", "Mona Manager"),
+            admin=person("admin", "Adam Admin"),
+        )
+
+
+def feed_replica(sessions: sessionmaker[Session], *people: Person) -> None:
+    """Tell accounting about these accounts, as auth's ``account.created`` would."""
+    with sessions() as session, session.begin():
+        for person in people:
+            service.apply_account_state(
+                session, person.uuid, email=person.login.email, full_name=person.name,
+                role=person.login.role, active=True, version=1,
+            )
+
+
+def book_task(sessions: sessionmaker[Session], books: Books, person: Person | uuid.UUID,
+              title: str = "Feed the parrots", jira_id: str | None = None,
+              description: str | None = None, done: bool = True) -> uuid.UUID:
+    """A task assigned to ``person`` (the fee) and, when ``done``, completed (the reward)."""
+    account_id = person.uuid if isinstance(person, Person) else person
+    task_id = new_id()
+    with sessions() as session, session.begin():
+        service.apply_task_added(session, books, task_id, title, jira_id, description)
+    assign(sessions, books, task_id, account_id)
+    if done:
+        complete(sessions, books, task_id, account_id)
+    return task_id
+
+
+def unknown_account(sessions: sessionmaker[Session]) -> uuid.UUID:
+    """An account accounting knows nothing about, next to one it knows."""
+    add_account(sessions)
+    return new_id()
+
+
+def parse_csv(response: httpx.Response) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(response.text)))
