@@ -18,10 +18,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query
 from fastapi import status as http
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounting import domain, service
@@ -36,8 +35,9 @@ from accounting.service import (
     Sessions,
 )
 from auth.client import CurrentUser, current_user
+from messaging.service_app import UNPROCESSABLE
+from messaging.service_app import install_error_handlers as install_shared_error_handlers
 
-UNPROCESSABLE = 422
 ACCOUNTING_ROLES = ("admin", "accountant")
 DEFAULT_REPORT_DAYS = 30
 
@@ -400,28 +400,5 @@ def _add_export_routes(router: APIRouter, sessions: Sessions, books: Books) -> N
 # -- errors -------------------------------------------------------------------------------
 
 
-def _accounting_error(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, domain.AccountingError)
-    return JSONResponse({"detail": str(error)}, status_code=status_for(error))
-
-
-def _malformed_request(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    return JSONResponse(
-        {"detail": "; ".join(_problem(problem) for problem in error.errors())},
-        status_code=UNPROCESSABLE,
-    )
-
-
-def _problem(problem: dict) -> str:
-    """``from: Input should be a valid date`` rather than pydantic's nested structure."""
-    location = [str(part) for part in problem.get("loc", ())]
-    if location and location[0] in ("body", "query", "path", "header"):
-        location = location[1:]
-    message = str(problem.get("msg", "invalid"))
-    return f"{'.'.join(location)}: {message}" if location else message
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(domain.AccountingError, _accounting_error)
-    app.add_exception_handler(RequestValidationError, _malformed_request)
+    install_shared_error_handlers(app, domain.AccountingError, status_for)

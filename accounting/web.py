@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -25,6 +25,7 @@ from accounting.api import sees_everything, status_for, trace_context
 from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
 from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
+from messaging.service_app import add_page_filters, as_sentence
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20
@@ -41,17 +42,8 @@ def money(cents: int) -> str:
     return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
 
 
-def _when(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _sentence(text: str) -> str:
-    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"
-
-
 templates.env.filters["money"] = money
-templates.env.filters["when"] = _when
-templates.env.filters["sentence"] = _sentence
+add_page_filters(templates)
 templates.env.globals["type_names"] = TYPE_NAMES
 
 Visitor = Annotated[CurrentUser, Depends(page_user)]
@@ -175,7 +167,7 @@ class Dashboard:
         titles = {400: "Page not found", 409: "Not possible now", 422: "Cannot do that"}
         code = status_for(error)
         return self.message(request, user, titles.get(code, "Cannot do that"),
-                            _sentence(str(error)), code, link)
+                            as_sentence(str(error)), code, link)
 
     # --- one account ----------------------------------------------------------------
 

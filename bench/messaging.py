@@ -13,7 +13,7 @@ import uuid
 
 import psycopg
 from confluent_kafka import Consumer, Producer
-from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 
 from bench.common import Result, Stopwatch, format_table, kafka_broker, postgres_server
 from event_schemas import default_registry
@@ -30,6 +30,10 @@ effects = Table(
     "effects", metadata, Column("event_id", Text), Column("key", Text), Column("seq", Integer)
 )
 BATCH = 500
+APPLY_EFFECTS = text(
+    "INSERT INTO effects (event_id, key, seq) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:keys AS text[]), CAST(:seqs AS int[]))"
+)
 
 
 def make_events(n: int) -> list:
@@ -98,12 +102,14 @@ def pipeline_rate(engine, settings: Settings, events: list) -> float:
     handlers = HandlerRegistry()
 
     def apply(session, batch):
+        # A set-based effect, as the services' batch handlers write theirs.
         session.execute(
-            insert(effects),
-            [
-                {"event_id": e.id, "key": e.data["account_id"], "seq": e.data["version"]}
-                for e in batch
-            ],
+            APPLY_EFFECTS,
+            {
+                "ids": [e.id for e in batch],
+                "keys": [e.data["account_id"] for e in batch],
+                "seqs": [e.data["version"] for e in batch],
+            },
         )
 
     handlers.register_batch("account.updated", [1], apply)

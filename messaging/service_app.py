@@ -12,16 +12,20 @@ from __future__ import annotations
 import smtplib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from confluent_kafka.admin import AdminClient
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.templating import Jinja2Templates
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
 ReadinessCheck = Callable[[], None]
+UNPROCESSABLE = 422
 
 
 def create_service_app(
@@ -90,3 +94,48 @@ def disposing(engine: Engine):
         engine.dispose()
 
     return lifespan
+
+
+def install_error_handlers(
+    app: FastAPI, domain_error: type[Exception], status_for: Callable[[Exception], int]
+) -> None:
+    """Every error answers ``{"detail": "..."}``: domain errors with the status their
+    service gives them, malformed requests with 422 and a readable message."""
+
+    def on_domain_error(_request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status_for(error))
+
+    app.add_exception_handler(domain_error, on_domain_error)
+    app.add_exception_handler(RequestValidationError, _malformed_request)
+
+
+def _malformed_request(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        {"detail": "; ".join(_problem(problem) for problem in error.errors())},
+        status_code=UNPROCESSABLE,
+    )
+
+
+def _problem(problem: dict) -> str:
+    """``title: Field required`` rather than pydantic's nested structure."""
+    location = [str(part) for part in problem.get("loc", ())]
+    if location and location[0] in ("body", "query", "path", "header"):
+        location = location[1:]
+    message = str(problem.get("msg", "invalid"))
+    return f"{'.'.join(location)}: {message}" if location else message
+
+
+def add_page_filters(templates: Jinja2Templates) -> None:
+    """Jinja filters the dashboards share: ``when`` (a UTC timestamp) and ``sentence``."""
+    templates.env.filters["when"] = _when
+    templates.env.filters["sentence"] = as_sentence
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def as_sentence(text: str) -> str:
+    """A domain message (``title is required``) as a sentence (``Title is required.``)."""
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"

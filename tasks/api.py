@@ -11,19 +11,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi import status as http
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from auth.client import CurrentUser, current_user
+from messaging.service_app import UNPROCESSABLE
+from messaging.service_app import install_error_handlers as install_shared_error_handlers
 from tasks import domain, service
 from tasks.service import Sessions, TaskView
 from tasks.settings import TasksSettings
-
-# Starlette renamed its constant for 422 (UNPROCESSABLE_ENTITY -> _CONTENT).
-UNPROCESSABLE = 422
 
 ERROR_STATUS: dict[type[domain.TaskError], int] = {
     domain.ValidationError: UNPROCESSABLE,
@@ -229,28 +227,5 @@ def _assignee_filter(assignee: str | None, user: CurrentUser) -> uuid.UUID | Non
 # -- errors -------------------------------------------------------------------------------
 
 
-def _task_error(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, domain.TaskError)
-    return JSONResponse({"detail": str(error)}, status_code=status_for(error))
-
-
-def _malformed_request(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    return JSONResponse(
-        {"detail": "; ".join(_problem(problem) for problem in error.errors())},
-        status_code=UNPROCESSABLE,
-    )
-
-
-def _problem(problem: dict) -> str:
-    """``title: Field required`` rather than pydantic's nested structure."""
-    location = [str(part) for part in problem.get("loc", ())]
-    if location and location[0] in ("body", "query", "path", "header"):
-        location = location[1:]
-    message = str(problem.get("msg", "invalid"))
-    return f"{'.'.join(location)}: {message}" if location else message
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(domain.TaskError, _task_error)
-    app.add_exception_handler(RequestValidationError, _malformed_request)
+    install_shared_error_handlers(app, domain.TaskError, status_for)

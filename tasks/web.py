@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
+from messaging.service_app import add_page_filters, as_sentence
 from tasks import domain, service
 from tasks.api import actor_of, status_for, trace_context
 from tasks.service import Sessions, TaskView
@@ -42,17 +42,7 @@ REASSIGNED = " Open tasks handed out again: {count}."
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def _when(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _sentence(text: str) -> str:
-    """A domain message (``title is required``) as a sentence (``Title is required.``)."""
-    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"
-
-
-templates.env.filters["when"] = _when
-templates.env.filters["sentence"] = _sentence
+add_page_filters(templates)
 templates.env.globals["status_pictures"] = STATUS_PICTURES
 
 Visitor = Annotated[CurrentUser, Depends(page_user)]
@@ -149,7 +139,7 @@ class Board:
         titles = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}
         code = status_for(error)
         return self.message(request, user, titles.get(code, "Cannot do that"),
-                            _sentence(str(error)), code)
+                            as_sentence(str(error)), code)
 
     def expired_form(self, request: Request, user: CurrentUser) -> HTMLResponse:
         return self.message(request, user, "Form expired",
