@@ -14,8 +14,8 @@ from accounting.ledger import Books
 from auth.config import LoginThrottling
 from deploy.embedded import free_port
 from messaging.settings import Settings
-from tests.accounting.support import OTHER_DASHBOARDS, People
-from tests.auth.support import RunningProvider, dashboard_clients, running_provider
+from tests.accounting.support import OTHER_DASHBOARDS
+from tests.auth.support import People, RunningProvider, dashboard_clients, running_provider
 from tests.helpers import serve_app
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from dataclasses import dataclass
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from accounting import service
 from accounting.ledger import Books
 from tests.accounting.conftest import add_account, assign, complete, new_id
-from tests.auth.support import Login, RunningProvider
+from tests.auth.support import Person
 
 OTHER_DASHBOARDS = {
     "ATES_TASKS_URL": "http://127.0.0.1:8001",
@@ -27,48 +26,6 @@ OTHER_DASHBOARDS = {
 LINE_FIELDS = {
     "id", "type", "amount", "balance_after", "task_id", "task", "created_at", "day",
 }
-
-
-@dataclass(frozen=True)
-class Person:
-    login: Login
-    name: str
-    token: str
-
-    @property
-    def id(self) -> str:
-        return self.login.id
-
-    @property
-    def uuid(self) -> uuid.UUID:
-        return uuid.UUID(self.login.id)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass(frozen=True)
-class People:
-    worker: Person
-    other_worker: Person
-    accountant: Person
-    manager: Person
-    admin: Person
-
-    @classmethod
-    def create(cls, provider: RunningProvider) -> People:
-        def person(role: str, name: str) -> Person:
-            login = provider.create_login(role, name=name)
-            return Person(login, name, provider.token_for(login))
-
-        return cls(
-            worker=person("worker", "Kesha Worker"),
-            other_worker=person("worker", "Gosha Worker"),
-            accountant=person("accountant", "Ada Accountant"),
-            manager=person("manager", "Mona Manager"),
-            admin=person("admin", "Adam Admin"),
-        )
 
 
 def feed_replica(sessions: sessionmaker[Session], *people: Person) -> None:

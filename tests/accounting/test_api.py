@@ -10,12 +10,12 @@ import pytest
 from tests.accounting.conftest import balance_of, price_of
 from tests.accounting.support import (
     LINE_FIELDS,
-    People,
     book_task,
     feed_replica,
     parse_csv,
     unknown_account,
 )
+from tests.auth.support import People
 
 # The served app, the auth provider and the people of the package.
 

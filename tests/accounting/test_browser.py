@@ -10,12 +10,8 @@ from playwright.sync_api import Page, expect
 
 from accounting.web import money
 from tests.accounting.conftest import price_of
-from tests.accounting.support import (
-    People,
-    Person,
-    book_task,
-    feed_replica,
-)
+from tests.accounting.support import book_task, feed_replica
+from tests.auth.support import People, Person
 
 # The served app, the auth provider and the people of the package.
 

@@ -13,13 +13,8 @@ from accounting.service import ManagementDay
 from accounting.web import bar_chart, money
 from auth.token_flow import hidden_inputs
 from tests.accounting.conftest import count, price_of
-from tests.accounting.support import (
-    People,
-    Person,
-    book_task,
-    feed_replica,
-)
-from tests.auth.support import Browser
+from tests.accounting.support import book_task, feed_replica
+from tests.auth.support import Browser, People, Person
 
 # The served app, the auth provider and the people of the package.
 

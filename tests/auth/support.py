@@ -101,6 +101,52 @@ class RunningProvider:
         return TokenVerifier(self.url, self.config.audience, jwks, leeway=leeway)
 
 
+@dataclass(frozen=True)
+class Person:
+    """A signed-in account of the running provider, with its access token."""
+
+    login: Login
+    name: str
+    token: str
+
+    @property
+    def id(self) -> str:
+        return self.login.id
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(self.login.id)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class People:
+    """One account of each role, and a second worker."""
+
+    worker: Person
+    other_worker: Person
+    accountant: Person
+    manager: Person
+    admin: Person
+
+    @classmethod
+    def create(cls, provider: RunningProvider) -> People:
+        def person(role: str, name: str) -> Person:
+            login = provider.create_login(role, name=name)
+            return Person(login, name, provider.token_for(login))
+
+        return cls(
+            worker=person("worker", "Kesha Worker"),
+            other_worker=person("worker", "Gosha Worker"),
+            accountant=person("accountant", "Ada Accountant"),
+            manager=person("manager", "Mona Manager"),
+            admin=person("admin", "Adam Admin"),
+        )
+
+
 def isolated_settings(postgres_url: str, kafka_bootstrap: str) -> Settings:
     tag = uuid.uuid4().hex[:10]
     return Settings(database_url=postgres_url, kafka_bootstrap=kafka_bootstrap,

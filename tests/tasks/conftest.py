@@ -20,8 +20,8 @@ from messaging.tables import outbox
 from tasks import service
 from tasks.models import Task
 from tasks.settings import TasksSettings
-from tests.auth.support import RunningProvider
-from tests.tasks.support import People, running_provider_for_board, running_tasks_app
+from tests.auth.support import People, RunningProvider
+from tests.tasks.support import running_provider_for_board, running_tasks_app
 
 TABLES = ("accounts", "tasks", "outbox", "inbox")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +18,12 @@ from auth.config import LoginThrottling
 from messaging.settings import Settings
 from tasks import service
 from tasks.app import create_app
-from tests.auth.support import Login, RunningProvider, dashboard_clients, running_provider
+from tests.auth.support import (
+    Person,
+    RunningProvider,
+    dashboard_clients,
+    running_provider,
+)
 from tests.helpers import serve_app
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -31,46 +35,6 @@ TASK_FIELDS = {
     "id", "title", "jira_id", "description", "status", "assignee_id", "created_at",
     "completed_at",
 }
-
-
-@dataclass(frozen=True)
-class Person:
-    login: Login
-    name: str
-    token: str
-
-    @property
-    def id(self) -> str:
-        return self.login.id
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass(frozen=True)
-class People:
-    """One account of each role, and a second worker."""
-
-    worker: Person
-    other_worker: Person
-    accountant: Person
-    manager: Person
-    admin: Person
-
-    @classmethod
-    def create(cls, provider: RunningProvider) -> People:
-        def person(role: str, name: str) -> Person:
-            login = provider.create_login(role, name=name)
-            return Person(login, name, provider.token_for(login))
-
-        return cls(
-            worker=person("worker", "Kesha Worker"),
-            other_worker=person("worker", "Gosha Worker"),
-            accountant=person("accountant", "Ada Accountant"),
-            manager=person("manager", "Mona Manager"),
-            admin=person("admin", "Adam Admin"),
-        )
 
 
 def feed_replica(sessions: sessionmaker[Session], *people: Person) -> None:

@@ -9,15 +9,9 @@ import httpx
 import pytest
 
 from tasks import domain, service
+from tests.auth.support import People, Person
 from tests.tasks.conftest import count_rows, last_outbox_row, stored_events
-from tests.tasks.support import (
-    TASK_FIELDS,
-    TRACEPARENT,
-    People,
-    Person,
-    create_via_api,
-    feed_replica,
-)
+from tests.tasks.support import TASK_FIELDS, TRACEPARENT, create_via_api, feed_replica
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.tasks.support import People, Person, feed_replica
+from tests.auth.support import People, Person
+from tests.tasks.support import feed_replica
 
 PHONE = {"viewport": {"width": 390, "height": 844}}
 

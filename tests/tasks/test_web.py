@@ -12,9 +12,9 @@ import pytest
 from auth.token_flow import hidden_inputs
 from tasks import service
 from tasks.web import PAGE_SIZE
-from tests.auth.support import Browser
+from tests.auth.support import Browser, People, Person
 from tests.tasks.conftest import all_tasks, count_rows, last_outbox_row, stored_events
-from tests.tasks.support import OTHER_DASHBOARDS, People, Person, create_via_api, feed_replica
+from tests.tasks.support import OTHER_DASHBOARDS, create_via_api, feed_replica
 
 
 @pytest.fixture
