@@ -1,15 +1,40 @@
-"""Helpers shared by the test suites: serving an ASGI app over real HTTP."""
+"""Helpers shared by the test suites: migrated databases, and ASGI apps over real HTTP."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from sqlalchemy import Engine
 
 from deploy.embedded import free_port
+from messaging.db import drop_database, make_engine
+from messaging.migrations import upgrade
+from messaging.settings import with_database
+
+
+@contextmanager
+def migrated_database(server_url: str, service: str) -> Iterator[str]:
+    """A fresh database of ``service`` on the server, migrated to head; dropped afterwards."""
+    url = with_database(server_url, f"t{uuid.uuid4().hex[:10]}_{service}")
+    upgrade(service, url)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@contextmanager
+def engine_of(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @contextmanager

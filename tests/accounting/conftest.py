@@ -19,11 +19,11 @@ from accounting import service
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from event_schemas import Event, default_registry
-from messaging.db import drop_database, make_engine, make_session_factory
+from messaging.db import make_session_factory
 from messaging.kafka import producer_config
-from messaging.migrations import upgrade
-from messaging.settings import Settings, with_database
+from messaging.settings import Settings
 from messaging.tables import outbox
+from tests.helpers import engine_of, migrated_database
 
 DAY = date(2026, 11, 22)
 
@@ -44,17 +44,14 @@ TABLES = (
 
 @pytest.fixture(scope="package")
 def accounting_database_url(postgres_server) -> Iterator[str]:
-    url = with_database(postgres_server.url, f"ta{uuid.uuid4().hex[:10]}_accounting")
-    upgrade("accounting", url)
-    yield url
-    drop_database(url)
+    with migrated_database(postgres_server.url, "accounting") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
 def accounting_engine(accounting_database_url) -> Iterator[Engine]:
-    engine = make_engine(accounting_database_url)
-    yield engine
-    engine.dispose()
+    with engine_of(accounting_database_url) as engine:
+        yield engine
 
 
 @pytest.fixture

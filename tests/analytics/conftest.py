@@ -20,28 +20,25 @@ from analytics.models import PROJECTION_TABLES
 from analytics.service import projection_rows
 from analytics.stream import Projector, ReceivedMessage, run_projector
 from event_schemas import Event, default_registry
-from messaging.db import drop_database, make_engine, make_session_factory
+from messaging.db import make_session_factory
 from messaging.kafka import ensure_topics, producer_config
-from messaging.migrations import upgrade
-from messaging.settings import Settings, with_database
+from messaging.settings import Settings
 from messaging.tables import inbox
+from tests.helpers import engine_of, migrated_database
 
 DAY = date(2026, 11, 22)
 
 
 @pytest.fixture(scope="package")
 def analytics_database_url(postgres_server) -> Iterator[str]:
-    url = with_database(postgres_server.url, f"tn{uuid.uuid4().hex[:10]}_analytics")
-    upgrade("analytics", url)
-    yield url
-    drop_database(url)
+    with migrated_database(postgres_server.url, "analytics") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
 def analytics_engine(analytics_database_url) -> Iterator[Engine]:
-    engine = make_engine(analytics_database_url)
-    yield engine
-    engine.dispose()
+    with engine_of(analytics_database_url) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from accounting import service as accounting
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from analytics import service as analytics
-from messaging.db import drop_database, make_engine, make_session_factory
-from messaging.migrations import upgrade
+from messaging.db import make_session_factory
 from messaging.relay import Relay
 from tests.analytics.conftest import RunningProjector, poll_until
+from tests.helpers import engine_of, migrated_database
 
 
 def book(sessions, books, apply, task_id, account_id) -> None:
@@ -41,13 +41,15 @@ def generate_day_of_activity(sessions, books, rng: random.Random) -> list[uuid.U
     return popugs
 
 
-def test_management_earnings_and_negative_balances_equal_accountings_own_report(settings):
-    accounting_url = settings.database_for("accounting")
-    analytics_url = settings.database_for("analytics")
-    upgrade("accounting", accounting_url)
-    upgrade("analytics", analytics_url)
-    accounting_engine, analytics_engine = make_engine(accounting_url), make_engine(analytics_url)
-    try:
+def test_management_earnings_and_negative_balances_equal_accountings_own_report(
+    settings, postgres_server
+):
+    with (
+        migrated_database(postgres_server.url, "accounting") as accounting_url,
+        migrated_database(postgres_server.url, "analytics") as analytics_url,
+        engine_of(accounting_url) as accounting_engine,
+        engine_of(analytics_url) as analytics_engine,
+    ):
         sessions = make_session_factory(accounting_engine)
         books = Books.create(AccountingSettings(settings), rng=random.Random(5))
         popugs = generate_day_of_activity(sessions, books, random.Random(11))
@@ -79,8 +81,3 @@ def test_management_earnings_and_negative_balances_equal_accountings_own_report(
             report.fees_charged, report.rewards_paid, report.earned)
         assert negative == {p: balances[p] for p in popugs if balances[p] < 0}
         assert negative, "the generated day leaves some popugs below zero"
-    finally:
-        accounting_engine.dispose()
-        analytics_engine.dispose()
-        drop_database(accounting_url)
-        drop_database(analytics_url)

@@ -13,14 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deploy.embedded import free_port
 from event_schemas import Event, default_registry
-from messaging.db import drop_database, make_engine, make_session_factory
-from messaging.migrations import upgrade
-from messaging.settings import Settings, with_database
+from messaging.db import make_session_factory
+from messaging.settings import Settings
 from messaging.tables import outbox
 from tasks import service
 from tasks.models import Task
 from tasks.settings import TasksSettings
 from tests.auth.support import People, RunningProvider
+from tests.helpers import engine_of, migrated_database
 from tests.tasks.support import running_provider_for_board, running_tasks_app
 
 TABLES = ("accounts", "tasks", "outbox", "inbox")
@@ -28,17 +28,14 @@ TABLES = ("accounts", "tasks", "outbox", "inbox")
 
 @pytest.fixture(scope="package")
 def tasks_database_url(postgres_server) -> Iterator[str]:
-    url = with_database(postgres_server.url, f"tt{uuid.uuid4().hex[:10]}_tasks")
-    upgrade("tasks", url)
-    yield url
-    drop_database(url)
+    with migrated_database(postgres_server.url, "tasks") as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
 def tasks_engine(tasks_database_url) -> Iterator[Engine]:
-    engine = make_engine(tasks_database_url)
-    yield engine
-    engine.dispose()
+    with engine_of(tasks_database_url) as engine:
+        yield engine
 
 
 @pytest.fixture
