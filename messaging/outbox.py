@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterable, Iterator
 
 from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from event_schemas import Event, SchemaRegistry, default_registry
@@ -68,7 +68,7 @@ class Outbox:
 
     def publish(self, session: Session, event: Event) -> None:
         """Validate ``event`` and add it to the outbox inside ``session``'s transaction."""
-        session.execute(insert(outbox), [self.row(event)])
+        self.publish_many(session, [event])
 
     def publish_many(self, session: Session, events: Iterable[Event]) -> int:
         """Bulk form of :meth:`publish`; rows keep the order of ``events``."""
