@@ -9,7 +9,7 @@ import json
 import click
 
 from deploy.mailsink import mailsink_cli
-from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve
+from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve, worker_names
 from event_schemas.cli import schemas_cli
 from messaging.settings import Settings
 
@@ -32,9 +32,20 @@ def up() -> None:
 @click.option("--role", type=click.Choice(ROLES), default="all", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: the service's usual port.")
-def serve_cmd(service: str, role: str, host: str, port: int | None) -> None:
+@click.option(
+    "--only",
+    "only",
+    default="",
+    help="Comma-separated workers to run (e.g. relay or consumer); default: all of them.",
+)
+def serve_cmd(service: str, role: str, host: str, port: int | None, only: str) -> None:
     """Run one service's web app and/or workers."""
-    serve(service, Settings.from_env(), host, port or SERVICE_PORTS[service], role)
+    settings = Settings.from_env()
+    chosen = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = set(chosen) - set(worker_names(service, settings))
+    if unknown:
+        raise click.UsageError(f"{service} has no worker named {', '.join(sorted(unknown))}")
+    serve(service, settings, host, port or SERVICE_PORTS[service], role, chosen)
 
 
 @main.command()

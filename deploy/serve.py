@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 import uvicorn
@@ -36,12 +36,22 @@ def service_module(service: str):
     return importlib.import_module(f"{service}.app")
 
 
+def worker_names(service: str, settings: Settings) -> list[str]:
+    return list(service_module(service).workers(settings))
+
+
 def start_workers(
-    service: str, settings: Settings, stop: threading.Event
+    service: str,
+    settings: Settings,
+    stop: threading.Event,
+    only: Collection[str] | None = None,
 ) -> list[threading.Thread]:
+    """Start the service's workers (or ``only`` those named) in threads."""
     workers: dict[str, Callable[[threading.Event], None]] = service_module(service).workers(
         settings
     )
+    if only:
+        workers = {name: loop for name, loop in workers.items() if name in only}
     threads = []
     for name, loop in workers.items():
         thread = threading.Thread(
@@ -66,12 +76,21 @@ def _guarded(service: str, name: str, loop, stop: threading.Event):
     return run
 
 
-def serve(service: str, settings: Settings, host: str, port: int, role: str = "all") -> None:
+def serve(
+    service: str,
+    settings: Settings,
+    host: str,
+    port: int,
+    role: str = "all",
+    only: Collection[str] | None = None,
+) -> None:
+    """Run the web app and/or the workers; ``only`` picks some workers (e.g. the relay
+    alone, so it can be scaled or restarted on its own)."""
     stop = threading.Event()
     threads = []
     if role in ("all", "workers"):
         ensure_topics(settings)
-        threads = start_workers(service, settings, stop)
+        threads = start_workers(service, settings, stop, only)
     try:
         if role in ("all", "web"):
             app = service_module(service).create_app(settings)
