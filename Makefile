@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium up test lint bench clean
+.PHONY: install chromium up test test-e2e lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
@@ -33,6 +33,11 @@ test: install chromium
 	$(BIN)/ates schemas check
 	$(BIN)/ates schemas docs --check
 	$(BIN)/python -m pytest
+
+## The end-to-end suite alone (part of `make test` too): the platform as `make up` starts
+## it, driven over HTTP, with faults injected (docs/reliability.md).
+test-e2e: install chromium
+	$(BIN)/python -m pytest tests/e2e -q -s
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 from fastapi import status as http
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +36,7 @@ from accounting.service import (
 from auth.client import CurrentUser, current_user
 from messaging.service_app import UNPROCESSABLE
 from messaging.service_app import install_error_handlers as install_shared_error_handlers
+from messaging.tracing import current_traceparent
 
 ACCOUNTING_ROLES = ("admin", "accountant")
 DEFAULT_REPORT_DAYS = 30
@@ -47,11 +47,6 @@ ERROR_STATUS: dict[type[domain.AccountingError], int] = {
     domain.DayNotStarted: http.HTTP_409_CONFLICT,
 }
 
-# What the event registry accepts; the W3C rules say a malformed header is ignored.
-_TRACEPARENT = re.compile(
-    r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
-)
-
 TransactionType = Literal["fee", "reward", "payout"]  # domain.TRANSACTION_TYPES
 
 
@@ -60,12 +55,6 @@ def status_for(error: domain.AccountingError) -> int:
         (code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)),
         http.HTTP_400_BAD_REQUEST,
     )
-
-
-def trace_context(traceparent: str | None) -> str | None:
-    """The request's trace context to stamp on the events, if it is a valid one."""
-    value = (traceparent or "").strip()
-    return value if _TRACEPARENT.match(value) else None
 
 
 def sees_everything(user: CurrentUser) -> bool:
@@ -251,9 +240,6 @@ FORBIDDEN = {403: _error("Neither admin nor accountant")}
 Caller = Annotated[CurrentUser, Depends(current_user)]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)]
-TraceHeader = Annotated[
-    str | None, Header(description="W3C trace context, carried on to the events")
-]
 From = Annotated[date | None, Query(alias="from", description="Default: 29 days before `to`")]
 To = Annotated[date | None, Query(alias="to", description="Default: the current day")]
 
@@ -361,13 +347,13 @@ def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) 
         "/billing/close-day",
         responses={**FORBIDDEN, 409: _error("The day has not begun yet")},
     )
-    def close_day(user: Caller, body: Annotated[CloseDayIn | None, Body()] = None,
-                  traceparent: TraceHeader = None) -> CloseDayOut:
+    def close_day(user: Caller, body: Annotated[CloseDayIn | None, Body()] = None
+                  ) -> CloseDayOut:
         """Close a day now (default: the current one; open days before it first): every
         positive balance is paid out. Closing a closed day pays nothing again."""
         ensure_sees_everything(user)
         day = body.day if body else None
-        closed = service.close_day(sessions, books, day, trace_context(traceparent))
+        closed = service.close_day(sessions, books, day, current_traceparent())
         return CloseDayOut(closed=[ClosedDayOut.of(item) for item in closed])
 
 

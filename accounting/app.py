@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from accounting import metrics
 from accounting.api import api_router, install_error_handlers
 from accounting.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
 from accounting.ledger import Books
@@ -20,7 +21,13 @@ from auth.client import AuthClientConfig, TokenVerifier, install_auth
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
 from messaging.relay import run_relay_forever
-from messaging.service_app import create_service_app, database_check, disposing
+from messaging.service_app import (
+    broker_check,
+    create_service_app,
+    database_check,
+    disposing,
+    smtp_check,
+)
 from messaging.settings import Settings
 
 SERVICE = "accounting"
@@ -75,10 +82,14 @@ def create_app(
     sessions = make_session_factory(engine)
     books = Books.create(AccountingSettings.from_env(settings, environ))
     auth = auth or AuthClientConfig.from_env(SERVICE, environ=environ)
+    platform = books.settings.platform
     app = create_service_app(
         "aTES accounting",
-        # The web process only writes to its database (events go out through the outbox).
-        {"database": database_check(engine)},
+        {
+            "database": database_check(engine),
+            "broker": broker_check(platform.kafka_bootstrap),
+            "smtp": smtp_check(platform.smtp_url),
+        },
         version="1.0",
         description="Balances, audit logs, management earnings, day closing, CSV exports.",
         lifespan=disposing(engine),
@@ -86,6 +97,7 @@ def create_app(
     install_auth(app, auth, verifier)
     install_error_handlers(app)
     app.include_router(api_router(sessions, books))
+    metrics.register_gauges(sessions)
     dashboard = Dashboard(sessions, books, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(dashboard))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

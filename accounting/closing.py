@@ -8,13 +8,14 @@ current balance minus what later days have booked since (when a missed day is ca
 
 The rows of the day's payouts are computed once into a temporary table (``closing``,
 with every id drawn up front), from which the transactions, both legs of each, the
-payouts, the mails and the outbox events are each inserted by one statement. The event
+payouts, the queued mails and the outbox events are each inserted by one statement. The event
 payloads are rendered by the database; the first of each type is parsed back and
 validated against its schema before anything is committed.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -32,6 +33,7 @@ from accounting.ledger import (
     transaction_applied_payload,
 )
 from accounting.models import BillingDay, LedgerTransaction
+from messaging.outbox import event_headers
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def _close(
     session.execute(_COLLECT_PAYOUTS, params | _sequences(session) | {"seed": bulk_sql.new_seed()})
     for statement in _PAY:
         session.execute(statement, params)
-    _write_mails(session, day, now)
+    _queue_mails(session, now)
     _write_payout_events(session, books, day, now, traceparent)
     paid, total = session.execute(_TOTALS).one()
     session.execute(text("DROP TABLE closing"))
@@ -186,100 +188,19 @@ _PAY = [
 
 # -- mails ----------------------------------------------------------------------------
 
-
-def _money(cents: str) -> str:
-    """SQL for ``-$12.34`` from an expression in cents."""
-    return (
-        f"(CASE WHEN ({cents}) < 0 THEN '-' ELSE '' END || '$' || (abs({cents}) / 100)::text"
-        f" || '.' || lpad((abs({cents}) % 100)::text, 2, '0'))"
-    )
-
-
-def _html(value: str) -> str:
-    """SQL escaping the text of ``value`` for HTML."""
-    escaped = value
-    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
-        escaped = f"replace({escaped}, '{char}', '{entity}')"
-    return escaped
-
-
-SUBJECT = "Your aTES payout for %s: %s"
-TEXT_BODY = (
-    "Hello %s,\n\n"
-    "you have been paid %s for %s.\n\n"
-    "Your fees and rewards of that day:\n%s\n\n"
-    "aTES accounting\n"
-)
-TEXT_LINE = "  %-6s %10s  %s"
-HTML_BODY = (
-    "<html><body><p>Hello %s,</p>"
-    "<p>you have been paid <strong>%s</strong> for %s.</p>"
-    "<p>Your fees and rewards of that day:</p>"
-    "<table><tr><th>type</th><th>amount</th><th>task</th></tr>%s</table>"
-    "<p>aTES accounting</p></body></html>"
-)
-HTML_LINE = "<tr><td>%s</td><td>%s</td><td>%s</td></tr>"
-NO_LINES = "none"
-
-_TASK_LABEL = (
-    "(coalesce('[' || k.jira_id || '] ', '') || coalesce(k.title, 'task ' || t.task_id::text))"
-)
-
-_MAIL_TEMPLATES = ("subject", "text_body", "text_line", "html_body", "html_line", "no_lines")
-_NAME = "coalesce(a.full_name, 'popug')"
-
-_WRITE_MAILS = text(
-    f"""
-    WITH m AS (
-        SELECT {", ".join(f"CAST(:{name} AS text) AS {name}" for name in _MAIL_TEMPLATES)},
-               CAST(:day AS date)::text AS day
-    ),
-    lines AS (
-        SELECT t.account_id,
-               string_agg(format(m.text_line, t.type, {_money("t.amount")}, {_TASK_LABEL}),
-                          E'\\n' ORDER BY t.id) AS text_lines,
-               string_agg(
-                   format(m.html_line, t.type, {_money("t.amount")}, {_html(_TASK_LABEL)}),
-                   '' ORDER BY t.id
-               ) AS html_lines
-        FROM transactions t
-        JOIN closing USING (account_id)
-        LEFT JOIN tasks k ON k.public_id = t.task_id
-        CROSS JOIN m
-        WHERE t.day = :day AND t.type <> 'payout'
-        GROUP BY t.account_id
-    )
-    INSERT INTO payout_emails (payout_id, recipient, subject, text_body, html_body,
-                               next_attempt_at)
-    SELECT c.payout_id, a.email,
-           format(m.subject, m.day, {_money("c.amount")}),
-           format(m.text_body, {_NAME}, {_money("c.amount")}, m.day,
-                  coalesce(l.text_lines, '  ' || m.no_lines)),
-           format(m.html_body, {_html(_NAME)}, {_money("c.amount")}, m.day,
-                  coalesce(l.html_lines, format(m.html_line, m.no_lines, '', ''))),
-           :at
-    FROM closing c
-    CROSS JOIN m
-    LEFT JOIN accounts a ON a.public_id = c.account_id
-    LEFT JOIN lines l ON l.account_id = c.account_id
+# The mail is queued here and composed by the mailer when it is sent (accounting.payout_mail):
+# the closed day's transactions never change, and task titles that arrive late are included.
+_QUEUE_MAILS = text(
+    """
+    INSERT INTO payout_emails (payout_id, recipient, next_attempt_at)
+    SELECT c.payout_id, a.email, :at
+    FROM closing c LEFT JOIN accounts a ON a.public_id = c.account_id
     """
 )
 
 
-def _write_mails(session: Session, day: date, now: datetime) -> None:
-    session.execute(
-        _WRITE_MAILS,
-        {
-            "day": day,
-            "at": now,
-            "subject": SUBJECT,
-            "text_body": TEXT_BODY,
-            "text_line": TEXT_LINE,
-            "html_body": HTML_BODY,
-            "html_line": HTML_LINE,
-            "no_lines": NO_LINES,
-        },
-    )
+def _queue_mails(session: Session, now: datetime) -> None:
+    session.execute(_QUEUE_MAILS, {"at": now})
 
 
 # -- events ---------------------------------------------------------------------------
@@ -314,7 +235,7 @@ def _payout_events_sql() -> str:
     return f"""
     INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
     SELECT event.id, :topic, c.account_id::text, event.type, {VERSION}, event.payload,
-           {bulk_sql.headers(traceparent)}
+           CAST(:headers AS jsonb)
     FROM closing c
     CROSS JOIN LATERAL (
         VALUES (c.applied_event_id, '{TRANSACTION_APPLIED}', {applied}),
@@ -336,6 +257,7 @@ def _write_payout_events(
             "day": day.isoformat(),
             "time": rfc3339(now),
             "traceparent": traceparent,
+            "headers": json.dumps(event_headers(traceparent)),
         },
     )
     first = session.execute(

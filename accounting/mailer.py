@@ -4,6 +4,7 @@ A mail is claimed with ``FOR UPDATE SKIP LOCKED`` (so several mailers never send
 same one), sent, and marked sent in the same database transaction, only after the SMTP
 server accepted it. While the server refuses or cannot be reached, the mail is kept with
 its next attempt pushed back, doubling the delay each time (``domain.retry_delay``).
+Closing a day only queues the mails; each is composed when it is first sent.
 Each mail carries a Message-ID derived from its payout, the same on every attempt.
 """
 
@@ -21,7 +22,7 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounting import domain
+from accounting import domain, metrics, payout_mail
 from accounting.models import Account, Payout, PayoutEmail
 from accounting.settings import AccountingSettings
 
@@ -107,6 +108,7 @@ class Mailer:
                         client = _drop(client)
                         break
                 sent += 1
+                metrics.EMAILS_SENT.inc()
         finally:
             _drop(client, polite=True)
         return sent
@@ -119,6 +121,7 @@ class Mailer:
         )
         if not recipient:
             raise RecipientUnknown("the account's email is not known yet")
+        _compose_once(session, mail)
         payout_id = session.scalar(select(Payout.public_id).where(Payout.id == mail.payout_id))
         client.send_message(self._message(mail, recipient, f"payout-{payout_id}"))
         session.execute(
@@ -145,6 +148,7 @@ class Mailer:
 
     def _postpone(self, session: Session, mail: PayoutEmail, error: Exception) -> None:
         attempts = mail.attempts + 1
+        metrics.EMAILS_POSTPONED.inc()
         delay = domain.retry_delay(
             attempts, self.settings.mail_retry_seconds, self.settings.mail_retry_max_seconds
         )
@@ -174,6 +178,13 @@ def _claim_due_mail(session: Session) -> PayoutEmail | None:
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+def _compose_once(session: Session, mail: PayoutEmail) -> None:
+    """The mail's text, composed once its recipient is known; retries send the same."""
+    if mail.subject is None:
+        payout_mail.compose(session, mail.id)
+        session.refresh(mail)
 
 
 def _drop(client: smtplib.SMTP | None, polite: bool = False) -> None:

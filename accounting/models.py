@@ -192,17 +192,18 @@ class Payout(Base):
 
 
 class PayoutEmail(Base):
-    """Mail outbox: written with the payout, sent by the mailer; ``sent_at`` is set only
-    once the SMTP server accepted the mail."""
+    """Mail outbox: queued with the payout, composed and sent by the mailer; ``sent_at``
+    is set only once the SMTP server accepted the mail."""
 
     __tablename__ = "payout_emails"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     payout_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     recipient: Mapped[str | None] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text)
-    text_body: Mapped[str] = mapped_column(Text)
-    html_body: Mapped[str] = mapped_column(Text)
+    # composed by the mailer on the first attempt (accounting.payout_mail)
+    subject: Mapped[str | None] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     next_attempt_at: Mapped[datetime] = _timestamp(server_default=func.now())
     sent_at: Mapped[datetime | None] = _timestamp()

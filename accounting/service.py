@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Row, Select, case, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounting import domain
+from accounting import domain, metrics
 from accounting.closing import ClosedDay, close_ended_days, close_through
 from accounting.domain import FEE, PAYOUT, REWARD, TaskFacts
 from accounting.ledger import (
@@ -219,13 +219,17 @@ def close_day(
     this call: none if ``day`` was already closed.
     """
     with sessions() as session, session.begin():
-        return close_through(session, books, day, traceparent)
+        closed = close_through(session, books, day, traceparent)
+    metrics.count_payouts(closed)
+    return closed
 
 
 def close_due_days(sessions: Sessions, books: Books) -> list[ClosedDay]:
     """Close every day that has ended and is still open (what the scheduler runs)."""
     with sessions() as session, session.begin():
-        return close_ended_days(session, books)
+        closed = close_ended_days(session, books)
+    metrics.count_payouts(closed)
+    return closed
 
 
 def open_day(sessions: Sessions, books: Books) -> date:

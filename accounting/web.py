@@ -21,11 +21,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from accounting import domain, service
-from accounting.api import sees_everything, status_for, trace_context
+from accounting.api import sees_everything, status_for
 from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
 from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
 from messaging.service_app import add_page_filters, as_sentence
+from messaging.tracing import current_traceparent
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20
@@ -257,7 +258,7 @@ class Dashboard:
                                 403, link="/management")
         try:
             closed = service.close_day(self.sessions, self.books, _parse_day(raw_day),
-                                       trace_context(request.headers.get("traceparent")))
+                                       current_traceparent())
         except domain.AccountingError as error:
             return self.refused(request, user, error, link="/management")
         if not closed:

@@ -72,15 +72,18 @@ def format_whole_dollars(cents: int) -> str:
 
 @dataclass(frozen=True)
 class Transaction:
-    """What ``transaction.applied`` says; ``amount`` is signed as seen from the account."""
+    """What ``transaction.applied`` says; ``amount`` is signed as seen from the account.
+
+    The event's ``balance_after`` and ``applied_at`` are left out: accounting books many
+    transactions with one ``applied_at``, so neither orders them, while the amounts add
+    up to the balance in any order.
+    """
 
     transaction_id: uuid.UUID
     account_id: uuid.UUID
     type: str
     amount: int
-    balance_after: int
     day: date
-    applied_at: datetime
 
     @classmethod
     def from_event_data(cls, data: Mapping[str, Any]) -> Transaction:
@@ -89,15 +92,8 @@ class Transaction:
             account_id=uuid.UUID(data["account_id"]),
             type=data["type"],
             amount=data["amount"],
-            balance_after=data["balance_after"],
             day=date.fromisoformat(data["day"]),
-            applied_at=parse_instant(data["applied_at"]),
         )
-
-    @property
-    def recency(self) -> tuple[datetime, uuid.UUID]:
-        """Orders an account's transactions: the latest one carries its balance."""
-        return self.applied_at, self.transaction_id
 
 
 @dataclass(frozen=True)
@@ -134,14 +130,17 @@ def earnings_by_day(transactions: Iterable[Transaction]) -> dict[date, DayEarnin
     return totals
 
 
-def end_of_day_balances(transactions: Iterable[Transaction]) -> list[Transaction]:
-    """Per account and day, the latest of the given transactions (it holds the balance)."""
-    latest: dict[tuple[uuid.UUID, date], Transaction] = {}
+def net_by_account_day(transactions: Iterable[Transaction]) -> dict[tuple[uuid.UUID, date], int]:
+    """Per account and billing day, the sum of the given transactions' amounts.
+
+    A balance is the sum of its transactions, so an account's balance at the end of a day
+    is the sum of its nets up to that day, however the transactions were ordered.
+    """
+    nets: dict[tuple[uuid.UUID, date], int] = {}
     for transaction in transactions:
         key = (transaction.account_id, transaction.day)
-        if key not in latest or transaction.recency > latest[key].recency:
-            latest[key] = transaction
-    return list(latest.values())
+        nets[key] = nets.get(key, 0) + transaction.amount
+    return nets
 
 
 # --- the most expensive task --------------------------------------------------------------

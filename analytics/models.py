@@ -29,17 +29,19 @@ class DailyEarnings(Base):
     rewards: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
-class AccountDayBalance(Base):
-    """An account's balance at the end of a day it had transactions on: the
-    ``balance_after`` of its latest transaction of that day (by ``applied_at``, then id)."""
+class AccountDayNet(Base):
+    """The sum of the amounts an account's transactions of one billing day moved.
 
-    __tablename__ = "account_day_balances"
+    A balance is the sum of its transactions, so the balance at the end of a day is the
+    sum of the nets of that day and every earlier one, whatever order the transactions
+    were booked or delivered in.
+    """
+
+    __tablename__ = "account_day_nets"
 
     account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    balance: Mapped[int] = mapped_column(BigInteger)
-    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    transaction_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    net: Mapped[int] = mapped_column(BigInteger)
 
 
 class Task(Base):
@@ -72,4 +74,4 @@ class ClosedDay(Base):
     total_paid: Mapped[int] = mapped_column(BigInteger)
 
 
-PROJECTION_TABLES = (DailyEarnings, AccountDayBalance, Task, ClosedDay)
+PROJECTION_TABLES = (DailyEarnings, AccountDayNet, Task, ClosedDay)

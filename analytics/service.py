@@ -2,8 +2,9 @@
 empty the projection for a rebuild.
 
 Every ``apply_*`` takes a batch of already validated, not yet seen events of one type and
-writes their effect with one statement per table. The effects commute (sums, newest
-balance, highest version, earliest completion), so batches may come in any order.
+writes their effect with one statement per table. The effects commute (sums, highest
+version, earliest completion), so batches may come in any order. Each event is applied
+once: the projector records its id in the inbox in the same database transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, func, select, text, tuple_
+from sqlalchemy import BigInteger, Row, cast, func, select, text
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,13 +27,13 @@ from analytics.domain import (
     Transaction,
     days_between,
     earnings_by_day,
-    end_of_day_balances,
     local_day,
     most_expensive,
+    net_by_account_day,
     parse_instant,
     period_bounds,
 )
-from analytics.models import PROJECTION_TABLES, AccountDayBalance, ClosedDay, DailyEarnings, Task
+from analytics.models import PROJECTION_TABLES, AccountDayNet, ClosedDay, DailyEarnings, Task
 from event_schemas import Event, task_v1_to_v2
 from messaging.tables import inbox
 
@@ -40,7 +41,7 @@ from messaging.tables import inbox
 
 
 _earnings = DailyEarnings.__table__
-_balances = AccountDayBalance.__table__
+_nets = AccountDayNet.__table__
 _tasks = Task.__table__
 
 
@@ -55,15 +56,11 @@ def _add_to_earnings() -> Insert:
     )
 
 
-def _keep_newest_balance() -> Insert:
-    statement = insert(_balances)
-    newer = statement.excluded
+def _add_to_nets() -> Insert:
+    statement = insert(_nets)
     return statement.on_conflict_do_update(
-        index_elements=[_balances.c.account_id, _balances.c.day],
-        set_={"balance": newer.balance, "applied_at": newer.applied_at,
-              "transaction_id": newer.transaction_id},
-        where=tuple_(newer.applied_at, newer.transaction_id)
-        > tuple_(_balances.c.applied_at, _balances.c.transaction_id),
+        index_elements=[_nets.c.account_id, _nets.c.day],
+        set_={"net": _nets.c.net + statement.excluded.net},
     )
 
 
@@ -98,7 +95,7 @@ def _keep_earliest_completion() -> Insert:
 
 # Built once: executed with a list of rows, each is compiled once and sent as a batch.
 ADD_TO_EARNINGS = _add_to_earnings()
-KEEP_NEWEST_BALANCE = _keep_newest_balance()
+ADD_TO_NETS = _add_to_nets()
 KEEP_NEWEST_TITLE = _keep_newest_title()
 KEEP_FIRST_PRICES = _keep_first_prices()
 KEEP_EARLIEST_COMPLETION = _keep_earliest_completion()
@@ -113,16 +110,16 @@ def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> N
 
 
 def apply_transactions(session: Session, events: list[Event]) -> None:
-    """``transaction.applied``: management earnings of the day, end-of-day balances."""
+    """``transaction.applied``: management earnings of the day, and what each account's
+    transactions of the day add to its balance."""
     transactions = [Transaction.from_event_data(e.data) for e in events]
     earnings = sorted(earnings_by_day(transactions).items())
     _write(session, ADD_TO_EARNINGS,
            [{"day": d, "fees": e.fees, "rewards": e.rewards} for d, e in earnings])
-    latest = sorted(end_of_day_balances(transactions), key=lambda t: (t.account_id, t.day))
-    _write(session, KEEP_NEWEST_BALANCE, [
-        {"account_id": t.account_id, "day": t.day, "balance": t.balance_after,
-         "applied_at": t.applied_at, "transaction_id": t.transaction_id}
-        for t in latest
+    nets = sorted(net_by_account_day(transactions).items())
+    _write(session, ADD_TO_NETS, [
+        {"account_id": account_id, "day": day, "net": net}
+        for (account_id, day), net in nets
     ])
 
 
@@ -218,17 +215,13 @@ def earnings_on(session: Session, day: date) -> DayEarnings:
 
 
 def negative_balances_now(session: Session) -> list[AccountBalance]:
-    """Accounts whose latest balance is below zero, the deepest first."""
-    recency = func.row_number().over(
-        partition_by=AccountDayBalance.account_id, order_by=AccountDayBalance.day.desc()
-    )
-    ranked = select(
-        AccountDayBalance.account_id, AccountDayBalance.balance, recency.label("recency")
-    ).subquery()
+    """Accounts whose balance (the sum of all their nets) is below zero, the deepest first."""
+    balance = cast(func.sum(AccountDayNet.net), BigInteger)
     rows = session.execute(
-        select(ranked.c.account_id, ranked.c.balance)
-        .where(ranked.c.recency == 1, ranked.c.balance < 0)
-        .order_by(ranked.c.balance, ranked.c.account_id)
+        select(AccountDayNet.account_id, balance.label("balance"))
+        .group_by(AccountDayNet.account_id)
+        .having(balance < 0)
+        .order_by(balance, AccountDayNet.account_id)
     )
     return [AccountBalance(row.account_id, row.balance) for row in rows]
 
@@ -254,14 +247,16 @@ def _completed(tasks: Iterable[Task]) -> list[CompletedTask]:
     ]
 
 
-# An account is negative from the end of a day whose closing balance is below zero until
-# the next day it has a balance again: count, for each day, the intervals covering it.
+# An account's balance at the end of a day it had transactions on is the running sum of
+# its nets; it is negative from the end of a day whose closing balance is below zero until
+# the next day it has transactions again: count, for each day, the intervals covering it.
 _NEGATIVE_COUNTS = text(
     """
     WITH timeline AS (
-        SELECT balance, day AS since,
+        SELECT sum(net) OVER (PARTITION BY account_id ORDER BY day) AS balance,
+               day AS since,
                lead(day) OVER (PARTITION BY account_id ORDER BY day) AS until
-        FROM account_day_balances
+        FROM account_day_nets
         WHERE day <= :last
     )
     SELECT d::date AS day, count(t.since) AS negative

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import faust
 import structlog
 from confluent_kafka import Consumer, Producer, TopicPartition
+from faust.types import TP
 from sqlalchemy import Engine
 
 from analytics import service
@@ -39,6 +40,7 @@ from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted
 from messaging.db import make_session_factory
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
+from messaging.metrics import LagGauge
 from messaging.settings import Settings
 
 log = structlog.get_logger("analytics.stream")
@@ -99,7 +101,9 @@ class Projector(EventProcessor):
 
     @classmethod
     def create(cls, engine: Engine, settings: Settings, **options) -> Projector:
-        handlers = make_handlers(ZoneInfo(settings.timezone))
+        handlers = make_handlers(ZoneInfo(settings.timezone)).limited_to(
+            settings.accepted_event_versions
+        )
         dead_letters = DeadLetterPublisher(Producer(producer_config(settings)), CONSUMER_NAME)
         return cls(engine, handlers, dead_letters, **options)
 
@@ -157,6 +161,34 @@ def end_offsets(settings: Settings, topics: list[str], timeout: float = 10.0
         consumer.close()
 
 
+class StreamLag:
+    """The lag gauge of the partitions batches came from: the end offset the consumer last
+    fetched minus the next offset to read."""
+
+    def __init__(self, group_id: str):
+        self.gauge = LagGauge(group_id)
+        self.lags: dict[TopicPartitionKey, int] = {}
+
+    def saw(self, consumer, messages: list[ReceivedMessage]) -> None:
+        next_offsets: dict[TopicPartitionKey, int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            next_offsets[key] = max(next_offsets.get(key, 0), message.offset() + 1)
+        for key, next_offset in next_offsets.items():
+            try:
+                end = consumer.highwater(TP(*key))
+            except Exception:  # e.g. the partition was revoked meanwhile
+                self.lags.pop(key, None)
+                continue
+            if end is not None:
+                self.lags[key] = max(0, end - next_offset)
+        self.gauge.update(self.lags)
+
+    def clear(self) -> None:
+        self.lags = {}
+        self.gauge.update({})
+
+
 class ProjectionStream:
     """The faust application around a ``Projector``, run by one worker thread."""
 
@@ -168,6 +200,7 @@ class ProjectionStream:
         self.batch_size = batch_size
         self.batch_wait = batch_wait
         self.topics = [settings.topic(t) for t in CONSUMED_TOPICS]
+        self.lag = StreamLag(group_id)
 
     def run(self, stop: threading.Event, catch_up: CatchUp | None = None) -> None:
         """Project until ``stop`` is set (or, with ``catch_up``, until it is done)."""
@@ -197,6 +230,7 @@ class ProjectionStream:
         finally:
             halt.set()
             await app.stop()
+            self.lag.clear()
             log.info("projector stopped", group=self.group_id)
         if failures or app.crashed:
             # Raised so that the worker's supervisor starts a fresh projector, which
@@ -224,6 +258,7 @@ class ProjectionStream:
                     return
                 for event in events:
                     await stream.ack(event)
+                self.lag.saw(app.consumer, messages)
                 if catch_up is not None:
                     catch_up.saw(messages)
 

@@ -7,7 +7,7 @@ import importlib.util
 
 from bench.common import format_table
 
-BENCHES = ("messaging", "reshuffle", "tasks_api", "ledger", "analytics")
+BENCHES = ("messaging", "reshuffle", "tasks_api", "ledger", "analytics", "scaling", "platform")
 
 
 def main() -> None:

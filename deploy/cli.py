@@ -89,6 +89,51 @@ def dlq_redrive(topic: str, event_id: str | None, consumer: str | None) -> None:
     click.echo(f"redriven: {len(letters)}")
 
 
+@main.group()
+def consumers() -> None:
+    """Consumer groups."""
+
+
+@consumers.command("reset")
+@click.argument("service", type=click.Choice(["tasks", "accounting", "analytics"]))
+def consumers_reset(service: str) -> None:
+    """Move SERVICE's consumer group to the beginning of its topics (stop it first);
+    on its next start it reads every event again, and its inbox skips them all."""
+    from messaging.groups import consumer_group_of, reset_to_beginning
+
+    settings = Settings.from_env()
+    group, topics = consumer_group_of(service, settings)
+    offsets = reset_to_beginning(settings, group, topics)
+    click.echo(f"{group}: {len(offsets)} partitions reset to the beginning")
+
+
+@main.command()
+@click.argument("services", nargs=-1, type=click.Choice(list(SERVICE_PORTS)))
+@click.option("--outbox-older-than", "outbox_age", default="7d", show_default=True,
+              help="Delete outbox events delivered longer ago than this (90s, 15m, 12h, 7d).")
+@click.option("--inbox-older-than", "inbox_age", default=None,
+              help="Also delete inbox records of events handled longer ago than this.")
+def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None) -> None:
+    """Delete delivered outbox events (and, if asked, old inbox records)."""
+    from messaging.db import make_engine
+    from messaging.retention import parse_age, prune_inbox, prune_outbox
+
+    try:
+        ages = parse_age(outbox_age), parse_age(inbox_age) if inbox_age else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    settings = Settings.from_env()
+    for service in services or available_services():
+        engine = make_engine(settings.database_for(service), pool_size=1)
+        try:
+            line = f"{service}: outbox {prune_outbox(engine, ages[0])}"
+            if ages[1] is not None:
+                line += f", inbox {prune_inbox(engine, ages[1])}"
+        finally:
+            engine.dispose()
+        click.echo(f"{line} deleted")
+
+
 main.add_command(schemas_cli)
 main.add_command(mailsink_cli)
 

@@ -19,7 +19,10 @@ import structlog
 import uvicorn
 
 from messaging.kafka import ensure_topics
+from messaging.logs import configure_logging
+from messaging.metrics import serve_metrics
 from messaging.settings import Settings
+from messaging.tracing import configure_tracing
 
 log = structlog.get_logger("deploy.serve")
 
@@ -86,6 +89,10 @@ def serve(
 ) -> None:
     """Run the web app and/or the workers; ``only`` picks some workers (e.g. the relay
     alone, so it can be scaled or restarted on its own)."""
+    configure_logging(service=service)
+    configure_tracing(service)
+    if role == "workers" and settings.metrics_port:
+        serve_metrics(settings.metrics_port)
     stop = threading.Event()
     threads = []
     if role in ("all", "workers"):

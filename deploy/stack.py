@@ -9,6 +9,11 @@ of it, children first, and leaves no process behind.
 instead of the embedded ones. Ports and the data folder can be moved with
 ``ATES_PG_PORT``, ``ATES_KAFKA_PORT``, ``ATES_SMTP_PORT``, ``ATES_MAIL_PORT``,
 ``ATES_<SERVICE>_PORT`` and ``ATES_VAR_DIR``.
+
+``ATES_SPLIT_WORKERS=1`` runs each service's web app and each of its workers (relay,
+consumer, scheduler, mailer, stream) as a process of its own, named ``<service>`` and
+``<service>-<worker>``, so that one of them can be stopped, killed or restarted alone
+(``Stack.kill``, ``Stack.restart``); the end-to-end tests use this.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from deploy.embedded import EmbeddedPostgres, TansuBroker, stop_process, wait_for_port
-from deploy.serve import SERVICE_PORTS, available_services
+from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.kafka import ensure_topics
 from messaging.migrations import upgrade
 from messaging.settings import Settings
@@ -42,6 +47,8 @@ class StackConfig:
     smtp_port: int = 1025
     mail_port: int = 8025
     service_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+    # One process per web app and per worker instead of one per service.
+    split_workers: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> StackConfig:
@@ -53,6 +60,7 @@ class StackConfig:
             smtp_port=int(env.get("ATES_SMTP_PORT", 1025)),
             mail_port=int(env.get("ATES_MAIL_PORT", 8025)),
             service_ports=ports,
+            split_workers=env.get("ATES_SPLIT_WORKERS", "").lower() in ("1", "true", "yes"),
         )
 
     def service_url(self, service: str) -> str:
@@ -66,6 +74,9 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.broker: TansuBroker | None = None
         self.children: dict[str, subprocess.Popen] = {}
+        # How each child was started (to start it again) and its own extra environment.
+        self.commands: dict[str, list[str]] = {}
+        self.child_env: dict[str, dict[str, str]] = {}
         self.logins: list[dict] = []
         self.log_dir = config.var_dir / "logs"
 
@@ -84,20 +95,16 @@ class Stack:
             upgrade(service, settings.database_for(service))
         self.logins = self._seed(settings)
         for service in services:
-            self._spawn(
-                service,
-                [
-                    sys.executable,
-                    "-m",
-                    "deploy.cli",
-                    "serve",
-                    service,
-                    "--port",
-                    str(self.config.service_ports[service]),
-                ],
-            )
+            serve = [sys.executable, "-m", "deploy.cli", "serve", service]
+            port = ["--port", str(self.config.service_ports[service])]
+            if not self.config.split_workers:
+                self._spawn(service, serve + port)
+                continue
+            self._spawn(service, serve + ["--role", "web"] + port)
+            for worker in worker_names(service, settings):
+                self._spawn(f"{service}-{worker}", serve + ["--role", "workers", "--only", worker])
         for service in services:
-            wait_http(f"{self.config.service_url(service)}/healthz", 90, self.children[service])
+            self._wait_web(service)
 
     def _start_servers(self) -> None:
         cfg = self.config
@@ -129,8 +136,7 @@ class Stack:
                     str(cfg.mail_port),
                 ],
             )
-            wait_for_port(HOST, cfg.smtp_port, 30, self.children["mailsink"])
-            wait_http(f"http://{HOST}:{cfg.mail_port}/healthz", 30, self.children["mailsink"])
+            self._wait_mailsink()
             self.env["ATES_SMTP_URL"] = f"smtp://{HOST}:{cfg.smtp_port}"
         self.env.setdefault("ATES_AUTH_URL", cfg.service_url("auth"))
         for service in SERVICE_PORTS:
@@ -144,12 +150,87 @@ class Stack:
         return seed_demo_accounts(settings, self.env.get("ATES_ADMIN_PASSWORD"))
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self.commands[name] = argv
         log = open(self.log_dir / f"{name}.log", "ab")
         # Own session: Ctrl-C reaches only `ates up`, which then stops children in order.
         self.children[name] = subprocess.Popen(
-            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=self.env | self.child_env.get(name, {}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
+
+    # -- one process at a time (faults, rolling restarts) -------------------------------
+
+    def pid(self, name: str) -> int:
+        return self.children[name].pid
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` (default: kill -9) to the child ``name`` and reap it; returns its pid."""
+        child = self.children[name]
+        pid = child.pid
+        if sig == signal.SIGKILL:
+            child.kill()
+            child.wait(10)
+        else:
+            stop_process(child, sig, timeout=20)
+        return pid
+
+    def start_child(self, name: str, env: dict[str, str] | None = None) -> int:
+        """Start ``name`` again with the command it was first started with; ``env`` (when
+        given) replaces its extra environment from now on. Waits until a web app answers."""
+        if self.children[name].poll() is None:
+            raise RuntimeError(f"{name} is still running (pid {self.children[name].pid})")
+        if env is not None:
+            self.child_env[name] = dict(env)
+        self._spawn(name, self.commands[name])
+        if name in self.config.service_ports:
+            self._wait_web(name)
+        elif name == "mailsink":
+            self._wait_mailsink()
+        return self.children[name].pid
+
+    def restart(self, name: str, env: dict[str, str] | None = None,
+                sig: int = signal.SIGTERM) -> int:
+        """Stop ``name`` (SIGTERM by default, SIGKILL for a crash) and start it again."""
+        self.kill(name, sig)
+        return self.start_child(name, env)
+
+    def processes_of(self, service: str) -> list[str]:
+        """The children that make up ``service`` (its web app first)."""
+        return [n for n in self.children if n == service or n.startswith(service + "-")]
+
+    def restart_postgres(self) -> None:
+        """Fast shutdown and start again on the same data folder and port."""
+        if self.postgres is None:
+            raise RuntimeError("PostgreSQL is external")
+        self.postgres.restart()
+
+    def pause_broker(self) -> None:
+        self.broker.pause()
+
+    def resume_broker(self) -> None:
+        self.broker.resume()
+
+    def _wait_web(self, name: str) -> None:
+        try:
+            wait_http(f"{self.config.service_url(name)}/healthz", 90, self.children[name])
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"{name}: {exc}\n{self.log_tail(name)}") from exc
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        """The last lines of a child's log (``<var>/logs/<name>.log``)."""
+        try:
+            text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait_mailsink(self) -> None:
+        wait_for_port(HOST, self.config.smtp_port, 30, self.children["mailsink"])
+        wait_http(f"http://{HOST}:{self.config.mail_port}/healthz", 30, self.children["mailsink"])
 
     # -- run and stop -----------------------------------------------------------------
 

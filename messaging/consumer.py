@@ -16,12 +16,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from opentelemetry.trace import Span
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from event_schemas import (
     UnknownEventVersion,
     default_registry,
 )
+from messaging import event_telemetry, metrics, tracing
 from messaging.db import make_session_factory
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
@@ -100,6 +102,17 @@ class HandlerRegistry:
     def event_types(self) -> list[str]:
         return sorted(self._handlers)
 
+    def limited_to(self, accepted: Mapping[str, Collection[int]]) -> HandlerRegistry:
+        """A copy that handles only the ``accepted`` versions of the types it names (the
+        other versions of those types then fail as unknown, like in an older release)."""
+        limited = HandlerRegistry()
+        for event_type, by_version in self._handlers.items():
+            keep = accepted.get(event_type)
+            limited._handlers[event_type] = {
+                v: h for v, h in by_version.items() if keep is None or v in keep
+            }
+        return limited
+
 
 class _BatchAdapter:
     def __init__(self, handler: BatchHandler):
@@ -125,6 +138,7 @@ class Delivery:
     event: Event | None = None
     handler: Handler | None = None
     error: str | None = None
+    span: Span | None = None
 
 
 def _run(session: Session, run: list[Delivery]) -> None:
@@ -134,7 +148,8 @@ def _run(session: Session, run: list[Delivery]) -> None:
         handler.batch(session, [d.event for d in run])
         return
     for delivery in run:
-        handler(session, delivery.event)
+        with event_telemetry.handling(delivery.event, delivery.span):
+            handler(session, delivery.event)
 
 
 # One statement over two arrays: a multi-row VALUES list of a whole batch costs more to
@@ -145,6 +160,9 @@ RECORD_IN_INBOX = text(
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(id, type) "
     "ON CONFLICT DO NOTHING RETURNING event_id"
 )
+
+
+LAG_INTERVAL_SECONDS = 5.0
 
 
 class Interrupted(Exception):
@@ -186,11 +204,18 @@ class EventProcessor:
         while a transient failure is being retried.
         """
         deliveries = [self._decode(m) for m in messages]
-        self._handle(deliveries, stop)
-        for delivery in deliveries:
-            if delivery.error is not None:
-                self.dead_letters.send(delivery.message, delivery.error)
+        try:
+            self._handle(deliveries, stop)
+        finally:
+            for delivery in deliveries:
+                if delivery.span is not None:
+                    tracing.end_span(delivery.span, delivery.error)
+        dead = [d for d in deliveries if d.error is not None]
+        for delivery in dead:
+            self.dead_letters.send(delivery.message, delivery.error)
         self.dead_letters.flush()
+        event_telemetry.count(metrics.EVENTS_CONSUMED, self.name, [d.event for d in deliveries])
+        event_telemetry.count(metrics.EVENTS_DEAD_LETTERED, self.name, [d.event for d in dead])
 
     def _decode(self, message) -> Delivery:
         delivery = Delivery(message)
@@ -199,6 +224,10 @@ class EventProcessor:
             delivery.handler = self.handlers.find(delivery.event)
         except EventSchemaError as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"
+        if delivery.handler is not None:
+            delivery.span, delivery.event = event_telemetry.start_processing(
+                self.name, message, delivery.event
+            )
         return delivery
 
     def _handle(self, deliveries: list[Delivery], stop: threading.Event) -> None:
@@ -243,9 +272,11 @@ class EventProcessor:
         while True:
             attempt += 1
             try:
-                self._apply([delivery])
+                with event_telemetry.handling(delivery.event, delivery.span):
+                    self._apply([delivery])
                 return
             except Exception as exc:
+                event_telemetry.count(metrics.EVENTS_FAILED, self.name, [delivery.event])
                 if is_transient(exc):
                     log.warning("transient failure, retrying", consumer=self.name,
                                 event_id=delivery.event.id, attempt=attempt, error=str(exc))
@@ -287,7 +318,8 @@ class ConsumerRuntime:
         self.batch_size = batch_size
         self.stop_requested = threading.Event()
         self.processor = EventProcessor(
-            name, make_session_factory(engine), handlers,
+            name, make_session_factory(engine),
+            handlers.limited_to(settings.accepted_event_versions),
             DeadLetterPublisher(Producer(producer_config(settings)), name), registry,
             max_attempts, backoff_base, backoff_max,
         )
@@ -295,6 +327,8 @@ class ConsumerRuntime:
             consumer_config(settings, self.group_id, **(consumer_overrides or {}))
         )
         self.consumer.subscribe(self.topics)
+        self.lag = metrics.LagGauge(self.group_id)
+        self._lag_due = 0.0
 
     # -- loop -------------------------------------------------------------------------
 
@@ -305,6 +339,7 @@ class ConsumerRuntime:
             while not stop.is_set() and not self.stop_requested.is_set():
                 try:
                     self.poll_once(1.0)
+                    self._record_lag_when_due()
                 except Interrupted:
                     break
                 except Exception:
@@ -338,10 +373,44 @@ class ConsumerRuntime:
         while not self.consumer.assignment():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: no partitions assigned after {timeout}s")
-            self.consumer.poll(0)  # serves the rebalance callbacks without fetching
+            # Serves the rebalance callbacks; a message it happens to return is not handled
+            # here, so rewind to it (else the next commit would skip it: a lost event).
+            message = self.consumer.poll(0)
+            if message is not None and message.error() is None:
+                self.consumer.seek(
+                    TopicPartition(message.topic(), message.partition(), message.offset())
+                )
             time.sleep(0.05)
 
+    def record_lag(self, timeout: float = 5.0) -> dict[tuple[str, int], int]:
+        """Set the lag gauge of every partition held (its end offset minus this consumer's
+        position, or committed offset before anything was fetched); returns the lags."""
+        positions = self.consumer.position(self.consumer.assignment())
+        unknown = [tp for tp in positions if tp.offset < 0]
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in (self.consumer.committed(unknown, timeout) if unknown else [])
+        }
+        lags = {}
+        for tp in positions:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout)
+            offset = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+            lags[(tp.topic, tp.partition)] = max(0, high - (offset if offset >= 0 else low))
+        self.lag.update(lags)
+        return lags
+
+    def _record_lag_when_due(self) -> None:
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_INTERVAL_SECONDS
+        try:
+            self.record_lag()
+        except Exception as exc:
+            log.warning("consumer lag not measured", consumer=self.name, error=str(exc))
+
     def close(self) -> None:
+        self.lag.update({})
         try:
             self.consumer.close()
         except RuntimeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from event_schemas import Event, SchemaRegistry, default_registry
 from messaging.settings import Settings
 from messaging.tables import outbox
+from messaging.tracing import current_traceparent
 
 CONTENT_TYPE = "application/cloudevents+json"
 _COPY_SQL = (
@@ -45,6 +47,12 @@ _INSERT_FROM_ARRAYS = text(
 )
 
 
+def _traced(event: Event, traceparent: str | None) -> Event:
+    if event.traceparent is None and traceparent is not None:
+        return dataclasses.replace(event, traceparent=traceparent)
+    return event
+
+
 class Outbox:
     """Writes validated events into the caller's transaction; the relay publishes them."""
 
@@ -71,8 +79,12 @@ class Outbox:
         self.publish_many(session, [event])
 
     def publish_many(self, session: Session, events: Iterable[Event]) -> int:
-        """Bulk form of :meth:`publish`; rows keep the order of ``events``."""
-        rows = [self.row(event) for event in events]
+        """Bulk form of :meth:`publish`; rows keep the order of ``events``.
+
+        An event without a trace context gets the active span's, if there is one.
+        """
+        active = current_traceparent()
+        rows = [self.row(_traced(event, active)) for event in events]
         if rows:
             columns = {name: [row[name] for row in rows] for name in _ARRAY_COLUMNS}
             columns["headers"] = [json.dumps(headers) for headers in columns["headers"]]

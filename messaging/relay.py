@@ -9,17 +9,23 @@ event id.
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 
 import structlog
 from confluent_kafka import Producer
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Connection, Engine, func, select, text
 
+from messaging import metrics, tracing
 from messaging.kafka import producer_config
 from messaging.settings import Settings
 from messaging.tables import outbox
 
 log = structlog.get_logger("messaging.relay")
+
+BACKLOG_INTERVAL_SECONDS = 5.0
 
 
 # Batch statements bind their ids as one array: lists of a thousand parameters cost more
@@ -56,12 +62,15 @@ class Relay:
         self.idle_sleep = idle_sleep
         self.flush_timeout = flush_timeout
         self.producer = producer or Producer(producer_config(settings))
+        self.outbox_name = engine.url.database or outbox.name
+        self._backlog_due = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set; sleeps briefly whenever the outbox is empty."""
         while not stop.is_set():
             try:
                 published = self.run_once()
+                self._record_backlog_when_due()
             except Exception:
                 log.exception("relay batch failed; retrying")
                 published = 0
@@ -82,7 +91,8 @@ class Relay:
 
     def _claim(self, conn: Connection) -> list:
         query = (
-            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
+            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers,
+                   outbox.c.event_type, outbox.c.dataversion)
             .where(outbox.c.sent_at.is_(None))
             .order_by(outbox.c.id)
             .limit(self.batch_size)
@@ -119,10 +129,16 @@ class Relay:
 
             return callback
 
+        traced = tracing.enabled()
         for row in rows:
-            headers = [(k, v.encode()) for k, v in (row.headers or {}).items()]
-            self._produce_one(row, headers, on_delivery(row.id))
+            span = _publish_span(row) if traced else None
+            headers = _with_trace(row.headers or {}, span)
+            self._produce_one(row, [(k, v.encode()) for k, v in headers.items()],
+                              on_delivery(row.id))
+            if span is not None:
+                span.end()
         remaining = self.producer.flush(self.flush_timeout)
+        _count_published(rows, delivered)
         if failures or remaining:
             log.warning(
                 "relay deliveries failed",
@@ -154,8 +170,46 @@ class Relay:
         with self.engine.connect() as conn:
             return outbox_backlog(conn)
 
+    def record_backlog(self) -> Backlog:
+        """Measure the backlog into the outbox gauges; returns it."""
+        backlog = self.backlog()
+        metrics.record_backlog(self.outbox_name, backlog.unsent, backlog.oldest_age_seconds)
+        return backlog
+
+    def _record_backlog_when_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._backlog_due:
+            self._backlog_due = now + BACKLOG_INTERVAL_SECONDS
+            self.record_backlog()
+
     def close(self) -> None:
         self.producer.flush(10)
+
+
+def _publish_span(row):
+    """A producer span, child of the context the event was written in."""
+    return tracing.start_span(
+        f"publish {row.event_type}", (row.headers or {}).get(tracing.TRACEPARENT),
+        SpanKind.PRODUCER,
+        {"messaging.system": "kafka", "messaging.destination.name": row.topic,
+         "ates.outbox.row": row.id},
+    )
+
+
+def _with_trace(headers: dict[str, str], span) -> dict[str, str]:
+    """Consumers continue the trace from the publish span (the payload keeps the context
+    the event was written in)."""
+    traceparent = tracing.traceparent_of(span) if span is not None else None
+    return headers | {tracing.TRACEPARENT: traceparent} if traceparent else headers
+
+
+def _count_published(rows: list, delivered: list[int]) -> None:
+    done = set(delivered)
+    published = Counter(
+        (row.topic, row.event_type, str(row.dataversion)) for row in rows if row.id in done
+    )
+    for labels, count in published.items():
+        metrics.EVENTS_PUBLISHED.labels(*labels).inc(count)
 
 
 def outbox_backlog(conn: Connection) -> Backlog:

@@ -4,7 +4,8 @@
 - ``/healthz``: the process is alive;
 - ``/readyz``: every dependency answers (database, broker, SMTP where used), else 503
   naming the one that does not;
-- ``/metrics``: Prometheus exposition.
+- ``/metrics``: Prometheus exposition;
+- on every request: a request id, a server span and HTTP metrics (``http_telemetry``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
+from messaging.http_telemetry import RequestTelemetry
+
 ReadinessCheck = Callable[[], None]
 UNPROCESSABLE = 422
 
@@ -32,6 +35,7 @@ def create_service_app(
     title: str, checks: dict[str, ReadinessCheck], **fastapi_options
 ) -> FastAPI:
     app = FastAPIOffline(title=title, **fastapi_options)
+    app.add_middleware(RequestTelemetry)
     add_operations_routes(app, checks)
     return app
 

@@ -46,6 +46,13 @@ class Settings:
     # The embedded broker lets a consumer group settle after about half the session
     # timeout, so the dev stack and the tests use a short one.
     kafka_session_timeout_ms: int = 6000
+    # ``ATES_ACCEPTED_EVENT_VERSIONS="task.created=1;task.updated=1"``: this process's
+    # consumers handle only these versions of these types (others are dead letters), as a
+    # release that predates a newer version would; types not named keep every version.
+    accepted_event_versions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # ``ATES_METRICS_PORT``: a process without a web app (``--role workers``) serves
+    # Prometheus ``/metrics`` on this port; unset, it serves none.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -67,6 +74,10 @@ class Settings:
             service_database_urls={k: _normalise_db_url(v) for k, v in service_urls.items()},
             database_prefix=env.get("ATES_DATABASE_PREFIX", "ates_"),
             kafka_session_timeout_ms=int(env.get("ATES_KAFKA_SESSION_TIMEOUT_MS", "6000")),
+            accepted_event_versions=parse_accepted_versions(
+                env.get("ATES_ACCEPTED_EVENT_VERSIONS", "")
+            ),
+            metrics_port=int(env["ATES_METRICS_PORT"]) if env.get("ATES_METRICS_PORT") else None,
         )
 
     def with_(self, **changes) -> Settings:
@@ -91,6 +102,20 @@ class Settings:
         if service in self.service_database_urls:
             return self.service_database_urls[service]
         return with_database(self.database_url, self.database_name(service))
+
+
+def parse_accepted_versions(raw: str) -> dict[str, tuple[int, ...]]:
+    """``"task.created=1;task.updated=1,2"`` -> ``{"task.created": (1,), ...}``."""
+    accepted: dict[str, tuple[int, ...]] = {}
+    for item in filter(None, (part.strip() for part in raw.split(";"))):
+        event_type, _, versions = item.partition("=")
+        try:
+            accepted[event_type.strip()] = tuple(int(v) for v in versions.split(","))
+        except ValueError:
+            raise ValueError(
+                f"ATES_ACCEPTED_EVENT_VERSIONS: {item!r} is not like task.created=1,2"
+            ) from None
+    return accepted
 
 
 def _normalise_db_url(url: str) -> str:

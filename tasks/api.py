@@ -6,12 +6,11 @@ the status codes of ``ERROR_STATUS``, malformed requests to 422.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi import status as http
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from auth.client import CurrentUser, current_user
 from messaging.service_app import UNPROCESSABLE
 from messaging.service_app import install_error_handlers as install_shared_error_handlers
+from messaging.tracing import current_traceparent
 from tasks import domain, service
 from tasks.service import Sessions, TaskView
 from tasks.settings import TasksSettings
@@ -32,10 +32,6 @@ ERROR_STATUS: dict[type[domain.TaskError], int] = {
     domain.Forbidden: http.HTTP_403_FORBIDDEN,
 }
 
-# What the event registry accepts; the W3C rules say a malformed header is ignored.
-_TRACEPARENT = re.compile(
-    r"^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
-)
 ME = "me"
 
 TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
@@ -46,12 +42,6 @@ def status_for(error: domain.TaskError) -> int:
         (code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)),
         http.HTTP_400_BAD_REQUEST,
     )
-
-
-def trace_context(traceparent: str | None) -> str | None:
-    """The request's trace context to stamp on the events, if it is a valid one."""
-    value = (traceparent or "").strip()
-    return value if _TRACEPARENT.match(value) else None
 
 
 def actor_of(user: CurrentUser) -> service.Actor:
@@ -127,9 +117,6 @@ def _error(description: str) -> dict:
 COMMON_ERRORS = {401: _error("No valid access token"), 422: _error("Malformed request")}
 
 Caller = Annotated[CurrentUser, Depends(current_user)]
-TraceHeader = Annotated[
-    str | None, Header(description="W3C trace context, carried on to the events")
-]
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -143,8 +130,7 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
         status_code=http.HTTP_201_CREATED,
         responses={409: _error("No eligible assignee: nothing was stored")},
     )
-    def create_task(body: NewTask, user: Caller, response: Response,
-                    traceparent: TraceHeader = None) -> TaskOut:
+    def create_task(body: NewTask, user: Caller, response: Response) -> TaskOut:
         """Create an open task, assigned to a random active account that is neither admin
         nor manager."""
         task = service.create_task(
@@ -154,7 +140,7 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
             body.title,
             body.jira_id,
             body.description,
-            traceparent=trace_context(traceparent),
+            traceparent=current_traceparent(),
         )
         response.headers["Location"] = f"/api/tasks/{task.id}"
         return TaskOut.of(task)
@@ -182,10 +168,10 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
             409: _error("Open tasks but no eligible assignee: nothing changed"),
         },
     )
-    def reshuffle(user: Caller, traceparent: TraceHeader = None) -> Reshuffled:
+    def reshuffle(user: Caller) -> Reshuffled:
         """Give every open task a uniformly random eligible assignee (admins, managers)."""
         count = service.reshuffle(
-            sessions, settings, actor_of(user), traceparent=trace_context(traceparent)
+            sessions, settings, actor_of(user), traceparent=current_traceparent()
         )
         return Reshuffled(reassigned=count)
 
@@ -201,10 +187,10 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
             409: _error("The task is already done"),
         },
     )
-    def complete_task(task_id: uuid.UUID, user: Caller, traceparent: TraceHeader = None) -> TaskOut:
+    def complete_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
         """Mark one of the caller's open tasks done."""
         task = service.complete_task(
-            sessions, settings, actor_of(user), task_id, traceparent=trace_context(traceparent)
+            sessions, settings, actor_of(user), task_id, traceparent=current_traceparent()
         )
         return TaskOut.of(task)
 

@@ -12,9 +12,11 @@ from sqlalchemy import Engine
 from auth.client import AuthClientConfig, TokenVerifier, install_auth
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
+from messaging.metrics import scrape_gauge
 from messaging.relay import run_relay_forever
 from messaging.service_app import broker_check, create_service_app, database_check, disposing
 from messaging.settings import Settings
+from tasks import domain, service
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
 from tasks.settings import TasksSettings
@@ -70,6 +72,8 @@ def create_app(
     install_auth(app, auth, verifier)
     install_error_handlers(app)
     app.include_router(api_router(sessions, tasks_settings))
+    scrape_gauge("ates_tasks_open", "Tasks not done yet.",
+                 lambda: service.count_tasks(sessions, domain.OPEN))
     board = Board(sessions, tasks_settings, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(board))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

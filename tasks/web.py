@@ -20,8 +20,9 @@ from fastapi.templating import Jinja2Templates
 
 from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
 from messaging.service_app import add_page_filters, as_sentence
+from messaging.tracing import current_traceparent
 from tasks import domain, service
-from tasks.api import actor_of, status_for, trace_context
+from tasks.api import actor_of, status_for
 from tasks.service import Sessions, TaskView
 from tasks.settings import TasksSettings
 
@@ -91,10 +92,6 @@ def _task_id(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise domain.TaskNotFound(raw) from None
-
-
-def _trace(request: Request) -> str | None:
-    return trace_context(request.headers.get("traceparent"))
 
 
 def _notice(code: str | None, reassigned: str | None) -> str | None:
@@ -205,7 +202,7 @@ class Board:
         try:
             task = service.create_task(
                 self.sessions, self.settings, actor_of(user), form.title, form.jira_id,
-                form.description, traceparent=_trace(request))
+                form.description, traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.new_task_page(request, user, form, str(error), status_for(error))
         return _see_other(f"/tasks/{task.id}?notice=created")
@@ -218,7 +215,7 @@ class Board:
             return self.expired_form(request, user)
         try:
             service.complete_task(self.sessions, self.settings, actor_of(user),
-                                  _task_id(raw_id), traceparent=_trace(request))
+                                  _task_id(raw_id), traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.refused(request, user, error)
         return _see_other("/?notice=completed")
@@ -238,7 +235,7 @@ class Board:
             return self.expired_form(request, user)
         try:
             count = service.reshuffle(self.sessions, self.settings, actor_of(user),
-                                      traceparent=_trace(request))
+                                      traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.refused(request, user, error)
         return _see_other(f"/all?notice=reshuffled&count={count}")

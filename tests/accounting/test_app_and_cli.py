@@ -13,7 +13,13 @@ from fastapi.testclient import TestClient
 from accounting.app import create_app, workers
 from deploy.cli import main
 from messaging.dlq import read_all
-from tests.accounting.conftest import count, new_id, publish, task_assigned_event
+from tests.accounting.conftest import (
+    accounting_settings_for,
+    count,
+    new_id,
+    publish,
+    task_assigned_event,
+)
 
 
 def test_the_workers_book_an_assignment_and_publish_its_events(
@@ -47,10 +53,12 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def test_health_endpoints(accounting_settings):
-    client = TestClient(create_app(accounting_settings.platform))
+def test_health_endpoints(settings, accounting_database_url, mailbox):
+    platform = accounting_settings_for(settings, accounting_database_url, mailbox.smtp_url)
+    client = TestClient(create_app(platform.platform))
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "checked": ["database"]}
+    assert client.get("/readyz").json() == {
+        "status": "ready", "checked": ["database", "broker", "smtp"]}
 
 
 def test_close_day_command(engine, accounting_database_url):

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from accounting import domain, service
+from accounting import domain, payout_mail, service
 from accounting.domain import task_facts
 from accounting.ledger import Books
 from tests.accounting.conftest import (
@@ -245,13 +245,24 @@ def test_management_earns_the_fees_minus_the_rewards_of_each_day(sessions, engin
     assert rows[1] == [DAY.isoformat(), str(fees), str(prices[1][1]), str(first.earned)]
 
 
+def queued_mail(engine):
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT * FROM payout_emails")).one()
+
+
+def composed_mail(sessions, engine):
+    with sessions() as session, session.begin():
+        payout_mail.compose(session, queued_mail(engine).id)
+    return queued_mail(engine)
+
+
 def test_the_payout_mail_lists_the_days_fees_and_rewards(sessions, engine, books, clock):
     clock.set(moment(DAY))
     account = add_account(sessions)
     earned = earn(sessions, books, engine, account, title="Feed <the> parrots & owls")
     service.close_day(sessions, books, DAY)
-    with engine.connect() as connection:
-        mail = connection.execute(text("SELECT * FROM payout_emails")).one()
+    assert queued_mail(engine).subject is None  # composed when first sent
+    mail = composed_mail(sessions, engine)
     dollars = f"${earned // 100}.{earned % 100:02d}"
     assert mail.recipient == f"worker-{account.hex[:8]}@popug.inc"
     assert mail.subject == f"Your aTES payout for {DAY.isoformat()}: {dollars}"
@@ -262,6 +273,32 @@ def test_the_payout_mail_lists_the_days_fees_and_rewards(sessions, engine, books
     assert "Feed &lt;the&gt; parrots &amp; owls" in mail.html_body
     assert f"<strong>{dollars}</strong>" in mail.html_body
     assert mail.sent_at is None
+
+
+def test_a_task_title_arriving_after_the_close_is_in_the_mail(sessions, engine, books, clock):
+    clock.set(moment(DAY))
+    account, task = add_account(sessions), new_id()
+    assign(sessions, books, task, account)
+    complete(sessions, books, task, account)
+    service.close_day(sessions, books, DAY)
+    state = task_facts(task_state_event(task, account, "Count the owls", "UBERPOP-7").data, 2)
+    with sessions() as session, session.begin():
+        service.apply_task_states(session, books, [state])
+    mail = composed_mail(sessions, engine)
+    assert "[UBERPOP-7] Count the owls" in mail.text_body
+    assert f"task {task}" not in mail.text_body
+
+
+def test_the_mail_lists_only_the_paid_days_transactions(sessions, engine, books, clock):
+    clock.set(moment(DAY))
+    account, later_task = add_account(sessions), new_id()
+    earn(sessions, books, engine, account)
+    service.close_day(sessions, books, DAY)
+    clock.set(moment(DAY + timedelta(days=1)))
+    complete(sessions, books, later_task, account)  # composed after the next day began
+    mail = composed_mail(sessions, engine)
+    assert "UBERPOP-42" in mail.text_body
+    assert str(later_task) not in mail.text_body
 
 
 def test_the_invariant_check_notices_a_balance_out_of_step(sessions, engine, books):

@@ -101,6 +101,7 @@ def test_a_mail_waits_for_the_recipient_to_be_known(sessions, engine, mail_books
     assert Mailer(sessions, mail_books.settings).run_once() == 1
     [mail] = mailbox.messages()
     assert mail["to"] == [f"worker-{stranger.hex[:8]}@popug.inc"]
+    assert mail["text"].startswith(f"Hello Popug {stranger.hex[:4]},")
 
 
 def test_smtp_urls():

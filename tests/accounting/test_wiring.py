@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from accounting.app import create_app
+from tests.accounting.conftest import accounting_settings_for
 
 
-def test_health_readiness_docs_and_assets(accounting_settings):
-    with TestClient(create_app(accounting_settings.platform)) as client:
+def test_health_readiness_docs_and_assets(settings, accounting_database_url, mailbox):
+    platform = accounting_settings_for(settings, accounting_database_url, mailbox.smtp_url)
+    with TestClient(create_app(platform.platform)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/readyz").json() == {"status": "ready", "checked": ["database"]}
+        assert client.get("/readyz").json() == {
+            "status": "ready", "checked": ["database", "broker", "smtp"]}
         paths = client.get("/openapi.json").json()["paths"]
         assert {"/api/me/account", "/api/accounts/{account_id}/transactions",
                 "/api/billing/close-day", "/api/exports/transactions.csv"} <= set(paths)

@@ -90,10 +90,12 @@ ACCOUNTING_TYPES = {"transaction.applied", "task.priced", "payment.made", "billi
 
 
 def transaction(account_id: str, kind: str, amount: int, balance_after: int, day: date = DAY,
-                applied_at: str | None = None, task_id: str | None = None) -> Event:
+                applied_at: str | None = None, task_id: str | None = None,
+                transaction_id: str | None = None) -> Event:
     signed = -abs(amount) if kind in ("fee", "payout") else abs(amount)
     return build("transaction.applied", {
-        "transaction_id": new_id(), "account_id": account_id, "type": kind, "amount": signed,
+        "transaction_id": transaction_id or new_id(), "account_id": account_id, "type": kind,
+        "amount": signed,
         "balance_after": balance_after,
         "task_id": None if kind == "payout" else (task_id or new_id()),
         "day": day.isoformat(), "applied_at": applied_at or at(day),

@@ -33,7 +33,7 @@ def service_and_messaging_metadata() -> MetaData:
     return combined
 
 
-def test_the_first_migration_creates_exactly_the_models_and_the_inbox(analytics_engine):
+def test_the_migrations_create_exactly_the_models_and_the_inbox(analytics_engine):
     with analytics_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, service_and_messaging_metadata()) == []

@@ -1,4 +1,4 @@
-"""Pure rules: periods, earnings, end-of-day balances, the most expensive task, the chart."""
+"""Pure rules: periods, earnings, daily nets of accounts, the most expensive task, the chart."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from analytics.domain import (
     Transaction,
     chart_geometry,
     earnings_by_day,
-    end_of_day_balances,
     format_cents,
     format_whole_dollars,
     iso_week_bounds,
     local_day,
     month_bounds,
     most_expensive,
+    net_by_account_day,
     period_bounds,
 )
 
@@ -71,17 +71,15 @@ def test_local_day_is_the_day_in_the_platform_time_zone():
     assert local_day(instant, ZoneInfo("America/New_York")) == D("2026-11-22")
 
 
-def tx(kind: str, amount: int, balance: int, day: str = "2026-11-22", second: int = 0,
+def tx(kind: str, amount: int, day: str = "2026-11-22",
        account: uuid.UUID | None = None) -> Transaction:
-    return Transaction(uuid.uuid4(), account or uuid.UUID(int=1), kind, amount, balance, D(day),
-                       datetime(2026, 11, 22, 12, 0, second, tzinfo=UTC))
+    return Transaction(uuid.uuid4(), account or uuid.UUID(int=1), kind, amount, D(day))
 
 
 def test_management_earnings_are_fees_minus_rewards_and_ignore_payouts():
     transactions = [
-        tx("fee", -1500, -1500), tx("fee", -1000, -2500), tx("reward", 3000, 500),
-        tx("payout", -500, 0), tx("fee", -2000, -2000, day="2026-11-23"),
-        tx("payout", -100, 0, day="2026-11-24"),
+        tx("fee", -1500), tx("fee", -1000), tx("reward", 3000), tx("payout", -500),
+        tx("fee", -2000, day="2026-11-23"), tx("payout", -100, day="2026-11-24"),
     ]
     totals = earnings_by_day(transactions)
     assert totals == {D("2026-11-22"): DayEarnings(2500, 3000),
@@ -89,14 +87,26 @@ def test_management_earnings_are_fees_minus_rewards_and_ignore_payouts():
     assert totals[D("2026-11-22")].management_earned == -500
 
 
-def test_end_of_day_balance_is_the_latest_transaction_whatever_the_order():
+def test_nets_sum_each_accounts_day_whatever_the_order():
     alice, bob = uuid.UUID(int=1), uuid.UUID(int=2)
-    late = tx("reward", 3000, 1500, second=30, account=alice)
-    early = tx("fee", -1500, -1500, second=10, account=alice)
-    bob_day = tx("fee", -1000, -1000, account=bob)
-    alice_next_day = tx("fee", -1000, 500, day="2026-11-23", account=alice)
-    latest = end_of_day_balances([late, bob_day, early, alice_next_day])
-    assert sorted(latest, key=lambda t: (t.account_id, t.day)) == [late, alice_next_day, bob_day]
+    transactions = [
+        tx("fee", -1500, account=alice), tx("reward", 3000, account=alice),
+        tx("fee", -1000, account=bob), tx("payout", -1500, account=alice),
+        tx("fee", -1000, day="2026-11-23", account=alice), tx("fee", -700, account=alice),
+    ]
+    expected = {(alice, D("2026-11-22")): -700, (alice, D("2026-11-23")): -1000,
+                (bob, D("2026-11-22")): -1000}
+    assert net_by_account_day(transactions) == expected
+    assert net_by_account_day(reversed(transactions)) == expected
+    assert net_by_account_day([]) == {}
+
+
+def test_a_transaction_is_read_from_its_event_without_its_balance_or_time():
+    data = {"transaction_id": str(uuid.UUID(int=7)), "account_id": str(uuid.UUID(int=1)),
+            "type": "fee", "amount": -1500, "balance_after": -99, "task_id": None,
+            "day": "2026-11-22", "applied_at": "2026-11-22T12:00:00.000000Z"}
+    assert Transaction.from_event_data(data) == Transaction(
+        uuid.UUID(int=7), uuid.UUID(int=1), "fee", -1500, D("2026-11-22"))
 
 
 def task(reward: int, minute: int, day: str = "2026-11-22") -> CompletedTask:

@@ -1,10 +1,13 @@
 """Projection rules applied directly by the projector (no broker): time zone, redelivery,
-ties between transactions."""
+balances of transactions booked at the same instant."""
 
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
+
+import pytest
 
 from analytics import service
 from analytics.domain import DayEarnings, Period
@@ -61,7 +64,7 @@ def test_a_later_day_decides_the_balance_even_if_applied_earlier_in_the_batch(
     popug = new_id()
     next_day = DAY + timedelta(days=1)
     project(
-        transaction(popug, "fee", 1000, -2500, day=next_day, applied_at=at(next_day, 0, 1)),
+        transaction(popug, "fee", 4000, -2500, day=next_day, applied_at=at(next_day, 0, 1)),
         transaction(popug, "reward", 3000, 1500, applied_at=at(DAY, 18)),
         transaction(popug, "fee", 1500, -1500, applied_at=at(DAY, 10)),
     )
@@ -112,3 +115,42 @@ def test_an_event_that_keeps_failing_is_dead_lettered_and_a_transient_failure_re
     assert handled_ids(engine) == {good.id, flaky.id}
     with sessions() as session:
         assert {t.reward for t in session.query(Task)} == {2500, 3333}
+
+
+
+@pytest.mark.parametrize("delivery", ["one batch", "reversed, one batch each"])
+def test_balances_of_transactions_booked_at_one_instant_are_the_sums_of_their_amounts(
+    sessions, project, delivery
+):
+    # As accounting books them in one statement: one applied_at per day, and ids that
+    # sort opposite to the order the transactions were booked in.
+    alice, bob = new_id(), new_id()
+    next_day = DAY + timedelta(days=1)
+    ids = iter(str(uuid.UUID(int=n)) for n in range(99, 0, -1))
+
+    def booked(popug, kind, amount, balance_after, day=DAY):
+        return transaction(popug, kind, amount, balance_after, day=day,
+                           applied_at=at(day, 12), transaction_id=next(ids))
+
+    events = [
+        booked(alice, "fee", 1500, -1500),
+        booked(alice, "reward", 3000, 1500),
+        booked(alice, "fee", 2000, -500),  # alice ends the day below zero...
+        booked(bob, "fee", 1000, -1000),
+        booked(bob, "reward", 2500, 1500),  # ...bob above it
+        booked(bob, "fee", 1800, -300, day=next_day),
+        booked(bob, "reward", 1000, 700, day=next_day),  # and above it the next day too
+    ]
+    if delivery == "one batch":
+        project(*events)
+    else:
+        for event in reversed(events):
+            project(event)
+
+    with sessions() as session:
+        negative = service.negative_balances_now(session)
+        days = service.history(session, DAY - timedelta(days=1), next_day + timedelta(days=1))
+    assert [(str(b.account_id), b.balance) for b in negative] == [(alice, -500)]
+    assert [d.negative_balances for d in days] == [0, 1, 1, 1]
+    nets = {(str(a), day): net for a, day, net in snapshot(sessions)["account_day_nets"]}
+    assert nets == {(alice, DAY): -500, (bob, DAY): 1500, (bob, next_day): -800}

@@ -1,0 +1,58 @@
+"""Retention: delivered outbox rows and old inbox rows are deleted in small batches.
+
+The outbox keeps an event until the broker has it (``sent_at``); afterwards the row only
+serves inspection, so it can go after a grace period. Unsent rows are never touched.
+
+The inbox makes redelivery a no-op, so its records must outlive any redelivery: pruning
+it is for events older than the oldest a group reset, replay or redrive can bring back.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import Engine, text
+
+from messaging.tables import inbox, outbox
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+# Oldest first, along the primary key, so each batch reads only the rows it deletes.
+_PRUNE_OUTBOX = text(
+    f"DELETE FROM {outbox.name} WHERE id = ANY(ARRAY("
+    f"SELECT id FROM {outbox.name} WHERE sent_at < now() - :age ORDER BY id LIMIT :batch))"
+)
+_PRUNE_INBOX = text(
+    f"DELETE FROM {inbox.name} WHERE ctid = ANY(ARRAY("
+    f"SELECT ctid FROM {inbox.name} WHERE handled_at < now() - :age LIMIT :batch))"
+)
+
+
+def parse_age(value: str) -> timedelta:
+    """``90s``, ``15m``, ``12h`` or ``7d``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
+    if not match:
+        raise ValueError(f"not an age: {value!r} (use e.g. 90s, 15m, 12h or 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def prune_outbox(engine: Engine, older_than: timedelta, batch: int = 5000) -> int:
+    """Delete events delivered more than ``older_than`` ago; returns how many."""
+    return _prune(engine, _PRUNE_OUTBOX, older_than, batch)
+
+
+def prune_inbox(engine: Engine, older_than: timedelta, batch: int = 5000) -> int:
+    """Delete inbox records of events handled more than ``older_than`` ago."""
+    return _prune(engine, _PRUNE_INBOX, older_than, batch)
+
+
+def _prune(engine: Engine, statement, older_than: timedelta, batch: int) -> int:
+    deleted = 0
+    while True:
+        # one short transaction per batch: no long lock on a table the relay works on
+        with engine.begin() as connection:
+            count = connection.execute(statement, {"age": older_than, "batch": batch}).rowcount
+        deleted += count
+        if count < batch:
+            return deleted
