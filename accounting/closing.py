@@ -188,13 +188,12 @@ _PAY = [
 
 # -- mails ----------------------------------------------------------------------------
 
-# The mail is queued here and composed by the mailer when it is sent (accounting.payout_mail):
-# the closed day's transactions never change, and task titles that arrive late are included.
+# The mail is queued here; the mailer looks up its recipient and composes it when it sends
+# it (accounting.payout_mail): the closed day's transactions never change, and an address
+# or task title that arrives late is still used.
 _QUEUE_MAILS = text(
     """
-    INSERT INTO payout_emails (payout_id, recipient, next_attempt_at)
-    SELECT c.payout_id, a.email, :at
-    FROM closing c LEFT JOIN accounts a ON a.public_id = c.account_id
+    INSERT INTO payout_emails (payout_id, next_attempt_at) SELECT payout_id, :at FROM closing
     """
 )
 

@@ -91,13 +91,7 @@ def utc_now() -> str:
 
 
 def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    return _loader.is_canonical_uuid(value)
 
 
 def _is_rfc3339(value: object) -> bool:
@@ -200,16 +194,19 @@ class SchemaRegistry:
 
     def catalog_entry(self, event_type: str) -> dict[str, Any]:
         """A copy of the catalog entry: domain, topic, kind, key, producer, consumers..."""
+        return copy.deepcopy(self._entry(event_type))
+
+    def _entry(self, event_type: str) -> dict[str, Any]:
         self.versions(event_type)
-        return copy.deepcopy(self._catalog[event_type])
+        return self._catalog[event_type]
 
     def topic_of(self, event_type: str) -> str:
         """The logical topic (e.g. ``tasks-stream``) that carries ``event_type``."""
-        return str(self.catalog_entry(event_type)["topic"])
+        return str(self._entry(event_type)["topic"])
 
     def key_of(self, event: Event) -> str:
         """The Kafka key of ``event``: the value of its catalog key field in ``data``."""
-        field = self.catalog_entry(event.type)["key"]
+        field = self._entry(event.type)["key"]
         value = event.data.get(field)
         if not isinstance(value, str) or not value:
             raise InvalidEventData(f"{event.type}: data has no key field {field!r}")

@@ -54,3 +54,34 @@ def test_float_money_is_rejected_with_the_reference_message():
     example["fee"] = float(example["fee"])
     with pytest.raises(InvalidEventData, match="fee"):
         registry.validate("task.priced", 1, example)
+
+
+UUID_SPELLINGS = [
+    "9b2d7e4f-1a3c-4b5d-8e6f-2c4a6b8d0e12",  # canonical
+    "9B2D7E4F-1A3C-4B5D-8E6F-2C4A6B8D0E12",  # upper case
+    "9b2d7e4f-1a3c-4b5d-8e6f-2c4a6b8d0e1-2",  # a dash too many, 32 digits
+    "{9b2d7e4f1a3c4b5d8e6f2c4a6b8d0e12}",
+    "9b2d7e4f1a3c4b5d8e6f2c4a6b8d0e12",
+    "9b2d7e4f-1a3c-4b5d-8e6f-2c4a6b8d0e1",  # a digit short
+    "9b2d7e4f-1a3c-4b5d-8e6f-2c4a6b8d0e1g",
+]
+
+
+@pytest.mark.parametrize("spelling", UUID_SPELLINGS)
+def test_uuid_spellings_are_decided_by_the_reference_validator(spelling):
+    registry = default_registry()
+    schema = registry.schema("task.assigned", 1)
+    data = {**schema["examples"][0], "task_id": spelling}
+    accepts, reference = compile_fast_acceptor(schema), compile_schema(schema)
+    assert not accepts(data) or reference.is_valid(data)
+    if reference.is_valid(data):
+        registry.validate("task.assigned", 1, data)  # the slow path has the last word
+    else:
+        with pytest.raises(InvalidEventData):
+            registry.validate("task.assigned", 1, data)
+
+
+def test_the_canonical_spelling_takes_the_fast_path():
+    schema = default_registry().schema("task.assigned", 1)
+    data = {**schema["examples"][0], "task_id": UUID_SPELLINGS[1]}
+    assert compile_fast_acceptor(schema)(data)
