@@ -3,8 +3,8 @@
 Events may arrive in any order across topics (``task.assigned`` before ``task.created``,
 ``account.role_changed`` before ``account.updated``): replica handlers apply a state only
 when it is newer than the one held, and every task event prices the task if it is the
-first one accounting sees. ``task.assigned`` and ``task.completed`` are handled in runs
-(a reshuffle sends one per open task) and booked in bulk.
+first one accounting sees. Task events are handled in runs (a reshuffle sends one
+``task.assigned`` per open task) and written in bulk.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy.orm import Session
 
 from accounting import service
-from accounting.domain import task_facts
+from accounting.domain import TaskDescription, task_facts
 from accounting.ledger import Books, TaskCharge
 from event_schemas import Event
 from messaging.consumer import HandlerRegistry
@@ -74,17 +74,18 @@ def make_handlers(books: Books) -> HandlerRegistry:
             traceparents.setdefault(state.task_id, event.traceparent)
         service.apply_task_states(session, books, states, traceparents)
 
-    def on_task_added(session: Session, event: Event) -> None:
-        data = event.data
-        service.apply_task_added(
-            session,
-            books,
-            uuid.UUID(data["task_id"]),
-            data["title"],
-            data["jira_id"],
-            data["description"],
-            event.traceparent,
-        )
+    def on_tasks_added(session: Session, events: list[Event]) -> None:
+        added = [
+            TaskDescription(
+                uuid.UUID(e.data["task_id"]), e.data["title"], e.data["jira_id"],
+                e.data["description"],
+            )
+            for e in events
+        ]
+        traceparents: dict[uuid.UUID, str | None] = {}
+        for task, event in zip(added, events, strict=True):
+            traceparents.setdefault(task.task_id, event.traceparent)
+        service.apply_tasks_added(session, books, added, traceparents)
 
     def on_assigned(session: Session, events: list[Event]) -> None:
         service.apply_task_assigned(session, books, [_charge(e) for e in events])
@@ -94,7 +95,7 @@ def make_handlers(books: Books) -> HandlerRegistry:
 
     handlers.register_batch("task.created", [1, 2], on_task_states)
     handlers.register_batch("task.updated", [1, 2], on_task_states)
-    handlers.register("task.added", [1], on_task_added)
+    handlers.register_batch("task.added", [1], on_tasks_added)
     handlers.register_batch("task.assigned", [1], on_assigned)
     handlers.register_batch("task.completed", [1], on_completed)
     return handlers

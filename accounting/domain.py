@@ -179,6 +179,16 @@ class TaskFacts:
     version: int
 
 
+@dataclass(frozen=True)
+class TaskDescription:
+    """What ``task.added`` says: the task's text, before any CUD event brings its state."""
+
+    task_id: uuid.UUID
+    title: str
+    jira_id: str | None
+    description: str | None
+
+
 def task_facts(data: dict[str, Any], dataversion: int) -> TaskFacts:
     """``task.created``/``task.updated`` data of either version (v1 titles are split)."""
     if dataversion == 1:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from accounting import domain, metrics
 from accounting.closing import ClosedDay, close_ended_days, close_through
-from accounting.domain import FEE, PAYOUT, REWARD, TaskFacts
+from accounting.domain import FEE, PAYOUT, REWARD, TaskDescription, TaskFacts
 from accounting.ledger import (
     Booked,
     Books,
@@ -103,6 +103,44 @@ def apply_task_states(
     ensure_priced(session, books, tasks, books.clock())
 
 
+_UPSERT_TASK_DESCRIPTIONS = text(
+    """
+    INSERT INTO tasks AS k (public_id, title, jira_id, description)
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:titles AS text[]), CAST(:jira_ids AS text[]),
+        CAST(:descriptions AS text[])
+    )
+    ON CONFLICT (public_id) DO UPDATE
+    SET title = excluded.title, jira_id = excluded.jira_id, description = excluded.description
+    WHERE k.version = 0
+    """
+)
+
+
+def apply_tasks_added(
+    session: Session,
+    books: Books,
+    added: Sequence[TaskDescription],
+    traceparents: Mapping[uuid.UUID, str | None] | None = None,
+) -> None:
+    """``task.added``: what each task is about, kept until a CUD event brings its state;
+    tasks seen for the first time are priced."""
+    latest = {task.task_id: task for task in added}  # one row per task in one statement
+    if not latest:
+        return
+    session.execute(
+        _UPSERT_TASK_DESCRIPTIONS,
+        {
+            "ids": list(latest),
+            "titles": [t.title for t in latest.values()],
+            "jira_ids": [t.jira_id for t in latest.values()],
+            "descriptions": [t.description for t in latest.values()],
+        },
+    )
+    traceparents = traceparents or {}
+    ensure_priced(session, books, {i: traceparents.get(i) for i in latest}, books.clock())
+
+
 def apply_task_added(
     session: Session,
     books: Books,
@@ -112,19 +150,11 @@ def apply_task_added(
     description: str | None,
     traceparent: str | None = None,
 ) -> None:
-    """``task.added``: what the task is about, kept until a CUD event brings its state."""
-    statement = insert(Task).values(
-        public_id=task_id, title=title, jira_id=jira_id, description=description
+    """One ``task.added`` (see :func:`apply_tasks_added`)."""
+    apply_tasks_added(
+        session, books, [TaskDescription(task_id, title, jira_id, description)],
+        {task_id: traceparent},
     )
-    new = statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Task.public_id],
-            set_={"title": new.title, "jira_id": new.jira_id, "description": new.description},
-            where=Task.version == 0,
-        )
-    )
-    ensure_priced(session, books, {task_id: traceparent}, books.clock())
 
 
 # -- accounts replica -----------------------------------------------------------------

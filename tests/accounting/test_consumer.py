@@ -16,6 +16,7 @@ from tests.accounting.conftest import (
     account_event,
     accounting_settings_for,
     balance_of,
+    build,
     count,
     new_id,
     poll_until,
@@ -136,3 +137,34 @@ def _tasks(engine) -> dict[uuid.UUID, tuple]:
             text("SELECT public_id, title, jira_id, assignee_id, version FROM tasks")
         ).all()
     return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def task_added_event(task_id, title, jira_id=None):
+    return build("task.added", {
+        "task_id": str(task_id), "title": title, "jira_id": jira_id, "description": None,
+        "created_by": str(new_id()), "created_at": "2026-11-22T10:15:00Z",
+    })
+
+
+def test_a_run_of_task_added_events_is_written_and_priced_in_bulk(
+    engine, settings, kafka_books
+):
+    """A burst of new tasks (as an import) is handled as runs; a task whose state already
+    arrived keeps it, and every task is priced once."""
+    tasks = [new_id() for _ in range(120)]
+    stated = tasks[0]
+    events = [task_state_event(stated, new_id(), "From the CUD stream", "UBERPOP-1")]
+    events += [task_added_event(t, f"Task {n}", f"UBERPOP-{n}") for n, t in enumerate(tasks)]
+    publish(settings, events)
+
+    consumer = runtime(engine, kafka_books)
+    try:
+        poll_until(consumer, lambda: count(engine, "inbox") == len(events))
+    finally:
+        consumer.close()
+
+    titles = {task: row[0] for task, row in _tasks(engine).items()}
+    assert titles[stated] == "From the CUD stream"
+    assert all(titles[t] == f"Task {n}" for n, t in enumerate(tasks) if t != stated)
+    priced = [e.event.data["task_id"] for e in stored_events(engine, "task.priced")]
+    assert sorted(priced) == sorted(str(t) for t in tasks)
