@@ -242,9 +242,18 @@ class Stack:
                     return name
         return None
 
-    def stop(self) -> None:
-        for name in reversed(list(self.children)):
-            stop_process(self.children[name], signal.SIGTERM, timeout=20)
+    def stop(self, timeout: float = 20) -> None:
+        # Every child at once (each stops on its own), then the servers they used.
+        running = [c for c in reversed(list(self.children.values())) if c.poll() is None]
+        for child in running:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in running:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(5)
         if self.broker:
             self.broker.stop()
         if self.postgres:

@@ -461,6 +461,17 @@ class Driver:
         except (AssertionError, httpx.HTTPError):
             return False
 
+    def new_popug_with_a_done_task(self, first_number: int) -> str:
+        """A new popug who completes a task of theirs at once (a reward above its fee):
+        they are owed money at the next close. Tasks are created until one is theirs."""
+        popug = self.create_account()
+        for n in range(first_number, first_number + 300):
+            task = self.create_task(n)
+            if task["assignee_id"] == popug:
+                self.complete(task["id"])
+                return popug
+        raise AssertionError("no task was assigned to the new popug")
+
     def reshuffle(self, then=None) -> int:
         """Reshuffle, call ``then()`` at once (to inject a fault), then read the new
         assignees back from the task list."""
@@ -527,10 +538,12 @@ def inbox_count(platform: Platform, engine, consumer: str) -> int:
 class Traffic:
     """Task creations and completions from a background thread until stopped."""
 
-    def __init__(self, driver: Driver, first_number: int, complete_every: int = 3):
+    def __init__(self, driver: Driver, first_number: int, complete_every: int = 3,
+                 pause: float = 0.02):
         self.driver = driver
         self.number = first_number
         self.complete_every = complete_every
+        self.pause = pause  # between two successful requests
         self.ok = self.failed = 0
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -552,31 +565,34 @@ class Traffic:
                 created = self.driver.try_complete(task)
             self.ok += created
             self.failed += not created
-            if not created:
-                time.sleep(0.2)
-            else:
-                time.sleep(0.02)
+            self.stop_event.wait(self.pause if created else 0.2)
 
 
 # -- the broker, seen from outside -----------------------------------------------------------
 
 
-def topic_end_offsets(platform: Platform, logical_topics: list[str]) -> int:
-    """Sum of the end offsets of the topics' partitions (messages ever written to them)."""
-    from confluent_kafka import Consumer, TopicPartition
+class EndOffsets:
+    """The sum of the end offsets of some topics' partitions (messages ever written to
+    them), read again on every call through one connection, to watch writes as they land."""
 
-    consumer = Consumer({"bootstrap.servers": platform.settings.kafka_bootstrap,
-                         "group.id": f"e2e-watch-{uuid.uuid4().hex[:8]}"})
-    try:
-        total = 0
+    def __init__(self, platform: Platform, logical_topics: list[str]):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.consumer = Consumer({"bootstrap.servers": platform.settings.kafka_bootstrap,
+                                  "group.id": f"e2e-watch-{uuid.uuid4().hex[:8]}"})
+        self.partitions = []
         for logical in logical_topics:
             topic = platform.settings.topic(logical)
-            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-                total += consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                        timeout=10)[1]
-        return total
-    finally:
-        consumer.close()
+            for partition in self.consumer.list_topics(topic, timeout=10).topics[
+                    topic].partitions:
+                self.partitions.append(TopicPartition(topic, partition))
+
+    def total(self) -> int:
+        return sum(self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+                   for tp in self.partitions)
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def published_ids(platform: Platform, logical_topics: list[str]) -> Counter:
@@ -620,4 +636,8 @@ ALL_TOPICS = ["accounts-stream", "accounts-lifecycle", "tasks-stream", "tasks-li
 
 
 def dead_letter_count(platform: Platform) -> int:
-    return sum(len(dead_letters(platform, t)) for t in ALL_TOPICS)
+    """Dead letters on every topic's ``.dlq``, read as ``ates dlq list`` reads them."""
+    from messaging.dlq import read_dead_letters
+
+    settings = platform.settings
+    return sum(len(read_dead_letters(settings, settings.dlq_topic(t))) for t in ALL_TOPICS)

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.e2e.platform import (
+    EndOffsets,
     Traffic,
     consumer_caught_up,
     dead_letter_count,
@@ -41,15 +42,22 @@ def test_relay_killed_mid_batch(platform, api, model, driver):
     everything_agrees(api, model, platform)
     letters = dead_letter_count(platform)
     (last_id,) = platform.sql(platform.tasks_db, "SELECT max(id) FROM outbox")[0]
+    end_offsets = EndOffsets(platform, TASK_TOPICS)
+    written = end_offsets.total()
     killed = []
 
     def kill_the_relay_mid_batch():
-        # The relay holds its claimed batch in an open transaction while it publishes.
+        # The relay holds its claimed batch in an open transaction while it publishes:
+        # kill it as soon as the first events of the batch are on the broker.
         wait_until(lambda: relay_holds_a_batch(platform), 30, 0.001, what="the relay's batch")
-        time.sleep(0.02)
+        wait_until(lambda: end_offsets.total() > written, 30, 0,
+                   what="the first events of the batch on the broker")
         killed.append(platform.stack.kill("tasks-relay"))
 
-    reshuffled = driver.reshuffle(then=kill_the_relay_mid_batch)
+    try:
+        reshuffled = driver.reshuffle(then=kill_the_relay_mid_batch)
+    finally:
+        end_offsets.close()
     (pid,) = killed
     ids = {str(r[0]) for r in platform.sql(
         platform.tasks_db, "SELECT event_id FROM outbox WHERE id > :i", i=last_id)}
@@ -74,6 +82,8 @@ def test_relay_killed_mid_batch(platform, api, model, driver):
 
 
 def test_consumer_killed_mid_transaction(platform, api, model, driver):
+    ensure_open_tasks(driver, 400)  # a reshuffle of more events than one consumer batch
+    everything_agrees(api, model, platform)
     inbox = inbox_count(platform, platform.accounting_db, "accounting")
     letters = dead_letter_count(platform)
     killed = []
@@ -119,7 +129,8 @@ def test_whole_service_killed_under_load(platform, api, model, driver):
 
 def test_broker_paused_for_30_seconds(platform, api, model, driver):
     letters = dead_letter_count(platform)
-    with Traffic(driver, 200_000, complete_every=2) as traffic:
+    # Steady traffic, paced so that the backlog stays a few hundred events.
+    with Traffic(driver, 200_000, complete_every=2, pause=0.15) as traffic:
         time.sleep(1)
         platform.stack.pause_broker()
         try:
@@ -160,15 +171,7 @@ def test_postgres_restarted_during_traffic(platform, api, model, driver):
 
 
 def test_smtp_down_across_a_day_close(platform, api, model, driver):
-    # A new popug who completes a task of theirs at once is owed money at the close.
-    popug = driver.create_account()
-    for n in range(400_000, 400_300):
-        task = driver.create_task(n)
-        if task["assignee_id"] == popug:
-            driver.complete(task["id"])
-            break
-    else:
-        raise AssertionError("no task was assigned to the new popug")
+    driver.new_popug_with_a_done_task(400_000)
     prices, _ = everything_agrees(api, model, platform)
     platform.clear_mails()
     platform.stack.kill("mailsink")
