@@ -13,6 +13,7 @@ For every batch polled from Kafka:
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -141,6 +142,41 @@ class Delivery:
     span: Span | None = None
 
 
+def runs_in_key_order(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
+    """The deliveries as runs of one handler each, as few runs as per-key order allows.
+
+    Kafka orders events per key only, so events of different keys may be applied in any
+    order: a batch alternating two types (``task.added``, ``task.assigned`` of task after
+    task) takes two runs instead of one per event. Each delivery joins the first run of
+    its handler that comes after the run holding the previous delivery of its key (that
+    very run when it has the same handler), else opens a new run at the end. Should that
+    ever give more runs than taking consecutive deliveries of one handler together, the
+    latter is used.
+    """
+    deliveries = list(deliveries)
+    merged = _first_fit_runs(deliveries)
+    consecutive = [list(run) for _, run in itertools.groupby(deliveries, lambda d: d.handler)]
+    return merged if len(merged) <= len(consecutive) else consecutive
+
+
+def _first_fit_runs(deliveries: list[Delivery]) -> list[list[Delivery]]:
+    runs: list[tuple[Handler | None, list[Delivery]]] = []
+    run_of_key: dict[bytes | None, int] = {}
+    for delivery in deliveries:
+        key, handler = delivery.message.key(), delivery.handler
+        earliest = run_of_key.get(key, 0)
+        if key in run_of_key and runs[earliest][0] is not handler:
+            earliest += 1
+        chosen = next(
+            (i for i in range(earliest, len(runs)) if runs[i][0] is handler), len(runs)
+        )
+        if chosen == len(runs):
+            runs.append((handler, []))
+        runs[chosen][1].append(delivery)
+        run_of_key[key] = chosen
+    return [run for _, run in runs]
+
+
 def _run(session: Session, run: list[Delivery]) -> None:
     """Apply a run of deliveries that share one handler (all at once if it is a batch one)."""
     handler = run[0].handler
@@ -246,17 +282,13 @@ class EventProcessor:
         """Run handlers for the not-yet-seen events of ``work`` in one transaction."""
         with self.session_factory() as session, session.begin():
             fresh = self._record_in_inbox(session, [d.event for d in work])
-            pending: list[Delivery] = []
+            unseen = []
             for delivery in work:
-                if delivery.event.id not in fresh:
-                    continue
-                fresh.discard(delivery.event.id)
-                if pending and pending[-1].handler is not delivery.handler:
-                    _run(session, pending)
-                    pending = []
-                pending.append(delivery)
-            if pending:
-                _run(session, pending)
+                if delivery.event.id in fresh:
+                    fresh.discard(delivery.event.id)
+                    unseen.append(delivery)
+            for run in runs_in_key_order(unseen):
+                _run(session, run)
 
     def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
         """Insert the events' ids into the inbox; returns the ids that were not there yet."""
