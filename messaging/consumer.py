@@ -36,7 +36,7 @@ from event_schemas import (
     default_registry,
 )
 from messaging import event_telemetry, metrics, tracing
-from messaging.db import make_session_factory
+from messaging.db import array_literal, make_session_factory
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
 from messaging.settings import Settings
@@ -294,8 +294,8 @@ class EventProcessor:
         """Insert the events' ids into the inbox; returns the ids that were not there yet."""
         inserted = session.execute(
             RECORD_IN_INBOX,
-            {"consumer": self.name, "ids": [e.id for e in events],
-             "types": [e.type for e in events]},
+            {"consumer": self.name, "ids": array_literal(e.id for e in events),
+             "types": array_literal(e.type for e in events)},
         )
         return {str(event_id) for event_id in inserted.scalars()}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +17,20 @@ def make_engine(url: str, **options) -> Engine:
     options.setdefault("pool_size", 20)
     options.setdefault("max_overflow", 30)
     return create_engine(url, **options)
+
+
+def array_literal(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of ``values`` (their text; ``None`` is NULL), to bind as
+    one text parameter and ``CAST`` to the array type.
+
+    psycopg adapts a list element by element in Python, about 7x slower than this for the
+    hundreds of ids a batch statement binds.
+    """
+    return "{" + ",".join("NULL" if v is None else _quoted(str(v)) for v in values) + "}"
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from event_schemas import Event, SchemaRegistry, default_registry
+from messaging.db import array_literal
 from messaging.settings import Settings
 from messaging.tables import outbox
 from messaging.tracing import current_traceparent
@@ -34,6 +35,7 @@ def event_headers(traceparent: str | None) -> dict[str, str]:
 
 
 _ARRAY_COLUMNS = ("event_id", "topic", "key", "event_type", "dataversion", "payload", "headers")
+_TEXT_COLUMNS = ("event_id", "topic", "key", "event_type", "dataversion", "headers")  # not bytes
 # One statement over arrays, in their order: a multi-row VALUES list of a whole batch costs
 # more to build and send than the insert itself.
 _INSERT_FROM_ARRAYS = text(
@@ -88,6 +90,8 @@ class Outbox:
         if rows:
             columns = {name: [row[name] for row in rows] for name in _ARRAY_COLUMNS}
             columns["headers"] = [json.dumps(headers) for headers in columns["headers"]]
+            for name in _TEXT_COLUMNS:
+                columns[name] = array_literal(columns[name])
             session.execute(_INSERT_FROM_ARRAYS, columns)
         return len(rows)
 

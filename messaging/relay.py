@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import Connection, Engine, func, select, text
 
 from messaging import metrics, tracing
+from messaging.db import array_literal
 from messaging.kafka import producer_config
 from messaging.settings import Settings
 from messaging.tables import outbox
@@ -109,7 +110,8 @@ class Relay:
         ids = [r.id for r in rows]
         earlier = conn.execute(
             _EARLIER_UNSENT_PER_KEY,
-            {"keys": list({r.key for r in rows}), "ids": ids, "last_id": max(ids)},
+            {"keys": array_literal({r.key for r in rows}), "ids": array_literal(ids),
+             "last_id": max(ids)},
         ).all()
         if not earlier:
             return rows
@@ -164,7 +166,7 @@ class Relay:
 
     def _mark_sent(self, conn: Connection, ids: list[int]) -> None:
         if ids:
-            conn.execute(_MARK_SENT, {"ids": ids})
+            conn.execute(_MARK_SENT, {"ids": array_literal(ids)})
 
     def backlog(self) -> Backlog:
         with self.engine.connect() as conn:
