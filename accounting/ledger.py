@@ -35,6 +35,7 @@ from accounting.events import (
 )
 from accounting.models import BillingDay
 from accounting.settings import AccountingSettings
+from messaging.db import array_literal
 from messaging.outbox import Outbox
 
 # Any constant will do, as long as every process of the accounting service uses it.
@@ -174,7 +175,7 @@ def ensure_priced(
     ``tasks`` maps each task to the trace context of the event that brought it, which its
     ``task.priced`` carries on.
     """
-    unpriced = set(session.scalars(_UNPRICED, {"ids": list(tasks)}))
+    unpriced = set(session.scalars(_UNPRICED, {"ids": array_literal(tasks)}))
     by_trace: dict[str | None, list[uuid.UUID]] = {}
     for task_id, traceparent in tasks.items():
         if task_id in unpriced:
@@ -194,9 +195,9 @@ def _fix_prices(
     first_event = session.scalar(
         _FIX_PRICES,
         {
-            "ids": task_ids,
-            "fees": [p.fee for p in drawn],
-            "rewards": [p.reward for p in drawn],
+            "ids": array_literal(task_ids),
+            "fees": array_literal(p.fee for p in drawn),
+            "rewards": array_literal(p.reward for p in drawn),
             "at": at,
             "time": rfc3339(at),
             "topic": books.topic_of(TASK_PRICED),
@@ -329,10 +330,10 @@ def book_task_charges(
     rows = session.execute(
         _BOOK[transaction_type],
         {
-            "events": [c.source_event_id for c in charges],
-            "tasks": [c.task_id for c in charges],
-            "accounts": [c.account_id for c in charges],
-            "traceparents": [c.traceparent for c in charges],
+            "events": array_literal(c.source_event_id for c in charges),
+            "tasks": array_literal(c.task_id for c in charges),
+            "accounts": array_literal(c.account_id for c in charges),
+            "traceparents": array_literal(c.traceparent for c in charges),
             "type": transaction_type,
             "sign": domain.signed_amount(transaction_type, 1),
             "day": day,
