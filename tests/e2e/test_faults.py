@@ -82,7 +82,7 @@ def test_relay_killed_mid_batch(platform, api, model, driver):
 
 
 def test_consumer_killed_mid_transaction(platform, api, model, driver):
-    ensure_open_tasks(driver, 400)  # a reshuffle of more events than one consumer batch
+    ensure_open_tasks(driver, 1500)  # a reshuffle of many more events than one consumer batch
     everything_agrees(api, model, platform)
     inbox = inbox_count(platform, platform.accounting_db, "accounting")
     letters = dead_letter_count(platform)
