@@ -44,17 +44,19 @@ MAX_REPORT_DAYS = 1000
 
 
 def apply_task_assigned(
-    session: Session, books: Books, assignments: Sequence[TaskCharge]
+    session: Session, books: Books, assignments: Sequence[TaskCharge], report: bool = True
 ) -> list[Booked]:
-    """``task.assigned``: debit each assignee the task's fee (pricing new tasks first)."""
-    return book_task_charges(session, books, FEE, assignments)
+    """``task.assigned``: debit each assignee the task's fee (pricing new tasks first);
+    returns the transactions booked if asked to ``report`` them."""
+    return book_task_charges(session, books, FEE, assignments, report)
 
 
 def apply_task_completed(
-    session: Session, books: Books, completions: Sequence[TaskCharge]
+    session: Session, books: Books, completions: Sequence[TaskCharge], report: bool = True
 ) -> list[Booked]:
-    """``task.completed``: credit each assignee the task's reward."""
-    return book_task_charges(session, books, REWARD, completions)
+    """``task.completed``: credit each assignee the task's reward; returns the transactions
+    booked if asked to ``report`` them."""
+    return book_task_charges(session, books, REWARD, completions, report)
 
 
 _UPSERT_TASK_STATES = text(

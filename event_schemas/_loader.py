@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -206,20 +207,48 @@ def is_canonical_uuid(value: Any) -> bool:
     return isinstance(value, str) and CANONICAL_UUID.fullmatch(value) is not None
 
 
+# The timestamps every producer writes (``registry.utc_now``, ``rfc3339`` helpers): upper-
+# case ``T``, seconds, an optional fraction, ``Z`` or a numeric offset. The general RFC 3339
+# checker (a regular expression and a calendar lookup per call) stays the authority for
+# anything else, such as a lower-case ``t`` or a fraction of nine digits.
+COMMON_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
+
+
+def is_rfc3339(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    if COMMON_TIMESTAMP.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)  # the calendar: no 30 February, no hour 25
+            return True
+        except ValueError:
+            pass
+    return FORMAT_CHECKER.conforms(value, "date-time")
+
+
 def _fast_format(name: str) -> Callable[[Any], bool]:
     if name == "uuid":
         return is_canonical_uuid
+    if name == "date-time":
+        return is_rfc3339
     return partial(FORMAT_CHECKER.conforms, format=name)
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _holds_float(data: Any) -> bool:
-    if isinstance(data, float):
-        return True
-    if isinstance(data, dict):
-        return any(_holds_float(value) for value in data.values())
-    if isinstance(data, list):
-        return any(_holds_float(value) for value in data)
-    return False
+    if type(data) is dict:
+        values = data.values()
+    elif type(data) is list:
+        values = data
+    else:
+        return isinstance(data, float)
+    if _PLAIN.issuperset(map(type, values)):
+        return False
+    return any(_holds_float(value) for value in values)
 
 
 def load_schema(file: SchemaFile) -> tuple[dict[str, Any], Validator]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import re
 import uuid
 from collections.abc import Callable
@@ -18,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from jsonschema.protocols import Validator
-from rfc3339_validator import validate_rfc3339
 
 from event_schemas import _loader
 
@@ -82,7 +81,7 @@ class Event:
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON of ``envelope()``."""
-        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(self.envelope())
 
 
 def utc_now() -> str:
@@ -95,7 +94,7 @@ def _is_uuid(value: object) -> bool:
 
 
 def _is_rfc3339(value: object) -> bool:
-    return isinstance(value, str) and validate_rfc3339(value)
+    return _loader.is_rfc3339(value)
 
 
 def _is_positive_int(value: object) -> bool:
@@ -110,9 +109,8 @@ def _load_json_object(raw: bytes | str | dict) -> dict[str, Any]:
     if isinstance(raw, dict):
         return copy.deepcopy(raw)
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-        envelope = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        envelope = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError) as exc:
         raise InvalidEnvelope(f"event is not valid JSON: {exc}") from exc
     if not isinstance(envelope, dict):
         raise InvalidEnvelope("event must be a JSON object")

@@ -194,7 +194,7 @@ RECORD_IN_INBOX = text(
     f"INSERT INTO {inbox.name} (consumer, event_id, event_type) "
     "SELECT :consumer, e.id, e.type "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(id, type) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
+    "ON CONFLICT DO NOTHING RETURNING CAST(event_id AS text)"
 )
 
 
@@ -239,7 +239,8 @@ class EventProcessor:
         Raises ``Interrupted`` (nothing may then be acknowledged) when ``stop`` is set
         while a transient failure is being retried.
         """
-        deliveries = [self._decode(m) for m in messages]
+        traced = tracing.enabled()  # once per batch: it looks up the global provider
+        deliveries = [self._decode(m, traced) for m in messages]
         try:
             self._handle(deliveries, stop)
         finally:
@@ -253,14 +254,14 @@ class EventProcessor:
         event_telemetry.count(metrics.EVENTS_CONSUMED, self.name, [d.event for d in deliveries])
         event_telemetry.count(metrics.EVENTS_DEAD_LETTERED, self.name, [d.event for d in dead])
 
-    def _decode(self, message) -> Delivery:
+    def _decode(self, message, traced: bool) -> Delivery:
         delivery = Delivery(message)
         try:
             delivery.event = self.registry.parse(message.value())
             delivery.handler = self.handlers.find(delivery.event)
         except EventSchemaError as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"
-        if delivery.handler is not None:
+        if traced and delivery.handler is not None:
             delivery.span, delivery.event = event_telemetry.start_processing(
                 self.name, message, delivery.event
             )
@@ -284,20 +285,22 @@ class EventProcessor:
             fresh = self._record_in_inbox(session, [d.event for d in work])
             unseen = []
             for delivery in work:
-                if delivery.event.id in fresh:
-                    fresh.discard(delivery.event.id)
+                event_id = delivery.event.id.lower()  # as PostgreSQL spells a uuid
+                if event_id in fresh:
+                    fresh.discard(event_id)
                     unseen.append(delivery)
             for run in runs_in_key_order(unseen):
                 _run(session, run)
 
     def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
-        """Insert the events' ids into the inbox; returns the ids that were not there yet."""
+        """Insert the events' ids into the inbox; returns those that were not there yet
+        (lower-case text)."""
         inserted = session.execute(
             RECORD_IN_INBOX,
             {"consumer": self.name, "ids": array_literal(e.id for e in events),
              "types": array_literal(e.type for e in events)},
         )
-        return {str(event_id) for event_id in inserted.scalars()}
+        return set(inserted.scalars())
 
     def _handle_one(self, delivery: Delivery, stop: threading.Event) -> None:
         attempt = 0

@@ -7,7 +7,13 @@ import copy
 import pytest
 
 from event_schemas import InvalidEventData, default_registry
-from event_schemas._loader import compile_fast_acceptor, compile_schema
+from event_schemas._loader import (
+    FORMAT_CHECKER,
+    _holds_float,
+    compile_fast_acceptor,
+    compile_schema,
+    is_rfc3339,
+)
 
 ODD_VALUES = [None, "", "x", "[UBERPOP-1] bracketed", 0, -1, 1, 1500, 1000.0, 1.5, True, [],
               {}, "not-a-uuid", "2026-13-01", "2026-11-22T25:00:00Z", "2026-11-22",
@@ -85,3 +91,35 @@ def test_the_canonical_spelling_takes_the_fast_path():
     schema = default_registry().schema("task.assigned", 1)
     data = {**schema["examples"][0], "task_id": UUID_SPELLINGS[1]}
     assert compile_fast_acceptor(schema)(data)
+
+
+TIMESTAMPS = [
+    "2026-11-22T10:15:00Z",
+    "2026-11-22T10:15:00.123456Z",
+    "2026-11-22T10:15:00.123456789Z",  # more digits than the fast path reads
+    "2026-11-22T10:15:00+01:00",
+    "2026-11-22T10:15:00-23:59",
+    "2026-11-22t10:15:00z",  # lower case: allowed by RFC 3339
+    "2016-12-31T23:59:60Z",  # a leap second
+    "2026-02-29T10:15:00Z",  # not a leap year
+    "2024-02-29T10:15:00Z",
+    "2026-11-31T10:15:00Z",
+    "2026-11-22T24:00:00Z",
+    "2026-11-22T10:60:00Z",
+    "2026-11-22T10:15:00+24:00",
+    "2026-11-22T10:15:00",
+    "2026-11-22 10:15:00Z",
+    "2026-11-22T10:15Z",
+    "20261122T101500Z",
+]
+
+
+@pytest.mark.parametrize("timestamp", TIMESTAMPS)
+def test_timestamps_are_judged_as_the_reference_checker_judges_them(timestamp):
+    assert is_rfc3339(timestamp) == FORMAT_CHECKER.conforms(timestamp, "date-time")
+
+
+def test_a_float_deep_inside_data_is_noticed():
+    assert _holds_float({"a": [1, {"b": [2, 3.0]}]})
+    assert not _holds_float({"a": [1, {"b": [2, "3.0", None, True]}], "c": "x"})
+    assert _holds_float([1, 2, 0.5]) and not _holds_float([])

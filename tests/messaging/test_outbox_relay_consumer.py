@@ -186,6 +186,25 @@ def test_invalid_event_is_dead_lettered_and_later_events_on_the_partition_still_
     assert letters[0].topic == settings.topic("accounts-stream")
 
 
+def test_an_event_id_in_upper_case_is_applied_once_whatever_its_spelling(
+    engine, sessions, outbox, settings
+):
+    account_id = str(uuid.uuid4())
+    event = account_event(account_id, 1)
+    shouted = event.envelope() | {"id": event.id.upper()}
+    produce_raw(settings, account_id, json.dumps(shouted).encode())
+    produce_raw(settings, account_id, account_event(account_id, 2).to_json())
+    runtime = make_runtime(engine, settings, handlers_recording())
+    try:
+        poll_until(runtime, lambda: effect_count(engine) == 2)
+        produce_raw(settings, account_id, event.to_json())  # the same id, in lower case
+        for _ in range(4):
+            runtime.poll_once(0.3)
+    finally:
+        runtime.close()
+    assert sorted(r.seq for r in effect_rows(engine)) == [1, 2]
+
+
 def test_unknown_version_is_dead_lettered_then_redrive_applies_it_once_support_is_added(
     engine, sessions, outbox, settings
 ):
