@@ -30,6 +30,7 @@ import yaml
 from auth.config import auth_url, dashboard_url
 from auth.dashboard import AuthClientConfig
 from deploy.cli import main as ates_cli
+from deploy.embedded import PLANNER_SETTINGS, EmbeddedPostgres
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.settings import LOGICAL_TOPICS, Settings
 
@@ -691,3 +692,20 @@ def test_grafana_groups_by_labels_the_metrics_have():
                 assert not unknown, f"{panel['title']}: {expr} groups by {unknown}"
                 checked += 1
     assert checked
+
+
+def server_settings(command: list[str]) -> dict[str, str]:
+    """The ``-c name=value`` settings of a ``postgres`` command line."""
+    pairs = [value for flag, value in zip(command, command[1:], strict=False) if flag == "-c"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_every_postgres_server_is_tuned_as_the_embedded_one():
+    [statefulset] = [w for w in k8s_kind("StatefulSet") if w["metadata"]["name"] == "postgres"]
+    [container] = pod_spec(statefulset)["containers"]
+    compose_command = compose()["services"]["postgres"]["command"]
+    assert compose_command[0] == container["args"][0] == "postgres"
+    assert server_settings(compose_command) == PLANNER_SETTINGS
+    assert server_settings(container["args"]) == PLANNER_SETTINGS
+    embedded = server_settings(EmbeddedPostgres(Path("data"))._server_options())
+    assert PLANNER_SETTINGS.items() <= embedded.items()
