@@ -32,6 +32,7 @@ from accounting.ledger import (
     ensure_priced,
 )
 from accounting.models import Account, Balance, LedgerTransaction, Task
+from messaging.db import array_literal
 
 Sessions = sessionmaker[Session]
 
@@ -91,13 +92,13 @@ def apply_task_states(
     session.execute(
         _UPSERT_TASK_STATES,
         {
-            "ids": [s.task_id for s in newest],
-            "titles": [s.title for s in newest],
-            "jira_ids": [s.jira_id for s in newest],
-            "descriptions": [s.description for s in newest],
-            "assignees": [s.assignee_id for s in newest],
-            "statuses": [s.status for s in newest],
-            "versions": [s.version for s in newest],
+            "ids": array_literal(s.task_id for s in newest),
+            "titles": array_literal(s.title for s in newest),
+            "jira_ids": array_literal(s.jira_id for s in newest),
+            "descriptions": array_literal(s.description for s in newest),
+            "assignees": array_literal(s.assignee_id for s in newest),
+            "statuses": array_literal(s.status for s in newest),
+            "versions": array_literal(s.version for s in newest),
         },
     )
     traceparents = traceparents or {}
@@ -133,10 +134,10 @@ def apply_tasks_added(
     session.execute(
         _UPSERT_TASK_DESCRIPTIONS,
         {
-            "ids": list(latest),
-            "titles": [t.title for t in latest.values()],
-            "jira_ids": [t.jira_id for t in latest.values()],
-            "descriptions": [t.description for t in latest.values()],
+            "ids": array_literal(latest),
+            "titles": array_literal(t.title for t in latest.values()),
+            "jira_ids": array_literal(t.jira_id for t in latest.values()),
+            "descriptions": array_literal(t.description for t in latest.values()),
         },
     )
     traceparents = traceparents or {}

@@ -80,23 +80,29 @@ def assignment_events(count: int, tasks: int, accounts: int) -> list[Event]:
     ]
 
 
-def raw_executemany_rate(dsn: str, events: list[Event]) -> float:
+def raw_executemany_rate(dsn: str, events: list[Event], rounds: int = 3) -> float:
+    """Rows/s of the baseline, the median of ``rounds`` runs (each on a new table): one
+    run lasts about half a second, short enough for a busy moment to halve it."""
     rows = [(e.id, e.data["task_id"], e.data["assignee_id"], -1500, DAY) for e in events]
+    rates = []
     with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "CREATE TABLE raw_fees (event_id uuid, task_id uuid, account_id uuid,"
-            " amount bigint, day date)"
-        )
-        conn.commit()
-        with Stopwatch() as watch:
-            for start in range(0, len(rows), BATCH):
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO raw_fees VALUES (%s, %s, %s, %s, %s)",
-                        rows[start : start + BATCH],
-                    )
-                conn.commit()
-    return len(rows) / watch.seconds
+        for number in range(rounds):
+            table = f"raw_fees_{number}"
+            conn.execute(
+                f"CREATE TABLE {table} (event_id uuid, task_id uuid, account_id uuid,"
+                " amount bigint, day date)"
+            )
+            conn.commit()
+            with Stopwatch() as watch:
+                for start in range(0, len(rows), BATCH):
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)",
+                            rows[start : start + BATCH],
+                        )
+                    conn.commit()
+            rates.append(len(rows) / watch.seconds)
+    return statistics.median(rates)
 
 
 def _produce(settings: Settings, events: list[Event]) -> None:
