@@ -144,13 +144,23 @@ def clients_from_env(environ: Mapping[str, str] | None = None) -> tuple[ClientCo
     return tuple(ClientConfig.from_dict(entry) for entry in entries)
 
 
+def _cores() -> int:
+    return os.cpu_count() or 2
+
+
 @dataclass(frozen=True)
 class PasswordHashing:
-    """argon2id cost; the defaults are argon2-cffi's (RFC 9106, low-memory profile)."""
+    """argon2id cost; the defaults are argon2-cffi's (RFC 9106, low-memory profile).
+
+    Each hash being computed holds ``memory_cost_kib``, so at most ``at_once`` are computed
+    together (one per core: more would not finish sooner). Without a bound, a burst of
+    sign-ins on 40 request threads took the auth process past 1 GiB.
+    """
 
     time_cost: int = 3
     memory_cost_kib: int = 65536
     parallelism: int = 4
+    at_once: int = field(default_factory=_cores)
 
 
 FAST_PASSWORD_HASHING = PasswordHashing(time_cost=1, memory_cost_kib=8, parallelism=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -19,15 +21,17 @@ class Passwords:
         # Verifying against this when the account is unknown takes as long as a real
         # check, so response times do not reveal which emails have accounts.
         self._decoy_hash = self._hasher.hash("decoy password that never matches")
+        self._turns = threading.BoundedSemaphore(cost.at_once)
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._turns:
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            return self._hasher.verify(password_hash or self._decoy_hash, password) and bool(
-                password_hash
-            )
+            with self._turns:
+                matches = self._hasher.verify(password_hash or self._decoy_hash, password)
+            return matches and bool(password_hash)
         except (VerificationError, InvalidHashError):
             return False
 
