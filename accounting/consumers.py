@@ -16,15 +16,12 @@ from sqlalchemy.orm import Session
 from accounting import service
 from accounting.domain import TaskDescription, task_facts
 from accounting.ledger import Books, TaskCharge
+from auth import replica
 from event_schemas import Event
 from messaging.consumer import HandlerRegistry
 
 CONSUMER_NAME = "accounting"
 CONSUMED_TOPICS = ("accounts-stream", "accounts-lifecycle", "tasks-stream", "tasks-lifecycle")
-
-
-def _account_id(event: Event) -> uuid.UUID:
-    return uuid.UUID(event.data["account_id"])
 
 
 def _charge(event: Event) -> TaskCharge:
@@ -38,25 +35,16 @@ def _charge(event: Event) -> TaskCharge:
 
 
 def on_account_state(session: Session, event: Event) -> None:
-    data = event.data
-    service.apply_account_state(
-        session,
-        _account_id(event),
-        email=data["email"],
-        full_name=data["full_name"],
-        role=data["role"],
-        active=data["active"],
-        version=data["version"],
-    )
+    service.apply_account_state(session, replica.account_id(event), **replica.account_state(event))
 
 
 def on_account_deleted(session: Session, event: Event) -> None:
-    service.apply_account_deleted(session, _account_id(event), event.data["version"])
+    service.apply_account_deleted(session, replica.account_id(event), event.data["version"])
 
 
 def on_role_changed(session: Session, event: Event) -> None:
     service.apply_role_change(
-        session, _account_id(event), event.data["new_role"], event.data["version"]
+        session, replica.account_id(event), event.data["new_role"], event.data["version"]
     )
 
 

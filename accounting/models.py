@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 
 from accounting.domain import FEE_CENTS, REWARD_CENTS
+from auth.replica import AccountReplica
 
 
 class Base(DeclarativeBase):
@@ -54,21 +55,10 @@ def _timestamp(**options: Any) -> MappedColumn[Any]:
     return mapped_column(DateTime(timezone=True), **options)
 
 
-class Account(Base):
-    """What accounting knows of an account; ``role_version`` is the version the role
-    comes from, newer than ``version`` when an ``account.role_changed`` came first."""
+class Account(AccountReplica, Base):
+    """What accounting knows of an account, fed only by auth's events."""
 
     __tablename__ = "accounts"
-
-    public_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
-    email: Mapped[str | None] = mapped_column(Text)
-    full_name: Mapped[str | None] = mapped_column(Text)
-    role: Mapped[str | None] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(server_default=text("false"))
-    deleted: Mapped[bool] = mapped_column(server_default=text("false"))
-    version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    role_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    updated_at: Mapped[datetime] = _timestamp(server_default=func.now())
 
 
 class Task(Base):

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Unpack
 
-from sqlalchemy import ColumnElement, Row, Select, case, func, select, text
+from sqlalchemy import ColumnElement, Row, Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,7 @@ from accounting.ledger import (
     ensure_priced,
 )
 from accounting.models import Account, Balance, LedgerTransaction, Task
+from auth import replica
 from messaging.db import array_literal
 
 Sessions = sessionmaker[Session]
@@ -169,74 +170,22 @@ def _open_balance(session: Session, account_id: uuid.UUID) -> None:
 
 
 def apply_account_state(
-    session: Session,
-    account_id: uuid.UUID,
-    *,
-    email: str,
-    full_name: str,
-    role: str,
-    active: bool,
-    version: int,
+    session: Session, account_id: uuid.UUID, **state: Unpack[replica.AccountState]
 ) -> None:
-    """``account.created``/``account.updated``: take the state unless it is stale; the
-    role too, unless a newer ``account.role_changed`` was applied. Deleted stays deleted."""
-    statement = insert(Account).values(
-        public_id=account_id,
-        email=email,
-        full_name=full_name,
-        role=role,
-        active=active,
-        version=version,
-        role_version=version,
-    )
-    new = statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Account.public_id],
-            set_={
-                "email": new.email,
-                "full_name": new.full_name,
-                "active": new.active,
-                "version": new.version,
-                "role": case((new.version >= Account.role_version, new.role), else_=Account.role),
-                "role_version": func.greatest(Account.role_version, new.version),
-                "updated_at": func.now(),
-            },
-            where=Account.version < new.version,
-        )
-    )
+    """``account.created``/``account.updated`` (see :func:`auth.replica.apply_state`)."""
+    replica.apply_state(session, Account, account_id, state)
     _open_balance(session, account_id)
 
 
 def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:
     """``account.role_changed``: take the role unless a newer one is already known."""
-    statement = insert(Account).values(public_id=account_id, role=role, role_version=version)
-    new = statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Account.public_id],
-            set_={"role": new.role, "role_version": new.role_version, "updated_at": func.now()},
-            where=Account.role_version < new.role_version,
-        )
-    )
+    replica.apply_role_change(session, Account, account_id, role, version)
     _open_balance(session, account_id)
 
 
 def apply_account_deleted(session: Session, account_id: uuid.UUID, version: int) -> None:
-    """``account.deleted``: a tombstone; its ledger stays as it is."""
-    statement = insert(Account).values(public_id=account_id, deleted=True, version=version)
-    new = statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Account.public_id],
-            set_={
-                "deleted": True,
-                "active": False,
-                "version": func.greatest(Account.version, new.version),
-                "updated_at": func.now(),
-            },
-        )
-    )
+    """``account.deleted``: a tombstone, and inactive as in auth; its ledger stays as it is."""
+    replica.apply_deleted(session, Account, account_id, version, deactivate=True)
 
 
 # -- billing days ---------------------------------------------------------------------

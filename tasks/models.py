@@ -18,13 +18,13 @@ from sqlalchemy import (
     Integer,
     Text,
     and_,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from auth.replica import AccountReplica
 from tasks.domain import ASSIGNABLE_ROLES, JIRA_ID_PATTERN, TITLE_MAX_LENGTH
 
 
@@ -32,26 +32,10 @@ class Base(DeclarativeBase):
     pass
 
 
-class Account(Base):
-    """What tasks knows about an account, fed only by auth's events.
-
-    ``version`` is the entity version of the last applied ``account.created/updated``;
-    ``role_version`` the version the role comes from, which may be newer when an
-    ``account.role_changed`` overtook the matching ``account.updated``. A row may exist
-    before its ``account.created`` arrived (then ``version`` is 0 and it is inactive).
-    """
+class Account(AccountReplica, Base):
+    """What tasks knows about an account, fed only by auth's events."""
 
     __tablename__ = "accounts"
-
-    public_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    email: Mapped[str | None] = mapped_column(Text)
-    full_name: Mapped[str | None] = mapped_column(Text)
-    role: Mapped[str | None] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(server_default=text("false"))
-    deleted: Mapped[bool] = mapped_column(server_default=text("false"))
-    version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    role_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     @classmethod
     def is_eligible_assignee(cls) -> ColumnElement[bool]:

@@ -14,13 +14,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Unpack
 
-from sqlalchemy import case, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
 
+from auth import replica
 from messaging.outbox import Outbox
 from tasks import domain
 from tasks.events import TaskEvents, TaskState
@@ -247,69 +246,18 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
 # -- accounts replica -------------------------------------------------------------------
 
 
-# The row an upsert proposes (PostgreSQL's ``excluded``).
-_NEW = insert(Account).excluded
-
-
 def apply_account_state(
-    session: Session,
-    account_id: uuid.UUID,
-    *,
-    email: str,
-    full_name: str,
-    role: str,
-    active: bool,
-    version: int,
+    session: Session, account_id: uuid.UUID, **state: Unpack[replica.AccountState]
 ) -> None:
-    """``account.created``/``account.updated``: take the state unless it is stale.
-
-    The role is taken too, unless an ``account.role_changed`` newer than this state has
-    already been applied. A deleted account stays deleted whatever comes later.
-    """
-    state = {"email": email, "full_name": full_name, "active": active, "version": version}
-    _upsert_account(
-        session,
-        {"public_id": account_id, "role": role, "role_version": version, **state},
-        {name: _NEW[name] for name in state}
-        | {
-            "role": case((_NEW.version >= Account.role_version, _NEW.role), else_=Account.role),
-            "role_version": func.greatest(Account.role_version, _NEW.version),
-        },
-        where=Account.version < _NEW.version,
-    )
+    """``account.created``/``account.updated`` (see :func:`auth.replica.apply_state`)."""
+    replica.apply_state(session, Account, account_id, state)
 
 
 def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:
     """``account.role_changed``: take the role unless a newer one is already known."""
-    _upsert_account(
-        session,
-        {"public_id": account_id, "role": role, "role_version": version},
-        {"role": _NEW.role, "role_version": _NEW.role_version},
-        where=Account.role_version < _NEW.role_version,
-    )
+    replica.apply_role_change(session, Account, account_id, role, version)
 
 
 def apply_account_deleted(session: Session, account_id: uuid.UUID, version: int) -> None:
-    """``account.deleted``: the account is gone for good; older states are ignored."""
-    _upsert_account(
-        session,
-        {"public_id": account_id, "deleted": True, "version": version},
-        {"deleted": True, "version": func.greatest(Account.version, _NEW.version)},
-    )
-
-
-def _upsert_account(
-    session: Session,
-    values: dict[str, Any],
-    changes: dict[str, Any],
-    where: ColumnElement[bool] | None = None,
-) -> None:
-    """Insert the account, or apply ``changes`` to it if it exists (and ``where`` holds)."""
-    statement = insert(Account).values(**values)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Account.public_id],
-            set_=changes | {"updated_at": func.now()},
-            where=where,
-        )
-    )
+    """``account.deleted``: the account is gone for good (it never gets a task again)."""
+    replica.apply_deleted(session, Account, account_id, version)
