@@ -6,7 +6,6 @@ import threading
 from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from accounting import metrics
@@ -16,8 +15,9 @@ from accounting.ledger import Books
 from accounting.mailer import Mailer
 from accounting.scheduler import run_scheduler
 from accounting.settings import AccountingSettings
-from accounting.web import STATIC_DIR, Dashboard, DashboardLinks, web_router
+from accounting.web import STATIC_DIR, Dashboard, web_router
 from auth.client import AuthClientConfig, TokenVerifier, install_auth
+from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
 from messaging.relay import run_relay_forever
@@ -100,5 +100,5 @@ def create_app(
     metrics.register_gauges(sessions)
     dashboard = Dashboard(sessions, books, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(dashboard))
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    mount_static(app, STATIC_DIR)
     return app

@@ -9,23 +9,23 @@ form that closes a day. Forms carry a CSRF token (``auth.client.FormGuard``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from accounting import domain, service
 from accounting.api import sees_everything, status_for
 from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
-from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
-from messaging.service_app import add_page_filters, as_sentence
+from auth.client import AuthClientConfig, CurrentUser
+from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
+from messaging.service_app import as_sentence
 from messaging.tracing import current_traceparent
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,7 +34,7 @@ HISTORY_DAYS = 14
 CSRF_COOKIE = "ates_accounting_csrf"
 TYPE_NAMES = {domain.FEE: "Fee", domain.REWARD: "Reward", domain.PAYOUT: "Payout"}
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates = page_templates(Path(__file__).parent / "templates")
 
 
 def money(cents: int) -> str:
@@ -44,23 +44,7 @@ def money(cents: int) -> str:
 
 
 templates.env.filters["money"] = money
-add_page_filters(templates)
 templates.env.globals["type_names"] = TYPE_NAMES
-
-Visitor = Annotated[CurrentUser, Depends(page_user)]
-CsrfField = Annotated[str, Form()]
-
-
-@dataclass(frozen=True)
-class DashboardLinks:
-    """Where the other dashboards are, for the navigation."""
-
-    tasks: str
-    analytics: str
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
-        return cls(dashboard_url("tasks", environ), dashboard_url("analytics", environ))
 
 
 # -- the bar chart ------------------------------------------------------------------------
@@ -129,35 +113,17 @@ def _account_id(raw: str) -> uuid.UUID | None:
         return None
 
 
-class Dashboard:
+class Dashboard(DashboardPages):
     def __init__(self, sessions: Sessions, books: Books, auth: AuthClientConfig,
                  links: DashboardLinks):
+        super().__init__(templates, auth, CSRF_COOKIE, links)
         self.sessions = sessions
         self.books = books
-        self.links = links
-        self.forms = FormGuard(auth.secret_key, CSRF_COOKIE, auth.secure_cookies)
 
     # --- rendering ------------------------------------------------------------------
 
-    def render(self, request: Request, user: CurrentUser, template: str,
-               context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
-        token, new_cookie = self.forms.token_for(request)
-        full_context = {"user": user, "links": self.links, "csrf_token": token,
-                        "sees_everything": sees_everything(user), **(context or {})}
-        response = templates.TemplateResponse(request, template, full_context,
-                                              status_code=status_code)
-        if new_cookie is not None:
-            self.forms.set_cookie(response, new_cookie)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'")
-        return response
-
-    def message(self, request: Request, user: CurrentUser, title: str, text: str,
-                status_code: int, link: str = "/") -> HTMLResponse:
-        context = {"title": title, "text": text, "link": link}
-        return self.render(request, user, "message.html", context, status_code)
+    def user_context(self, user: CurrentUser) -> dict[str, Any]:
+        return {"sees_everything": sees_everything(user)}
 
     def not_allowed(self, request: Request, user: CurrentUser) -> HTMLResponse:
         return self.message(request, user, "Not allowed",
@@ -253,9 +219,7 @@ class Dashboard:
         if not sees_everything(user):
             return self.not_allowed(request, user)
         if not self.forms.is_valid(request, csrf_token):
-            return self.message(request, user, "Form expired",
-                                "This form has expired. Go back, reload the page and try again.",
-                                403, link="/management")
+            return self.expired_form(request, user, link="/management")
         try:
             closed = service.close_day(self.sessions, self.books, _parse_day(raw_day),
                                        current_traceparent())

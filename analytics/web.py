@@ -5,21 +5,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from analytics.api import HISTORY_DEFAULT_DAYS, BadRequest, parse_day
 from analytics.domain import ChartDay, Period, chart_geometry, format_cents
 from analytics.service import Analytics, DayHistory
-from auth.client import CurrentUser, page_user
+from auth.dashboard_ui import Visitor
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["money"] = format_cents
-
-Visitor = Annotated[CurrentUser, Depends(page_user)]
 
 
 def chart_days(history: list[DayHistory]) -> list[ChartDay]:

@@ -15,7 +15,10 @@ from auth.forms import FormGuard
 SSO_COOKIE = "ates_sso"
 CSRF_COOKIE = "ates_auth_csrf"
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# Pages the provider shares with the dashboards (``auth.dashboard_ui``).
+SHARED_TEMPLATES = Path(__file__).parent / "shared_templates"
+
+templates = Jinja2Templates(directory=[Path(__file__).parent / "templates", SHARED_TEMPLATES])
 
 
 def safe_next(target: str | None, default: str = "/") -> str:

@@ -8,7 +8,6 @@ it takes to join its consumer group.
 
 from __future__ import annotations
 
-import argparse
 import random
 import threading
 import time
@@ -19,7 +18,7 @@ from confluent_kafka import Consumer, Producer
 
 from analytics.consumers import CONSUMED_TOPICS
 from analytics.stream import CatchUp, ProjectionStream, Projector, end_offsets
-from bench.common import Result, format_table, kafka_broker, postgres_server
+from bench.common import Result, command_line, kafka_broker, postgres_server
 from event_schemas import Event, default_registry
 from messaging.db import make_engine
 from messaging.kafka import consumer_config, ensure_topics, producer_config
@@ -157,10 +156,7 @@ def run(events: int = 20000) -> list[Result]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=20000)
-    args = parser.parse_args()
-    print(format_table(run(args.events)))
+    command_line(run)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""Shared pieces of the benchmarks: throwaway real servers and the results table."""
+"""Shared pieces of the benchmarks: throwaway real servers, the results table and the
+command line."""
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import shutil
+import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,13 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+    @classmethod
+    def median_of(cls, bench: str, name: str, unit: str, baseline_name: str,
+                  rounds: list[tuple[float, float]], scale: float = 1.0) -> Result:
+        """The median of each over ``rounds`` of (baseline, value) figures, times ``scale``."""
+        return cls(bench, name, scale * statistics.median(value for _, value in rounds), unit,
+                   baseline_name, scale * statistics.median(baseline for baseline, _ in rounds))
 
 
 @contextmanager
@@ -71,3 +83,20 @@ def format_table(results: list[Result]) -> str:
             f"{r.baseline_name:<40} {r.baseline:>12,.1f} {r.ratio:>7.2f}"
         )
     return "\n".join(rows)
+
+
+def command_line(run: Callable[..., list[Result]], argv: list[str] | None = None,
+                 **helps: str) -> None:
+    """``python -m bench.<name>``: one ``--<parameter> N`` option a parameter of ``run``
+    (described by ``helps``, its default ``run``'s own), then the table of what it measured.
+    """
+    module = sys.modules[run.__module__]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module.__spec__.name}",
+        description=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, parameter in inspect.signature(run).parameters.items():
+        parser.add_argument(f"--{name}", type=int, default=parameter.default,
+                            help=helps.get(name))
+    print(format_table(run(**vars(parser.parse_args(argv)))))

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import uuid
@@ -33,7 +32,7 @@ from accounting.app import consumer_runtime
 from accounting.domain import COMPANY_ACCOUNT_ID
 from accounting.ledger import Books, TaskCharge, ensure_priced
 from accounting.settings import AccountingSettings
-from bench.common import Result, Stopwatch, format_table, kafka_broker, postgres_server
+from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
 from event_schemas import Event, default_registry
 from messaging.db import make_engine, make_session_factory
 from messaging.kafka import ensure_topics, producer_config
@@ -284,14 +283,8 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 1) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--events", type=int, default=20_000, help="task.assigned events")
-    parser.add_argument("--accounts", type=int, default=100_000, help="accounts to pay out")
-    parser.add_argument("--rounds", type=int, default=1, help="close-day rounds (median)")
-    args = parser.parse_args()
-    print(format_table(run(args.events, args.accounts, args.rounds)))
+    command_line(run, events="task.assigned events", accounts="accounts to pay out",
+                 rounds="close-day rounds (median)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Baselines, measured in the same run on the same servers:
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import uuid
 
@@ -15,7 +14,7 @@ import psycopg
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 
-from bench.common import Result, Stopwatch, format_table, kafka_broker, postgres_server
+from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
 from event_schemas import default_registry
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
 from messaging.db import ensure_database, make_engine, make_session_factory
@@ -200,10 +199,7 @@ def run(events: int = 20000) -> list[Result]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=20000)
-    args = parser.parse_args()
-    print(format_table(run(args.events)))
+    command_line(run)
 
 
 if __name__ == "__main__":

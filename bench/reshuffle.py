@@ -17,9 +17,7 @@ It prints the median of each and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import struct
 import uuid
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from bench.common import Result, Stopwatch, format_table, postgres_server
+from bench.common import Result, Stopwatch, command_line, postgres_server
 from deploy.embedded import EmbeddedPostgres
 from messaging.db import make_engine, make_session_factory
 from messaging.migrations import upgrade
@@ -48,13 +46,13 @@ def run(tasks: int = 100_000, workers: int = 1_000, rounds: int = 3) -> list[Res
     for number, (raw, real) in enumerate(rounds_measured, 1):
         print(f"round {number}: raw baseline {raw:.3f} s, reshuffle {real:.3f} s")
     return [
-        Result(
+        Result.median_of(
             "reshuffle",
             f"reshuffle {tasks:,} open tasks, {workers:,} workers (ms)",
-            1000 * statistics.median(real for _, real in rounds_measured),
             "ms",
             f"UPDATE {tasks:,} rows + COPY {tasks:,} rows (ms)",
-            1000 * statistics.median(raw for raw, _ in rounds_measured),
+            rounds_measured,
+            scale=1000,
         )
     ]
 
@@ -198,16 +196,8 @@ def _vacuum(connection: psycopg.Connection, table: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.reshuffle",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--tasks", type=int, default=100_000, help="open tasks to reshuffle")
-    parser.add_argument("--workers", type=int, default=1_000, help="eligible assignees")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements of each kind")
-    options = parser.parse_args(argv)
-    print(format_table(run(options.tasks, options.workers, options.rounds)))
+    command_line(run, argv, tasks="open tasks to reshuffle", workers="eligible assignees",
+                 rounds="measurements of each kind")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ figure's ratio to it is the speed-up.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import time
 import uuid
@@ -22,7 +21,7 @@ import uuid
 from confluent_kafka import Producer, TopicPartition
 from sqlalchemy import func, select
 
-from bench.common import Result, format_table, kafka_broker, postgres_server
+from bench.common import Result, command_line, kafka_broker, postgres_server
 from bench.messaging import effects, make_events, metadata
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
 from messaging.db import ensure_database, make_engine
@@ -136,12 +135,7 @@ def _count(engine) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--partitions", type=int, default=6)
-    args = parser.parse_args()
-    print(format_table(run(args.events, args.partitions)))
+    command_line(run)
 
 
 if __name__ == "__main__":

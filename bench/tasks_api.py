@@ -19,9 +19,7 @@ It prints the median requests per second of each.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
-import statistics
 import threading
 import time
 import uuid
@@ -38,7 +36,7 @@ from sqlalchemy import insert
 
 from auth.client import AuthClientConfig, JwksCache, TokenVerifier
 from auth.config import AUDIENCE
-from bench.common import Result, Stopwatch, format_table, kafka_broker, postgres_server
+from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
 from deploy.embedded import free_port
 from messaging.db import make_engine
 from messaging.migrations import upgrade
@@ -72,13 +70,12 @@ def run(requests: int = 1_000, clients: int = 8, rounds: int = 3) -> list[Result
     for number, (bare, real) in enumerate(measured, 1):
         print(f"round {number}: bare insert {bare:,.0f} req/s, POST /api/tasks {real:,.0f} req/s")
     return [
-        Result(
+        Result.median_of(
             "tasks_api",
             f"POST /api/tasks, {requests:,} requests, {clients} clients (req/s)",
-            statistics.median(real for _, real in measured),
             "req/s",
             "bare FastAPI POST + one INSERT (req/s)",
-            statistics.median(bare for bare, _ in measured),
+            measured,
         )
     ]
 
@@ -196,16 +193,8 @@ def _send(url: str, headers: dict[str, str], requests: int, clients: int) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.tasks_api",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--requests", type=int, default=1_000, help="measured requests per run")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements of each kind")
-    options = parser.parse_args(argv)
-    print(format_table(run(options.requests, options.clients, options.rounds)))
+    command_line(run, argv, requests="measured requests per run",
+                 clients="concurrent client threads", rounds="measurements of each kind")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import threading
 from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from auth.client import AuthClientConfig, TokenVerifier, install_auth
+from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
 from messaging.metrics import scrape_gauge
@@ -20,7 +20,7 @@ from tasks import domain, service
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
 from tasks.settings import TasksSettings
-from tasks.web import STATIC_DIR, Board, DashboardLinks, web_router
+from tasks.web import STATIC_DIR, Board, web_router
 
 SERVICE = "tasks"
 
@@ -76,5 +76,5 @@ def create_app(
                  lambda: service.count_tasks(sessions, domain.OPEN))
     board = Board(sessions, tasks_settings, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(board))
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    mount_static(app, STATIC_DIR)
     return app

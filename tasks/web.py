@@ -8,18 +8,17 @@ form, which a page on another origin can neither read nor forge.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from auth.client import AuthClientConfig, CurrentUser, FormGuard, dashboard_url, page_user
-from messaging.service_app import add_page_filters, as_sentence
+from auth.client import AuthClientConfig, CurrentUser
+from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
+from messaging.service_app import as_sentence
 from messaging.tracing import current_traceparent
 from tasks import domain, service
 from tasks.api import actor_of, status_for
@@ -40,26 +39,8 @@ NOTICES = {
 }
 REASSIGNED = " Open tasks handed out again: {count}."
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-
-
-add_page_filters(templates)
+templates = page_templates(Path(__file__).parent / "templates")
 templates.env.globals["status_pictures"] = STATUS_PICTURES
-
-Visitor = Annotated[CurrentUser, Depends(page_user)]
-CsrfField = Annotated[str, Form()]
-
-
-@dataclass(frozen=True)
-class DashboardLinks:
-    """Where the other dashboards are, for the navigation."""
-
-    accounting: str
-    analytics: str
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
-        return cls(dashboard_url("accounting", environ), dashboard_url("analytics", environ))
 
 
 @dataclass(frozen=True)
@@ -101,35 +82,17 @@ def _notice(code: str | None, reassigned: str | None) -> str | None:
     return text
 
 
-class Board:
+class Board(DashboardPages):
     def __init__(self, sessions: Sessions, settings: TasksSettings, auth: AuthClientConfig,
                  links: DashboardLinks):
+        super().__init__(templates, auth, CSRF_COOKIE, links)
         self.sessions = sessions
         self.settings = settings
-        self.links = links
-        self.forms = FormGuard(auth.secret_key, CSRF_COOKIE, auth.secure_cookies)
 
     # --- rendering ------------------------------------------------------------------
 
-    def render(self, request: Request, user: CurrentUser, template: str,
-               context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
-        token, new_cookie = self.forms.token_for(request)
-        full_context = {"user": user, "links": self.links, "csrf_token": token,
-                        "may_reshuffle": domain.may_reshuffle(user.role), **(context or {})}
-        response = templates.TemplateResponse(request, template, full_context,
-                                              status_code=status_code)
-        if new_cookie is not None:
-            self.forms.set_cookie(response, new_cookie)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'")
-        return response
-
-    def message(self, request: Request, user: CurrentUser, title: str, text: str,
-                status_code: int, link: str = "/") -> HTMLResponse:
-        context = {"title": title, "text": text, "link": link}
-        return self.render(request, user, "message.html", context, status_code)
+    def user_context(self, user: CurrentUser) -> dict[str, Any]:
+        return {"may_reshuffle": domain.may_reshuffle(user.role)}
 
     def refused(self, request: Request, user: CurrentUser, error: domain.TaskError
                 ) -> HTMLResponse:
@@ -137,11 +100,6 @@ class Board:
         code = status_for(error)
         return self.message(request, user, titles.get(code, "Cannot do that"),
                             as_sentence(str(error)), code)
-
-    def expired_form(self, request: Request, user: CurrentUser) -> HTMLResponse:
-        return self.message(request, user, "Form expired",
-                            "This form has expired. Go back, reload the page and try again.",
-                            403)
 
     # --- lists ----------------------------------------------------------------------
 

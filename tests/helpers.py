@@ -1,4 +1,5 @@
-"""Helpers shared by the test suites: migrated databases, and ASGI apps over real HTTP."""
+"""Helpers shared by the test suites: migrated databases and their fixtures, outbox
+reading, settings on the test servers, and ASGI apps over real HTTP."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
 
+import pytest
 import uvicorn
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from deploy.embedded import free_port
-from messaging.db import drop_database, make_engine
+from event_schemas import Event, default_registry
+from messaging.db import drop_database, make_engine, make_session_factory
 from messaging.migrations import upgrade
-from messaging.settings import with_database
+from messaging.settings import Settings, with_database
+from messaging.tables import outbox
 
 
 @contextmanager
@@ -35,6 +42,85 @@ def engine_of(url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def database_fixtures(service: str, *emptying: str) -> tuple:
+    """The fixtures of a package that tests against one migrated ``service`` database.
+
+    ``<service>_database_url`` and ``<service>_engine`` last the package; ``engine`` (that
+    engine, once the ``emptying`` statements ran in one transaction) and ``sessions`` are
+    for one test. Assign all four in the package's conftest, where pytest finds them.
+    """
+
+    @pytest.fixture(scope="package", name=f"{service}_database_url")
+    def database_url(postgres_server) -> Iterator[str]:
+        with migrated_database(postgres_server.url, service) as url:
+            yield url
+
+    @pytest.fixture(scope="package", name=f"{service}_engine")
+    def package_engine(request) -> Iterator[Engine]:
+        with engine_of(request.getfixturevalue(f"{service}_database_url")) as engine:
+            yield engine
+
+    @pytest.fixture(name="engine")
+    def emptied_engine(request) -> Engine:
+        engine = request.getfixturevalue(f"{service}_engine")
+        with engine.begin() as connection:
+            for statement in emptying:
+                connection.execute(text(statement))
+        return engine
+
+    @pytest.fixture
+    def sessions(engine: Engine) -> sessionmaker[Session]:
+        return make_session_factory(engine)
+
+    return database_url, package_engine, emptied_engine, sessions
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An outbox row, its payload parsed (and so validated) by the schema registry."""
+
+    topic: str
+    key: str
+    headers: dict
+    event: Event
+
+
+def stored_events(
+    engine: Engine, after_row: int = 0, event_type: str | None = None
+) -> list[StoredEvent]:
+    """Outbox rows in order: those after ``after_row``, of ``event_type`` if given."""
+    query = select(outbox).where(outbox.c.id > after_row).order_by(outbox.c.id)
+    if event_type:
+        query = query.where(outbox.c.event_type == event_type)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    registry = default_registry()
+    return [StoredEvent(r.topic, r.key, r.headers, registry.parse(bytes(r.payload))) for r in rows]
+
+
+def add_replica_account(service: ModuleType, sessions: sessionmaker[Session],
+                        account_id: uuid.UUID, role: str, full_name: str,
+                        active: bool = True) -> uuid.UUID:
+    """An account in ``service``'s replica of auth's accounts, as its first event leaves it."""
+    with sessions() as session, session.begin():
+        service.apply_account_state(
+            session,
+            account_id,
+            email=f"{role}-{account_id.hex[:8]}@popug.inc",
+            full_name=full_name,
+            role=role,
+            active=active,
+            version=1,
+        )
+    return account_id
+
+
+def settings_on(postgres_server, kafka_broker, **database_urls: str) -> Settings:
+    """Platform settings on the run's servers, with these services' databases."""
+    return Settings(database_url=postgres_server.url, kafka_bootstrap=kafka_broker.bootstrap,
+                    service_database_urls=database_urls)
 
 
 @contextmanager

@@ -7,23 +7,20 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from confluent_kafka import Producer
-from sqlalchemy import Engine, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, text
 
 from accounting import service
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from event_schemas import Event, default_registry
-from messaging.db import make_session_factory
 from messaging.kafka import producer_config
 from messaging.settings import Settings
-from messaging.tables import outbox
-from tests.helpers import engine_of, migrated_database
+from tests import helpers
+from tests.helpers import StoredEvent, add_replica_account, database_fixtures
 
 DAY = date(2026, 11, 22)
 
@@ -42,31 +39,13 @@ TABLES = (
 )
 
 
-@pytest.fixture(scope="package")
-def accounting_database_url(postgres_server) -> Iterator[str]:
-    with migrated_database(postgres_server.url, "accounting") as url:
-        yield url
-
-
-@pytest.fixture(scope="package")
-def accounting_engine(accounting_database_url) -> Iterator[Engine]:
-    with engine_of(accounting_database_url) as engine:
-        yield engine
-
-
-@pytest.fixture
-def engine(accounting_engine: Engine) -> Engine:
-    with accounting_engine.begin() as connection:
-        # The ledger refuses TRUNCATE; replication mode skips that trigger (tests only).
-        connection.execute(text("SET LOCAL session_replication_role = replica"))
-        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-        connection.execute(text("DROP TABLE IF EXISTS scheduled_jobs"))
-    return accounting_engine
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
+# The ledger refuses TRUNCATE; replication mode skips that trigger (tests only).
+accounting_database_url, accounting_engine, engine, sessions = database_fixtures(
+    "accounting",
+    "SET LOCAL session_replication_role = replica",
+    f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY",
+    "DROP TABLE IF EXISTS scheduled_jobs",
+)
 
 
 class Clock:
@@ -204,17 +183,7 @@ def complete(sessions, books: Books, task_id: uuid.UUID, account_id: uuid.UUID):
 
 def add_account(sessions, account_id: uuid.UUID | None = None, role: str = "worker"):
     account_id = account_id or new_id()
-    with sessions() as session, session.begin():
-        service.apply_account_state(
-            session,
-            account_id,
-            email=f"{role}-{account_id.hex[:8]}@popug.inc",
-            full_name=f"Popug {account_id.hex[:4]}",
-            role=role,
-            active=True,
-            version=1,
-        )
-    return account_id
+    return add_replica_account(service, sessions, account_id, role, f"Popug {account_id.hex[:4]}")
 
 
 def price_of(engine: Engine, task_id: uuid.UUID) -> tuple[int, int]:
@@ -237,23 +206,8 @@ def count(engine: Engine, table: str, where: str = "true") -> int:
         return connection.scalar(text(f"SELECT count(*) FROM {table} WHERE {where}"))
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    topic: str
-    key: str
-    headers: dict
-    event: Event
-
-
 def stored_events(engine: Engine, event_type: str | None = None) -> list[StoredEvent]:
-    """Outbox rows in order, each payload parsed (and so validated) by the registry."""
-    query = select(outbox).order_by(outbox.c.id)
-    if event_type:
-        query = query.where(outbox.c.event_type == event_type)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    registry = default_registry()
-    return [StoredEvent(r.topic, r.key, r.headers, registry.parse(bytes(r.payload))) for r in rows]
+    return helpers.stored_events(engine, event_type=event_type)
 
 
 def moment(day: date, hour: int = 12) -> datetime:

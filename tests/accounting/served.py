@@ -13,10 +13,9 @@ from accounting.app import create_app
 from accounting.ledger import Books
 from auth.config import LoginThrottling
 from deploy.embedded import free_port
-from messaging.settings import Settings
 from tests.accounting.support import OTHER_DASHBOARDS
 from tests.auth.support import People, RunningProvider, dashboard_clients, running_provider
-from tests.helpers import serve_app
+from tests.helpers import serve_app, settings_on
 
 
 @pytest.fixture(scope="package")
@@ -41,8 +40,7 @@ def people(auth_provider) -> People:
 @pytest.fixture(scope="package")
 def accounting_url(auth_provider, postgres_server, kafka_broker, accounting_database_url,
                    accounting_port) -> Iterator[str]:
-    platform = Settings(database_url=postgres_server.url, kafka_bootstrap=kafka_broker.bootstrap,
-                        service_database_urls={"accounting": accounting_database_url})
+    platform = settings_on(postgres_server, kafka_broker, accounting=accounting_database_url)
     app = create_app(platform, auth_provider.dashboard_config("accounting", accounting_port),
                      OTHER_DASHBOARDS)
     with serve_app(app, port=accounting_port) as url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -14,7 +15,7 @@ from accounting.web import bar_chart, money
 from auth.token_flow import hidden_inputs
 from tests.accounting.conftest import count, price_of
 from tests.accounting.support import book_task, feed_replica
-from tests.auth.support import Browser, People, Person
+from tests.auth.support import Browsers, People
 
 # The served app, the auth provider and the people of the package.
 
@@ -26,16 +27,9 @@ def dashboard(accounting_url, engine) -> str:
 
 
 @pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def open_browser() -> Browser:
-        opened.append(Browser())
-        return opened[-1]
-
-    yield open_browser
-    for browser in opened:
-        browser.close()
+def browsers() -> Iterator[Browsers]:
+    with Browsers() as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -45,13 +39,6 @@ def booked(sessions, live_books, people: People):
                      "Millet, twice a day.")
     book_task(sessions, live_books, people.other_worker, "Clean the cage", done=False)
     return done
-
-
-def sign_in(browsers, base: str, person: Person, path: str = "/"):
-    browser = browsers()
-    page = browser.sign_in(browser.get(f"{base}{path}"), person.login)
-    assert page.status_code == 200 and str(page.url) == f"{base}{path}", page.text[:300]
-    return browser, page
 
 
 def text_of(page: httpx.Response) -> str:
@@ -98,7 +85,7 @@ def test_a_worker_sees_balance_earnings_audit_log_and_days(dashboard, engine, br
                                                            people, booked):
     fee, reward = price_of(engine, booked)
 
-    _, page = sign_in(browsers, dashboard, people.worker)
+    _, page = browsers.sign_in(dashboard, people.worker)
 
     text = text_of(page)
     assert "<h1>My account</h1>" in page.text
@@ -113,7 +100,7 @@ def test_a_worker_sees_balance_earnings_audit_log_and_days(dashboard, engine, br
 
 def test_a_worker_may_not_see_management_nor_another_account(dashboard, browsers, people,
                                                             booked):
-    browser, _ = sign_in(browsers, dashboard, people.worker)
+    browser, _ = browsers.sign_in(dashboard, people.worker)
 
     management = browser.get(f"{dashboard}/management")
     other = browser.get(f"{dashboard}/accounts/{people.other_worker.id}")
@@ -129,7 +116,7 @@ def test_an_accountant_sees_management_balances_and_exports(dashboard, engine, b
                                                             people, booked):
     fee, reward = price_of(engine, booked)
 
-    _, page = sign_in(browsers, dashboard, people.accountant, "/management")
+    _, page = browsers.sign_in(dashboard, people.accountant, "/management")
 
     text = text_of(page)
     assert "<h1>Management</h1>" in page.text
@@ -144,7 +131,7 @@ def test_an_accountant_sees_management_balances_and_exports(dashboard, engine, b
 
 
 def test_an_accountant_drills_down_into_an_account(dashboard, browsers, people, booked):
-    browser, _ = sign_in(browsers, dashboard, people.accountant, "/management")
+    browser, _ = browsers.sign_in(dashboard, people.accountant, "/management")
 
     page = browser.get(f"{dashboard}/accounts/{people.other_worker.id}")
     missing = browser.get(f"{dashboard}/accounts/{people.manager.id}")
@@ -161,7 +148,7 @@ def test_an_accountant_drills_down_into_an_account(dashboard, browsers, people, 
 def test_closing_a_day_asks_first_and_needs_the_form_token(dashboard, engine, browsers,
                                                           people, booked):
     fee, reward = price_of(engine, booked)
-    browser, _ = sign_in(browsers, dashboard, people.accountant, "/management")
+    browser, _ = browsers.sign_in(dashboard, people.accountant, "/management")
 
     confirm = browser.get(f"{dashboard}/close-day?date={today()}")
     forged = browser.http.post(f"{dashboard}/close-day", data={"day": today()})
@@ -178,7 +165,7 @@ def test_closing_a_day_asks_first_and_needs_the_form_token(dashboard, engine, br
 
 
 def test_closing_a_day_that_has_not_begun_is_refused(dashboard, engine, browsers, people):
-    browser, page = sign_in(browsers, dashboard, people.admin, "/management")
+    browser, page = browsers.sign_in(dashboard, people.admin, "/management")
     tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
     token = hidden_inputs(browser.get(f"{dashboard}/close-day").text)["csrf_token"]
 

@@ -6,52 +6,32 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.models import PROJECTION_TABLES
 from analytics.service import projection_rows
 from analytics.stream import Projector, ReceivedMessage, run_projector
 from event_schemas import Event, default_registry
-from messaging.db import make_session_factory
 from messaging.kafka import ensure_topics, producer_config
 from messaging.settings import Settings
 from messaging.tables import inbox
-from tests.helpers import engine_of, migrated_database
+from tests.helpers import database_fixtures, settings_on
 
 DAY = date(2026, 11, 22)
 
 
-@pytest.fixture(scope="package")
-def analytics_database_url(postgres_server) -> Iterator[str]:
-    with migrated_database(postgres_server.url, "analytics") as url:
-        yield url
-
-
-@pytest.fixture(scope="package")
-def analytics_engine(analytics_database_url) -> Iterator[Engine]:
-    with engine_of(analytics_database_url) as engine:
-        yield engine
-
-
-@pytest.fixture
-def engine(analytics_engine: Engine) -> Engine:
-    tables = [m.__tablename__ for m in PROJECTION_TABLES] + ["inbox"]
-    with analytics_engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(tables)}"))
-    return analytics_engine
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
+TABLES = [m.__tablename__ for m in PROJECTION_TABLES] + ["inbox"]
+analytics_database_url, analytics_engine, engine, sessions = database_fixtures(
+    "analytics", f"TRUNCATE {', '.join(TABLES)}"
+)
 
 
 def settings_for(postgres_url: str, bootstrap: str, database_url: str, **changes) -> Settings:
@@ -213,8 +193,7 @@ class DirectDelivery:
 @pytest.fixture
 def direct_settings(postgres_server, kafka_broker, analytics_database_url) -> Settings:
     """Settings of the package's database; the topics are not used."""
-    return Settings(database_url=postgres_server.url, kafka_bootstrap=kafka_broker.bootstrap,
-                    service_database_urls={"analytics": analytics_database_url})
+    return settings_on(postgres_server, kafka_broker, analytics=analytics_database_url)
 
 
 @pytest.fixture

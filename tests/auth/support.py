@@ -197,6 +197,29 @@ class Browser:
         self.http.close()
 
 
+class Browsers:
+    """The browsers a test opens, each signed in to a dashboard; all closed on exit."""
+
+    def __init__(self) -> None:
+        self.opened: list[Browser] = []
+
+    def sign_in(self, base: str, person: Person, path: str = "/"
+                ) -> tuple[Browser, httpx.Response]:
+        """A new browser that opened ``base + path`` and signed in there as ``person``."""
+        browser = Browser()
+        self.opened.append(browser)
+        page = browser.sign_in(browser.get(f"{base}{path}"), person.login)
+        assert page.status_code == 200 and str(page.url) == f"{base}{path}", page.text[:300]
+        return browser, page
+
+    def __enter__(self) -> Browsers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for browser in self.opened:
+            browser.close()
+
+
 @contextmanager
 def running_provider(postgres_url: str, kafka_bootstrap: str,
                      clients: tuple[ClientConfig, ...] = (), **config_changes

@@ -88,6 +88,15 @@ def poll_until(runtime, condition, timeout=30.0):
     raise AssertionError("condition not reached in time")
 
 
+def consume_until(engine, settings, handlers, condition, **kwargs):
+    """Poll a consumer (see ``make_runtime``) until ``condition`` holds, then close it."""
+    runtime = make_runtime(engine, settings, handlers, **kwargs)
+    try:
+        poll_until(runtime, condition)
+    finally:
+        runtime.close()
+
+
 def effect_rows(engine):
     with engine.connect() as conn:
         return conn.execute(select(effects.c.event_id, effects.c.key, effects.c.seq)).all()

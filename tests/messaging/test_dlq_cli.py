@@ -12,6 +12,7 @@ from messaging.dlq import read_dead_letters
 from messaging.relay import Relay
 from tests.messaging.conftest import (
     account_event,
+    consume_until,
     effect_rows,
     handlers_recording,
     make_runtime,
@@ -35,11 +36,8 @@ def test_dlq_list_shows_letters_and_redrive_applies_them_once_fixed(
     while Relay(engine, settings).run_once():
         pass
     dlq = settings.dlq_topic("accounts-stream")
-    strict = make_runtime(engine, settings, handlers_recording(versions=(2,)))
-    try:
-        poll_until(strict, lambda: len(read_dead_letters(settings, dlq)) == 1)
-    finally:
-        strict.close()
+    consume_until(engine, settings, handlers_recording(versions=(2,)),
+                  lambda: len(read_dead_letters(settings, dlq)) == 1)
 
     runner = CliRunner()
     listed = runner.invoke(main, ["dlq", "list", "accounts-stream"], env=cli_env(settings))

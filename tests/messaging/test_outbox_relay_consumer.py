@@ -19,6 +19,7 @@ from messaging.tables import inbox
 from messaging.tables import outbox as outbox_table
 from tests.messaging.conftest import (
     account_event,
+    consume_until,
     effect_count,
     effect_rows,
     handlers_recording,
@@ -170,11 +171,7 @@ def test_invalid_event_is_dead_lettered_and_later_events_on_the_partition_still_
     publish_committed(sessions, outbox, later)
     drain(Relay(engine, settings))
 
-    runtime = make_runtime(engine, settings, handlers_recording())
-    try:
-        poll_until(runtime, lambda: effect_count(engine) == 1)
-    finally:
-        runtime.close()
+    consume_until(engine, settings, handlers_recording(), lambda: effect_count(engine) == 1)
     assert [r.event_id for r in effect_rows(engine)] == [later.id]
 
     letters = read_dead_letters(settings, settings.dlq_topic("accounts-stream"))
@@ -213,12 +210,9 @@ def test_unknown_version_is_dead_lettered_then_redrive_applies_it_once_support_i
     publish_committed(sessions, outbox, event)
     drain(Relay(engine, settings))
 
-    old = make_runtime(engine, settings, handlers_recording(versions=(2,)))
     letters_topic = settings.dlq_topic("accounts-stream")
-    try:
-        poll_until(old, lambda: len(read_dead_letters(settings, letters_topic)) == 1)
-    finally:
-        old.close()
+    consume_until(engine, settings, handlers_recording(versions=(2,)),
+                  lambda: len(read_dead_letters(settings, letters_topic)) == 1)
     [letter] = read_dead_letters(settings, letters_topic)
     assert "UnknownEventVersion" in letter.error and letter.event_id == event.id
     assert effect_count(engine) == 0
@@ -246,11 +240,8 @@ def test_transient_failures_are_retried_until_they_pass(engine, sessions, outbox
     event = account_event(str(uuid.uuid4()))
     publish_committed(sessions, outbox, event)
     drain(Relay(engine, settings))
-    runtime = make_runtime(engine, settings, handlers_recording(handler=flaky), max_attempts=2)
-    try:
-        poll_until(runtime, lambda: effect_count(engine) == 1)
-    finally:
-        runtime.close()
+    consume_until(engine, settings, handlers_recording(handler=flaky),
+                  lambda: effect_count(engine) == 1, max_attempts=2)
     assert failures["left"] == 0
     assert read_dead_letters(settings, settings.dlq_topic("accounts-stream")) == []
 
@@ -269,12 +260,10 @@ def test_a_handler_bug_is_retried_then_dead_lettered_and_its_partial_effects_rol
     first, second = account_event(str(uuid.uuid4()), 1), account_event(str(uuid.uuid4()), 2)
     publish_committed(sessions, outbox, first, second)
     drain(Relay(engine, settings))
-    runtime = make_runtime(engine, settings, handlers_recording(handler=buggy), max_attempts=3)
     dlq = settings.dlq_topic("accounts-stream")
-    try:
-        poll_until(runtime, lambda: effect_count(engine) == 1 and read_dead_letters(settings, dlq))
-    finally:
-        runtime.close()
+    consume_until(engine, settings, handlers_recording(handler=buggy),
+                  lambda: effect_count(engine) == 1 and read_dead_letters(settings, dlq),
+                  max_attempts=3)
 
     assert [r.event_id for r in effect_rows(engine)] == [second.id]
     assert calls.count(first.id) == 1 + 3  # the failed batch, then three attempts alone
@@ -297,12 +286,9 @@ def test_permanent_error_goes_to_the_dead_letter_topic_without_retries(
     event = account_event(str(uuid.uuid4()))
     publish_committed(sessions, outbox, event)
     drain(Relay(engine, settings))
-    runtime = make_runtime(engine, settings, handlers_recording(handler=refuse), max_attempts=5)
     dlq = settings.dlq_topic("accounts-stream")
-    try:
-        poll_until(runtime, lambda: len(read_dead_letters(settings, dlq)) == 1)
-    finally:
-        runtime.close()
+    consume_until(engine, settings, handlers_recording(handler=refuse),
+                  lambda: len(read_dead_letters(settings, dlq)) == 1, max_attempts=5)
     assert calls == [event.id, event.id]  # once in the batch, once alone
 
 
@@ -312,11 +298,7 @@ def test_offsets_are_committed_so_a_restarted_consumer_does_not_reapply(
     events = [account_event(str(uuid.uuid4()), 1) for _ in range(10)]
     publish_committed(sessions, outbox, *events)
     drain(Relay(engine, settings))
-    first = make_runtime(engine, settings, handlers_recording())
-    try:
-        poll_until(first, lambda: effect_count(engine) == 10)
-    finally:
-        first.close()
+    consume_until(engine, settings, handlers_recording(), lambda: effect_count(engine) == 10)
 
     calls = []
     second = make_runtime(
@@ -338,11 +320,7 @@ def test_events_of_types_without_handler_are_skipped_quietly(engine, sessions, o
     )
     publish_committed(sessions, outbox, deleted, account_event(account_id, 3))
     drain(Relay(engine, settings))
-    runtime = make_runtime(engine, settings, handlers_recording())
-    try:
-        poll_until(runtime, lambda: effect_count(engine) == 1)
-    finally:
-        runtime.close()
+    consume_until(engine, settings, handlers_recording(), lambda: effect_count(engine) == 1)
     assert read_dead_letters(settings, settings.dlq_topic("accounts-stream")) == []
 
 

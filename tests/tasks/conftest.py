@@ -12,42 +12,22 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from deploy.embedded import free_port
-from event_schemas import Event, default_registry
 from messaging.db import make_session_factory
 from messaging.settings import Settings
-from messaging.tables import outbox
 from tasks import service
 from tasks.models import Task
 from tasks.settings import TasksSettings
 from tests.auth.support import People, RunningProvider
-from tests.helpers import engine_of, migrated_database
+from tests.helpers import add_replica_account, database_fixtures, settings_on
+from tests.helpers import stored_events as stored_events  # for the test modules
 from tests.tasks.support import running_provider_for_board, running_tasks_app
 
 TABLES = ("accounts", "tasks", "outbox", "inbox")
 
 
-@pytest.fixture(scope="package")
-def tasks_database_url(postgres_server) -> Iterator[str]:
-    with migrated_database(postgres_server.url, "tasks") as url:
-        yield url
-
-
-@pytest.fixture(scope="package")
-def tasks_engine(tasks_database_url) -> Iterator[Engine]:
-    with engine_of(tasks_database_url) as engine:
-        yield engine
-
-
-@pytest.fixture
-def engine(tasks_engine: Engine) -> Engine:
-    with tasks_engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
-    return tasks_engine
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
+tasks_database_url, tasks_engine, engine, sessions = database_fixtures(
+    "tasks", f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"
+)
 
 
 @pytest.fixture
@@ -81,18 +61,7 @@ class Team:
 def add_account(
     sessions: sessionmaker[Session], role: str = "worker", active: bool = True
 ) -> uuid.UUID:
-    account_id = uuid.uuid4()
-    with sessions() as session, session.begin():
-        service.apply_account_state(
-            session,
-            account_id,
-            email=f"{role}-{account_id.hex[:8]}@popug.inc",
-            full_name=f"Popug {role}",
-            role=role,
-            active=active,
-            version=1,
-        )
-    return account_id
+    return add_replica_account(service, sessions, uuid.uuid4(), role, f"Popug {role}", active)
 
 
 def delete_account(sessions: sessionmaker[Session], account_id: uuid.UUID) -> None:
@@ -120,27 +89,6 @@ def team(sessions) -> Team:
 
 def actor(account_id: uuid.UUID, role: str = "worker") -> service.Actor:
     return service.Actor(id=account_id, role=role)
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An outbox row, its payload parsed (and so validated) by the schema registry."""
-
-    topic: str
-    key: str
-    headers: dict
-    event: Event
-
-
-def stored_events(engine: Engine, after_row: int = 0) -> list[StoredEvent]:
-    query = select(outbox).where(outbox.c.id > after_row).order_by(outbox.c.id)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    registry = default_registry()
-    return [
-        StoredEvent(row.topic, row.key, row.headers, registry.parse(bytes(row.payload)))
-        for row in rows
-    ]
 
 
 def last_outbox_row(engine: Engine) -> int:
@@ -194,7 +142,6 @@ def people(auth_provider) -> People:
 @pytest.fixture(scope="package")
 def tasks_url(auth_provider, postgres_server, kafka_broker, tasks_database_url,
               board_port) -> Iterator[str]:
-    platform = Settings(database_url=postgres_server.url, kafka_bootstrap=kafka_broker.bootstrap,
-                        service_database_urls={"tasks": tasks_database_url})
+    platform = settings_on(postgres_server, kafka_broker, tasks=tasks_database_url)
     with running_tasks_app(auth_provider, platform, board_port) as url:
         yield url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from auth.token_flow import hidden_inputs
 from tasks import service
 from tasks.web import PAGE_SIZE
-from tests.auth.support import Browser, People, Person
+from tests.auth.support import Browsers, People, Person
 from tests.tasks.conftest import all_tasks, count_rows, last_outbox_row, stored_events
 from tests.tasks.support import OTHER_DASHBOARDS, create_via_api, feed_replica
 
@@ -24,24 +25,9 @@ def board(tasks_url, engine) -> str:
 
 
 @pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def open_browser() -> Browser:
-        opened.append(Browser())
-        return opened[-1]
-
-    yield open_browser
-    for browser in opened:
-        browser.close()
-
-
-def sign_in(browsers, board: str, person: Person,
-            path: str = "/") -> tuple[Browser, httpx.Response]:
-    browser = browsers()
-    page = browser.sign_in(browser.get(f"{board}{path}"), person.login)
-    assert page.status_code == 200 and str(page.url) == f"{board}{path}", page.text[:300]
-    return browser, page
+def browsers() -> Iterator[Browsers]:
+    with Browsers() as opened:
+        yield opened
 
 
 def form_token(page: httpx.Response) -> str:
@@ -74,7 +60,7 @@ def test_my_tasks_show_my_open_tasks_with_a_complete_button(board, browsers, peo
                                                             only_worker_eligible):
     task = create_via_api(board, people.manager, "Feed the parrots", jira_id="UBERPOP-7")
 
-    _, page = sign_in(browsers, board, people.worker)
+    _, page = browsers.sign_in(board, people.worker)
 
     assert "<h1>My tasks</h1>" in page.text
     assert "UBERPOP-7" in page.text and "Feed the parrots" in page.text
@@ -88,7 +74,7 @@ def test_my_tasks_show_my_open_tasks_with_a_complete_button(board, browsers, peo
 
 
 def test_every_asset_is_served_by_the_service(board, browsers, people, only_worker_eligible):
-    _, page = sign_in(browsers, board, people.admin, "/all")
+    _, page = browsers.sign_in(board, people.admin, "/all")
 
     assets = re.findall(r'(?:src|href)="([^"]+\.(?:css|js|svg|png|woff2?))"', page.text)
     responses = [httpx.get(f"{board}{asset}") for asset in assets]
@@ -105,7 +91,7 @@ def test_the_lists_page_and_filter(board, browsers, sessions, tasks_settings, pe
     titles = [f"Task {n}" for n in range(PAGE_SIZE + 1)]
     for title in titles:
         service.create_task(sessions, tasks_settings, manager, title)
-    browser, first = sign_in(browsers, board, people.accountant, "/all")
+    browser, first = browsers.sign_in(board, people.accountant, "/all")
 
     next_url = re.search(r'href="([^"]+)">Next page', first.text).group(1)
     second = browser.get(f"{board}{html.unescape(next_url)}")
@@ -120,7 +106,7 @@ def test_the_lists_page_and_filter(board, browsers, sessions, tasks_settings, pe
 
 @pytest.mark.parametrize("path", ["/all?status=closed", "/?cursor=nonsense"])
 def test_bad_filters_and_cursors_show_an_error_page(board, browsers, people, path):
-    browser, _ = sign_in(browsers, board, people.worker)
+    browser, _ = browsers.sign_in(board, people.worker)
 
     page = browser.get(f"{board}{path}")
 
@@ -129,7 +115,7 @@ def test_bad_filters_and_cursors_show_an_error_page(board, browsers, people, pat
 
 @pytest.mark.parametrize("path", [f"/tasks/{uuid.uuid4()}", "/tasks/42"])
 def test_unknown_tasks_show_a_not_found_page(board, browsers, people, path):
-    browser, _ = sign_in(browsers, board, people.worker)
+    browser, _ = browsers.sign_in(board, people.worker)
 
     page = browser.get(f"{board}{path}")
 
@@ -141,7 +127,7 @@ def test_unknown_tasks_show_a_not_found_page(board, browsers, people, path):
 
 def test_the_form_creates_a_task_and_shows_it(board, engine, browsers, people,
                                               only_worker_eligible):
-    browser, form = sign_in(browsers, board, people.manager, "/new")
+    browser, form = browsers.sign_in(board, people.manager, "/new")
 
     created = browser.http.post(f"{board}/new", data={
         "csrf_token": form_token(form), "title": "Feed the parrots", "jira_id": "uberpop-7",
@@ -165,7 +151,7 @@ def test_the_form_creates_a_task_and_shows_it(board, engine, browsers, people,
 def test_form_errors_are_shown_on_the_form_and_store_nothing(board, engine, browsers, people,
                                                              only_worker_eligible, fields,
                                                              message, status):
-    browser, form = sign_in(browsers, board, people.worker, "/new")
+    browser, form = browsers.sign_in(board, people.worker, "/new")
     fields = {"jira_id": "", "description": "Keep <this>"} | fields
 
     page = browser.http.post(f"{board}/new", data={"csrf_token": form_token(form), **fields})
@@ -179,7 +165,7 @@ def test_form_errors_are_shown_on_the_form_and_store_nothing(board, engine, brow
 
 def test_without_eligible_assignee_the_form_says_so(board, engine, browsers, sessions, people):
     feed_replica(sessions, people.manager)
-    browser, form = sign_in(browsers, board, people.manager, "/new")
+    browser, form = browsers.sign_in(board, people.manager, "/new")
 
     page = browser.http.post(f"{board}/new", data={"csrf_token": form_token(form),
                                                    "title": "Feed the parrots"})
@@ -193,7 +179,7 @@ def test_without_eligible_assignee_the_form_says_so(board, engine, browsers, ses
 
 def test_the_complete_button_completes_my_task(board, browsers, people, only_worker_eligible):
     task = create_via_api(board, people.manager, "Feed the parrots")
-    browser, page = sign_in(browsers, board, people.worker)
+    browser, page = browsers.sign_in(board, people.worker)
 
     completed = browser.http.post(f"{board}/tasks/{task['id']}/complete",
                                   data={"csrf_token": form_token(page)})
@@ -212,8 +198,8 @@ def test_completing_someone_elses_or_a_done_task_is_refused(board, browsers, peo
                                                             only_worker_eligible):
     task = create_via_api(board, people.manager, "Feed the parrots")
     url = f"{board}/tasks/{task['id']}/complete"
-    stranger, strangers_page = sign_in(browsers, board, people.other_worker, "/new")
-    assignee, assignees_page = sign_in(browsers, board, people.worker)
+    stranger, strangers_page = browsers.sign_in(board, people.other_worker, "/new")
+    assignee, assignees_page = browsers.sign_in(board, people.worker)
 
     refused = stranger.http.post(url, data={"csrf_token": form_token(strangers_page)})
     # Completed elsewhere (another tab, the API) while the page still shows the button.
@@ -229,7 +215,7 @@ def test_reshuffle_asks_for_confirmation_first(board, engine, browsers, people,
                                                only_worker_eligible):
     for title in ("Feed the parrots", "Clean the cage"):
         create_via_api(board, people.worker, title)
-    browser, all_page = sign_in(browsers, board, people.manager, "/all")
+    browser, all_page = browsers.sign_in(board, people.manager, "/all")
     assert 'href="/reshuffle"' in all_page.text
 
     confirmation = browser.get(f"{board}/reshuffle")
@@ -249,7 +235,7 @@ def test_reshuffle_asks_for_confirmation_first(board, engine, browsers, people,
 def test_only_admins_and_managers_may_reshuffle(board, engine, browsers, people,
                                                 only_worker_eligible, role):
     create_via_api(board, people.worker, "Feed the parrots")
-    browser, page = sign_in(browsers, board, getattr(people, role), "/new")
+    browser, page = browsers.sign_in(board, getattr(people, role), "/new")
     before = last_outbox_row(engine)
 
     confirmation = browser.get(f"{board}/reshuffle")
@@ -268,8 +254,8 @@ def test_forms_without_this_browsers_token_are_refused(board, engine, browsers, 
                                                        only_worker_eligible, path):
     task = create_via_api(board, people.manager, "Feed the parrots")
     url = f"{board}{path.format(task=task['id'])}"
-    victim, _ = sign_in(browsers, board, people.admin if path == "/reshuffle" else people.worker)
-    _, attackers_page = sign_in(browsers, board, people.other_worker, "/new")
+    victim, _ = browsers.sign_in(board, people.admin if path == "/reshuffle" else people.worker)
+    _, attackers_page = browsers.sign_in(board, people.other_worker, "/new")
     before = last_outbox_row(engine)
 
     missing = victim.http.post(url, data={"title": "Forged"})
@@ -284,7 +270,7 @@ def test_forms_without_this_browsers_token_are_refused(board, engine, browsers, 
 
 
 def test_sign_out_goes_through_the_provider(board, browsers, people, auth_provider):
-    browser, page = sign_in(browsers, board, people.worker)
+    browser, page = browsers.sign_in(board, people.worker)
 
     signed_out = browser.http.post(f"{board}/auth/logout")
 

@@ -1,0 +1,95 @@
+"""What the server-rendered dashboards (tasks, accounting) share besides sign-in.
+
+- templates: a dashboard's own folder first, then ``shared_templates`` here:
+  ``dashboard_base.html`` (header, navigation, sign-out) that the dashboard's ``base.html``
+  extends, setting ``service`` and ``icon``; ``message.html``; ``page_links.html``;
+- static files under ``/static``: the dashboard's own folder, then ``shared_static`` here
+  (``dashboard.css``, the look of every dashboard);
+- :class:`DashboardPages`: renders a page with the signed-in user, the links to the other
+  dashboards and a CSRF token for its forms, never cached nor framed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from auth.config import dashboard_url
+from auth.dashboard import AuthClientConfig
+from auth.forms import FormGuard
+from auth.guards import page_user
+from auth.pages import SHARED_TEMPLATES
+from auth.verification import CurrentUser
+from messaging.service_app import add_page_filters
+
+Visitor = Annotated[CurrentUser, Depends(page_user)]
+CsrfField = Annotated[str, Form()]
+
+
+@dataclass(frozen=True)
+class DashboardLinks:
+    """Where the dashboards are, for the navigation."""
+
+    tasks: str
+    accounting: str
+    analytics: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
+        return cls(*(dashboard_url(name, environ) for name in ("tasks", "accounting", "analytics")))
+
+
+def page_templates(directory: Path) -> Jinja2Templates:
+    templates = Jinja2Templates(directory=[directory, SHARED_TEMPLATES])
+    add_page_filters(templates)
+    return templates
+
+
+def mount_static(app: FastAPI, directory: Path) -> None:
+    files = StaticFiles(directory=directory, packages=[("auth", "shared_static")])
+    app.mount("/static", files, name="static")
+
+
+class DashboardPages:
+    def __init__(self, templates: Jinja2Templates, auth: AuthClientConfig, csrf_cookie: str,
+                 links: DashboardLinks):
+        self.templates = templates
+        self.links = links
+        self.forms = FormGuard(auth.secret_key, csrf_cookie, auth.secure_cookies)
+
+    def user_context(self, user: CurrentUser) -> dict[str, Any]:
+        """What every page of the dashboard needs to know about ``user``."""
+        return {}
+
+    def render(self, request: Request, user: CurrentUser, template: str,
+               context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+        token, new_cookie = self.forms.token_for(request)
+        full_context = {"user": user, "links": self.links, "csrf_token": token,
+                        **self.user_context(user), **(context or {})}
+        response = self.templates.TemplateResponse(request, template, full_context,
+                                                   status_code=status_code)
+        if new_cookie is not None:
+            self.forms.set_cookie(response, new_cookie)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return response
+
+    def message(self, request: Request, user: CurrentUser, title: str, text: str,
+                status_code: int, link: str = "/") -> HTMLResponse:
+        context = {"title": title, "text": text, "link": link, "link_text": "Back"}
+        return self.render(request, user, "message.html", context, status_code)
+
+    def expired_form(self, request: Request, user: CurrentUser, link: str = "/"
+                     ) -> HTMLResponse:
+        return self.message(request, user, "Form expired",
+                            "This form has expired. Go back, reload the page and try again.",
+                            403, link)
