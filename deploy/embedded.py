@@ -49,12 +49,16 @@ def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, ti
         process.wait(5)
 
 
-# A page read at random costs about what a sequential one does when the data is in memory
-# or on SSD (PostgreSQL's default of 4 assumes spinning disks). With the default, a batch
-# looking up 500 ids by index is planned as a scan of the whole table once it holds a few
-# tens of thousands of rows (the ledger's duplicate check: 12 ms against 4 ms per batch).
-# The same setting is in deploy/docker-compose.yml and deploy/k8s/postgres.yaml.
-PLANNER_SETTINGS = {"random_page_cost": "1.1"}
+# How every PostgreSQL server of the platform runs: this one, deploy/docker-compose.yml and
+# deploy/k8s/postgres.yaml (a test keeps them equal).
+# - max_connections: every service process keeps a pool of up to 50 (20 kept, 30 more at
+#   peaks: messaging.db.make_engine), and the four web apps alone serve 40 threads each.
+# - random_page_cost: a page read at random costs about what a sequential one does when
+#   the data is in memory or on SSD (the default of 4 assumes spinning disks). With the
+#   default, a batch looking up 500 ids by index is planned as a scan of the whole table
+#   once it holds a few tens of thousands of rows (the ledger's duplicate check: 12 ms
+#   against 4 ms per batch).
+SERVER_SETTINGS = {"max_connections": "400", "shared_buffers": "256MB", "random_page_cost": "1.1"}
 
 
 class EmbeddedPostgres:
@@ -143,9 +147,7 @@ class EmbeddedPostgres:
             "listen_addresses": self.host,
             "port": str(self.port),
             "unix_socket_directories": "",
-            "max_connections": "400",
-            "shared_buffers": "256MB",
-            **PLANNER_SETTINGS,
+            **SERVER_SETTINGS,
         }
         if self.fast_unsafe:
             options |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

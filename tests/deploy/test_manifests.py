@@ -30,7 +30,7 @@ import yaml
 from auth.config import auth_url, dashboard_url
 from auth.dashboard import AuthClientConfig
 from deploy.cli import main as ates_cli
-from deploy.embedded import PLANNER_SETTINGS, EmbeddedPostgres
+from deploy.embedded import SERVER_SETTINGS, EmbeddedPostgres
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.settings import LOGICAL_TOPICS, Settings
 
@@ -705,7 +705,7 @@ def test_every_postgres_server_is_tuned_as_the_embedded_one():
     [container] = pod_spec(statefulset)["containers"]
     compose_command = compose()["services"]["postgres"]["command"]
     assert compose_command[0] == container["args"][0] == "postgres"
-    assert server_settings(compose_command) == PLANNER_SETTINGS
-    assert server_settings(container["args"]) == PLANNER_SETTINGS
+    assert server_settings(compose_command) == SERVER_SETTINGS
+    assert server_settings(container["args"]) == SERVER_SETTINGS
     embedded = server_settings(EmbeddedPostgres(Path("data"))._server_options())
-    assert PLANNER_SETTINGS.items() <= embedded.items()
+    assert SERVER_SETTINGS.items() <= embedded.items()
