@@ -36,7 +36,7 @@ from analytics.consumers import (
     make_handlers,
 )
 from event_schemas import SchemaRegistry
-from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted
+from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted, next_offsets
 from messaging.db import make_session_factory
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
@@ -170,11 +170,7 @@ class StreamLag:
         self.lags: dict[TopicPartitionKey, int] = {}
 
     def saw(self, consumer, messages: list[ReceivedMessage]) -> None:
-        next_offsets: dict[TopicPartitionKey, int] = {}
-        for message in messages:
-            key = (message.topic(), message.partition())
-            next_offsets[key] = max(next_offsets.get(key, 0), message.offset() + 1)
-        for key, next_offset in next_offsets.items():
+        for key, next_offset in next_offsets(messages).items():
             try:
                 end = consumer.highwater(TP(*key))
             except Exception:  # e.g. the partition was revoked meanwhile

@@ -177,6 +177,15 @@ def _first_fit_runs(deliveries: list[Delivery]) -> list[list[Delivery]]:
     return [run for _, run in runs]
 
 
+def next_offsets(messages: Iterable) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the offset after the last of ``messages`` read from it."""
+    after: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic(), message.partition())
+        after[key] = max(after.get(key, 0), message.offset() + 1)
+    return after
+
+
 def _run(session: Session, run: list[Delivery]) -> None:
     """Apply a run of deliveries that share one handler (all at once if it is a batch one)."""
     handler = run[0].handler
@@ -363,7 +372,7 @@ class ConsumerRuntime:
         )
         self.consumer.subscribe(self.topics)
         self.lag = metrics.LagGauge(self.group_id)
-        self._lag_due = 0.0
+        self._lag_reading = metrics.Every(LAG_INTERVAL_SECONDS)
 
     # -- loop -------------------------------------------------------------------------
 
@@ -435,10 +444,8 @@ class ConsumerRuntime:
         return lags
 
     def _record_lag_when_due(self) -> None:
-        now = time.monotonic()
-        if now < self._lag_due:
+        if not self._lag_reading.due():
             return
-        self._lag_due = now + LAG_INTERVAL_SECONDS
         try:
             self.record_lag()
         except Exception as exc:
@@ -461,11 +468,7 @@ class ConsumerRuntime:
         return False
 
     def _commit(self, messages: list[Message]) -> None:
-        next_offsets: dict[tuple[str, int], int] = {}
-        for m in messages:
-            key = (m.topic(), m.partition())
-            next_offsets[key] = max(next_offsets.get(key, 0), m.offset() + 1)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets(messages).items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as exc:

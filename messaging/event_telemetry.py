@@ -25,12 +25,11 @@ def header_traceparent(message) -> str | None:
     return None
 
 
-def start_processing(consumer: str, message, event: Event) -> tuple[Span | None, Event]:
+def start_processing(consumer: str, message, event: Event) -> tuple[Span, Event]:
     """The span of handling ``event``, and the event stamped with it so that whatever its
     handler publishes continues the trace. The parent is the message's header (the
-    relay's publish span), else the event's own context. Nothing when tracing is off."""
-    if not tracing.enabled():
-        return None, event
+    relay's publish span), else the event's own context. Only called while tracing is on
+    (``tracing.enabled()``, which the caller looks up once per batch)."""
     span = tracing.start_span(
         f"process {event.type}",
         header_traceparent(message) or event.traceparent,

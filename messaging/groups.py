@@ -28,19 +28,12 @@ def reset_to_beginning(
 
     The group must have no running member (the broker refuses the commit otherwise).
     """
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id,
-         "enable.auto.commit": False}
-    )
+    consumer = _group_consumer(settings, group_id)
     try:
         offsets = []
-        for topic in topics:
-            partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-            for partition in sorted(partitions):
-                low, _ = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout
-                )
-                offsets.append(TopicPartition(topic, partition, low))
+        for tp in _partitions(consumer, topics, timeout):
+            low, _ = consumer.get_watermark_offsets(tp, timeout=timeout)
+            offsets.append(TopicPartition(tp.topic, tp.partition, low))
         committed = consumer.commit(offsets=offsets, asynchronous=False)
         failed = [tp for tp in committed or [] if tp.error is not None]
         if failed:
@@ -54,20 +47,28 @@ def committed_offsets(
     settings: Settings, group_id: str, topics: list[str], timeout: float = 10.0
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """``(topic, partition) -> (committed offset, end offset)`` of the group."""
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id,
-         "enable.auto.commit": False}
-    )
+    consumer = _group_consumer(settings, group_id)
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
-        ]
         result = {}
-        for tp in consumer.committed(partitions, timeout=timeout):
+        for tp in consumer.committed(_partitions(consumer, topics, timeout), timeout=timeout):
             _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
             result[(tp.topic, tp.partition)] = (tp.offset, high)
         return result
     finally:
         consumer.close()
+
+
+def _group_consumer(settings: Settings, group_id: str) -> Consumer:
+    """A client of the group that never joins it: it only reads and commits offsets."""
+    return Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id,
+         "enable.auto.commit": False}
+    )
+
+
+def _partitions(consumer: Consumer, topics: list[str], timeout: float) -> list[TopicPartition]:
+    partitions = []
+    for topic in topics:
+        numbers = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        partitions += [TopicPartition(topic, number) for number in sorted(numbers)]
+    return partitions

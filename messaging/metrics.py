@@ -9,6 +9,7 @@ reading of one built earlier instead of clashing with it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -79,6 +80,22 @@ def record_request(method: str, route: str, status: int, seconds: float) -> None
 def record_backlog(outbox: str, unsent: int, oldest_age_seconds: float) -> None:
     OUTBOX_UNSENT.labels(outbox).set(unsent)
     OUTBOX_OLDEST_AGE.labels(outbox).set(oldest_age_seconds)
+
+
+class Every:
+    """Paces a reading that runs inside a busy loop: ``due()`` is true at most once per
+    ``seconds`` (and on the first call)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.seconds
+        return True
 
 
 class LagGauge:

@@ -35,7 +35,7 @@ def event_headers(traceparent: str | None) -> dict[str, str]:
 
 
 _ARRAY_COLUMNS = ("event_id", "topic", "key", "event_type", "dataversion", "payload", "headers")
-_TEXT_COLUMNS = ("event_id", "topic", "key", "event_type", "dataversion", "headers")  # not bytes
+_TEXT_COLUMNS = tuple(c for c in _ARRAY_COLUMNS if c != "payload")  # bound as literals
 # One statement over arrays, in their order: a multi-row VALUES list of a whole batch costs
 # more to build and send than the insert itself.
 _INSERT_FROM_ARRAYS = text(

@@ -9,7 +9,6 @@ event id.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -64,14 +63,15 @@ class Relay:
         self.flush_timeout = flush_timeout
         self.producer = producer or Producer(producer_config(settings))
         self.outbox_name = engine.url.database or outbox.name
-        self._backlog_due = 0.0
+        self._backlog_reading = metrics.Every(BACKLOG_INTERVAL_SECONDS)
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set; sleeps briefly whenever the outbox is empty."""
         while not stop.is_set():
             try:
                 published = self.run_once()
-                self._record_backlog_when_due()
+                if self._backlog_reading.due():
+                    self.record_backlog()
             except Exception:
                 log.exception("relay batch failed; retrying")
                 published = 0
@@ -177,12 +177,6 @@ class Relay:
         backlog = self.backlog()
         metrics.record_backlog(self.outbox_name, backlog.unsent, backlog.oldest_age_seconds)
         return backlog
-
-    def _record_backlog_when_due(self) -> None:
-        now = time.monotonic()
-        if now >= self._backlog_due:
-            self._backlog_due = now + BACKLOG_INTERVAL_SECONDS
-            self.record_backlog()
 
     def close(self) -> None:
         self.producer.flush(10)
