@@ -145,22 +145,6 @@ def apply_tasks_added(
     ensure_priced(session, books, {i: traceparents.get(i) for i in latest}, books.clock())
 
 
-def apply_task_added(
-    session: Session,
-    books: Books,
-    task_id: uuid.UUID,
-    title: str,
-    jira_id: str | None,
-    description: str | None,
-    traceparent: str | None = None,
-) -> None:
-    """One ``task.added`` (see :func:`apply_tasks_added`)."""
-    apply_tasks_added(
-        session, books, [TaskDescription(task_id, title, jira_id, description)],
-        {task_id: traceparent},
-    )
-
-
 # -- accounts replica -----------------------------------------------------------------
 
 

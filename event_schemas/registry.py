@@ -89,14 +89,6 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _is_uuid(value: object) -> bool:
-    return _loader.is_canonical_uuid(value)
-
-
-def _is_rfc3339(value: object) -> bool:
-    return _loader.is_rfc3339(value)
-
-
 def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -118,10 +110,10 @@ def _load_json_object(raw: bytes | str | dict) -> dict[str, Any]:
 
 
 _ENVELOPE_RULES: tuple[tuple[str, Any, str], ...] = (
-    ("id", _is_uuid, "a UUID string"),
+    ("id", _loader.is_canonical_uuid, "a UUID string"),
     ("source", _is_text, "a non-empty string"),
     ("type", _is_text, "a non-empty string"),
-    ("time", _is_rfc3339, "an RFC 3339 timestamp"),
+    ("time", _loader.is_rfc3339, "an RFC 3339 timestamp"),
     ("dataversion", _is_positive_int, "an integer >= 1"),
     ("data", lambda v: isinstance(v, dict), "a JSON object"),
 )

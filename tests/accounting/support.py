@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from accounting import service
+from accounting.domain import TaskDescription
 from accounting.ledger import Books
 from tests.accounting.conftest import add_account, assign, complete, new_id
 from tests.auth.support import Person
@@ -45,7 +46,8 @@ def book_task(sessions: sessionmaker[Session], books: Books, person: Person | uu
     account_id = person.uuid if isinstance(person, Person) else person
     task_id = new_id()
     with sessions() as session, session.begin():
-        service.apply_task_added(session, books, task_id, title, jira_id, description)
+        described = TaskDescription(task_id, title, jira_id, description)
+        service.apply_tasks_added(session, books, [described])
     assign(sessions, books, task_id, account_id)
     if done:
         complete(sessions, books, task_id, account_id)

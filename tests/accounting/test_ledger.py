@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from accounting import service
-from accounting.domain import task_facts
+from accounting.domain import TaskDescription, task_facts
 from accounting.ledger import TaskCharge
 from tests.accounting.conftest import (
     add_account,
@@ -68,7 +68,8 @@ def test_a_task_is_priced_once_whichever_event_comes_first(sessions, engine, boo
     with sessions() as session, session.begin():
         service.apply_task_states(session, books, [state])
     with sessions() as session, session.begin():
-        service.apply_task_added(session, books, task, "Fix the button", "UBERPOP-1", None)
+        described = TaskDescription(task, "Fix the button", "UBERPOP-1", None)
+        service.apply_tasks_added(session, books, [described])
     assert price_of(engine, task) == price
     [priced] = stored_events(engine, "task.priced")
     assert priced.event.data["task_id"] == str(task)
@@ -188,7 +189,8 @@ def test_stale_task_states_are_ignored(sessions, engine, books):
     apply("Newest", 3)
     apply("Older", 2)
     with sessions() as session, session.begin():
-        service.apply_task_added(session, books, task, "Original", None, None)
+        described = TaskDescription(task, "Original", None, None)
+        service.apply_tasks_added(session, books, [described])
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT title FROM tasks")) == "Newest"
 
@@ -197,7 +199,8 @@ def test_task_added_describes_a_task_known_only_from_business_events(sessions, e
     task = new_id()
     assign(sessions, books, task, new_id())
     with sessions() as session, session.begin():
-        service.apply_task_added(session, books, task, "Fix the button", "UBERPOP-42", "Now")
+        described = TaskDescription(task, "Fix the button", "UBERPOP-42", "Now")
+        service.apply_tasks_added(session, books, [described])
     with engine.connect() as connection:
         row = connection.execute(
             text("SELECT title, jira_id, description, version FROM tasks")

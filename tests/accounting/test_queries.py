@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from accounting import domain, service
-from accounting.domain import task_facts
+from accounting.domain import TaskDescription, task_facts
 from tests.accounting.conftest import (
     DAY,
     add_account,
@@ -119,7 +119,8 @@ def test_audit_log_csv(sessions, engine, books, clock):
     account = add_account(sessions)
     task = new_id()
     with sessions() as session, session.begin():
-        service.apply_task_added(session, books, task, 'Fix, the "button"', "UBERPOP-42", None)
+        described = TaskDescription(task, 'Fix, the "button"', "UBERPOP-42", None)
+        service.apply_tasks_added(session, books, [described])
     assign(sessions, books, task, account)
     assign(sessions, books, new_id(), new_id())
 
