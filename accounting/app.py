@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from accounting import metrics
 from accounting.api import api_router, install_error_handlers
+from accounting.closing import RENDERERS
 from accounting.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
 from accounting.ledger import Books
 from accounting.mailer import Mailer
@@ -56,7 +57,7 @@ def workers(settings: Settings) -> dict[str, Worker]:
     books = Books.create(AccountingSettings.from_env(settings))
 
     def relay(stop: threading.Event) -> None:
-        run_relay_forever(engine, settings, stop)
+        run_relay_forever(engine, settings, stop, renderers=RENDERERS)
 
     def consumer(stop: threading.Event) -> None:
         consumer_runtime(engine, books).run(stop)

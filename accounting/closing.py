@@ -8,18 +8,25 @@ current balance minus what later days have booked since (when a missed day is ca
 
 The rows of the day's payouts are computed once into a temporary table (``closing``,
 with every id drawn up front), from which the transactions, both legs of each, the
-payouts, the queued mails and the outbox events are each inserted by one statement. The event
-payloads are rendered by the database; the first of each type is parsed back and
-validated against its schema before anything is committed.
+payouts and the queued mails are each inserted by one statement.
+
+The two events of each payout (``transaction.applied``, then ``payment.made``) are not
+stored by the close: it writes one deferred outbox row, and the relay renders the events
+from the day's payouts when it publishes them (``render_payout_events``), before anything
+written after the close. Payouts and their transactions never change, and the event ids
+are derived from a seed kept in the row, so every rendering yields the same events. The
+first payout's events are rendered and validated against their schemas before anything
+is committed.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from accounting import bulk_sql, domain
@@ -33,7 +40,7 @@ from accounting.ledger import (
     transaction_applied_payload,
 )
 from accounting.models import BillingDay, LedgerTransaction
-from messaging.outbox import event_headers
+from messaging.outbox import RenderedEvent
 
 
 @dataclass(frozen=True)
@@ -94,9 +101,10 @@ def _close(
     for statement in _PAY:
         session.execute(statement, params)
     _queue_mails(session, now)
-    _write_payout_events(session, books, day, now, traceparent)
-    paid, total = session.execute(_TOTALS).one()
+    paid, total, first, last = session.execute(_TOTALS).one()
     session.execute(text("DROP TABLE closing"))
+    if paid:
+        _defer_payout_events(session, books, day, now, traceparent, (first, last))
     closed = ClosedDay(day, now, paid, int(total))
     session.add(BillingDay(day=day, closed_at=now, accounts_paid=paid, total_paid=int(total)))
     books.outbox.publish(
@@ -119,7 +127,10 @@ def _sequences(session: Session) -> dict[str, str]:
     )
 
 
-_TOTALS = text("SELECT count(*), coalesce(sum(amount), 0) FROM closing")
+_TOTALS = text(
+    "SELECT count(*), coalesce(sum(amount), 0), min(transaction_id), max(transaction_id)"
+    " FROM closing"
+)
 
 
 def _collect_payouts_sql() -> str:
@@ -142,9 +153,7 @@ def _collect_payouts_sql() -> str:
            nextval(CAST(:transaction_ids AS regclass)) AS transaction_id,
            {new_id("transaction")} AS transaction_public_id,
            nextval(CAST(:payout_ids AS regclass)) AS payout_id,
-           {new_id("payout")} AS payout_public_id,
-           {new_id("transaction.applied")} AS applied_event_id,
-           {new_id("payment.made")} AS paid_event_id
+           {new_id("payout")} AS payout_public_id
     FROM due
     """
 
@@ -204,6 +213,12 @@ def _queue_mails(session: Session, now: datetime) -> None:
 
 # -- events ---------------------------------------------------------------------------
 
+PAYOUT_EVENTS = "accounting.payout_events"
+
+
+def _event_id(purpose: str) -> str:
+    return bulk_sql.derived_uuid(":seed", "CAST(account_id AS text)", f"'{purpose}'")
+
 
 _TIME = "CAST(:time AS text)"
 _DAY = "CAST(:day AS text)"
@@ -220,7 +235,7 @@ _PAID_DATA = {
 def _payout_events_sql() -> str:
     traceparent = "CAST(:traceparent AS text)"
     applied = transaction_applied_payload(
-        "applied_event_id",
+        _event_id(TRANSACTION_APPLIED),
         "transaction_public_id",
         bulk_sql.constant(PAYOUT),
         "-amount",
@@ -229,38 +244,56 @@ def _payout_events_sql() -> str:
         _DAY,
         traceparent,
     )
-    paid = bulk_sql.envelope(PAYMENT_MADE, "paid_event_id", _TIME, _PAID_DATA, traceparent)
+    paid = bulk_sql.envelope(PAYMENT_MADE, _event_id(PAYMENT_MADE), _TIME, _PAID_DATA, traceparent)
     # per account, the payout's transaction.applied comes before its payment.made
     return f"""
-    INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
-    SELECT event.id, :topic, c.account_id::text, event.type, {VERSION}, event.payload,
-           CAST(:headers AS jsonb)
-    FROM closing c
+    SELECT CAST(c.account_id AS text), event.type, event.payload
+    FROM (
+        SELECT t.id, t.public_id AS transaction_public_id, t.account_id, t.balance_after,
+               p.public_id AS payout_public_id, p.amount
+        FROM transactions t JOIN payouts p ON p.transaction_id = t.id
+        WHERE t.id BETWEEN :first AND :last AND t.type = '{PAYOUT}'
+          AND t.day = CAST(:day AS date)
+    ) AS c
     CROSS JOIN LATERAL (
-        VALUES (c.applied_event_id, '{TRANSACTION_APPLIED}', {applied}),
-               (c.paid_event_id, '{PAYMENT_MADE}', {paid})
-    ) AS event (id, type, payload)
+        VALUES (1, '{TRANSACTION_APPLIED}', {applied}), (2, '{PAYMENT_MADE}', {paid})
+    ) AS event (position, type, payload)
+    ORDER BY c.id, event.position
     """
 
 
-_WRITE_PAYOUT_EVENTS = text(_payout_events_sql())
+_RENDER_PAYOUT_EVENTS = text(_payout_events_sql())
 
 
-def _write_payout_events(
-    session: Session, books: Books, day: date, now: datetime, traceparent: str | None
+def render_payout_events(conn: Connection, arguments: dict[str, Any]) -> Iterator[RenderedEvent]:
+    """The events of a closed day's payouts (see the module's docstring), streamed."""
+    rows = conn.execute(_RENDER_PAYOUT_EVENTS, arguments, execution_options={"yield_per": 5000})
+    for key, event_type, payload in rows:
+        yield RenderedEvent(key, event_type, VERSION, bytes(payload))
+
+
+# What the accounting relay renders deferred rows with.
+RENDERERS = {PAYOUT_EVENTS: render_payout_events}
+
+
+def _defer_payout_events(
+    session: Session,
+    books: Books,
+    day: date,
+    now: datetime,
+    traceparent: str | None,
+    transactions: tuple[int, int],
 ) -> None:
-    session.execute(
-        _WRITE_PAYOUT_EVENTS,
-        {
-            "topic": books.topic_of(PAYMENT_MADE),
-            "day": day.isoformat(),
-            "time": rfc3339(now),
-            "traceparent": traceparent,
-            "headers": json.dumps(event_headers(traceparent)),
-        },
-    )
-    first = session.execute(
-        text("SELECT applied_event_id, paid_event_id FROM closing LIMIT 1")
-    ).first()
-    if first is not None:
-        bulk_sql.validate_first(session, books.outbox.registry, [str(i) for i in first])
+    first, last = transactions
+    arguments = {
+        "day": day.isoformat(),
+        "time": rfc3339(now),
+        "traceparent": traceparent,
+        "seed": bulk_sql.new_seed(),
+        "first": first,
+        "last": last,
+    }
+    books.outbox.defer(session, PAYOUT_EVENTS, PAYMENT_MADE, arguments, traceparent)
+    connection = session.connection()
+    for event in render_payout_events(connection, arguments | {"last": first}):
+        books.outbox.registry.parse(event.payload)

@@ -1,14 +1,24 @@
-"""Transactional outbox: events are stored in the same transaction as the change."""
+"""Transactional outbox: events are stored in the same transaction as the change.
+
+A row holds one event, or stands for many (a *deferred* row, written by ``Outbox.defer``):
+their payloads are rendered when the relay publishes them, by a renderer the service
+registers with its relay, from data that never changes once the row is committed. A
+change touching a hundred thousand accounts then stores one row instead of rendering and
+storing a hundred thousand events in its transaction, and its events still leave in
+order: the relay publishes nothing written after a deferred row before that row's events.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import struct
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy import text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
 
 from event_schemas import Event, SchemaRegistry, default_registry
@@ -25,6 +35,34 @@ _COPY_SQL = (
 
 # (event_id, event_type, key, dataversion, payload): an event already serialised.
 PreparedEvent = tuple[str, str, str, int, bytes]
+
+
+class RenderedEvent(NamedTuple):
+    key: str
+    event_type: str
+    dataversion: int
+    payload: bytes
+
+
+# Renders a deferred row's events, in order, from its arguments. It must render the same
+# events (ids included) every time: a relay that dies while publishing renders them again.
+Renderer = Callable[[Connection, dict[str, Any]], Iterable[RenderedEvent]]
+
+
+class UnknownRenderer(LookupError):
+    """A deferred row names a renderer its relay was not given."""
+
+
+def events_of(
+    conn: Connection, row, renderers: Mapping[str, Renderer]
+) -> Iterable[RenderedEvent]:
+    """The events an outbox row stands for: its own, or those its renderer renders."""
+    if row.renderer is None:
+        return [RenderedEvent(row.key, row.event_type, row.dataversion, bytes(row.payload))]
+    render = renderers.get(row.renderer)
+    if render is None:
+        raise UnknownRenderer(row.renderer)
+    return render(conn, json.loads(row.payload))
 
 
 def event_headers(traceparent: str | None) -> dict[str, str]:
@@ -94,6 +132,33 @@ class Outbox:
                 columns[name] = array_literal(columns[name])
             session.execute(_INSERT_FROM_ARRAYS, columns)
         return len(rows)
+
+    def defer(
+        self,
+        session: Session,
+        renderer: str,
+        event_type: str,
+        arguments: dict[str, Any],
+        traceparent: str | None = None,
+    ) -> None:
+        """Add a deferred row to ``session``'s transaction: its events, of ``event_type``'s
+        topic, are rendered by ``renderer`` from ``arguments`` when published.
+
+        The caller validates what the renderer renders before committing (for instance
+        one event of each kind), as for ``copy_prepared``.
+        """
+        session.execute(
+            insert(outbox).values(
+                event_id=str(uuid.uuid4()),
+                topic=self.settings.topic(self.registry.topic_of(event_type)),
+                key=renderer,
+                event_type=renderer,
+                dataversion=0,
+                payload=json.dumps(arguments).encode(),
+                headers=event_headers(traceparent),
+                renderer=renderer,
+            )
+        )
 
     def copy_prepared(
         self,

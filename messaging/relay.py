@@ -1,16 +1,17 @@
 """Outbox relay: publishes stored events to Kafka, in order per key, at least once.
 
 Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relay replicas can run side
-by side. A row is marked sent only after the broker acknowledged it (acks=all); a relay
-that dies in between publishes the row again later, and consumers drop the duplicate by
-event id.
+by side. A row is marked sent only after the broker acknowledged it (acks=all) — a
+deferred row once every event it renders was acknowledged; a relay that dies in between
+publishes the row again later, and consumers drop the duplicate by event id.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import structlog
 from confluent_kafka import Producer
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from messaging import metrics, tracing
 from messaging.db import array_literal
 from messaging.kafka import producer_config
+from messaging.outbox import Renderer, UnknownRenderer, events_of
 from messaging.settings import Settings
 from messaging.tables import outbox
 
@@ -30,10 +32,11 @@ BACKLOG_INTERVAL_SECONDS = 5.0
 
 # Batch statements bind their ids as one array: lists of a thousand parameters cost more
 # to build and send than the statements themselves.
+# A deferred row stands for events of any key: every later row waits for it.
 _EARLIER_UNSENT_PER_KEY = text(
-    f"SELECT key, min(id) FROM {outbox.name} "
-    "WHERE sent_at IS NULL AND key = ANY(CAST(:keys AS text[])) AND id < :last_id "
-    "AND NOT id = ANY(CAST(:ids AS bigint[])) GROUP BY key"
+    f"SELECT key, min(id), renderer IS NOT NULL AS deferred FROM {outbox.name} "
+    "WHERE sent_at IS NULL AND (key = ANY(CAST(:keys AS text[])) OR renderer IS NOT NULL) "
+    "AND id < :last_id AND NOT id = ANY(CAST(:ids AS bigint[])) GROUP BY key, deferred"
 )
 _MARK_SENT = text(
     f"UPDATE {outbox.name} SET sent_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
@@ -55,6 +58,7 @@ class Relay:
         idle_sleep: float = 0.1,
         flush_timeout: float = 30.0,
         producer: Producer | None = None,
+        renderers: Mapping[str, Renderer] | None = None,
     ):
         self.engine = engine
         self.settings = settings
@@ -62,6 +66,8 @@ class Relay:
         self.idle_sleep = idle_sleep
         self.flush_timeout = flush_timeout
         self.producer = producer or Producer(producer_config(settings))
+        self.renderers = renderers or {}
+        self._held_rows: set[int] = set()  # deferred rows already reported unrenderable
         self.outbox_name = engine.url.database or outbox.name
         self._backlog_reading = metrics.Every(BACKLOG_INTERVAL_SECONDS)
 
@@ -86,14 +92,14 @@ class Relay:
             if not rows:
                 return 0
             rows = self._without_overtaking(conn, rows)
-            delivered = self._produce(rows)
-            self._mark_sent(conn, delivered)
-            return len(delivered)
+            deliveries = self._produce(conn, rows)
+            self._mark_sent(conn, deliveries.rows_done)
+            return deliveries.events_done
 
     def _claim(self, conn: Connection) -> list:
         query = (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers,
-                   outbox.c.event_type, outbox.c.dataversion)
+                   outbox.c.event_type, outbox.c.dataversion, outbox.c.renderer)
             .where(outbox.c.sent_at.is_(None))
             .order_by(outbox.c.id)
             .limit(self.batch_size)
@@ -115,48 +121,58 @@ class Relay:
         ).all()
         if not earlier:
             return rows
-        first_foreign = dict(earlier)
-        return [r for r in rows if r.key not in first_foreign or r.id < first_foreign[r.key]]
+        first_foreign = {key: first for key, first, deferred in earlier if not deferred}
+        first_deferred = min((first for _, first, deferred in earlier if deferred), default=None)
+        return [
+            r for r in rows
+            if (first_deferred is None or r.id < first_deferred)
+            and (r.key not in first_foreign or r.id < first_foreign[r.key])
+        ]
 
-    def _produce(self, rows: list) -> list[int]:
-        delivered: list[int] = []
-        failures: list[str] = []
-
-        def on_delivery(row_id: int):
-            def callback(err, _msg):
-                if err is None:
-                    delivered.append(row_id)
-                else:
-                    failures.append(str(err))
-
-            return callback
-
+    def _produce(self, conn: Connection, rows: list) -> _Deliveries:
+        deliveries = _Deliveries()
         traced = tracing.enabled()
         for row in rows:
             span = _publish_span(row) if traced else None
             headers = _with_trace(row.headers or {}, span)
-            self._produce_one(row, [(k, v.encode()) for k, v in headers.items()],
-                              on_delivery(row.id))
-            if span is not None:
-                span.end()
+            try:
+                self._produce_row(conn, row, [(k, v.encode()) for k, v in headers.items()],
+                                  deliveries)
+            except UnknownRenderer as unknown:
+                # Nothing after it may overtake its events: stop here until a relay that
+                # knows the renderer publishes them.
+                if row.id not in self._held_rows:
+                    self._held_rows.add(row.id)
+                    log.error("outbox row needs a renderer this relay lacks; holding it and "
+                              "every later row", row=row.id, renderer=str(unknown))
+                break
+            finally:
+                if span is not None:
+                    span.end()
         remaining = self.producer.flush(self.flush_timeout)
-        _count_published(rows, delivered)
-        if failures or remaining:
+        deliveries.count_published()
+        if deliveries.failures or remaining:
             log.warning(
                 "relay deliveries failed",
-                failed=len(failures),
+                failed=len(deliveries.failures),
                 undelivered=remaining,
-                first_error=failures[0] if failures else None,
+                first_error=deliveries.failures[0] if deliveries.failures else None,
             )
-        return delivered
+        return deliveries
 
-    def _produce_one(self, row, headers, callback) -> None:
+    def _produce_row(self, conn: Connection, row, headers, deliveries: _Deliveries) -> None:
+        events = events_of(conn, row, self.renderers)
+        deliveries.expect(row.id)
+        for event in events:
+            self._produce_one(row.topic, event, headers, deliveries.on_delivery(row, event))
+
+    def _produce_one(self, topic: str, event, headers, callback) -> None:
         while True:
             try:
                 self.producer.produce(
-                    row.topic,
-                    key=row.key.encode(),
-                    value=row.payload,
+                    topic,
+                    key=event.key.encode(),
+                    value=event.payload,
                     headers=headers,
                     on_delivery=callback,
                 )
@@ -199,13 +215,45 @@ def _with_trace(headers: dict[str, str], span) -> dict[str, str]:
     return headers | {tracing.TRACEPARENT: traceparent} if traceparent else headers
 
 
-def _count_published(rows: list, delivered: list[int]) -> None:
-    done = set(delivered)
-    published = Counter(
-        (row.topic, row.event_type, str(row.dataversion)) for row in rows if row.id in done
-    )
-    for labels, count in published.items():
-        metrics.EVENTS_PUBLISHED.labels(*labels).inc(count)
+@dataclass
+class _Deliveries:
+    """What one batch produced and what the broker acknowledged, per outbox row."""
+
+    produced: Counter = field(default_factory=Counter)
+    acknowledged: Counter = field(default_factory=Counter)
+    published: Counter = field(default_factory=Counter)  # per (topic, type, version)
+    failures: list[str] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+
+    def expect(self, row_id: int) -> None:
+        self.order.append(row_id)
+        self.produced[row_id] += 0
+
+    def on_delivery(self, row, event):
+        self.produced[row.id] += 1
+        labels = (row.topic, event.event_type, str(event.dataversion))
+
+        def callback(err, _msg):
+            if err is None:
+                self.acknowledged[row.id] += 1
+                self.published[labels] += 1
+            else:
+                self.failures.append(str(err))
+
+        return callback
+
+    @property
+    def rows_done(self) -> list[int]:
+        """Rows every event of which the broker acknowledged, in order."""
+        return [i for i in self.order if self.acknowledged[i] == self.produced[i]]
+
+    @property
+    def events_done(self) -> int:
+        return sum(self.acknowledged[i] for i in self.rows_done)
+
+    def count_published(self) -> None:
+        for labels, count in self.published.items():
+            metrics.EVENTS_PUBLISHED.labels(*labels).inc(count)
 
 
 def outbox_backlog(conn: Connection) -> Backlog:
@@ -218,8 +266,13 @@ def outbox_backlog(conn: Connection) -> Backlog:
     return Backlog(unsent=count, oldest_age_seconds=float(oldest or 0.0))
 
 
-def run_relay_forever(engine: Engine, settings: Settings, stop: threading.Event) -> None:
-    relay = Relay(engine, settings)
+def run_relay_forever(
+    engine: Engine,
+    settings: Settings,
+    stop: threading.Event,
+    renderers: Mapping[str, Renderer] | None = None,
+) -> None:
+    relay = Relay(engine, settings, renderers=renderers)
     log.info("relay started")
     try:
         relay.run(stop)

@@ -37,6 +37,9 @@ outbox = Table(
     Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    # Set on a deferred row: the name of what renders its events when the relay publishes
+    # them (messaging.outbox.Outbox.defer); its payload then holds the renderer's arguments.
+    Column("renderer", Text),
     Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
 )
 
@@ -54,3 +57,14 @@ inbox = Table(
 def create_messaging_tables(bind) -> None:
     """Create the outbox and inbox (used by migrations and by test fixtures)."""
     messaging_metadata.create_all(bind)
+
+
+# Revisions of every service's migrations that change the outbox call these.
+def add_outbox_renderer(op) -> None:
+    """Deferred rows (``outbox.renderer``). The first revision of each service creates the
+    outbox as it is now, so a database created at that version has the column already."""
+    op.execute("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS renderer text")
+
+
+def drop_outbox_renderer(op) -> None:
+    op.drop_column("outbox", "renderer")

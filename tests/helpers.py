@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -20,6 +20,7 @@ from deploy.embedded import free_port
 from event_schemas import Event, default_registry
 from messaging.db import drop_database, make_engine, make_session_factory
 from messaging.migrations import upgrade
+from messaging.outbox import Renderer, events_of
 from messaging.settings import Settings, with_database
 from messaging.tables import outbox
 
@@ -88,16 +89,22 @@ class StoredEvent:
 
 
 def stored_events(
-    engine: Engine, after_row: int = 0, event_type: str | None = None
+    engine: Engine,
+    after_row: int = 0,
+    event_type: str | None = None,
+    renderers: Mapping[str, Renderer] | None = None,
 ) -> list[StoredEvent]:
-    """Outbox rows in order: those after ``after_row``, of ``event_type`` if given."""
+    """The outbox's events in order (a deferred row's as ``renderers`` render them): those
+    after row ``after_row``, of ``event_type`` if given."""
     query = select(outbox).where(outbox.c.id > after_row).order_by(outbox.c.id)
-    if event_type:
-        query = query.where(outbox.c.event_type == event_type)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
     registry = default_registry()
-    return [StoredEvent(r.topic, r.key, r.headers, registry.parse(bytes(r.payload))) for r in rows]
+    with engine.connect() as connection:
+        events = [
+            StoredEvent(row.topic, event.key, row.headers, registry.parse(event.payload))
+            for row in connection.execute(query).all()
+            for event in events_of(connection, row, renderers or {})
+        ]
+    return [e for e in events if event_type is None or e.event.type == event_type]
 
 
 def add_replica_account(service: ModuleType, sessions: sessionmaker[Session],

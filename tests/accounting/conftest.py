@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
 from accounting import service
+from accounting.closing import RENDERERS
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from event_schemas import Event, default_registry
@@ -207,7 +208,7 @@ def count(engine: Engine, table: str, where: str = "true") -> int:
 
 
 def stored_events(engine: Engine, event_type: str | None = None) -> list[StoredEvent]:
-    return helpers.stored_events(engine, event_type=event_type)
+    return helpers.stored_events(engine, event_type=event_type, renderers=RENDERERS)
 
 
 def moment(day: date, hour: int = 12) -> datetime:

@@ -6,6 +6,7 @@ import random
 import uuid
 
 from accounting import service as accounting
+from accounting.closing import RENDERERS
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from analytics import service as analytics
@@ -57,7 +58,7 @@ def test_management_earnings_and_negative_balances_equal_accountings_own_report(
         report = accounting.management_earnings(sessions, books, day)
         listed, _ = accounting.list_balances(sessions, limit=50)
         balances = {b.account_id: b.balance for b in listed}
-        relay = Relay(accounting_engine, settings)
+        relay = Relay(accounting_engine, settings, renderers=RENDERERS)
         while relay.run_once():
             pass
 
