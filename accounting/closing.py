@@ -97,7 +97,10 @@ def _close(
     session: Session, books: Books, day: date, now: datetime, traceparent: str | None
 ) -> ClosedDay:
     params = {"day": day, "at": now, "company": COMPANY_ACCOUNT_ID}
-    session.execute(_COLLECT_PAYOUTS, params | _sequences(session) | {"seed": bulk_sql.new_seed()})
+    session.execute(
+        _COLLECT_PAYOUTS, params | {"transaction_ids": _transaction_ids(session),
+                                    "seed": bulk_sql.new_seed()}
+    )
     for statement in _PAY:
         session.execute(statement, params)
     _queue_mails(session, now)
@@ -113,18 +116,10 @@ def _close(
     return closed
 
 
-def _sequences(session: Session) -> dict[str, str]:
-    """The sequences behind the ids drawn up front (named once, not looked up per row)."""
-    return (
-        session.execute(
-            text(
-                "SELECT pg_get_serial_sequence('transactions', 'id') AS transaction_ids,"
-                " pg_get_serial_sequence('payouts', 'id') AS payout_ids"
-            )
-        )
-        .one()
-        ._asdict()
-    )
+def _transaction_ids(session: Session) -> str:
+    """The sequence of transaction ids (named once, not looked up per row); a payout's id
+    is its transaction's."""
+    return session.scalar(text("SELECT pg_get_serial_sequence('transactions', 'id')"))
 
 
 _TOTALS = text(
@@ -152,7 +147,6 @@ def _collect_payouts_sql() -> str:
     SELECT account_id, amount, balance - amount AS balance_after,
            nextval(CAST(:transaction_ids AS regclass)) AS transaction_id,
            {new_id("transaction")} AS transaction_public_id,
-           nextval(CAST(:payout_ids AS regclass)) AS payout_id,
            {new_id("payout")} AS payout_public_id
     FROM due
     """
@@ -188,7 +182,7 @@ _PAY = [
     text(
         """
         INSERT INTO payouts (id, public_id, account_id, day, amount, transaction_id, created_at)
-        SELECT payout_id, payout_public_id, account_id, :day, amount, transaction_id, :at
+        SELECT transaction_id, payout_public_id, account_id, :day, amount, transaction_id, :at
         FROM closing
         """
     ),
@@ -202,7 +196,7 @@ _PAY = [
 # or task title that arrives late is still used.
 _QUEUE_MAILS = text(
     """
-    INSERT INTO payout_emails (payout_id, next_attempt_at) SELECT payout_id, :at FROM closing
+    INSERT INTO payout_emails (payout_id, next_attempt_at) SELECT transaction_id, :at FROM closing
     """
 )
 

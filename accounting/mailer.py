@@ -126,7 +126,7 @@ class Mailer:
         client.send_message(self._message(mail, recipient, f"payout-{payout_id}"))
         session.execute(
             update(PayoutEmail)
-            .where(PayoutEmail.id == mail.id)
+            .where(PayoutEmail.payout_id == mail.payout_id)
             .values(
                 recipient=recipient,
                 sent_at=func.now(),
@@ -154,14 +154,14 @@ class Mailer:
         )
         log.warning(
             "payout mail not sent; will retry",
-            mail=mail.id,
+            mail=mail.payout_id,
             attempts=attempts,
             retry_in=delay,
             error=str(error),
         )
         session.execute(
             update(PayoutEmail)
-            .where(PayoutEmail.id == mail.id)
+            .where(PayoutEmail.payout_id == mail.payout_id)
             .values(
                 attempts=attempts,
                 next_attempt_at=func.now() + timedelta(seconds=delay),
@@ -174,7 +174,7 @@ def _claim_due_mail(session: Session) -> PayoutEmail | None:
     return session.scalar(
         select(PayoutEmail)
         .where(PayoutEmail.sent_at.is_(None), PayoutEmail.next_attempt_at <= func.now())
-        .order_by(PayoutEmail.next_attempt_at, PayoutEmail.id)
+        .order_by(PayoutEmail.next_attempt_at, PayoutEmail.payout_id)
         .limit(1)
         .with_for_update(skip_locked=True)
     )
@@ -183,7 +183,7 @@ def _claim_due_mail(session: Session) -> PayoutEmail | None:
 def _compose_once(session: Session, mail: PayoutEmail) -> None:
     """The mail's text, composed once its recipient is known; retries send the same."""
     if mail.subject is None:
-        payout_mail.compose(session, mail.id)
+        payout_mail.compose(session, mail.payout_id)
         session.refresh(mail)
 
 

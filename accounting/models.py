@@ -144,10 +144,18 @@ class Entry(Base):
     __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"),)
 
 
+BALANCES_FILLFACTOR = 50
+
+
 class Balance(Base):
     """Sum of the entries of a popug account (the company's balance is not kept)."""
 
     __tablename__ = "balances"
+    # Every booking and every payout updates a balance. Half of each page is left free so
+    # that the new version of a row fits on its page (a "HOT" update): the primary key
+    # then needs no new entry. Closing a day for 100,000 accounts updated them in 0.55 s
+    # with full pages and in 0.2 s with half-full ones.
+    __table_args__ = {"postgresql_with": {"fillfactor": BALANCES_FILLFACTOR}}
 
     account_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
@@ -165,19 +173,23 @@ class BillingDay(Base):
 
 
 class Payout(Base):
+    """One account's payout of one day. Its id is that of its ledger transaction (one
+    index fewer than a number of its own, for the tens of thousands a close writes)."""
+
     __tablename__ = "payouts"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     public_id: Mapped[uuid.UUID] = _uuid(unique=True)
     account_id: Mapped[uuid.UUID] = _uuid()
     day: Mapped[date] = mapped_column(Date)
     amount: Mapped[int] = mapped_column(BigInteger)
-    transaction_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    transaction_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _timestamp()
 
     __table_args__ = (
         UniqueConstraint("account_id", "day", name="one_payout_per_account_and_day"),
         CheckConstraint("amount > 0", name="payout_positive"),
+        CheckConstraint("id = transaction_id", name="payout_is_its_transaction"),
     )
 
 
@@ -187,8 +199,7 @@ class PayoutEmail(Base):
 
     __tablename__ = "payout_emails"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    payout_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    payout_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     recipient: Mapped[str | None] = mapped_column(Text)
     # composed by the mailer on the first attempt (accounting.payout_mail)
     subject: Mapped[str | None] = mapped_column(Text)

@@ -64,10 +64,10 @@ _COMPOSE = text(
         SELECT {", ".join(f"CAST(:{name} AS text) AS {name}" for name in _TEMPLATES)}
     ),
     paid AS (
-        SELECT e.id AS mail_id, p.account_id, p.day, p.amount, {_NAME} AS name
+        SELECT e.payout_id, p.account_id, p.day, p.amount, {_NAME} AS name
         FROM payout_emails e JOIN payouts p ON p.id = e.payout_id
         LEFT JOIN accounts a ON a.public_id = p.account_id
-        WHERE e.id = :mail_id
+        WHERE e.payout_id = :payout_id
     ),
     lines AS (
         SELECT string_agg(format(m.text_line, t.type, {_money("t.amount")}, {_TASK_LABEL}),
@@ -90,11 +90,11 @@ _COMPOSE = text(
                            paid.day::text,
                            coalesce(l.html_lines, format(m.html_line, m.no_lines, '', '')))
     FROM paid CROSS JOIN m CROSS JOIN lines l
-    WHERE e.id = paid.mail_id
+    WHERE e.payout_id = paid.payout_id
     """
 )
 
 
-def compose(session: Session, mail_id: int) -> None:
-    """Write the subject and both bodies of the queued mail ``mail_id``."""
-    session.execute(_COMPOSE, {"mail_id": mail_id, **_TEMPLATES})
+def compose(session: Session, payout_id: int) -> None:
+    """Write the subject and both bodies of the queued mail of payout ``payout_id``."""
+    session.execute(_COMPOSE, {"payout_id": payout_id, **_TEMPLATES})

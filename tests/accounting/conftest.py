@@ -138,7 +138,7 @@ INVARIANT_VIOLATIONS = {
         WHERE t.type = 'payout' AND p.id IS NULL
     """,
     "a mail without its payout": """
-        SELECT m.id FROM payout_emails m LEFT JOIN payouts p ON p.id = m.payout_id
+        SELECT m.payout_id FROM payout_emails m LEFT JOIN payouts p ON p.id = m.payout_id
         WHERE p.id IS NULL
     """,
 }

@@ -252,7 +252,7 @@ def queued_mail(engine):
 
 def composed_mail(sessions, engine):
     with sessions() as session, session.begin():
-        payout_mail.compose(session, queued_mail(engine).id)
+        payout_mail.compose(session, queued_mail(engine).payout_id)
     return queued_mail(engine)
 
 

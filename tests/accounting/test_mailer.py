@@ -39,7 +39,8 @@ def pay_out(sessions, books, clock, accounts) -> None:
 def mail_rows(engine):
     with engine.connect() as connection:
         return connection.execute(
-            text("SELECT recipient, attempts, sent_at, last_error FROM payout_emails ORDER BY id")
+            text("SELECT recipient, attempts, sent_at, last_error FROM payout_emails"
+                 " ORDER BY payout_id")
         ).all()
 
 
