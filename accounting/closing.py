@@ -135,7 +135,8 @@ def _collect_payouts_sql() -> str:
     return f"""
     CREATE TEMPORARY TABLE closing ON COMMIT DROP AS
     WITH later AS (
-        SELECT account_id, sum(amount) AS amount FROM transactions WHERE day > :day
+        SELECT account_id, CAST(sum(amount) AS bigint) AS amount FROM transactions
+        WHERE day > :day
         GROUP BY account_id
     ),
     due AS (
@@ -239,13 +240,15 @@ def _payout_events_sql() -> str:
         traceparent,
     )
     paid = bulk_sql.envelope(PAYMENT_MADE, _event_id(PAYMENT_MADE), _TIME, _PAID_DATA, traceparent)
-    # per account, the payout's transaction.applied comes before its payment.made
+    # Per account, the payout's transaction.applied comes before its payment.made. Payouts
+    # are joined by their primary key (a payout's id is its transaction's): the relay reads
+    # through a cursor, planned for its first rows, which must not be a scan per row.
     return f"""
     SELECT CAST(c.account_id AS text), event.type, event.payload
     FROM (
         SELECT t.id, t.public_id AS transaction_public_id, t.account_id, t.balance_after,
                p.public_id AS payout_public_id, p.amount
-        FROM transactions t JOIN payouts p ON p.transaction_id = t.id
+        FROM transactions t JOIN payouts p ON p.id = t.id
         WHERE t.id BETWEEN :first AND :last AND t.type = '{PAYOUT}'
           AND t.day = CAST(:day AS date)
     ) AS c

@@ -15,6 +15,9 @@
    - the payouts from a balances table: insert them, zero the positive balances;
    - the double-entry close: sum each account's entries, insert a payout for each positive
      sum and the two entries that move it to the company.
+3. Publishing the close's payout events: the close stores them as one deferred outbox row,
+   which the relay renders and publishes (two events per payout, acks=all). Baseline:
+   confluent-kafka producing the same messages, rendered beforehand.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from datetime import UTC, date, datetime
 
 import psycopg
 from confluent_kafka import Producer
+from sqlalchemy import select
 
 from accounting import service
 from accounting.app import consumer_runtime
+from accounting.closing import RENDERERS
 from accounting.domain import COMPANY_ACCOUNT_ID
 from accounting.ledger import Books, TaskCharge, ensure_priced
 from accounting.settings import AccountingSettings
@@ -37,7 +42,10 @@ from event_schemas import Event, default_registry
 from messaging.db import make_engine, make_session_factory
 from messaging.kafka import ensure_topics, producer_config
 from messaging.migrations import upgrade
+from messaging.outbox import events_of
+from messaging.relay import Relay
 from messaging.settings import Settings
+from messaging.tables import outbox
 
 BATCH = 500
 DAY = date(2026, 11, 22)
@@ -200,11 +208,49 @@ def _timed_sql(conn: psycopg.Connection, statements: tuple[str, ...]) -> float:
 
 def _timed_close(sessions, books: Books, url: str) -> float:
     with psycopg.connect(_dsn(url), autocommit=True) as conn:
+        conn.execute("UPDATE outbox SET sent_at = now()")  # the seeding's events
         conn.execute("CHECKPOINT")
     with Stopwatch() as watch:
         [closed] = service.close_day(sessions, books, DAY)
     print(f"  close_day paid {closed.accounts_paid:,} accounts", flush=True)
     return watch.seconds
+
+
+def _rendered_events(engine) -> list:
+    """(topic, key, payload) of every event the unsent outbox rows stand for."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox).where(outbox.c.sent_at.is_(None))).all()
+        return [(row.topic, event.key, event.payload)
+                for row in rows for event in events_of(conn, row, RENDERERS)]
+
+
+def _timed_payout_events(engine, settings: Settings) -> dict[str, float]:
+    """Seconds for the relay to publish the close's events, and for a bare producer to
+    send the same messages (rendered before its clock starts)."""
+    messages = _rendered_events(engine)
+    producer = Producer(producer_config(settings))
+    with Stopwatch() as raw:
+        for topic, key, payload in messages:
+            _produce_waiting(producer, topic, key.encode(), payload)
+        if producer.flush(60):
+            raise RuntimeError("not every event reached the broker")
+    relay = Relay(engine, settings, renderers=RENDERERS)
+    published = 0
+    with Stopwatch() as relayed:
+        while count := relay.run_once():
+            published += count
+    relay.close()
+    print(f"  relay published {published:,} events", flush=True)
+    return {"publish": relayed.seconds, "produce": raw.seconds}
+
+
+def _produce_waiting(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[dict[str, float]]:
@@ -226,6 +272,7 @@ def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[dict
                 "entries": _timed_sql(conn, DOUBLE_ENTRY_CLOSE),
             }
         measured["close"] = _timed_close(sessions, books, url)
+        measured |= _timed_payout_events(engine, books.settings.platform)
         print(
             f"close day round {number + 1}: "
             + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in measured.items()),
@@ -236,7 +283,7 @@ def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[dict
     return times
 
 
-def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 1) -> list[Result]:
+def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 3) -> list[Result]:
     batch = assignment_events(events, tasks=max(1, events // 2), accounts=1000)
     with postgres_server() as pg, kafka_broker() as broker:
         settings = Settings(
@@ -278,6 +325,14 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 1) -> list[
             "ms",
             "SQL: double-entry close from entries (ms)",
             1000 * statistics.median(t["entries"] for t in times),
+        ),
+        Result(
+            "ledger",
+            "relay publishes a close's payout events (ms)",
+            1000 * statistics.median(t["publish"] for t in times),
+            "ms",
+            "confluent-kafka produce, same messages (ms)",
+            1000 * statistics.median(t["produce"] for t in times),
         ),
     ]
 
