@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -162,9 +162,10 @@ class Relay:
 
     def _produce_row(self, conn: Connection, row, headers, deliveries: _Deliveries) -> None:
         events = events_of(conn, row, self.renderers)
-        deliveries.expect(row.id)
+        produced, callback = deliveries.start(row.id)
         for event in events:
-            self._produce_one(row.topic, event, headers, deliveries.on_delivery(row, event))
+            produced[(row.topic, event.event_type, str(event.dataversion))] += 1
+            self._produce_one(row.topic, event, headers, callback)
 
     def _produce_one(self, topic: str, event, headers, callback) -> None:
         while True:
@@ -219,40 +220,37 @@ def _with_trace(headers: dict[str, str], span) -> dict[str, str]:
 class _Deliveries:
     """What one batch produced and what the broker acknowledged, per outbox row."""
 
-    produced: Counter = field(default_factory=Counter)
+    produced: dict[int, Counter] = field(default_factory=dict)  # row -> (topic, type, v)
     acknowledged: Counter = field(default_factory=Counter)
-    published: Counter = field(default_factory=Counter)  # per (topic, type, version)
     failures: list[str] = field(default_factory=list)
-    order: list[int] = field(default_factory=list)
 
-    def expect(self, row_id: int) -> None:
-        self.order.append(row_id)
-        self.produced[row_id] += 0
-
-    def on_delivery(self, row, event):
-        self.produced[row.id] += 1
-        labels = (row.topic, event.event_type, str(event.dataversion))
+    def start(self, row_id: int) -> tuple[Counter, Callable]:
+        """The counter of the row's produced events and the delivery callback of each."""
+        produced = self.produced[row_id] = Counter()
 
         def callback(err, _msg):
             if err is None:
-                self.acknowledged[row.id] += 1
-                self.published[labels] += 1
+                self.acknowledged[row_id] += 1
             else:
                 self.failures.append(str(err))
 
-        return callback
+        return produced, callback
 
     @property
     def rows_done(self) -> list[int]:
         """Rows every event of which the broker acknowledged, in order."""
-        return [i for i in self.order if self.acknowledged[i] == self.produced[i]]
+        return [i for i, kinds in self.produced.items()
+                if self.acknowledged[i] == kinds.total()]
 
     @property
     def events_done(self) -> int:
         return sum(self.acknowledged[i] for i in self.rows_done)
 
     def count_published(self) -> None:
-        for labels, count in self.published.items():
+        published = Counter()
+        for row_id in self.rows_done:
+            published.update(self.produced[row_id])
+        for labels, count in published.items():
             metrics.EVENTS_PUBLISHED.labels(*labels).inc(count)
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from accounting import domain, payout_mail, service
+from accounting import closing, domain, payout_mail, service
 from accounting.domain import task_facts
 from accounting.ledger import Books
 from tests.accounting.conftest import (
@@ -311,7 +311,8 @@ def test_the_invariant_check_notices_a_balance_out_of_step(sessions, engine, boo
         connection.execute(text("UPDATE balances SET balance = balance - 1"))
 
 
-def test_many_accounts_close_in_one_go(sessions, engine, books: Books, clock):
+def test_many_accounts_close_in_one_go(sessions, engine, books: Books, clock, monkeypatch):
+    monkeypatch.setattr(closing, "_IDS_PER_PAGE", 7)  # the payouts' events span many pages
     clock.set(moment(DAY))
     accounts = [new_id() for _ in range(300)]
     with sessions() as session, session.begin():
@@ -319,8 +320,13 @@ def test_many_accounts_close_in_one_go(sessions, engine, books: Books, clock):
     [closed] = service.close_day(sessions, books, DAY)
     assert closed.accounts_paid == 300
     assert count(engine, "payout_emails") == 300
-    paid = stored_events(engine, "payment.made")
-    assert sorted(e.event.data["account_id"] for e in paid) == sorted(map(str, accounts))
+    payout_events = [e.event for e in stored_events(engine)
+                     if e.event.type == "payment.made" or e.event.data.get("type") == "payout"]
+    assert [e.type for e in payout_events] == ["transaction.applied", "payment.made"] * 300
+    assert [e.data["account_id"] for e in payout_events[::2]] == [
+        e.data["account_id"] for e in payout_events[1::2]]
+    assert sorted(e.data["account_id"] for e in payout_events[1::2]) == sorted(map(str, accounts))
+    assert len({e.id for e in payout_events}) == 600
     assert count(engine, "outbox", "renderer IS NOT NULL") == 1
 
 
