@@ -98,6 +98,7 @@ def plan(users: int, work: Workload = Workload(), rates: Measured = Measured()) 
         + payouts * EVENTS_PER_PAYOUT
         + 1
     )
+    stored_events = events - payouts * EVENTS_PER_PAYOUT  # a close stores one deferred row
     working_seconds = work.working_hours * 3600
     requests_peak = users * work.requests_per_user / working_seconds * work.peak_factor
     per_task_peak = tasks / working_seconds * work.peak_factor  # tasks/s in the peak minute
@@ -123,7 +124,7 @@ def plan(users: int, work: Workload = Workload(), rates: Measured = Measured()) 
         reshuffle_seconds=open_at_reshuffle / 100_000 * rates.reshuffle_s_per_100k,
         close_seconds=workers / 100_000 * rates.close_s_per_100k,
         ledger_gb_per_year=transactions * 365 * rates.ledger_bytes_per_transaction / 1e9,
-        outbox_gb_per_day=events * rates.outbox_bytes_per_event / 1e9,
+        outbox_gb_per_day=stored_events * rates.outbox_bytes_per_event / 1e9,
         web_processes=web,
         partitions=partitions,
         accounting_consumers=accounting,

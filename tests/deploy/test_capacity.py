@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from bench import capacity
 from bench.capacity import Measured, Workload, plan
 
@@ -32,6 +34,9 @@ def test_events_per_day_follow_the_events_of_each_business_fact():
     work = Workload(worker_share=1, tasks_per_worker=1, reshuffles=0, paid_share=1)
     # per task: 5 on creation, 3 on completion; per payout 2; one billing_cycle.closed
     assert plan(10, work).events_per_day == 10 * 8 + 10 * 2 + 1
+    # a close stores its payouts' events as one deferred outbox row, rendered when published
+    outbox_bytes = plan(10, work).outbox_gb_per_day * 1e9
+    assert outbox_bytes == pytest.approx((10 * 8 + 1) * Measured().outbox_bytes_per_event)
 
 
 def test_consumers_never_exceed_partitions_and_follow_the_measured_rate():
