@@ -42,12 +42,12 @@ class Measured:
     """Rates of the `make bench` run in docs/performance.md (2 shared cores, one process
     of each kind)."""
 
-    web_requests_per_s: float = 104.1  # POST /api/tasks per tasks web process
-    pipeline_events_per_s: float = 8_068  # outbox -> relay -> Kafka -> consumer + inbox
-    ledger_events_per_s: float = 7_843  # accounting consumer booking task.assigned
-    analytics_events_per_s: float = 2_758  # faust projection
-    reshuffle_s_per_100k: float = 5.45  # open tasks moved, 200k outbox rows included
-    close_s_per_100k: float = 6.69  # a day's close for 100,000 accounts
+    web_requests_per_s: float = 92.7  # POST /api/tasks per tasks web process
+    pipeline_events_per_s: float = 6_162  # outbox -> relay -> Kafka -> consumer + inbox
+    ledger_events_per_s: float = 6_263  # accounting consumer booking task.assigned
+    analytics_events_per_s: float = 2_394  # faust projection
+    reshuffle_s_per_100k: float = 5.70  # open tasks moved, 200k outbox rows included
+    close_s_per_100k: float = 3.02  # a day's close for 100,000 accounts (events deferred)
     ledger_bytes_per_transaction: float = 487  # transaction + 2 entries, with indexes
     outbox_bytes_per_event: float = 745  # payload, headers, indexes
     process_rss_mb: float = 280  # one service process at 100,000 tasks (platform bench peak)
