@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer
 
 from analytics.consumers import CONSUMED_TOPICS
 from analytics.stream import CatchUp, ProjectionStream, Projector, end_offsets
-from bench.common import Result, command_line, kafka_broker, postgres_server
+from bench.common import Result, command_line, kafka_broker, postgres_server, rate
 from event_schemas import Event, default_registry
 from messaging.db import make_engine
 from messaging.kafka import consumer_config, ensure_topics, producer_config
@@ -108,7 +108,7 @@ def raw_consume_rate(settings: Settings, count: int) -> float:
         received += len(batch)
     seconds = time.perf_counter() - first
     consumer.close()
-    return count / seconds
+    return rate(count, seconds)
 
 
 class DiscardingProjector:
@@ -123,7 +123,7 @@ def stream_rate(settings: Settings, count: int, projector, group_id: str) -> flo
     catch_up = CatchUp(end_offsets(settings, topics), clock=time.perf_counter)
     ProjectionStream(settings, projector, group_id).run(threading.Event(), catch_up)
     assert catch_up.seen == count, f"{catch_up.seen} of {count} read"
-    return count / (catch_up.last_seen - catch_up.first_seen)
+    return rate(count, catch_up.last_seen - catch_up.first_seen)
 
 
 def projection_rate(settings: Settings, count: int) -> float:

@@ -62,6 +62,14 @@ def kafka_broker() -> Iterator[TansuBroker]:
         broker.stop()
 
 
+def rate(count: int, seconds: float) -> float:
+    """``count`` per second; a clear error when the clock could not tell a duration (all of
+    a tiny run arrived at once)."""
+    if seconds <= 0:
+        raise SystemExit(f"{count:,} events arrived at once, too few to time: use more")
+    return count / seconds
+
+
 class Stopwatch:
     def __enter__(self) -> Stopwatch:
         self.started = time.perf_counter()
