@@ -128,10 +128,13 @@ _TOTALS = text(
 )
 
 
-def _collect_payouts_sql() -> str:
-    def new_id(purpose: str) -> str:
-        return bulk_sql.derived_uuid(":seed", "CAST(account_id AS text)", f"'{purpose}'")
+def _derived_id(purpose: str) -> str:
+    """SQL for the id of ``purpose`` (a payout, an event of it) derived from ``:seed`` and
+    the row's account: the close and the renderer of its events draw theirs alike."""
+    return bulk_sql.derived_uuid(":seed", "CAST(account_id AS text)", f"'{purpose}'")
 
+
+def _collect_payouts_sql() -> str:
     return f"""
     CREATE TEMPORARY TABLE closing ON COMMIT DROP AS
     WITH later AS (
@@ -147,8 +150,8 @@ def _collect_payouts_sql() -> str:
     )
     SELECT account_id, amount, balance - amount AS balance_after,
            nextval(CAST(:transaction_ids AS regclass)) AS transaction_id,
-           {new_id("transaction")} AS transaction_public_id,
-           {new_id("payout")} AS payout_public_id
+           {_derived_id("transaction")} AS transaction_public_id,
+           {_derived_id("payout")} AS payout_public_id
     FROM due
     """
 
@@ -211,10 +214,6 @@ def _queue_mails(session: Session, now: datetime) -> None:
 PAYOUT_EVENTS = "accounting.payout_events"
 
 
-def _event_id(purpose: str) -> str:
-    return bulk_sql.derived_uuid(":seed", "CAST(account_id AS text)", f"'{purpose}'")
-
-
 _TIME = "CAST(:time AS text)"
 _DAY = "CAST(:day AS text)"
 _PAID_DATA = {
@@ -230,7 +229,7 @@ _PAID_DATA = {
 def _payout_events_sql() -> str:
     traceparent = "CAST(:traceparent AS text)"
     applied = transaction_applied_payload(
-        _event_id(TRANSACTION_APPLIED),
+        _derived_id(TRANSACTION_APPLIED),
         "transaction_public_id",
         bulk_sql.constant(PAYOUT),
         "-amount",
@@ -239,7 +238,9 @@ def _payout_events_sql() -> str:
         _DAY,
         traceparent,
     )
-    paid = bulk_sql.envelope(PAYMENT_MADE, _event_id(PAYMENT_MADE), _TIME, _PAID_DATA, traceparent)
+    paid = bulk_sql.envelope(
+        PAYMENT_MADE, _derived_id(PAYMENT_MADE), _TIME, _PAID_DATA, traceparent
+    )
     # One row per payout, both events side by side, in pages of transaction ids: the
     # relay starts publishing after the first page, and sorting a page takes no more
     # than a page whichever plan the planner picks (it misjudges a day's payouts until
