@@ -21,7 +21,7 @@ from analytics.stream import CatchUp, ProjectionStream, Projector, end_offsets
 from bench.common import Result, command_line, kafka_broker, postgres_server, rate
 from event_schemas import Event, default_registry
 from messaging.db import make_engine
-from messaging.kafka import consumer_config, ensure_topics, producer_config
+from messaging.kafka import consumer_config, ensure_topics, produce_waiting, producer_config
 from messaging.migrations import upgrade
 from messaging.settings import Settings, with_database
 
@@ -87,12 +87,8 @@ def publish(settings: Settings, events: list[Event]) -> None:
     producer = Producer(producer_config(settings))
     for event in events:
         topic = settings.topic(registry.topic_of(event.type))
-        while True:
-            try:
-                producer.produce(topic, key=registry.key_of(event).encode(), value=event.to_json())
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_waiting(producer, topic, key=registry.key_of(event).encode(),
+                        value=event.to_json())
         producer.poll(0)
     assert producer.flush(60) == 0
 

@@ -40,7 +40,7 @@ from accounting.settings import AccountingSettings
 from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
 from event_schemas import Event, default_registry
 from messaging.db import make_engine, make_session_factory
-from messaging.kafka import ensure_topics, producer_config
+from messaging.kafka import ensure_topics, produce_waiting, producer_config
 from messaging.migrations import upgrade
 from messaging.outbox import events_of
 from messaging.relay import Relay
@@ -231,7 +231,7 @@ def _timed_payout_events(engine, settings: Settings) -> dict[str, float]:
     producer = Producer(producer_config(settings))
     with Stopwatch() as raw:
         for topic, key, payload in messages:
-            _produce_waiting(producer, topic, key.encode(), payload)
+            produce_waiting(producer, topic, key=key.encode(), value=payload)
         if producer.flush(60):
             raise RuntimeError("not every event reached the broker")
     relay = Relay(engine, settings, renderers=RENDERERS)
@@ -242,15 +242,6 @@ def _timed_payout_events(engine, settings: Settings) -> dict[str, float]:
     relay.close()
     print(f"  relay published {published:,} events", flush=True)
     return {"publish": relayed.seconds, "produce": raw.seconds}
-
-
-def _produce_waiting(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value)
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[dict[str, float]]:
@@ -299,7 +290,6 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 3) -> list[
         raw_rate = raw_executemany_rate(_dsn(url), batch)
         rate = ledger_rate(url, settings, batch)
         times = close_day_times(settings, accounts, rounds)
-    close = 1000 * statistics.median(t["close"] for t in times)
     name = f"close a day, {accounts:,} accounts (ms)"
     return [
         Result(
@@ -310,29 +300,21 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 3) -> list[
             "psycopg executemany (rows/s)",
             raw_rate,
         ),
-        Result(
-            "ledger",
-            name,
-            close,
-            "ms",
-            "SQL: payouts from a balances table (ms)",
-            1000 * statistics.median(t["balances"] for t in times),
+        *(
+            Result.median_of("ledger", name, "ms", baseline_name,
+                             [(t[baseline], t["close"]) for t in times], scale=1000)
+            for baseline, baseline_name in (
+                ("balances", "SQL: payouts from a balances table (ms)"),
+                ("entries", "SQL: double-entry close from entries (ms)"),
+            )
         ),
-        Result(
-            "ledger",
-            name,
-            close,
-            "ms",
-            "SQL: double-entry close from entries (ms)",
-            1000 * statistics.median(t["entries"] for t in times),
-        ),
-        Result(
+        Result.median_of(
             "ledger",
             "relay publishes a close's payout events (ms)",
-            1000 * statistics.median(t["publish"] for t in times),
             "ms",
             "confluent-kafka produce, same messages (ms)",
-            1000 * statistics.median(t["produce"] for t in times),
+            [(t["produce"], t["publish"]) for t in times],
+            scale=1000,
         ),
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from messaging.settings import Settings
@@ -19,6 +19,17 @@ def producer_config(settings: Settings, **overrides) -> dict:
         "message.timeout.ms": 30000,
     }
     return config | overrides
+
+
+def produce_waiting(producer: Producer, topic: str, **message) -> None:
+    """``producer.produce(topic, **message)``, serving delivery callbacks while the
+    producer's queue is full instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, **message)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from messaging import metrics, tracing
 from messaging.db import array_literal
-from messaging.kafka import producer_config
+from messaging.kafka import produce_waiting, producer_config
 from messaging.outbox import Renderer, UnknownRenderer, events_of
 from messaging.settings import Settings
 from messaging.tables import outbox
@@ -168,18 +168,8 @@ class Relay:
             self._produce_one(row.topic, event, headers, callback)
 
     def _produce_one(self, topic: str, event, headers, callback) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic,
-                    key=event.key.encode(),
-                    value=event.payload,
-                    headers=headers,
-                    on_delivery=callback,
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)
+        produce_waiting(self.producer, topic, key=event.key.encode(), value=event.payload,
+                        headers=headers, on_delivery=callback)
 
     def _mark_sent(self, conn: Connection, ids: list[int]) -> None:
         if ids:
