@@ -16,7 +16,7 @@ from messaging.metrics import scrape_gauge
 from messaging.relay import run_relay_forever
 from messaging.service_app import broker_check, create_service_app, database_check, disposing
 from messaging.settings import Settings
-from tasks import domain, service
+from tasks import service
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
 from tasks.settings import TasksSettings
@@ -73,7 +73,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api_router(sessions, tasks_settings))
     scrape_gauge("ates_tasks_open", "Tasks not done yet.",
-                 lambda: service.count_tasks(sessions, domain.OPEN))
+                 lambda: service.count_open_tasks(sessions))
     board = Board(sessions, tasks_settings, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(board))
     mount_static(app, STATIC_DIR)

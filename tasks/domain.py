@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
-from typing import TypeVar
 from uuid import UUID
 
 ADMIN = "admin"
@@ -28,9 +26,6 @@ DESCRIPTION_MAX_LENGTH = 10_000
 JIRA_ID_PATTERN = r"^[A-Z][A-Z0-9]+-[0-9]+$"
 _JIRA_ID = re.compile(JIRA_ID_PATTERN)
 _BRACKETS = frozenset("[]")
-
-T = TypeVar("T")
-
 
 class TaskError(Exception):
     """Base of the domain errors; the message is meant for the person who asked."""
@@ -104,11 +99,11 @@ def validate_description(description: str | None) -> str | None:
     return description
 
 
-def choose_assignee(candidates: Sequence[T], rng: random.Random) -> T:
-    """A uniformly random pick among the eligible candidates."""
-    if not candidates:
+def choose_slot(pool_size: int, rng: random.Random) -> int:
+    """A uniformly random slot of a pool of eligible assignees numbered 1..``pool_size``."""
+    if pool_size < 1:
         raise NoEligibleAssignee()
-    return candidates[rng.randrange(len(candidates))]
+    return 1 + rng.randrange(pool_size)
 
 
 def may_reshuffle(role: str) -> bool:

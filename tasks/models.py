@@ -16,6 +16,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     Text,
     and_,
     text,
@@ -26,6 +27,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from auth.replica import AccountReplica
 from tasks.domain import ASSIGNABLE_ROLES, JIRA_ID_PATTERN, TITLE_MAX_LENGTH
+
+# Taken by every change of ``assignee_slots`` (exclusively, in the triggers of migration
+# 0003, which spell the same number) and by a reshuffle (shared).
+ASSIGNEE_POOL_LOCK = 0x706F6F6C  # "pool"
 
 
 class Base(DeclarativeBase):
@@ -41,6 +46,32 @@ class Account(AccountReplica, Base):
     def is_eligible_assignee(cls) -> ColumnElement[bool]:
         """``domain.is_eligible_assignee`` as a SQL condition."""
         return and_(cls.active, ~cls.deleted, cls.role.in_(ASSIGNABLE_ROLES))
+
+
+class AssigneeSlot(Base):
+    """The eligible assignees numbered 1..n without gaps, kept in step with ``accounts`` by
+    triggers (migration 0003), so a uniform pick is one random slot: an index lookup.
+
+    When an account stops being eligible, the last slot moves into the one it frees.
+    Every change takes ``ASSIGNEE_POOL_LOCK``; a reshuffle takes it shared, so an account
+    cannot leave or join the pool while a reshuffle is handing out tasks.
+    """
+
+    __tablename__ = "assignee_slots"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+
+
+class OpenTaskCount(Base):
+    """How many tasks are open, as a sum over a few shards kept by triggers on ``tasks``
+    (migration 0003): reading it costs the same at any size, and concurrent writers
+    rarely wait on the same shard."""
+
+    __tablename__ = "open_task_counts"
+
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    open: Mapped[int] = mapped_column(BigInteger)
 
 
 class Task(Base):
@@ -72,5 +103,6 @@ class Task(Base):
         ),
         CheckConstraint("version >= 1", name="tasks_version_positive"),
         Index("ix_tasks_open", "id", postgresql_where=text("status = 'open'")),
+        Index("ix_tasks_done", "id", postgresql_where=text("status = 'done'")),
         Index("ix_tasks_assignee_status_id", "assignee_id", "status", "id"),
     )

@@ -1,10 +1,12 @@
-"""Reshuffle: every open task gets a uniformly random eligible assignee, in one statement.
+"""Reshuffle: every open task gets a uniformly random eligible assignee.
 
-Speed. One ``UPDATE`` over all open tasks draws each row's assignee from an array of the
-eligible ids (``ids[1 + floor(random() * n)]``, evaluated per row) and returns what the
-events need. The ``task.updated`` and ``task.assigned`` events of every task are then
-rendered from JSON templates and loaded into the outbox with ``COPY``
-(``Outbox.copy_prepared``), which stores them while the next ones are being rendered.
+Speed. ``UPDATE`` statements over chunks of ``CHUNK`` open tasks (in id order, through the
+partial index of open tasks) draw each row's assignee from a random slot of
+``assignee_slots`` (``1 + floor(random() * n)``, evaluated per row, one index lookup) and
+return what the events need. The ``task.updated`` and ``task.assigned`` events of each
+chunk are rendered from JSON templates and loaded into the outbox with ``COPY``
+(``Outbox.copy_prepared``) before the next chunk is reassigned, so memory stays bounded by
+the chunk whatever the number of tasks or accounts.
 
 Validity. Every value in those events comes from a column whose CHECK constraints mirror
 the schemas (title, Jira key, status), or is a UUID, a version >= 1 or a timestamp, so
@@ -29,9 +31,11 @@ Row locks alone would keep completions safe (an ``UPDATE`` that meets a row chan
 since its snapshot re-checks ``status = 'open'`` on the newest version; that re-check
 stays as a second line of defence) but not reshuffles: the previous assignee is read
 from the statement's snapshot, which a reshuffle committing in between makes stale.
-Creating a task needs no lock: a task that did not exist when the reshuffle began is
-simply not part of it. The eligible accounts are locked ``FOR SHARE``, so a deactivation
-that arrives meanwhile waits for the reshuffle instead of racing it.
+Creating a task needs no lock: a task that did not exist when the reshuffle began may or
+may not be part of it (as if created just before or just after). The reshuffle holds
+``ASSIGNEE_POOL_LOCK`` shared, which every change of the pool takes exclusively, so a
+deactivation or role change that arrives meanwhile waits for the reshuffle instead of
+racing it.
 """
 
 from __future__ import annotations
@@ -59,23 +63,33 @@ from tasks.events import (
     TaskState,
     rfc3339,
 )
-from tasks.models import Account, Task
+from tasks.models import ASSIGNEE_POOL_LOCK, AssigneeSlot, Task
 
 # Any constant will do, as long as every process of the tasks service uses the same one.
 RESHUFFLE_LOCK = 0x7461736B73  # "tasks"
 VALIDATE_EVERY = 10_000
 
+# Every table is bounded by the chunk's id range, so the planner reads each through an
+# index whatever join it picks; the slot is drawn in a subquery (a column to the lookup).
 _REASSIGN_OPEN_TASKS = """
 UPDATE tasks AS t
-SET assignee_id = (%(pool)s::uuid[])[1 + floor(random() * %(pool_size)s)::int],
+SET assignee_id = (SELECT account_id FROM assignee_slots WHERE slot = pick.slot),
     version = t.version + 1
-FROM tasks AS before
-WHERE before.id = t.id AND t.status = 'open'
+FROM (SELECT id, 1 + floor(random() * %(pool_size)s)::int AS slot FROM tasks
+      WHERE status = 'open' AND id > %(after)s AND id <= %(last)s) AS pick,
+     tasks AS before
+WHERE t.id = pick.id AND before.id = t.id AND t.status = 'open'
+  AND t.id > %(after)s AND t.id <= %(last)s AND before.id > %(after)s AND before.id <= %(last)s
 RETURNING t.public_id::text, t.assignee_id::text, before.assignee_id::text,
           t.title, t.jira_id, t.description,
           to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
           t.version
 """
+_LAST_OF_CHUNK = """
+SELECT max(id) FROM (SELECT id FROM tasks WHERE status = 'open' AND id > %(after)s
+                     ORDER BY id LIMIT %(chunk)s) AS chunk
+"""
+CHUNK = 20_000
 
 _VERSION_4 = bytes((byte & 0x0F) | 0x40 for byte in range(256))
 _RFC_4122_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))
@@ -98,21 +112,38 @@ def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, a
     nothing) when there are open tasks but nobody to give them to.
     """
     lock_against_completions(session)
-    pool = _lock_eligible_assignees(session)
-    if not pool:
+    pool_size = _hold_assignee_pool(session)
+    if not pool_size:
         if session.scalar(select(Task.id).where(Task.status == OPEN).limit(1)) is not None:
             raise NoEligibleAssignee()
         return 0
+    renderer = ReshuffleEvents(events, at)
+    reassigned, after = 0, 0
     cursor = session.connection().connection.driver_connection.cursor()
     with cursor:
-        rows = cursor.execute(
-            _REASSIGN_OPEN_TASKS, {"pool": pool, "pool_size": len(pool)}
-        ).fetchall()
-    if rows:
-        outbox.copy_prepared(
-            session, ReshuffleEvents(events, at).render(rows), traceparent=events.traceparent
-        )
-    return len(rows)
+        while last := _last_of_chunk(cursor, after):
+            rows = cursor.execute(
+                _REASSIGN_OPEN_TASKS, {"pool_size": pool_size, "after": after, "last": last}
+            ).fetchall()
+            outbox.copy_prepared(session, renderer.render(rows), traceparent=events.traceparent)
+            reassigned += len(rows)
+            after = last
+    return reassigned
+
+
+def _last_of_chunk(cursor, after: int) -> int | None:
+    """The id of the last of the next ``CHUNK`` open tasks after ``after`` (None: no more)."""
+    return cursor.execute(_LAST_OF_CHUNK, {"after": after, "chunk": CHUNK}).fetchone()[0]
+
+
+def _hold_assignee_pool(session: Session) -> int:
+    """Keep every account in or out of the pool until commit; returns the pool's size.
+
+    A deactivation or role change that arrives meanwhile waits for the reshuffle, so no
+    task goes to an account that left the pool during it.
+    """
+    session.execute(select(func.pg_advisory_xact_lock_shared(ASSIGNEE_POOL_LOCK)))
+    return session.scalar(select(func.max(AssigneeSlot.slot))) or 0
 
 
 def random_event_ids(count: int) -> Iterator[str]:
@@ -125,16 +156,6 @@ def random_event_ids(count: int) -> Iterator[str]:
     for start in range(0, 32 * count, 32):
         h = digits[start : start + 32]
         yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _lock_eligible_assignees(session: Session) -> list[uuid.UUID]:
-    query = (
-        select(Account.public_id)
-        .where(Account.is_eligible_assignee())
-        .order_by(Account.public_id)
-        .with_for_update(read=True)
-    )
-    return list(session.scalars(query))
 
 
 class RenderingError(RuntimeError):

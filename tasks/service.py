@@ -23,7 +23,7 @@ from auth import replica
 from messaging.outbox import Outbox
 from tasks import domain
 from tasks.events import TaskEvents, TaskState
-from tasks.models import Account, Task
+from tasks.models import Account, AssigneeSlot, OpenTaskCount, Task
 from tasks.reshuffle import lock_against_reshuffle, reshuffle_open_tasks
 from tasks.settings import TasksSettings
 
@@ -104,28 +104,27 @@ def create_task(
 
 
 def _lock_random_assignee(session: Session, rng: random.Random) -> uuid.UUID:
-    """A uniformly random eligible account, share-locked until commit.
+    """A uniformly random eligible account, share-locked until commit: one random slot
+    of ``assignee_slots``, whatever the number of accounts.
 
-    The lock makes a concurrent deactivation wait; one that won the race is seen by the
-    locking read, and the pick is drawn again among the others.
+    The lock makes a concurrent deactivation wait; one that won the race (or moved the
+    slot) is seen by the locking read, and the pick is drawn again.
     """
-    candidates = _eligible_assignees(session)
-    while candidates:
-        chosen = domain.choose_assignee(candidates, rng)
-        still_eligible = session.scalar(
+    while True:
+        pool_size = session.scalar(select(func.max(AssigneeSlot.slot)))
+        if pool_size is None:
+            raise domain.NoEligibleAssignee()
+        chosen = session.scalar(
             select(Account.public_id)
-            .where(Account.public_id == chosen, Account.is_eligible_assignee())
-            .with_for_update(read=True)
+            .join(AssigneeSlot, AssigneeSlot.account_id == Account.public_id)
+            .where(
+                AssigneeSlot.slot == domain.choose_slot(pool_size, rng),
+                Account.is_eligible_assignee(),
+            )
+            .with_for_update(read=True, of=Account)
         )
-        if still_eligible is not None:
+        if chosen is not None:
             return chosen
-        candidates = [c for c in candidates if c != chosen]
-    raise domain.NoEligibleAssignee()
-
-
-def _eligible_assignees(session: Session) -> list[uuid.UUID]:
-    query = select(Account.public_id).where(Account.is_eligible_assignee())
-    return list(session.scalars(query.order_by(Account.public_id)))
 
 
 def complete_task(
@@ -201,14 +200,10 @@ def list_tasks(
     return page, encode_cursor(page[-1].id) if len(tasks) > limit else None
 
 
-def count_tasks(sessions: Sessions, status: str | None = None) -> int:
-    """How many tasks there are (with ``status``, if given)."""
-    status = domain.validate_status(status)
-    query = select(func.count()).select_from(Task)
-    if status is not None:
-        query = query.where(Task.status == status)
+def count_open_tasks(sessions: Sessions) -> int:
+    """How many tasks are open: a sum over the few rows of ``open_task_counts``."""
     with sessions() as session:
-        return session.scalar(query) or 0
+        return session.scalar(select(func.coalesce(func.sum(OpenTaskCount.open), 0))) or 0
 
 
 def account_names(sessions: Sessions, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -185,7 +185,7 @@ class Board(DashboardPages):
             domain.ensure_may_reshuffle(user.role)
         except domain.Forbidden as refusal:
             return self.refused(request, user, refusal)
-        open_tasks = service.count_tasks(self.sessions, domain.OPEN)
+        open_tasks = service.count_open_tasks(self.sessions)
         return self.render(request, user, "reshuffle.html", {"open_tasks": open_tasks})
 
     def reshuffle(self, request: Request, user: CurrentUser, csrf_token: str) -> Response:

@@ -22,7 +22,7 @@ from tests.helpers import add_replica_account, database_fixtures, settings_on
 from tests.helpers import stored_events as stored_events  # for the test modules
 from tests.tasks.support import running_provider_for_board, running_tasks_app
 
-TABLES = ("accounts", "tasks", "outbox", "inbox")
+TABLES = ("accounts", "assignee_slots", "tasks", "open_task_counts", "outbox", "inbox")
 
 
 tasks_database_url, tasks_engine, engine, sessions = database_fixtures(
@@ -99,6 +99,11 @@ def last_outbox_row(engine: Engine) -> int:
 def count_rows(engine: Engine, table: str) -> int:
     with engine.connect() as connection:
         return connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def assignee_slots(engine: Engine) -> dict[int, uuid.UUID]:
+    with engine.connect() as connection:
+        return dict(connection.execute(text("SELECT slot, account_id FROM assignee_slots")).all())
 
 
 def all_tasks(engine: Engine) -> list[Task]:

@@ -14,6 +14,7 @@ from tests.tasks.conftest import (
     actor,
     add_account,
     all_tasks,
+    assignee_slots,
     count_rows,
     last_outbox_row,
     stored_events,
@@ -131,10 +132,10 @@ def test_invalid_input_stores_nothing(
 
 
 def test_creation_follows_the_injected_random_source_over_exactly_the_eligible_accounts(
-    sessions, tasks_settings, team
+    sessions, engine, tasks_settings, team
 ):
-    # With the same seed, the service must pick exactly what a uniform choice among the
-    # eligible accounts (in a stable order) picks: nobody else ever gets a task.
+    # With the same seed, the service must pick exactly the slot a uniform choice among
+    # the eligible accounts picks: nobody else ever gets a task.
     creator = actor(team.workers[0])
     picks = [
         service.create_task(
@@ -142,8 +143,9 @@ def test_creation_follows_the_injected_random_source_over_exactly_the_eligible_a
         ).assignee_id
         for n in range(60)
     ]
-    eligible = sorted(team.eligible)
-    assert picks == [domain.choose_assignee(eligible, random.Random(n)) for n in range(60)]
+    slots = assignee_slots(engine)
+    assert sorted(slots.values()) == sorted(team.eligible)
+    assert picks == [slots[domain.choose_slot(len(slots), random.Random(n))] for n in range(60)]
     assert set(picks) == set(team.eligible)
 
 

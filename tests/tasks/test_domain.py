@@ -77,23 +77,21 @@ def test_description_is_optional_and_bounded():
 
 def test_nobody_to_choose_from_is_an_error():
     with pytest.raises(domain.NoEligibleAssignee, match="no active account"):
-        domain.choose_assignee([], random.Random(1))
+        domain.choose_slot(0, random.Random(1))
 
 
-def test_the_injected_random_source_decides_the_assignee():
-    candidates = [uuid.UUID(int=n) for n in range(5)]
-    first = [domain.choose_assignee(candidates, random.Random(7)) for _ in range(3)]
+def test_the_injected_random_source_decides_the_slot():
+    first = [domain.choose_slot(5, random.Random(7)) for _ in range(3)]
     assert len(set(first)) == 1
 
 
-def test_choice_is_uniform_over_the_candidates():
+def test_choice_is_uniform_over_the_slots():
     # A fixed seed makes the test deterministic; the threshold is still the usual
     # significance level, so a biased choice (e.g. an off-by-one) would fail it.
-    candidates = [uuid.UUID(int=n) for n in range(9)]
     rng = random.Random(20261122)
-    counts = Counter(domain.choose_assignee(candidates, rng) for _ in range(10_000))
-    assert set(counts) == set(candidates)
-    assert uniformity_p_value([counts[c] for c in candidates]) > 0.01
+    counts = Counter(domain.choose_slot(9, rng) for _ in range(10_000))
+    assert set(counts) == set(range(1, 10))
+    assert uniformity_p_value([counts[slot] for slot in range(1, 10)]) > 0.01
 
 
 def test_only_admins_and_managers_may_reshuffle():

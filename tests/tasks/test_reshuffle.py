@@ -158,6 +158,7 @@ def test_every_event_of_a_reshuffle_in_several_batches_is_valid_and_consistent(
     sessions, engine, tasks_settings, team, monkeypatch
 ):
     monkeypatch.setattr(reshuffle_module, "VALIDATE_EVERY", 40)
+    monkeypatch.setattr(reshuffle_module, "CHUNK", 30)
     count = 100
     insert_open_tasks(engine, count, team.workers[0])
 
