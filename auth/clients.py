@@ -14,12 +14,13 @@ from auth.config import ClientConfig
 SCOPES_SUPPORTED = ("openid", "profile", "email")
 DEFAULT_SCOPE = " ".join(SCOPES_SUPPORTED)
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
-# RFC 8252 §7.3: native apps listen on a loopback port chosen at run time.
-_LOOPBACK_CALLBACK = re.compile(r"^http://127\.0\.0\.1:(\d{1,5})/callback$")
+# RFC 8252 §7.3: native apps listen on a loopback port chosen at run time. Matched in full:
+# ``$`` would also accept a trailing newline.
+_LOOPBACK_CALLBACK = re.compile(r"http://127\.0\.0\.1:(\d{1,5})/callback", re.ASCII)
 
 
 def is_loopback_callback(uri: str) -> bool:
-    match = _LOOPBACK_CALLBACK.match(uri)
+    match = _LOOPBACK_CALLBACK.fullmatch(uri)
     return match is not None and 0 < int(match.group(1)) < 65536
 
 

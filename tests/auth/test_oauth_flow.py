@@ -177,6 +177,19 @@ def test_foreign_redirect_uri_is_refused_without_redirecting(provider, browser):
     assert "location" not in response.headers
 
 
+@pytest.mark.parametrize("redirect_uri", [
+    f"{CALLBACK}\n", f"{CALLBACK}\r\n", f"{CALLBACK}%0A", f"{CALLBACK} ",
+])
+def test_loopback_redirect_uri_with_a_trailing_line_break_is_refused(provider, browser,
+                                                                     redirect_uri):
+    authorization = Authorization(provider, redirect_uri=redirect_uri)
+
+    response = browser.http.get(f"{provider.url}/oauth/authorize", params=authorization.params)
+
+    assert response.status_code == 400
+    assert "location" not in response.headers
+
+
 def test_redirect_uri_must_match_exactly_at_the_token_endpoint(provider, make_login, browser):
     authorization = Authorization(provider)
     code = authorization.code(browser, make_login())
