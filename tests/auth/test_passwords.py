@@ -58,3 +58,11 @@ def test_no_more_hashes_are_computed_at_once_than_allowed(at_once):
         assert [h.result() for h in hashes] == ["hash:pw"] * 6
     assert counting.most == at_once
 
+
+
+def test_default_cost_is_no_weaker_than_owasps_recommendation():
+    # OWASP's password storage cheat sheet: argon2id with at least 19 MiB, 2 passes, 1 lane.
+    cost = PasswordHashing()
+    assert cost.memory_cost_kib >= 19456 and cost.time_cost >= 2 and cost.parallelism >= 1
+    hashed = Passwords(cost).hash("a long enough password")
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
