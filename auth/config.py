@@ -171,10 +171,16 @@ FAST_PASSWORD_HASHING = PasswordHashing(time_cost=1, memory_cost_kib=8, parallel
 
 @dataclass(frozen=True)
 class LoginThrottling:
-    """Failed sign-ins allowed per account and per client address within ``window``."""
+    """Failed sign-ins allowed within ``window``: for one account from one client address,
+    from one address over all accounts, and for one account from all addresses together.
 
-    per_account: int = 5
+    The account-wide ceiling is many times the per-address limit, so that locking an owner
+    out takes failures from ``per_account / per_account_and_address`` (20) addresses.
+    """
+
+    per_account_and_address: int = 5
     per_address: int = 20
+    per_account: int = 100
     window: timedelta = timedelta(minutes=15)
 
 

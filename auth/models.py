@@ -153,7 +153,7 @@ class SigningKey(Base):
 
 
 class LoginFailure(Base):
-    """One failed sign-in, counted for throttling per account email and per client address."""
+    """One failed sign-in (or one being checked), counted for throttling (``auth.throttle``)."""
 
     __tablename__ = "login_failures"
     __table_args__ = (

@@ -42,7 +42,7 @@ from auth.identity import Principal
 from auth.models import Account
 from auth.passwords import Passwords
 from auth.sessions import end_account_sessions, start_session
-from auth.throttle import forget_failures, is_throttled, record_failure
+from auth.throttle import admit_attempt, forget_failures
 from auth.tokens import revoke_account_tokens
 from event_schemas import default_registry
 from messaging.outbox import Outbox
@@ -202,14 +202,13 @@ class AccountService:
         """Check credentials (throttled) and open an SSO session on success."""
         email = email.strip().lower()
         with self.sessions.begin() as session:
-            if is_throttled(session, email, address, self.throttling):
+            if not admit_attempt(session, email, address, self.throttling):
                 return SignInResult(throttled=True)
         principal = self.authenticate(email, password)
+        if principal is None:
+            return SignInResult()  # the attempt stays counted as a failure
         with self.sessions.begin() as session:
-            if principal is None:
-                record_failure(session, email, address, self.throttling)
-                return SignInResult()
-            forget_failures(session, email)
+            forget_failures(session, email, address)
             token = start_session(session, principal.account_id, self.session_ttl)
         return SignInResult(principal=principal, session_token=token)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import signal
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 import structlog
 import uvicorn
@@ -101,15 +102,34 @@ def serve(
     try:
         if role in ("all", "web"):
             app = service_module(service).create_app(settings)
-            uvicorn.Server(
-                uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
-            ).run()
+            web_server(app, host, port).run()
         else:
             _wait_for_signal()
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
+
+
+def web_server(app, host: str, port: int,
+               environ: Mapping[str, str] | None = None) -> uvicorn.Server:
+    """The HTTP server of a service's web app.
+
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from the proxies in
+    ``ATES_TRUSTED_PROXIES`` (addresses or networks, comma-separated). Otherwise the client
+    is the TCP peer: any caller could name any address and escape per-address throttling.
+    """
+    proxies = trusted_proxies(environ)
+    return uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                       proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
+    )
+
+
+def trusted_proxies(environ: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    return [entry.strip() for entry in env.get("ATES_TRUSTED_PROXIES", "").split(",")
+            if entry.strip()]
 
 
 def _wait_for_signal() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from auth.config import (
 from auth.service import AccountService
 from auth.token_flow import hidden_inputs, obtain_tokens
 from deploy.embedded import free_port
+from deploy.serve import web_server
 from messaging.db import drop_database, make_engine
 from messaging.kafka import ensure_topics
 from messaging.migrations import upgrade
@@ -147,6 +149,31 @@ class People:
         )
 
 
+def served_as_deployed(environ: dict[str, str] | None = None):
+    """A ``serve`` for :func:`running_provider`: the HTTP server ``ates serve`` runs."""
+
+    @contextmanager
+    def serve(app: FastAPI, port: int) -> Iterator[str]:
+        server = web_server(app, "127.0.0.1", port, {} if environ is None else environ)
+        thread = threading.Thread(target=server.run, name=f"provider-{port}", daemon=True)
+        thread.start()
+        try:
+            wait_until_serving(server, thread)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+
+    return serve
+
+
+def wait_until_serving(server, thread: threading.Thread) -> None:
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the provider stopped during start-up")
+        thread.join(timeout=0.02)
+
+
 def isolated_settings(postgres_url: str, kafka_bootstrap: str) -> Settings:
     tag = uuid.uuid4().hex[:10]
     return Settings(database_url=postgres_url, kafka_bootstrap=kafka_bootstrap,
@@ -222,9 +249,11 @@ class Browsers:
 
 @contextmanager
 def running_provider(postgres_url: str, kafka_bootstrap: str,
-                     clients: tuple[ClientConfig, ...] = (), **config_changes
+                     clients: tuple[ClientConfig, ...] = (), serve=serve_app, **config_changes
                      ) -> Iterator[RunningProvider]:
-    """Serve a provider with ``ates-cli``, the ``reports`` service client and ``clients``."""
+    """Serve a provider with ``ates-cli``, the ``reports`` service client and ``clients``.
+
+    ``serve(app, port=...)`` serves it (a context manager yielding its URL)."""
     settings = isolated_settings(postgres_url, kafka_bootstrap)
     ensure_topics(settings, [settings.topic("accounts-stream"),
                              settings.topic("accounts-lifecycle")])
@@ -237,7 +266,7 @@ def running_provider(postgres_url: str, kafka_bootstrap: str,
     app = create_app(settings, config)
     engine = make_engine(database_url, pool_size=2)
     try:
-        with serve_app(app, port=port) as url:
+        with serve(app, port=port) as url:
             yield RunningProvider(url, config, settings, engine, app)
     finally:
         engine.dispose()

@@ -94,9 +94,9 @@ def test_deactivated_account_gets_the_same_generic_error(provider, make_login, b
     assert response.status_code == 401 and "Invalid email or password." in response.text
 
 
-def test_repeated_failures_throttle_the_account(provider, make_login, browser):
+def test_repeated_failures_throttle_the_account_from_that_address(provider, make_login, browser):
     login = make_login()
-    for _ in range(provider.config.throttling.per_account):
+    for _ in range(provider.config.throttling.per_account_and_address):
         assert attempt(browser, provider, login.email, "wrong password!").status_code == 401
 
     throttled = attempt(browser, provider, login.email, login.password)
@@ -106,9 +106,9 @@ def test_repeated_failures_throttle_the_account(provider, make_login, browser):
     assert "ates_sso" not in throttled.headers.get("set-cookie", "")
 
 
-def test_a_successful_login_clears_the_account_failures(provider, make_login, browser):
+def test_a_successful_login_clears_the_failures_of_its_address(provider, make_login, browser):
     login = make_login()
-    allowed = provider.config.throttling.per_account
+    allowed = provider.config.throttling.per_account_and_address
     for _ in range(allowed - 1):
         attempt(browser, provider, login.email, "wrong password!")
     assert attempt(browser, provider, login.email, login.password).status_code == 200
