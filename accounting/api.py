@@ -2,16 +2,18 @@
 
 Every error answers ``{"detail": "<one readable sentence>"}``: the domain's errors map to
 the status codes of ``ERROR_STATUS`` (a bad cursor is 400, a range that ends before it
-starts is 422, closing a day that has not begun is 409), malformed requests (a date that
-is not ``YYYY-MM-DD``) to 422. Workers see their own account only: asking for another
-account's audit log is 403, whether or not that account exists; admins and accountants
-(people or service clients with one of these roles) see everything.
+starts is 422, closing a day that has not begun is 409, one before the ledger's first day
+422), malformed requests (a date that is not a ``YYYY-MM-DD`` string) to 422. Workers see
+their own account only: asking for another account's audit log is 403, whether or not
+that account exists; admins and accountants (people or service clients with one of these
+roles) see everything.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -20,7 +22,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
 from fastapi import status as http
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from accounting import domain, service
 from accounting.closing import ClosedDay
@@ -45,9 +48,25 @@ ERROR_STATUS: dict[type[domain.AccountingError], int] = {
     domain.InvalidCursor: http.HTTP_400_BAD_REQUEST,
     domain.InvalidRange: UNPROCESSABLE,
     domain.DayNotStarted: http.HTTP_409_CONFLICT,
+    domain.DayAlreadyEnded: http.HTTP_409_CONFLICT,
+    domain.DayBeforeLedger: UNPROCESSABLE,
 }
 
 TransactionType = Literal["fee", "reward", "payout"]  # domain.TRANSACTION_TYPES
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_date_string(value: object) -> object:
+    """Let only ``YYYY-MM-DD`` strings (or nothing) through to the date parser: on its
+    own it reads a number as Unix time (``0`` is 1970-01-01) and takes datetimes."""
+    if value is None or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise PydanticCustomError("iso_date", "must be a date string like 2026-11-22")
+
+
+# A date in a request, as the API documents it: ``YYYY-MM-DD`` in ``ATES_TIMEZONE``.
+OptionalIsoDate = Annotated[date | None, BeforeValidator(iso_date_string)]
 
 
 def status_for(error: domain.AccountingError) -> int:
@@ -207,7 +226,9 @@ class ManagementDays(BaseModel):
 class CloseDayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    day: date | None = Field(default=None, alias="date", description="Default: the current day")
+    day: OptionalIsoDate = Field(
+        default=None, alias="date", description="Default: end the current day now"
+    )
 
 
 class ClosedDayOut(BaseModel):
@@ -240,8 +261,8 @@ FORBIDDEN = {403: _error("Neither admin nor accountant")}
 Caller = Annotated[CurrentUser, Depends(current_user)]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)]
-From = Annotated[date | None, Query(alias="from", description="Default: 29 days before `to`")]
-To = Annotated[date | None, Query(alias="to", description="Default: the current day")]
+From = Annotated[OptionalIsoDate, Query(alias="from", description="Default: 29 days before `to`")]
+To = Annotated[OptionalIsoDate, Query(alias="to", description="Default: the current day")]
 
 
 # -- CSV ----------------------------------------------------------------------------------
@@ -329,7 +350,8 @@ def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) 
     @router.get("/management/earnings", responses=FORBIDDEN)
     def management_earnings(
         user: Caller,
-        day: Annotated[date | None, Query(alias="date", description="Default: today")] = None,
+        day: Annotated[OptionalIsoDate, Query(alias="date", description="Default: today")]
+        = None,
     ) -> ManagementDayOut:
         """What management earned on a day: fees charged minus rewards paid."""
         ensure_sees_everything(user)
@@ -345,7 +367,8 @@ def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) 
 
     @router.post(
         "/billing/close-day",
-        responses={**FORBIDDEN, 409: _error("The day has not begun yet")},
+        responses={**FORBIDDEN, 409: _error("The day has not begun yet"),
+                   422: _error("Not an ISO date, or a day before the ledger's first day")},
     )
     def close_day(user: Caller, body: Annotated[CloseDayIn | None, Body()] = None
                   ) -> CloseDayOut:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date
 
 import click
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @click.group("accounting")
@@ -16,12 +19,12 @@ def accounting_group() -> None:
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
     help="Billing day to close (YYYY-MM-DD); default: end the current day now.",
 )
-def close_day(day: datetime | None) -> None:
+def close_day(day: str | None) -> None:
     """Pay out every positive balance and close the day (and any open day before it)."""
+    closed_day = None if day is None else _iso_date(day)
     from accounting import domain, service
     from accounting.app import engine_for
     from accounting.ledger import Books
@@ -32,7 +35,7 @@ def close_day(day: datetime | None) -> None:
     engine = engine_for(settings.platform)
     try:
         closed = service.close_day(
-            make_session_factory(engine), Books.create(settings), day.date() if day else None
+            make_session_factory(engine), Books.create(settings), closed_day
         )
     except domain.AccountingError as error:
         raise click.ClickException(str(error)) from error
@@ -45,6 +48,16 @@ def close_day(day: datetime | None) -> None:
             f"{result.day.isoformat()}: closed, {result.accounts_paid} account(s) paid,"
             f" {result.total_paid} cents in total"
         )
+
+
+def _iso_date(raw: str) -> date:
+    """``--date`` as the API takes it; a bad one is one line of error, not a usage text."""
+    try:
+        if _ISO_DATE.fullmatch(raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise click.ClickException(f"--date must be a date like 2026-11-22, not {raw!r}")
 
 
 commands = [accounting_group]

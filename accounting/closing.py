@@ -2,9 +2,10 @@
 
 Closing takes ``ledger.DAY_LOCK`` exclusively (see ``accounting.ledger``), so replicas
 racing to close the same day run one after the other and the later one finds the day
-closed; ``payouts`` is unique per (account, day) on top of that. Days close in order,
-and a day's payable amount is the account's balance at the end of that day, i.e. its
-current balance minus what later days have booked since (when a missed day is caught up).
+closed; ``payouts`` is unique per (account, day) on top of that. Days close in order, one
+day per database transaction (``close_next_day``), and a day's payable amount is the
+account's balance at the end of that day, i.e. its current balance minus what later days
+have booked since (when a missed day is caught up).
 
 The rows of the day's payouts are computed once into a temporary table (``closing``,
 with every id drawn up front), from which the transactions, both legs of each, the
@@ -34,7 +35,6 @@ from accounting.domain import COMPANY_ACCOUNT_ID, PAYOUT
 from accounting.events import PAYMENT_MADE, TRANSACTION_APPLIED, VERSION, rfc3339
 from accounting.ledger import (
     Books,
-    current_day,
     last_closed_day,
     lock_day_for_closing,
     transaction_applied_payload,
@@ -51,30 +51,38 @@ class ClosedDay:
     total_paid: int
 
 
-def close_through(
-    session: Session, books: Books, day: date | None, traceparent: str | None = None
-) -> list[ClosedDay]:
-    """Close every open day up to ``day`` (default: the current open day), oldest first.
+def closing_target(session: Session, books: Books, day: date | None) -> date:
+    """The day a close asked for ``day`` (None: end the current day) closes through;
+    raises when that day is refused (see ``domain.closing_target``)."""
+    today = domain.billing_day(books.clock(), books.settings.timezone)
+    return domain.closing_target(_calendar(session, today), day)
 
-    Returns the days closed now: none when ``day`` was already closed. Raises
-    ``DayNotStarted`` for a day after the current one.
-    """
+
+def close_next_day(
+    session: Session, books: Books, through: date, traceparent: str | None = None
+) -> ClosedDay | None:
+    """Close the oldest open day up to ``through``, if any: one day per transaction, so
+    a backlog of missed days never holds the locks of many days at once."""
     lock_day_for_closing(session)
-    today, now = current_day(session, books)
-    through = day or today
-    if through > today:
-        raise domain.DayNotStarted(through, today)
-    days = domain.days_to_close(*_closing_state(session), through)
-    return _close_days(session, books, days, now, traceparent)
+    day = domain.next_day_to_close(*_closing_state(session), through)
+    if day is None:
+        return None
+    # Closing sorts and aggregates a row or more per account: let it do so in memory.
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
+    return _close(session, books, day, books.clock(), traceparent)
 
 
-def close_ended_days(session: Session, books: Books) -> list[ClosedDay]:
-    """Close every day that has ended (in the calendar) and is still open."""
-    lock_day_for_closing(session)
-    now = books.clock()
-    today = domain.billing_day(now, books.settings.timezone)
-    days = domain.ended_days_to_close(*_closing_state(session), today)
-    return _close_days(session, books, days, now, None)
+def last_ended_day(session: Session, books: Books) -> date | None:
+    """The day that closing every ended day closes through (None: nothing has ended)."""
+    today = domain.billing_day(books.clock(), books.settings.timezone)
+    return domain.last_ended_day_to_close(*_closing_state(session), today)
+
+
+def _calendar(session: Session, today: date) -> domain.Calendar:
+    first_booked = session.scalar(select(func.min(LedgerTransaction.day)))
+    first_closed = session.scalar(select(func.min(BillingDay.day)))
+    known = [day for day in (first_booked, first_closed) if day is not None]
+    return domain.Calendar(today, last_closed_day(session), min(known, default=None))
 
 
 def _closing_state(session: Session) -> tuple[date | None, date | None]:
@@ -83,14 +91,6 @@ def _closing_state(session: Session) -> tuple[date | None, date | None]:
     if last_closed is not None:
         return last_closed, None
     return None, session.scalar(select(func.min(LedgerTransaction.day)))
-
-
-def _close_days(
-    session: Session, books: Books, days: list[date], now: datetime, traceparent: str | None
-) -> list[ClosedDay]:
-    # Closing sorts and aggregates a row or more per account: let it do so in memory.
-    session.execute(text("SET LOCAL work_mem = '64MB'"))
-    return [_close(session, books, day, now, traceparent) for day in days]
 
 
 def _close(

@@ -37,6 +37,23 @@ class DayNotStarted(AccountingError):
         super().__init__(f"{day.isoformat()} has not begun: the current day is {open_day}")
 
 
+class DayAlreadyEnded(AccountingError):
+    """Ending the current day again the same day: the next one has not begun."""
+
+    def __init__(self, today: date) -> None:
+        tomorrow = today + timedelta(days=1)
+        super().__init__(
+            f"{today.isoformat()} is already closed and {tomorrow.isoformat()} has not begun"
+        )
+
+
+class DayBeforeLedger(AccountingError):
+    def __init__(self, day: date, first: date) -> None:
+        super().__init__(
+            f"{day.isoformat()} is before {first.isoformat()}, the first day that can be closed"
+        )
+
+
 class InvalidCursor(AccountingError):
     def __init__(self) -> None:
         super().__init__("invalid cursor")
@@ -130,10 +147,44 @@ def open_day(now: datetime, zone: tzinfo, last_closed: date | None) -> date:
     return last_closed + timedelta(days=1)
 
 
-def days_to_close(
+@dataclass(frozen=True)
+class Calendar:
+    """What closing needs to know: today's date in the time zone, the last closed day and
+    the first day of the ledger (its first transaction or closed day; None while empty)."""
+
+    today: date
+    last_closed: date | None
+    first_day: date | None
+
+    @property
+    def first_closable(self) -> date:
+        """The ledger's first day, or today for a ledger where nothing happened yet."""
+        return min(self.first_day or self.today, self.today)
+
+
+def closing_target(calendar: Calendar, requested: date | None) -> date:
+    """The day that closing ``requested`` closes through (open days before it first).
+
+    Without a date, the current day ends now: today, unless it is already closed (the
+    next day has not begun). A date must lie between the first day of the ledger and
+    today; a closed one is accepted and closes nothing.
+    """
+    today, last_closed = calendar.today, calendar.last_closed
+    if requested is None:
+        if last_closed is not None and last_closed >= today:
+            raise DayAlreadyEnded(today)
+        return today
+    if requested > today:
+        raise DayNotStarted(requested, today)
+    if requested < calendar.first_closable:
+        raise DayBeforeLedger(requested, calendar.first_closable)
+    return requested
+
+
+def next_day_to_close(
     last_closed: date | None, first_unclosed_activity: date | None, through: date
-) -> list[date]:
-    """Every day still open up to ``through``, oldest first (days close in order).
+) -> date | None:
+    """The oldest day still open up to ``through`` (days close in order), if any.
 
     Before any day was closed, closing starts with the first day that has a transaction
     (or with ``through`` itself when there is none).
@@ -142,19 +193,20 @@ def days_to_close(
         start = last_closed + timedelta(days=1)
     else:
         start = min(first_unclosed_activity or through, through)
-    return [start + timedelta(days=n) for n in range((through - start).days + 1)]
+    return start if start <= through else None
 
 
-def ended_days_to_close(
+def last_ended_day_to_close(
     last_closed: date | None, first_unclosed_activity: date | None, today: date
-) -> list[date]:
-    """The days to close once ``today`` has begun: every open day before it, unless
-    nothing ever happened before today (a new ledger has no day to close)."""
+) -> date | None:
+    """Once ``today`` has begun, every open day before it is to be closed: through the
+    day before today, unless nothing ever happened before today (a new ledger has no day
+    to close)."""
     if last_closed is None and (
         first_unclosed_activity is None or first_unclosed_activity >= today
     ):
-        return []
-    return days_to_close(last_closed, first_unclosed_activity, today - timedelta(days=1))
+        return None
+    return today - timedelta(days=1)
 
 
 def days_between(first: date, last: date) -> list[date]:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from accounting import domain, metrics
-from accounting.closing import ClosedDay, close_ended_days, close_through
+from accounting.closing import ClosedDay, close_next_day, closing_target, last_ended_day
 from accounting.domain import FEE, PAYOUT, REWARD, TaskDescription, TaskFacts
 from accounting.ledger import (
     Booked,
@@ -181,20 +181,34 @@ def close_day(
     """End of day: pay out every positive balance, once per day.
 
     Without ``day`` the current day ends at once (later transactions belong to the next
-    one). Open days before ``day`` are closed first, in order. Returns the days closed by
-    this call: none if ``day`` was already closed.
+    one); asked again the same day, ``DayAlreadyEnded``. A ``day`` after today or before
+    the ledger's first day is refused. Open days before ``day`` are closed first, in
+    order, each in its own transaction. Returns the days closed by this call: none if
+    ``day`` was already closed.
     """
-    with sessions() as session, session.begin():
-        closed = close_through(session, books, day, traceparent)
-    metrics.count_payouts(closed)
-    return closed
+    with sessions() as session:
+        through = closing_target(session, books, day)
+    return _close_through(sessions, books, through, traceparent)
 
 
 def close_due_days(sessions: Sessions, books: Books) -> list[ClosedDay]:
     """Close every day that has ended and is still open (what the scheduler runs)."""
-    with sessions() as session, session.begin():
-        closed = close_ended_days(session, books)
-    metrics.count_payouts(closed)
+    with sessions() as session:
+        through = last_ended_day(session, books)
+    return [] if through is None else _close_through(sessions, books, through, None)
+
+
+def _close_through(
+    sessions: Sessions, books: Books, through: date, traceparent: str | None
+) -> list[ClosedDay]:
+    closed: list[ClosedDay] = []
+    while True:
+        with sessions() as session, session.begin():
+            next_closed = close_next_day(session, books, through, traceparent)
+        if next_closed is None:
+            break
+        closed.append(next_closed)
+        metrics.count_payouts([next_closed])
     return closed
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.accounting.conftest import balance_of, price_of
+from tests.accounting.conftest import balance_of, count, price_of
 from tests.accounting.support import (
     LINE_FIELDS,
     book_task,
@@ -317,6 +317,56 @@ def test_closing_with_a_malformed_body_is_422(api, people):
     extra = httpx.post(url, headers=people.admin.headers, json={"day": today()})
     assert bad_date.status_code == extra.status_code == 422
     assert bad_date.json()["detail"].startswith("date:")
+
+
+NOT_ISO_DATES = [0, 20261122, "0", "20261122", "2026-W47-7", "2026-11-22T00:00:00", "2026-1-2",
+                 " 2026-11-22", True, ["2026-11-22"]]
+
+
+@pytest.mark.parametrize("bad", NOT_ISO_DATES, ids=repr)
+def test_closing_takes_only_an_iso_date_string(api, engine, people, booked, bad):
+    response = httpx.post(f"{api}/api/billing/close-day", headers=people.admin.headers,
+                          json={"date": bad})
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("date:")
+    assert count(engine, "billing_days") == 0
+
+
+def test_closing_a_day_before_the_first_booked_day_is_422(api, engine, people, booked):
+    response = httpx.post(f"{api}/api/billing/close-day", headers=people.admin.headers,
+                          json={"date": "1970-01-01"})
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": f"1970-01-01 is before {today()}, the first day"
+                                         " that can be closed"}
+    assert count(engine, "billing_days") == 0
+
+
+def test_ending_the_current_day_again_the_same_day_is_409(api, engine, people, booked):
+    url = f"{api}/api/billing/close-day"
+    first = httpx.post(url, headers=people.admin.headers)
+    again = httpx.post(url, headers=people.admin.headers)
+
+    assert [c["day"] for c in first.json()["closed"]] == [today()]
+    assert again.status_code == 409
+    assert again.json()["detail"].startswith(f"{today()} is already closed")
+    assert count(engine, "billing_days") == 1
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("/api/management/earnings", "date"),
+    ("/api/management/days", "from"),
+    ("/api/management/days", "to"),
+    ("/api/exports/management-days.csv", "from"),
+    ("/api/exports/management-days.csv", "to"),
+])
+@pytest.mark.parametrize("bad", ["0", "20261122", "2026-W47-7", "2026-11-22T00:00:00"])
+def test_every_date_parameter_takes_only_an_iso_date(api, people, path, name, bad):
+    response = get(api, path, people.admin, **{name: bad})
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{name}:")
 
 
 # -- CSV ----------------------------------------------------------------------------------

@@ -74,3 +74,19 @@ def test_close_day_command(engine, accounting_database_url):
     assert "closed, 0 account(s) paid" in ended.output
     assert again.exit_code == 0 and "already closed" in again.output
     assert future.exit_code == 1 and "has not begun" in future.output
+
+
+def test_close_day_command_refuses_a_date_that_is_not_iso_in_one_line(
+    engine, accounting_database_url
+):
+    runner = CliRunner()
+    env = {"ATES_ACCOUNTING_DATABASE_URL": accounting_database_url}
+
+    for bad in ("0", "20261122", "2026-1-2", "1970-01-01"):
+        result = runner.invoke(main, ["accounting", "close-day", "--date", bad], env=env)
+
+        assert result.exit_code != 0, bad
+        assert result.exception is None or isinstance(result.exception, SystemExit), bad
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert bad in result.stderr and "Traceback" not in result.output
+    assert count(engine, "billing_days") == 0

@@ -86,18 +86,34 @@ def test_the_open_day_moves_past_a_day_closed_early():
 
 def test_days_close_in_order_from_the_first_open_one():
     through = date(2026, 11, 22)
-    assert domain.days_to_close(date(2026, 11, 19), None, through) == [
-        date(2026, 11, 20),
-        date(2026, 11, 21),
-        date(2026, 11, 22),
-    ]
-    assert domain.days_to_close(date(2026, 11, 22), None, through) == []
-    assert domain.days_to_close(None, date(2026, 11, 21), through) == [
-        date(2026, 11, 21),
-        through,
-    ]
-    assert domain.days_to_close(None, None, through) == [through]
-    assert domain.days_to_close(None, date(2026, 12, 1), through) == [through]
+    assert domain.next_day_to_close(date(2026, 11, 19), None, through) == date(2026, 11, 20)
+    assert domain.next_day_to_close(date(2026, 11, 22), None, through) is None
+    assert domain.next_day_to_close(None, date(2026, 11, 21), through) == date(2026, 11, 21)
+    assert domain.next_day_to_close(None, None, through) == through
+    assert domain.next_day_to_close(None, date(2026, 12, 1), through) == through
+
+
+TODAY = date(2026, 11, 22)
+
+
+def test_ending_the_current_day_closes_today_once():
+    assert domain.closing_target(domain.Calendar(TODAY, None, None), None) == TODAY
+    open_before = domain.Calendar(TODAY, date(2026, 11, 20), date(2026, 11, 1))
+    assert domain.closing_target(open_before, None) == TODAY
+    with pytest.raises(domain.DayAlreadyEnded, match="2026-11-23 has not begun"):
+        domain.closing_target(domain.Calendar(TODAY, TODAY, date(2026, 11, 1)), None)
+
+
+def test_a_date_to_close_lies_between_the_ledgers_first_day_and_today():
+    calendar = domain.Calendar(TODAY, date(2026, 11, 20), date(2026, 11, 1))
+    assert domain.closing_target(calendar, date(2026, 11, 1)) == date(2026, 11, 1)
+    assert domain.closing_target(calendar, TODAY) == TODAY
+    with pytest.raises(domain.DayNotStarted):
+        domain.closing_target(calendar, date(2026, 11, 23))
+    with pytest.raises(domain.DayBeforeLedger, match="1970-01-01 is before 2026-11-01"):
+        domain.closing_target(calendar, date(1970, 1, 1))
+    with pytest.raises(domain.DayBeforeLedger, match="is before 2026-11-22"):
+        domain.closing_target(domain.Calendar(TODAY, None, None), date(2026, 11, 21))
 
 
 def test_management_earns_fees_minus_rewards():
@@ -153,14 +169,10 @@ def test_mail_retries_back_off_exponentially_up_to_a_cap():
     assert delays == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
 
 
-def test_ended_days_are_the_open_days_before_today():
+def test_ended_days_are_closed_through_yesterday():
     today = date(2026, 11, 22)
-    assert domain.ended_days_to_close(date(2026, 11, 19), None, today) == [
-        date(2026, 11, 20),
-        date(2026, 11, 21),
-    ]
-    assert domain.ended_days_to_close(date(2026, 11, 21), None, today) == []
-    assert domain.ended_days_to_close(date(2026, 11, 22), None, today) == []
-    assert domain.ended_days_to_close(None, date(2026, 11, 21), today) == [date(2026, 11, 21)]
-    assert domain.ended_days_to_close(None, today, today) == []
-    assert domain.ended_days_to_close(None, None, today) == []
+    yesterday = date(2026, 11, 21)
+    assert domain.last_ended_day_to_close(date(2026, 11, 19), None, today) == yesterday
+    assert domain.last_ended_day_to_close(None, date(2026, 11, 21), today) == yesterday
+    assert domain.last_ended_day_to_close(None, today, today) is None
+    assert domain.last_ended_day_to_close(None, None, today) is None
