@@ -33,6 +33,10 @@ Usage in a dashboard::
 ``ATES_AUTH_CLIENTS`` (development default otherwise), ``ATES_SECRET_KEY`` (signs the
 cookie) and ``ATES_AUTH_INTERNAL_URL`` (the provider as seen from the server, if it differs).
 
+Signing out: ``POST /auth/logout`` from the dashboard's own page (refused when another
+site sent it) ends the dashboard's session; it and the link ``GET /auth/logout`` lead to the
+provider, which asks the user to confirm before it ends the sessions of every dashboard.
+
 The provider loads the front-channel logout URL ``/auth/frontchannel-logout`` in a hidden
 frame, so a dashboard must not forbid framing of that path by the provider.
 """

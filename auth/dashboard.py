@@ -2,7 +2,9 @@
 
 The dashboard's session is a signed, HttpOnly, SameSite=Lax cookie holding the tokens.
 An expired access token is refreshed silently with the refresh token; the provider's
-front-channel logout clears the cookie when the user signs out anywhere.
+front-channel logout clears the cookie when the user signs out anywhere. Nothing signs
+out without the user's confirmation at the provider (or a sign-out button of the
+dashboard's own page, which ends that dashboard's session).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -317,6 +319,28 @@ def _failure_page(reason: str) -> HTMLResponse:
     return HTMLResponse(body, status_code=400)
 
 
+def _refused_sign_out() -> HTMLResponse:
+    body = (
+        "<!doctype html><meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<title>Sign-out refused</title><h1>Sign-out refused</h1>"
+        "<p>The request came from another site.</p><p><a href='/'>Back</a></p>"
+    )
+    return HTMLResponse(body, status_code=403)
+
+
+def _from_another_site(request: Request, base_url: str) -> bool:
+    """Whether a form post was sent by a page of another site (cross-site request forgery).
+
+    Browsers name the page's origin in ``Origin`` on every POST; clients that are not
+    browsers send neither header and cannot be forged into posting.
+    """
+    origin = request.headers.get("origin")
+    if origin is not None:
+        own = urlsplit(base_url)
+        return origin.rstrip("/") != f"{own.scheme}://{own.netloc}"
+    return request.headers.get("sec-fetch-site") == "cross-site"
+
+
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -366,8 +390,17 @@ def _add_routes(app: FastAPI, auth: DashboardAuth) -> None:
         response.delete_cookie(config.login_cookie, path="/auth")
         return _no_store(response)
 
-    @app.api_route("/auth/logout", methods=["GET", "POST"], include_in_schema=False)
+    @app.get("/auth/logout", include_in_schema=False)
+    def logout_link(request: Request) -> Response:
+        """A link anyone may follow: it only leads to the provider's confirmation page."""
+        return _no_store(RedirectResponse(auth.logout_url(auth.read_session(request)),
+                                          status_code=303))
+
+    @app.post("/auth/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
+        """The dashboard's sign-out button: ends its own session, then asks the provider."""
+        if _from_another_site(request, config.base_url):
+            return _refused_sign_out()
         response = RedirectResponse(auth.logout_url(auth.read_session(request)), status_code=303)
         auth.clear_session(response)
         return _no_store(response)

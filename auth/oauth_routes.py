@@ -52,8 +52,8 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
     def userinfo(user: Annotated[CurrentUser, Depends(current_user)]) -> dict[str, str]:
         return {"sub": user.id, "email": user.email, "name": user.name, "role": user.role}
 
-    @router.get("/oauth/logout", summary="End the SSO session (RP-initiated logout)")
-    @router.post("/oauth/logout", summary="Confirm ending the SSO session",
+    @router.get("/oauth/logout", summary="Ask to end the SSO session (RP-initiated logout)")
+    @router.post("/oauth/logout", summary="End the SSO session (the confirmation's form)",
                  operation_id="logout_post")
     async def logout(request: Request) -> Response:
         oauth_request = await read_oauth_request(request, issuer)
@@ -65,17 +65,21 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
         except OAuth2Error as error:
             return pages.message(request, "Sign-out failed", error.description or error.error,
                                  status_code=400)
-        if logout_request.needs_confirmation:
-            if request.method == "GET":
-                params = [(k, v) for k, v in request.query_params.multi_items()]
-                return pages.render(request, "confirm_logout.html", {"params": params})
-            if not pages.csrf_valid(request, oauth_request.form.get("csrf_token")):
-                return pages.csrf_failure(request)
+        # Even with a valid id_token_hint: a link followed from anywhere must not sign out.
+        if request.method == "GET":
+            return _confirmation(request, logout_request.redirect_uri)
+        if not pages.csrf_valid(request, oauth_request.form.get("csrf_token")):
+            return pages.csrf_failure(request)
         frontchannel_urls = provider.end_sessions(signed_in(request),
                                                   logout_request.id_token_claims)
         response = _signed_out(request, frontchannel_urls, logout_request.redirect_uri)
         pages.clear_sso_cookie(response)
         return response
+
+    def _confirmation(request: Request, continue_url: str | None) -> Response:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "csrf_token"]
+        return pages.render(request, "confirm_logout.html",
+                            {"params": params, "cancel_url": continue_url or "/"})
 
     def _signed_out(request: Request, frontchannel_urls: list[str],
                     continue_url: str | None) -> Response:

@@ -215,6 +215,14 @@ class Browser:
         action = urljoin(str(login_page.url), "/login")
         return self.follow(self.http.post(action, data=form), stop_at)
 
+    def confirm(self, page: httpx.Response, stop_at: str | None = None) -> httpx.Response:
+        """Press the button of the page's form (e.g. "Sign out" on the confirmation page)."""
+        action = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+        assert action, page.text[:500]
+        form = hidden_inputs(page.text)
+        target = urljoin(str(page.url), html.unescape(action.group(1)))
+        return self.follow(self.http.post(target, data=form), stop_at)
+
     def frames(self, page: httpx.Response) -> list[httpx.Response]:
         """Load the page's iframes, as a browser would."""
         return [self.http.get(html.unescape(src))

@@ -25,6 +25,7 @@ from auth.client import (
 )
 from auth.dashboard import DashboardAuth, StoredSession
 from auth.models import Account, RefreshToken
+from auth.token_flow import hidden_inputs
 from deploy.embedded import free_port
 from tests.auth.support import Browser, bearer, dashboard_clients, running_provider
 from tests.helpers import serve_app
@@ -165,13 +166,57 @@ def test_callback_refuses_a_foreign_state_or_an_error(dashboards, browser):
     assert "ates_tasks=" not in forged.headers.get("set-cookie", "")
 
 
+def is_confirmation_page(response: httpx.Response) -> bool:
+    return response.status_code == 200 and "Sign out?" in response.text
+
+
+def still_signed_in(browser: Browser, dashboards: dict[str, str]) -> bool:
+    return all(browser.http.get(f"{url}/api/whoami").status_code == 200
+               and not is_login_page(browser.get(f"{url}/")) for url in dashboards.values())
+
+
+def test_a_sign_out_link_ends_no_session_before_confirmation(dashboards, make_login, browser):
+    browser.sign_in(browser.get(f"{dashboards['tasks']}/"), make_login())
+    browser.get(f"{dashboards['accounting']}/")
+
+    page = browser.get(f"{dashboards['tasks']}/auth/logout")
+
+    assert is_confirmation_page(page)
+    assert still_signed_in(browser, dashboards)
+
+
+def test_a_cross_site_sign_out_post_is_refused(dashboards, make_login, browser):
+    browser.sign_in(browser.get(f"{dashboards['tasks']}/"), make_login())
+
+    forged = browser.http.post(f"{dashboards['tasks']}/auth/logout",
+                               headers={"Origin": "https://evil.example"})
+
+    assert forged.status_code == 403
+    assert "ates_tasks=" not in forged.headers.get("set-cookie", "")
+    assert still_signed_in(browser, {"tasks": dashboards["tasks"]})
+
+
+def test_confirming_without_the_form_token_ends_nothing(dashboards, make_login, browser):
+    browser.sign_in(browser.get(f"{dashboards['tasks']}/"), make_login())
+    page = browser.get(f"{dashboards['tasks']}/auth/logout")
+    fields = hidden_inputs(page.text)
+    del fields["csrf_token"]
+
+    refused = browser.http.post(str(page.url.join("/oauth/logout")), data=fields)
+
+    assert refused.status_code == 403
+    assert still_signed_in(browser, {"tasks": dashboards["tasks"]})
+
+
 def test_logout_ends_the_session_of_every_dashboard(provider, dashboards, make_login, browser):
     browser.sign_in(browser.get(f"{dashboards['tasks']}/"), make_login())
     assert browser.get(f"{dashboards['accounting']}/").status_code == 200
 
-    signed_out = browser.get(f"{dashboards['tasks']}/auth/logout")
+    confirmation = browser.follow(browser.http.post(f"{dashboards['tasks']}/auth/logout"))
+    signed_out = browser.confirm(confirmation)
     frames = browser.frames(signed_out)
 
+    assert is_confirmation_page(confirmation)
     assert signed_out.status_code == 200 and "You are signed out" in signed_out.text
     assert sorted(str(frame.url).split("/auth/")[0] for frame in frames) == sorted(
         dashboards.values())
@@ -187,7 +232,7 @@ def test_logout_revokes_refresh_tokens_even_if_frames_never_load(provider, dashb
     browser.sign_in(browser.get(f"{dashboards['tasks']}/"), login)
     browser.get(f"{dashboards['accounting']}/")
 
-    browser.get(f"{dashboards['tasks']}/auth/logout")  # the frames are not loaded
+    browser.confirm(browser.get(f"{dashboards['tasks']}/auth/logout"))  # frames not loaded
 
     with provider.engine.connect() as conn:
         account = conn.execute(select(Account.id).where(Account.public_id == login.id)).scalar()

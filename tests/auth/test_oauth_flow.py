@@ -112,6 +112,20 @@ def test_code_flow_with_pkce_yields_verified_tokens_and_userinfo(
                                "name": "Abby Accountant", "role": "accountant"}
 
 
+def test_a_logout_link_with_an_id_token_hint_asks_before_signing_out(provider, make_login,
+                                                                     browser):
+    authorization = Authorization(provider)
+    id_token = authorization.exchange(authorization.code(browser, make_login())).json()[
+        "id_token"]
+
+    page = browser.http.get(f"{provider.url}/oauth/logout",
+                            params={"id_token_hint": id_token, "client_id": "ates-cli"})
+
+    assert page.status_code == 200 and "Sign out?" in page.text
+    again = Authorization(provider)
+    assert again.callback_query(again.start(browser))["code"]  # still signed in
+
+
 def test_id_token_nonce_must_match_the_request(provider, make_login, browser, verifier):
     authorization = Authorization(provider)
     tokens = authorization.exchange(authorization.code(browser, make_login())).json()

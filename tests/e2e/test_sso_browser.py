@@ -28,7 +28,16 @@ def test_one_login_and_one_logout_for_every_dashboard(platform, browser_context)
         assert not is_login_page(page)
         assert "Ada Admin" in page.content(), url
 
-    page.goto(f"{dashboards[1]}/auth/logout")
+    page.goto(f"{dashboards[2]}/auth/logout")  # a link followed from anywhere
+    assert page.url.startswith(platform.url("auth")) and "Sign out?" in page.content()
+    page.goto(f"{dashboards[0]}/")
+    assert page.url.startswith(dashboards[0]) and not is_login_page(page)
+
+    page.goto(f"{dashboards[1]}/")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{platform.url('auth')}/oauth/logout**")
+    assert "Sign out?" in page.content()
+    page.get_by_role("button", name="Sign out").click()
     page.wait_for_load_state("networkidle")
     assert "signed out" in page.content().lower()
 
