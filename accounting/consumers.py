@@ -34,8 +34,10 @@ def _charge(event: Event) -> TaskCharge:
     )
 
 
-def on_account_state(session: Session, event: Event) -> None:
-    service.apply_account_state(session, replica.account_id(event), **replica.account_state(event))
+def on_account_states(session: Session, events: list[Event]) -> None:
+    service.apply_account_states(
+        session, [(event.data["account_id"], replica.account_state(event)) for event in events]
+    )
 
 
 def on_account_deleted(session: Session, event: Event) -> None:
@@ -51,8 +53,8 @@ def on_role_changed(session: Session, event: Event) -> None:
 def make_handlers(books: Books) -> HandlerRegistry:
     """The handlers of the accounting consumer, writing through ``books``."""
     handlers = HandlerRegistry()
-    handlers.register("account.created", [1], on_account_state)
-    handlers.register("account.updated", [1], on_account_state)
+    handlers.register_batch("account.created", [1], on_account_states)
+    handlers.register_batch("account.updated", [1], on_account_states)
     handlers.register("account.deleted", [1], on_account_deleted)
     handlers.register("account.role_changed", [1], on_role_changed)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Unpack
@@ -159,6 +159,18 @@ def apply_account_state(
     """``account.created``/``account.updated`` (see :func:`auth.replica.apply_state`)."""
     replica.apply_state(session, Account, account_id, state)
     _open_balance(session, account_id)
+
+
+def apply_account_states(
+    session: Session, states: Iterable[tuple[uuid.UUID | str, replica.AccountState]]
+) -> None:
+    """A run of ``account.created``/``account.updated`` events at once."""
+    states = list(states)
+    replica.apply_states(session, Account, states)
+    session.execute(
+        insert(Balance).on_conflict_do_nothing(),
+        [{"account_id": account_id} for account_id, _ in states],
+    )
 
 
 def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:

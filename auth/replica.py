@@ -12,6 +12,7 @@ same state whatever the order.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -71,26 +72,42 @@ def account_state(event: Event) -> AccountState:
 def apply_state(
     session: Session, table: type[AccountReplica], account_id: uuid.UUID, state: AccountState
 ) -> None:
-    """``account.created``/``account.updated``: take the state unless it is stale.
+    """``account.created``/``account.updated``: take the state unless it is stale."""
+    apply_states(session, table, [(account_id, state)])
+
+
+def apply_states(
+    session: Session,
+    table: type[AccountReplica],
+    states: Iterable[tuple[uuid.UUID | str, AccountState]],
+) -> None:
+    """``account.created``/``account.updated`` of many accounts: each state is taken
+    unless it is stale, in one round trip (one upsert a row, pipelined).
 
     The role is taken too, unless an ``account.role_changed`` newer than this state has
     already been applied. A deleted account stays deleted whatever comes later.
     """
+    rows = [
+        {"public_id": account_id, **state, "role_version": state["version"]}
+        for account_id, state in states
+    ]
+    if not rows:
+        return
     new = insert(table).excluded
-    _upsert(
-        session,
-        table,
-        {"public_id": account_id, **state, "role_version": state["version"]},
-        {
+    statement = insert(table).on_conflict_do_update(
+        index_elements=[table.public_id],
+        set_={
             "email": new.email,
             "full_name": new.full_name,
             "active": new.active,
             "version": new.version,
             "role": case((new.version >= table.role_version, new.role), else_=table.role),
             "role_version": func.greatest(table.role_version, new.version),
+            "updated_at": func.now(),
         },
         where=table.version < new.version,
     )
+    session.execute(statement, rows)
 
 
 def apply_role_change(

@@ -20,10 +20,14 @@ CONSUMED_TOPICS = ("accounts-stream", "accounts-lifecycle")
 handlers = HandlerRegistry()
 
 
-@handlers.on("account.created", 1)
-@handlers.on("account.updated", 1)
-def on_account_state(session: Session, event: Event) -> None:
-    service.apply_account_state(session, replica.account_id(event), **replica.account_state(event))
+def on_account_states(session: Session, events: list[Event]) -> None:
+    service.apply_account_states(
+        session, [(event.data["account_id"], replica.account_state(event)) for event in events]
+    )
+
+
+handlers.register_batch("account.created", [1], on_account_states)
+handlers.register_batch("account.updated", [1], on_account_states)
 
 
 @handlers.on("account.deleted", 1)

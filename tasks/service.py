@@ -248,6 +248,13 @@ def apply_account_state(
     replica.apply_state(session, Account, account_id, state)
 
 
+def apply_account_states(
+    session: Session, states: Iterable[tuple[uuid.UUID | str, replica.AccountState]]
+) -> None:
+    """A run of ``account.created``/``account.updated`` events at once."""
+    replica.apply_states(session, Account, states)
+
+
 def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:
     """``account.role_changed``: take the role unless a newer one is already known."""
     replica.apply_role_change(session, Account, account_id, role, version)

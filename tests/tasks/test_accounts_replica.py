@@ -18,7 +18,7 @@ from tasks.app import consumer_runtime
 from tasks.consumers import handlers
 from tasks.models import Account
 from tests.messaging.conftest import poll_until
-from tests.tasks.conftest import actor, count_rows
+from tests.tasks.conftest import actor, assignee_slots, count_rows
 
 
 @dataclass(frozen=True)
@@ -218,3 +218,29 @@ def test_no_task_for_an_account_deactivated_or_deleted_later(sessions, tasks_set
     apply_in_order(sessions, [account_event("account.deleted", account_id, 4)])
     with pytest.raises(domain.NoEligibleAssignee):
         service.create_task(sessions, tasks_settings, actor(account_id), "Fourth")
+
+
+def test_a_run_of_states_of_many_accounts_applied_at_once_keeps_the_newest(sessions, engine):
+    # The consumer hands a run of account.created/updated events to one batch handler:
+    # several versions of one account in the run, in any order, end in the newest.
+    rng = random.Random(3)
+    accounts = [uuid.uuid4() for _ in range(30)]
+    states = [
+        account_event("account.updated", account_id, version, full_name=f"Popug v{version}",
+                      role=rng.choice(domain.ROLES), active=rng.random() < 0.7)
+        for account_id in accounts
+        for version in (1, 2, 3)
+    ]
+    rng.shuffle(states)
+    newest = {(e.data["account_id"]): e.data for e in states if e.data["version"] == 3}
+    with sessions() as session, session.begin():
+        handlers.find(states[0]).batch(session, states)
+        handlers.find(states[0]).batch(session, states[:40])  # redelivered part of it
+    for account_id in accounts:
+        expected = newest[str(account_id)]
+        replica = replica_of(sessions, account_id)
+        assert (replica.full_name, replica.role, replica.active) == (
+            expected["full_name"], expected["role"], expected["active"])
+    eligible = {a for a in accounts if domain.is_eligible_assignee(
+        newest[str(a)]["role"], newest[str(a)]["active"], False)}
+    assert eligible == set(assignee_slots(engine).values())
