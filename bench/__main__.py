@@ -7,8 +7,8 @@ import importlib.util
 
 from bench.common import format_table
 
-BENCHES = ("messaging", "reshuffle", "tasks_api", "ledger", "analytics", "scaling", "platform",
-           "scale")
+BENCHES = ("messaging", "replicas", "reshuffle", "tasks_api", "ledger", "analytics", "scaling",
+           "platform", "scale")
 
 
 def main() -> None:
