@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -17,19 +18,33 @@ HISTORY_MAX_DAYS = 366
 Admin = Annotated[CurrentUser, Depends(require_role("admin"))]
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 class BadRequest(HTTPException):
-    def __init__(self, detail: str):
-        super().__init__(status.HTTP_400_BAD_REQUEST, detail)
+    def __init__(self, detail: str, status_code: int = status.HTTP_400_BAD_REQUEST):
+        super().__init__(status_code, detail)
+
+
+class InvalidDate(BadRequest):
+    def __init__(self, name: str, raw: str):
+        super().__init__(f"{name} must be a date like 2026-11-22, not {raw!r}",
+                         status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def parse_day(raw: str | None, default: date, name: str = "date") -> date:
-    """A ``YYYY-MM-DD`` query parameter; ``default`` when it is absent or empty."""
+    """A ``YYYY-MM-DD`` query parameter; ``default`` when it is absent or empty.
+
+    Only that form: ``date.fromisoformat`` alone also reads ``20261122`` and week dates.
+    """
     if not raw:
         return default
     try:
-        return date.fromisoformat(raw)
+        if _ISO_DATE.fullmatch(raw):
+            return date.fromisoformat(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be a date like 2026-11-22, not {raw!r}") from None
+        pass
+    raise InvalidDate(name, raw)
 
 
 def parse_period(raw: str) -> Period:

@@ -25,11 +25,13 @@ from analytics.domain import (
     DayEarnings,
     Period,
     Transaction,
+    booking_day,
     days_between,
     earnings_by_day,
     local_day,
     most_expensive,
     net_by_account_day,
+    open_day,
     parse_instant,
     period_bounds,
 )
@@ -149,26 +151,47 @@ def apply_task_prices(session: Session, events: list[Event]) -> None:
 
 
 def apply_task_completions(session: Session, events: list[Event], zone: ZoneInfo) -> None:
-    """``task.completed``: when (and on which local day) each task was completed."""
+    """``task.completed``: when, and on which billing day, each task was completed (the
+    next day when its calendar day was already ended by hand)."""
     completed: dict[uuid.UUID, datetime] = {}
     for event in events:
         at = parse_instant(event.data["completed_at"])
         task_id = uuid.UUID(event.data["task_id"])
         completed[task_id] = min(at, completed.get(task_id, at))
+    closes = _closing_times(session, {local_day(at, zone) for at in completed.values()})
     _write(session, KEEP_EARLIEST_COMPLETION, [
-        {"task_id": task_id, "completed_at": at, "completed_day": local_day(at, zone)}
+        {"task_id": task_id, "completed_at": at,
+         "completed_day": booking_day(at, zone, closes.get(local_day(at, zone)))}
         for task_id, at in sorted(completed.items())
     ])
 
 
+def _closing_times(session: Session, days: set[date]) -> dict[date, datetime]:
+    rows = session.execute(select(ClosedDay.day, ClosedDay.closed_at).where(
+        ClosedDay.day.in_(days)))
+    return {row.day: row.closed_at for row in rows}
+
+
+# Completions projected before the close of their day arrived, that happened after it.
+_MOVE_LATE_COMPLETIONS = text(
+    """
+    UPDATE tasks SET completed_day = completed_day + 1
+    WHERE completed_day = :day AND completed_at >= :closed_at
+    """
+)
+
+
 def apply_closed_days(session: Session, events: list[Event]) -> None:
-    """``billing_cycle.closed``: the day is over; closing twice pays nothing twice."""
+    """``billing_cycle.closed``: the day is over; closing twice pays nothing twice. What
+    was completed after a day was ended by hand belongs to the next day."""
     closed = {e.data["day"]: e.data for e in reversed(events)}
     _write(session, RECORD_CLOSED_DAY, [
         {"day": date.fromisoformat(day), "closed_at": parse_instant(d["closed_at"]),
          "accounts_paid": d["accounts_paid"], "total_paid": d["total_paid"]}
         for day, d in sorted(closed.items())
     ])
+    for day, closed_at in _closing_times(session, {date.fromisoformat(d) for d in closed}).items():
+        session.execute(_MOVE_LATE_COMPLETIONS, {"day": day, "closed_at": closed_at})
 
 
 def reset_projection(session: Session) -> None:
@@ -309,7 +332,10 @@ class Analytics:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def today(self) -> date:
-        return local_day(self.clock(), self.zone)
+        """The current billing day, as accounting has it (see ``domain.open_day``)."""
+        with self.sessions() as session:
+            last_closed = session.scalar(select(func.max(ClosedDay.day)))
+        return open_day(self.clock(), self.zone, last_closed)
 
     def summary(self, day: date) -> Summary:
         with self.sessions() as session:

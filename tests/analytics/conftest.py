@@ -106,9 +106,11 @@ def task_state(task_id: str, title: str, jira_id: str | None = None, version: in
     return build(event_type, data, version=dataversion)
 
 
-def day_closed(day: date, accounts_paid: int = 0, total_paid: int = 0) -> Event:
+def day_closed(day: date, accounts_paid: int = 0, total_paid: int = 0,
+               closed_at: str | None = None) -> Event:
+    """By default closed by the scheduler just after the day ended."""
     return build("billing_cycle.closed", {
-        "day": day.isoformat(), "closed_at": at(day + timedelta(days=1), 0, 0, 4),
+        "day": day.isoformat(), "closed_at": closed_at or at(day + timedelta(days=1), 0, 0, 4),
         "accounts_paid": accounts_paid, "total_paid": total_paid,
     })
 
