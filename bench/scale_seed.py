@@ -12,10 +12,11 @@ would have left them in:
   them done;
 - accounting: the ``accounts`` replica, ``balances`` (one per account), the ``tasks``
   replica and ``task_prices``, and the ledger: fees and rewards at the prices of their
-  tasks, spread over ``days`` days, and at the end of each past day a payout of every
-  positive balance (``payouts``, their transactions, their mails already sent, and the
-  ``billing_days`` closed). Every transaction has two entries summing to zero,
-  ``balance_after`` runs on per account and each balance is the sum of its entries;
+  tasks, spread over ``days`` days (half the accounts also earned a reward today), and
+  at the end of each past day a payout of every positive balance (``payouts``, their
+  transactions, their mails already sent, and the ``billing_days`` closed). Every
+  transaction has two entries summing to zero, ``balance_after`` runs on per account and
+  each balance is the sum of its entries;
 - analytics: ``tasks`` (title, prices, completion), ``daily_earnings``,
   ``account_day_nets`` and ``closed_days``, as the projection of those events.
 
@@ -41,6 +42,9 @@ from accounting.domain import COMPANY_ACCOUNT_ID
 PASSWORD = "scale-bench-popug-password"
 SERVICES = ("auth", "tasks", "accounting", "analytics")
 CHUNK = 5_000
+# The share of accounts that earned a reward today, so that closing today pays about as
+# many accounts as a busy day would.
+TODAY_EARNERS = 0.5
 _MASK = 2**128 - 1
 _MUL = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: n -> n * _MUL is a bijection mod 2**128
 ACCOUNT, TASK, TRANSACTION, EVENT, PAYOUT = range(1, 6)
@@ -329,12 +333,17 @@ class Ledger:
                 charges: int) -> int:
         """Books ``charges`` fees and rewards over the month; returns the final balance."""
         plan = self.plan
-        moments = sorted((rng.randrange(plan.days), rng.random()) for _ in range(charges))
+        moments = [(rng.randrange(plan.days), rng.random(), False) for _ in range(charges)]
+        if rng.random() < TODAY_EARNERS:
+            moments.append((plan.days - 1, rng.random(), True))
+        moments.sort()
         balance = 0
         nets: dict[int, int] = {}
-        for position, (day, fraction) in enumerate(moments):
+        for position, (day, fraction, earned) in enumerate(moments):
             task = rng.randrange(max(1, plan.tasks))
-            if is_done(task) and rng.random() < 0.5:
+            if earned and not is_done(task):
+                task = (task + 1) % plan.tasks
+            if is_done(task) and (earned or rng.random() < 0.5):
                 kind, amount = "reward", reward_of(task)
                 self.seeded.rewards[day] += amount
             else:

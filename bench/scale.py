@@ -1,0 +1,519 @@
+"""Every interactive request at 1,000 / 100,000 / 1,000,000 users, side by side.
+
+    python -m bench.scale --users 1000,100000,1000000
+    (without --users: ATES_BENCH_SCALE_USERS, else 1,000 / 100,000 / 1,000,000)
+
+For each size, from scratch: starts the platform as ``make up`` does (``deploy.stack``:
+embedded PostgreSQL, Tansu broker, SMTP sink, migrations, demo accounts, each service in
+its own process) on free ports in a temporary folder. Between the migrations and the start
+of the services it seeds, with ``COPY`` into the tables the services use
+(``bench.scale_seed``): the users, a task per user (half of them done) and about ten
+ledger transactions per user over 30 days, all but today closed with their payouts. Then
+a sample goes through the real event path: ``SAMPLE_ACCOUNTS`` accounts and their
+``account.created`` events in auth's outbox, and ``SAMPLE_TASKS`` tasks for some of them
+with their events in the tasks outbox; the relays publish them, the consumers apply them,
+and the bench waits until every outbox is sent and every consumer group has caught up.
+
+Then, from a separate client process (async httpx, one request at a time, after one
+untimed warm-up each), ``ATES_BENCH_SCALE_REQUESTS`` requests (default 100) of every
+interactive endpoint: create a task, complete one, my open tasks, all tasks (first page
+and a page from the middle), one task, my account, an audit-log page, management earnings
+of a day and of the month, a page of balances, analytics summary / most expensive task /
+days, and sign-in (code + PKCE, fewer: each costs an argon2id hash). Then, once each:
+reshuffle of every open task and close-day (both over the API), and ``ates analytics
+rebuild`` as a subprocess. The peak resident memory of every service process is sampled
+throughout.
+
+Printed per figure: the value at the smallest size, at the largest, their ratio (the
+growth) and the aim: an interactive p50 at most twice as long; reshuffle and close-day
+linear in the rows they write (time per row, growth about 1); peak memory bounded. The
+rebuild replays the topics, which hold the sample's and the measured requests' events but
+not the seeded history, so its figure is per message read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from bench import platform_load, scale_seed
+from bench.common import Result, format_table
+from bench.platform import MemoryWatch, group_lag, percentile, unsent_outbox_rows
+from bench.scale_seed import ACCOUNT, TASK, Plan, derived_id
+from deploy.embedded import free_port
+from deploy.serve import available_services
+from deploy.stack import Stack, StackConfig
+from messaging.settings import Settings
+
+DEFAULT_USERS = (1_000, 100_000, 1_000_000)
+ADMIN_PASSWORD = "scale-bench-admin-password"
+SAMPLE_ACCOUNTS = 1_000
+SAMPLE_TASKS = 300
+PROBE_WORKERS = 20
+SIGN_INS = 20
+SERVICES = ("auth", "tasks", "accounting", "analytics")
+DRAIN_TIMEOUT_SECONDS = 3_600.0
+REBUILD_TIMEOUT_SECONDS = 3_600.0
+SLOW = httpx.Timeout(3_600.0)
+
+ENDPOINTS = (
+    "create task", "complete task", "my open tasks", "all tasks, first page",
+    "all tasks, deep page", "task page", "my account", "audit-log page",
+    "management day", "management days", "balances page", "analytics summary",
+    "analytics most expensive", "analytics days", "sign-in",
+)
+
+
+def sizes_from(raw: str | None) -> list[int]:
+    raw = raw if raw is not None else os.environ.get("ATES_BENCH_SCALE_USERS", "")
+    if not raw.strip():
+        return list(DEFAULT_USERS)
+    return sorted({int(part.replace("_", "")) for part in raw.split(",") if part.strip()})
+
+
+def run(users: list[int] | None = None) -> list[Result]:
+    sizes = users or sizes_from(None)
+    measured = [(size, measure_size(size)) for size in sizes]
+    print(aims_table(measured), flush=True)
+    return results(measured)
+
+
+# -- one size ---------------------------------------------------------------------------------
+
+
+class ScaleStack(Stack):
+    """The platform of ``make up``, seeded in bulk before its services start."""
+
+    def __init__(self, config: StackConfig, env: dict[str, str], users: int):
+        super().__init__(config, env)
+        self.users = users
+        self.plan: Plan | None = None
+        self.seeded: scale_seed.Seeded | None = None
+        self.seed_seconds = 0.0
+        self.sample: Sample | None = None
+
+    def _seed(self, settings: Settings) -> list[dict]:
+        logins = super()._seed(settings)
+        now = datetime.now(UTC)
+        today = now.astimezone(ZoneInfo(settings.timezone)).date()
+        self.plan = Plan.for_users(self.users, today, settings.timezone, now=now)
+        urls = {s: settings.database_for(s) for s in SERVICES}
+        started = time.perf_counter()
+        self.seeded = scale_seed.seed(urls, self.plan)
+        self.seed_seconds = time.perf_counter() - started
+        self.sample = write_sample(settings, self.plan)
+        return logins
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What went through the event path: accounts (the first ``PROBE_WORKERS`` of them
+    given the sample's tasks), by email."""
+
+    emails: list[str]
+    probe_emails: list[str]
+
+
+def write_sample(settings: Settings, plan: Plan) -> Sample:
+    """Accounts in auth with their ``account.created`` events, and tasks for the first of
+    them with their events, all in the outboxes (as the services' own commands write)."""
+    from sqlalchemy import insert
+
+    from auth.models import Account as AuthAccount
+    from event_schemas import default_registry
+    from messaging.db import make_engine, make_session_factory
+    from messaging.outbox import Outbox
+    from tasks.events import TaskEvents, TaskState
+    from tasks.models import Task
+    from tasks.settings import DEFAULT_TASK_EVENT_VERSION
+
+    count = min(SAMPLE_ACCOUNTS, max(PROBE_WORKERS, plan.users // 10))
+    registry, outbox = default_registry(), Outbox(settings)
+    hashed = scale_seed.password_hash()
+    accounts = [{"public_id": uuid.uuid4(), "email": f"scale-sample-{n}@popug.inc",
+                 "full_name": f"Sample Popug {n}", "role": "worker", "active": True,
+                 "password_hash": hashed, "version": 1} for n in range(count)]
+    engine = make_engine(settings.database_for("auth"), pool_size=1)
+    with make_session_factory(engine)() as session, session.begin():
+        session.execute(insert(AuthAccount), accounts)
+        outbox.publish_many(session, [registry.build("account.created", {
+            "account_id": str(a["public_id"]), "email": a["email"],
+            "full_name": a["full_name"], "role": a["role"], "active": True, "version": 1,
+        }, source="auth") for a in accounts])
+    engine.dispose()
+    probes = accounts[:PROBE_WORKERS]
+    events = TaskEvents(DEFAULT_TASK_EVENT_VERSION, None)
+    creator = derived_id(ACCOUNT, 1)
+    now = datetime.now(UTC)
+    tasks = [{"public_id": uuid.uuid4(), "title": f"Sample task {n}", "jira_id": f"SAMPLE-{n}",
+              "description": None, "status": "open",
+              "assignee_id": probes[n % len(probes)]["public_id"], "created_by": creator,
+              "created_at": now, "completed_at": None, "version": 1}
+             for n in range(SAMPLE_TASKS)]
+    engine = make_engine(settings.database_for("tasks"), pool_size=1)
+    with make_session_factory(engine)() as session, session.begin():
+        session.execute(insert(Task), tasks)
+        outbox.publish_many(session, [
+            event for row in tasks for event in events.on_creation(
+                TaskState(**{k: row[k] for k in TaskState.__dataclass_fields__}), creator)])
+    engine.dispose()
+    return Sample([a["email"] for a in accounts], [a["email"] for a in probes])
+
+
+def wait_drained(settings: Settings, timeout: float = DRAIN_TIMEOUT_SECONDS) -> float:
+    """Seconds until every outbox is sent and every consumer group has read to the end."""
+    from accounting.consumers import CONSUMED_TOPICS as ACCOUNTING_TOPICS
+    from accounting.consumers import CONSUMER_NAME as ACCOUNTING
+    from analytics.consumers import CONSUMED_TOPICS as ANALYTICS_TOPICS
+    from analytics.stream import live_group_id
+    from tasks.consumers import CONSUMED_TOPICS as TASKS_TOPICS
+    from tasks.consumers import CONSUMER_NAME as TASKS
+
+    s = settings
+    groups = [
+        (s.topic_prefix + ACCOUNTING, [s.topic(t) for t in ACCOUNTING_TOPICS]),
+        (live_group_id(s), [s.topic(t) for t in ANALYTICS_TOPICS]),
+        (s.topic_prefix + TASKS, [s.topic(t) for t in TASKS_TOPICS]),
+    ]
+    started = time.monotonic()
+    while True:
+        unsent = sum(unsent_outbox_rows(s.database_for(svc)) for svc in SERVICES)
+        behind = 0 if unsent else sum(group_lag(s.kafka_bootstrap, g, t) for g, t in groups)
+        if unsent == 0 and behind == 0:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"not drained: {unsent} unsent, {behind} behind")
+        time.sleep(0.5)
+
+
+def wait_sample_applied(settings: Settings, sample: Sample) -> None:
+    """Until the tasks and accounting replicas know every sampled account."""
+    import psycopg
+
+    from bench.scale_seed import dsn
+
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    for service in ("tasks", "accounting"):
+        with psycopg.connect(dsn(settings.database_for(service)), autocommit=True) as conn:
+            while conn.execute("SELECT count(*) FROM accounts WHERE email LIKE 'scale-sample-%'"
+                               ).fetchone()[0] < len(sample.emails):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not learn of the sampled accounts")
+                time.sleep(0.5)
+
+
+def measure_size(users: int) -> dict:
+    var_dir = Path(tempfile.mkdtemp(prefix="ates-bench-scale-"))
+    var_dir.chmod(0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
+    env |= {f"ATES_{name}_PORT": str(free_port()) for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+    env |= {f"ATES_{s.upper()}_PORT": str(free_port()) for s in available_services()}
+    env |= {"ATES_VAR_DIR": str(var_dir), "ATES_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "ATES_AUTH_ACCESS_TOKEN_TTL": "7200"}
+    stack = ScaleStack(StackConfig.from_env(env), env, users)
+    client = concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"))
+    memory = MemoryWatch()
+    try:
+        print(f"scale: {users:,} users: starting the stack and seeding ...", flush=True)
+        stack.start()
+        settings = Settings.from_env(stack.env)
+        plan, seeded = stack.plan, stack.seeded
+        print(f"scale: seeded {seeded.users:,} users, {seeded.tasks:,} tasks, "
+              f"{seeded.transactions:,} transactions ({seeded.payouts:,} payouts) in "
+              f"{stack.seed_seconds:,.1f} s; waiting for the sample's events ...", flush=True)
+        memory.watch({name: child.pid for name, child in stack.children.items()
+                      if name != "mailsink"})
+        wait_sample_applied(settings, stack.sample)
+        sample_seconds = wait_drained(settings)
+        urls = {s: stack.config.service_url(s) for s in SERVICES}
+        spec = LoadSpec(urls=urls, users=plan.users, tasks=plan.tasks,
+                        first_day=plan.first_day.isoformat(), today=plan.today.isoformat(),
+                        admin=("admin@popug.inc", ADMIN_PASSWORD),
+                        manager=scale_seed.email_of(1), probes=stack.sample.probe_emails,
+                        requests=int(os.environ.get("ATES_BENCH_SCALE_REQUESTS", "100")))
+        print(f"scale: {users:,} users: measuring the endpoints ...", flush=True)
+        figures = client.submit(measure_endpoints, spec).result()
+        wait_drained(settings)
+        print(f"scale: {users:,} users: reshuffle and close-day ...", flush=True)
+        figures |= client.submit(measure_batch, spec).result()
+        figures["absorbed_seconds"] = wait_drained(settings)
+        print(f"scale: {users:,} users: analytics rebuild ...", flush=True)
+        figures |= measure_rebuild(stack.env)
+        figures["peak_rss"] = memory.peaks()
+        figures["seed_seconds"] = stack.seed_seconds
+        figures["sample_seconds"] = sample_seconds
+        figures["seeded"] = seeded
+        print(describe(users, figures), flush=True)
+        return figures
+    finally:
+        memory.stop()
+        client.shutdown(wait=True, cancel_futures=True)
+        stack.stop()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def measure_rebuild(env: dict[str, str]) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "deploy.cli", "analytics", "rebuild",
+                           "--timeout", str(REBUILD_TIMEOUT_SECONDS)],
+                          env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        print(f"scale: analytics rebuild failed: {done.stderr[-2000:]}", flush=True)
+        return {"rebuild_seconds": float("nan"), "rebuild_messages": 0}
+    found = re.search(r"from (\d+) message", done.stdout)
+    return {"rebuild_seconds": seconds, "rebuild_messages": int(found.group(1)) if found else 0}
+
+
+# -- the client process -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    urls: dict[str, str]
+    users: int
+    tasks: int
+    first_day: str
+    today: str
+    admin: tuple[str, str]
+    manager: str
+    probes: list[str]
+    requests: int
+
+
+def measure_endpoints(spec: LoadSpec) -> dict:
+    return asyncio.run(_endpoints(spec))
+
+
+def measure_batch(spec: LoadSpec) -> dict:
+    return asyncio.run(_batch(spec))
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _endpoints(spec: LoadSpec) -> dict:
+    from accounting.service import encode_cursor as balance_cursor
+    from tasks.service import encode_cursor as task_cursor
+
+    stats = platform_load.Stats()
+    urls, n, rng = spec.urls, spec.requests, random.Random(11)
+    admin = _bearer(await platform_load.sign_in(urls["auth"], *spec.admin))
+    manager = _bearer(await platform_load.sign_in(urls["auth"], spec.manager,
+                                                  scale_seed.PASSWORD))
+    signed = platform_load.Stats()
+    probes = [_bearer(await platform_load.sign_in(urls["auth"], email, scale_seed.PASSWORD,
+                                                  signed)) for email in spec.probes]
+    for _ in range(max(0, SIGN_INS - len(probes))):
+        await platform_load.sign_in(urls["auth"], scale_seed.email_of(_worker(spec, rng)),
+                                    scale_seed.PASSWORD, signed)
+    stats.latencies["sign-in"] = list(signed.latencies.values())[0]
+    stats.statuses["sign-in"][200] = len(stats.latencies["sign-in"])
+    tasks, accounting, analytics = (f"{urls[s]}/api" for s in ("tasks", "accounting",
+                                                              "analytics"))
+    middle = task_cursor(derived_id(TASK, spec.tasks // 2))
+    days = (spec.first_day, spec.today)
+
+    def worker() -> dict[str, str]:
+        return rng.choice(probes)
+
+    def some_task() -> str:
+        return str(derived_id(TASK, rng.randrange(spec.tasks)))
+
+    def some_account() -> str:
+        return str(derived_id(ACCOUNT, _worker(spec, rng)))
+
+    def some_day() -> str:
+        first = datetime.fromisoformat(days[0]).date()
+        return (first + timedelta(days=rng.randrange(30))).isoformat()
+
+    async with httpx.AsyncClient(timeout=SLOW) as http:
+        # Tasks to complete: the sample's, each assigned to one of the probing workers.
+        own = []
+        for headers in probes:
+            page = (await http.get(f"{tasks}/tasks", headers=headers,
+                                   params={"assignee": "me", "status": "open",
+                                           "limit": 100})).json()
+            own += [(headers, item["id"]) for item in page["items"]]
+        rng.shuffle(own)
+        plan = {
+            "create task": lambda i: http.post(f"{tasks}/tasks", headers=manager,
+                                               json={"title": f"Scale bench task {i}"}),
+            "complete task": lambda i: http.post(
+                f"{tasks}/tasks/{own[i][1]}/complete", headers=own[i][0]),
+            "my open tasks": lambda i: http.get(f"{tasks}/tasks", headers=worker(),
+                                                params={"assignee": "me", "status": "open"}),
+            "all tasks, first page": lambda i: http.get(f"{tasks}/tasks", headers=admin),
+            "all tasks, deep page": lambda i: http.get(f"{tasks}/tasks", headers=admin,
+                                                       params={"cursor": middle}),
+            "task page": lambda i: http.get(f"{tasks}/tasks/{some_task()}", headers=admin),
+            "my account": lambda i: http.get(f"{accounting}/me/account", headers=worker()),
+            "audit-log page": lambda i: http.get(
+                f"{accounting}/accounts/{some_account()}/transactions", headers=admin),
+            "management day": lambda i: http.get(f"{accounting}/management/earnings",
+                                                 headers=admin, params={"date": some_day()}),
+            "management days": lambda i: http.get(
+                f"{accounting}/management/days", headers=admin,
+                params={"from": days[0], "to": days[1]}),
+            "balances page": lambda i: http.get(
+                f"{accounting}/accounts", headers=admin,
+                params={"cursor": balance_cursor(uuid.UUID(some_account()))}),
+            "analytics summary": lambda i: http.get(f"{analytics}/analytics/summary",
+                                                    headers=admin),
+            "analytics most expensive": lambda i: http.get(
+                f"{analytics}/analytics/most-expensive-task", headers=admin,
+                params={"period": ("day", "week", "month")[i % 3], "date": some_day()}),
+            "analytics days": lambda i: http.get(f"{analytics}/analytics/days", headers=admin,
+                                                 params={"from": days[0], "to": days[1]}),
+        }
+        for name, request in plan.items():
+            count = min(n, len(own) - 1) if name == "complete task" else n
+            if count <= 0:
+                continue
+            warm = await request(count if name == "complete task" else 0)
+            if warm.status_code >= 400:
+                print(f"  {name}: HTTP {warm.status_code} {warm.text[:200]}", flush=True)
+            for i in range(count):
+                await stats.call(name, lambda i=i, request=request: request(i))
+    return {"latencies": dict(stats.latencies),
+            "statuses": {k: dict(v) for k, v in stats.statuses.items()}}
+
+
+def _worker(spec: LoadSpec, rng: random.Random) -> int:
+    user = rng.randrange(spec.users)
+    while scale_seed.role_of(user) == "manager":
+        user = (user + 1) % spec.users
+    return user
+
+
+async def _batch(spec: LoadSpec) -> dict:
+    admin = _bearer(await platform_load.sign_in(spec.urls["auth"], *spec.admin))
+    async with httpx.AsyncClient(timeout=SLOW) as http:
+        started = time.perf_counter()
+        reshuffled = await http.post(f"{spec.urls['tasks']}/api/tasks/reshuffle", headers=admin)
+        reshuffle_seconds = time.perf_counter() - started
+        if reshuffled.status_code != 200:
+            raise RuntimeError(f"reshuffle: HTTP {reshuffled.status_code} {reshuffled.text}")
+        started = time.perf_counter()
+        closed = await http.post(f"{spec.urls['accounting']}/api/billing/close-day",
+                                 headers=admin)
+        close_seconds = time.perf_counter() - started
+        if closed.status_code != 200:
+            raise RuntimeError(f"close-day: HTTP {closed.status_code} {closed.text}")
+    return {"reshuffle_seconds": reshuffle_seconds,
+            "reshuffled": reshuffled.json()["reassigned"],
+            "close_seconds": close_seconds,
+            "paid": sum(day["accounts_paid"] for day in closed.json()["closed"])}
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+def _per_row(seconds: float, rows: int) -> float:
+    return seconds / rows * 1e6 if rows else float("nan")
+
+
+def figures_of(f: dict) -> dict[str, tuple[float, str, str]]:
+    """Every compared figure of one size: name -> (value, unit, aim)."""
+    out: dict[str, tuple[float, str, str]] = {}
+    for endpoint in ENDPOINTS:
+        values = f["latencies"].get(endpoint, [])
+        out[f"{endpoint} p50"] = (percentile(values, 50) * 1e3, "ms", "<= 2.00")
+        out[f"{endpoint} p95"] = (percentile(values, 95) * 1e3, "ms", "")
+    out["reshuffle per task written"] = (_per_row(f["reshuffle_seconds"], f["reshuffled"]),
+                                         "us/row", "~1 (linear)")
+    out["close-day per account paid"] = (_per_row(f["close_seconds"], f["paid"]),
+                                         "us/row", "~1 (linear)")
+    out["analytics rebuild per message"] = (
+        _per_row(f["rebuild_seconds"], f["rebuild_messages"]), "us/msg", "~1 (linear)")
+    for process, rss in sorted(f["peak_rss"].items()):
+        out[f"peak RSS {process}"] = (rss / 2**20, "MiB", "bounded")
+    return out
+
+
+def results(measured: list[tuple[int, dict]]) -> list[Result]:
+    (small, first), (large, last) = measured[0], measured[-1]
+    before, after = figures_of(first), figures_of(last)
+    return [Result("scale", f"{name} ({unit})", value, unit,
+                   f"same at {small:,} users (value at {large:,})",
+                   before.get(name, (float("nan"),))[0])
+            for name, (value, unit, _) in after.items()]
+
+
+def aims_table(measured: list[tuple[int, dict]]) -> str:
+    (small, first), (large, last) = measured[0], measured[-1]
+    before, after = figures_of(first), figures_of(last)
+    header = (f"{'measure':<36} {'unit':<7} {f'{small:,} users':>14} {f'{large:,} users':>14}"
+              f" {'growth':>8}  aim")
+    lines = ["", header, "-" * len(header)]
+    for name, (value, unit, aim) in after.items():
+        base = before.get(name, (float("nan"),))[0]
+        growth = value / base if base else float("nan")
+        met = ""
+        if aim.startswith("<="):
+            met = "  met" if growth <= float(aim[2:]) else "  NOT met"
+        lines.append(f"{name:<36} {unit:<7} {base:>14,.2f} {value:>14,.2f} {growth:>8.2f}  "
+                     f"{aim}{met}")
+    for size, f in measured:
+        lines.append(f"{size:,} users: reshuffled {f['reshuffled']:,} tasks in "
+                     f"{f['reshuffle_seconds']:.2f} s, close-day paid {f['paid']:,} accounts "
+                     f"in {f['close_seconds']:.2f} s, rebuild read {f['rebuild_messages']:,} "
+                     f"messages in {f['rebuild_seconds']:.2f} s, seeding took "
+                     f"{f['seed_seconds']:,.1f} s")
+    return "\n".join(lines)
+
+
+def describe(users: int, f: dict) -> str:
+    lines = [f"\n{users:,} users:",
+             f"  {'endpoint':<28} {'n':>5} {'p50 ms':>9} {'p95 ms':>9}  statuses"]
+    for endpoint in ENDPOINTS:
+        values = f["latencies"].get(endpoint, [])
+        lines.append(f"  {endpoint:<28} {len(values):>5} {percentile(values, 50) * 1e3:>9.1f} "
+                     f"{percentile(values, 95) * 1e3:>9.1f}  "
+                     f"{f['statuses'].get(endpoint, {})}")
+    lines.append(f"  reshuffle {f['reshuffled']:,} open tasks: {f['reshuffle_seconds']:.2f} s; "
+                 f"close-day paying {f['paid']:,} accounts: {f['close_seconds']:.2f} s; "
+                 f"absorbed by the consumers in {f['absorbed_seconds']:.1f} s")
+    lines.append(f"  analytics rebuild: {f['rebuild_messages']:,} messages in "
+                 f"{f['rebuild_seconds']:.2f} s")
+    lines.append("  peak RSS: " + ", ".join(f"{p} {rss / 2**20:,.0f} MiB"
+                                            for p, rss in sorted(f["peak_rss"].items())))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", default=None,
+                        help="sizes, comma-separated (e.g. 1000,100000,1000000)")
+    args = parser.parse_args(argv)
+    # Stopped with SIGTERM, still stop the stack (its children run in their own sessions).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    rows = run(sizes_from(args.users))
+    print()
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()
