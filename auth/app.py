@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import Engine
 
 from auth.api import accounts_router, install_error_handlers
-from auth.config import DEV_SECRET_KEY, AuthConfig
+from auth.config import AuthConfig
 from auth.keys import SigningKeys
 from auth.oauth import Provider
 from auth.oauth_routes import oauth_router
@@ -58,8 +58,6 @@ class AccountTokens:
 
 def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     config = config or AuthConfig.from_env()
-    if config.secret_key == DEV_SECRET_KEY and config.secure_cookies:
-        log.warning("ATES_SECRET_KEY is not set: cookies are signed with the public dev key")
     engine = make_engine(settings.database_for(SERVICE))
     sessions = make_session_factory(engine)
     accounts = AccountService(sessions, Outbox(settings), config)

@@ -12,9 +12,14 @@
   {"client_id": "ates-cli", "loopback_redirect": true},
   {"client_id": "reports", "client_secret": "...", "grant_types": ["client_credentials"],
   "service_role": "accountant"}]``.
-  Without it every dashboard gets a confidential client at its URL with a development
-  secret (``<client>-dev-secret``) and scripts get the public client ``ates-cli``;
-- ``ATES_SECRET_KEY``: signs cookies and form tokens (a public development default);
+  Without it every dashboard gets a confidential client at its URL with the secret in
+  ``ATES_<CLIENT>_CLIENT_SECRET`` (a public development default, ``<client>-dev-secret``,
+  when unset) and scripts get the public client ``ates-cli``;
+- ``ATES_SECRET_KEY``: signs cookies and form tokens (a public development default).
+
+The public development secrets are refused unless the issuer is on a loopback address:
+anyone could forge cookies or act as a dashboard with them. ``ates up`` generates the
+secrets of each installation on its first start (``<ATES_VAR_DIR>/secrets.json``).
 - ``ATES_AUTH_ACCESS_TOKEN_TTL``, ``ATES_AUTH_REFRESH_TOKEN_TTL``: lifetimes in seconds
   (15 minutes, 14 days).
 
@@ -24,11 +29,13 @@ and URLs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 DEFAULT_PUBLIC_HOST = "127.0.0.1"
 AUTH_PORT = 8000
@@ -72,6 +79,45 @@ def secret_key(environ: Mapping[str, str] | None = None) -> str:
 
 def dev_client_secret(client_id: str) -> str:
     return f"{client_id}-dev-secret"
+
+
+def client_secret_variable(client_id: str) -> str:
+    return f"ATES_{client_id.upper().replace('-', '_')}_CLIENT_SECRET"
+
+
+# Published (in this code, the compose file and the Kubernetes example): never secret.
+PUBLISHED_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "compose-local-secret-key-change-me",
+                                   "CHANGE-ME-to-a-long-random-string"})
+
+
+class PublicSecret(ValueError):
+    """A published development secret configured where others can reach the services."""
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_public_secrets(issuer: str, secret_key: str,
+                          client_secrets: Mapping[str, str | None]) -> None:
+    """Raise :class:`PublicSecret` if a development secret is used off loopback."""
+    if is_loopback_url(issuer):
+        return
+    public = ["ATES_SECRET_KEY"] if secret_key in PUBLISHED_SECRET_KEYS else []
+    public += [f"the secret of client {client_id!r}"
+               for client_id, secret in client_secrets.items()
+               if secret == dev_client_secret(client_id)]
+    if public:
+        raise PublicSecret(
+            f"{' and '.join(public)}: a published development secret, refused for the "
+            f"issuer {issuer} (not a loopback address). Set ATES_SECRET_KEY and "
+            "ATES_<CLIENT>_CLIENT_SECRET (or ATES_AUTH_CLIENTS) to secrets of your own.")
 
 
 @dataclass(frozen=True)
@@ -127,7 +173,8 @@ def cli_client() -> ClientConfig:
 def default_clients(environ: Mapping[str, str] | None = None) -> tuple[ClientConfig, ...]:
     env = _env(environ)
     dashboards = tuple(
-        dashboard_client(name, dashboard_url(name, env), dev_client_secret(name))
+        dashboard_client(name, dashboard_url(name, env),
+                         env.get(client_secret_variable(name), dev_client_secret(name)))
         for name in DASHBOARD_PORTS
     )
     return dashboards + (cli_client(),)
@@ -212,10 +259,13 @@ class AuthConfig:
         env = _env(environ)
         ttl = int(env.get("ATES_AUTH_ACCESS_TOKEN_TTL", "900"))
         refresh_ttl = int(env.get("ATES_AUTH_REFRESH_TOKEN_TTL", str(14 * 24 * 3600)))
-        return cls(
+        config = cls(
             issuer=auth_url(env),
             clients=clients_from_env(env),
             secret_key=secret_key(env),
             access_token_ttl=timedelta(seconds=ttl),
             refresh_token_ttl=timedelta(seconds=refresh_ttl),
         )
+        refuse_public_secrets(config.issuer, config.secret_key,
+                              {c.client_id: c.client_secret for c in config.clients})
+        return config

@@ -34,6 +34,7 @@ from auth.config import (
     clients_from_env,
     dashboard_url,
     dev_client_secret,
+    refuse_public_secrets,
     secret_key,
 )
 from auth.guards import LoginRequired
@@ -96,10 +97,13 @@ class AuthClientConfig:
         env = os.environ if environ is None else environ
         registered = {c.client_id: c for c in clients_from_env(env)}.get(client_id)
         client_secret = registered.client_secret if registered else None
-        return cls(issuer=auth_url(env), client_id=client_id,
-                   client_secret=client_secret or dev_client_secret(client_id),
-                   base_url=(base_url or dashboard_url(client_id, env)).rstrip("/"),
-                   secret_key=secret_key(env), provider_url=env.get("ATES_AUTH_INTERNAL_URL"))
+        config = cls(issuer=auth_url(env), client_id=client_id,
+                     client_secret=client_secret or dev_client_secret(client_id),
+                     base_url=(base_url or dashboard_url(client_id, env)).rstrip("/"),
+                     secret_key=secret_key(env), provider_url=env.get("ATES_AUTH_INTERNAL_URL"))
+        refuse_public_secrets(config.issuer, config.secret_key,
+                              {client_id: config.client_secret})
+        return config
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ instead of the embedded ones. Ports and the data folder can be moved with
 ``ATES_PG_PORT``, ``ATES_KAFKA_PORT``, ``ATES_SMTP_PORT``, ``ATES_MAIL_PORT``,
 ``ATES_<SERVICE>_PORT`` and ``ATES_VAR_DIR``.
 
+The installation's secrets (``ATES_SECRET_KEY`` and each dashboard's OAuth client secret)
+are generated on the first start and kept, readable by the owner only, in
+``<ATES_VAR_DIR>/secrets.json``; variables set in the environment win over them.
+
 ``ATES_SPLIT_WORKERS=1`` runs each service's web app and each of its workers (relay,
 consumer, scheduler, mailer, stream) as a process of its own, named ``<service>`` and
 ``<service>-<worker>``, so that one of them can be stopped, killed or restarted alone
@@ -19,6 +23,7 @@ consumer, scheduler, mailer, stream) as a process of its own, named ``<service>`
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -27,9 +32,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 
 import httpx
 
+from auth.config import DASHBOARD_PORTS, client_secret_variable
 from deploy.embedded import EmbeddedPostgres, TansuBroker, stop_process, wait_for_port
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.kafka import ensure_topics
@@ -37,6 +44,7 @@ from messaging.migrations import upgrade
 from messaging.settings import Settings
 
 HOST = "127.0.0.1"
+SECRETS_FILE = "secrets.json"
 
 
 @dataclass
@@ -82,10 +90,16 @@ class Stack:
 
     # -- start ------------------------------------------------------------------------
 
+    @property
+    def secrets_file(self) -> Path:
+        return self.config.var_dir / SECRETS_FILE
+
     def start(self) -> None:
         self.config.var_dir.mkdir(parents=True, exist_ok=True)
         self.config.var_dir.chmod(0o755)
         self.log_dir.mkdir(exist_ok=True)
+        for name, value in installation_secrets(self.secrets_file).items():
+            self.env.setdefault(name, value)
         self._start_servers()
         settings = Settings.from_env(self.env)
         ensure_topics(settings)
@@ -275,8 +289,20 @@ class Stack:
             for login in self.logins:
                 password = login["password"] or "(unchanged)"
                 lines.append(f"  {login['role']:<11} {login['email']:<28} {password}")
-        lines += ["", f"Logs in {self.log_dir}. Press Ctrl-C to stop."]
+        lines += ["", f"Secrets of this installation: {self.secrets_file}",
+                  f"Logs in {self.log_dir}. Press Ctrl-C to stop."]
         return "\n".join(lines)
+
+
+def installation_secrets(path: Path) -> dict[str, str]:
+    """The secrets in ``path`` (``ATES_*`` variables), generated there when it is missing."""
+    if path.exists():
+        return json.loads(path.read_text())
+    generated = {"ATES_SECRET_KEY": token_urlsafe(32)}
+    generated |= {client_secret_variable(name): token_urlsafe(32) for name in DASHBOARD_PORTS}
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        json.dump(generated, file, indent=2)
+    return generated
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:

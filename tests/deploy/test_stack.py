@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import pytest
 
 from deploy.embedded import free_port
 from deploy.serve import available_services
+from deploy.stack import installation_secrets
 
 
 @pytest.fixture
@@ -71,6 +73,7 @@ def test_ates_up_starts_everything_and_ctrl_c_leaves_no_process(var_dir):
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, service
         if "auth" in service_ports:
             assert "admin@popug.inc" in output
+            assert_secrets_of_this_installation(var_dir, service_ports["auth"], output)
 
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
@@ -80,3 +83,31 @@ def test_ates_up_starts_everything_and_ctrl_c_leaves_no_process(var_dir):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def client_authenticates(auth_port: int, client_id: str, secret: str) -> bool:
+    """Whether the provider accepts the client's secret (the grant itself is bogus)."""
+    response = httpx.post(f"http://127.0.0.1:{auth_port}/oauth/token",
+                          data={"grant_type": "refresh_token", "refresh_token": "bogus"},
+                          auth=(client_id, secret))
+    return response.json()["error"] != "invalid_client"
+
+
+def assert_secrets_of_this_installation(var_dir: Path, auth_port: int, output: str) -> None:
+    stored = var_dir / "secrets.json"
+    assert str(stored) in output
+    assert stored.stat().st_mode & 0o077 == 0
+    secrets = json.loads(stored.read_text())
+    assert not client_authenticates(auth_port, "tasks", "tasks-dev-secret")
+    assert client_authenticates(auth_port, "tasks", secrets["ATES_TASKS_CLIENT_SECRET"])
+    assert secrets["ATES_SECRET_KEY"] != "ates-dev-secret-key-change-me"
+
+
+def test_each_installation_generates_its_secrets_once(var_dir):
+    first = installation_secrets(var_dir / "secrets.json")
+    again = installation_secrets(var_dir / "secrets.json")
+    other = installation_secrets(var_dir / "other-secrets.json")
+
+    assert first == again and set(first) == set(other)
+    assert all(first[name] != other[name] and len(first[name]) >= 40 for name in first)
+    assert (var_dir / "secrets.json").stat().st_mode & 0o777 == 0o600
