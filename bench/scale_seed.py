@@ -409,5 +409,18 @@ def _seed_days(conns: dict[str, psycopg.Connection], plan: Plan, seeded: Seeded)
                            seeded.paid_total[index])
         if seeded.fees[index] or seeded.rewards[index]:
             earnings.add(plan.day(index), seeded.fees[index], seeded.rewards[index])
-    for copier in (billing, closed, earnings):
+    copiers = [billing, closed, earnings]
+    if _has_table(conns["accounting"], "day_totals"):
+        # Management's totals per day, which the booking statement keeps as it books.
+        totals = Copier(conns["accounting"], "day_totals", (
+            "day", "shard", "fees_charged", "rewards_paid"))
+        for index in range(plan.days):
+            if seeded.fees[index] or seeded.rewards[index]:
+                totals.add(plan.day(index), 0, seeded.fees[index], seeded.rewards[index])
+        copiers.append(totals)
+    for copier in copiers:
         copier.flush()
+
+
+def _has_table(conn: psycopg.Connection, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]

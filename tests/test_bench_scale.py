@@ -73,6 +73,9 @@ def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
                       WHERE t.amount <> CASE t.type WHEN 'fee' THEN -p.fee
                                                     ELSE p.reward END""").fetchone()[0] == 0
         balances = dict(one("SELECT account_id, balance FROM balances").fetchall())
+        if one("SELECT to_regclass('day_totals') IS NOT NULL").fetchone()[0]:
+            assert one("SELECT sum(fees_charged), sum(rewards_paid) FROM day_totals"
+                       ).fetchone() == (sum(seeded.fees), sum(seeded.rewards))
     with psycopg.connect(dsn(urls["analytics"])) as conn:
         nets = dict(conn.execute("SELECT account_id, sum(net)::bigint FROM account_day_nets"
                                  " GROUP BY account_id").fetchall())
