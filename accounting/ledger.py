@@ -40,6 +40,8 @@ from messaging.outbox import Outbox
 
 # Any constant will do, as long as every process of the accounting service uses it.
 DAY_LOCK = 0x6C6564676572  # "ledger"
+# Bookings add to the day_totals row of their connection's shard (models.DayTotal).
+DAY_TOTAL_SHARDS = 16
 
 _system_random = random.SystemRandom()
 
@@ -244,7 +246,8 @@ def transaction_applied_payload(
     return bulk_sql.envelope(TRANSACTION_APPLIED, event_id, time, data, traceparent)
 
 
-def _book_sql(price_column: str, report: bool) -> str:
+def _book_sql(transaction_type: str, price_column: str, report: bool) -> str:
+    fees, rewards = ("-s.total", "0") if transaction_type == FEE else ("0", "s.total")
     payload = transaction_applied_payload(
         "event_id",
         "public_id",
@@ -292,6 +295,14 @@ def _book_sql(price_column: str, report: bool) -> str:
         FROM numbered ORDER BY position
         RETURNING id, account_id, amount
     ),
+    totals AS (
+        INSERT INTO day_totals AS d (day, shard, fees_charged, rewards_paid)
+        SELECT :day, pg_backend_pid() % {DAY_TOTAL_SHARDS}, {fees}, {rewards}
+        FROM (SELECT sum(amount) AS total FROM booked) AS s WHERE s.total IS NOT NULL
+        ON CONFLICT (day, shard) DO UPDATE
+        SET fees_charged = d.fees_charged + excluded.fees_charged,
+            rewards_paid = d.rewards_paid + excluded.rewards_paid
+    ),
     legs AS (
         INSERT INTO entries (transaction_id, account_id, amount)
         SELECT booked.id, leg.account_id, leg.amount
@@ -318,7 +329,7 @@ _FIRST_EVENT = "SELECT event_id FROM numbered ORDER BY position LIMIT 1"
 # What each kind of task transaction costs or earns (``domain.task_charge`` in SQL), and
 # whether the rows booked are read back.
 _BOOK = {
-    (transaction_type, report): text(_book_sql(price_column, report))
+    (transaction_type, report): text(_book_sql(transaction_type, price_column, report))
     for transaction_type, price_column in ((FEE, "fee"), (REWARD, "reward"))
     for report in (True, False)
 }

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -159,6 +160,29 @@ class Balance(Base):
 
     account_id: Mapped[uuid.UUID] = _uuid(primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class DayTotal(Base):
+    """Fees charged and rewards paid on a day, as a sum over a few shards: the booking
+    statement adds to the row of its connection's shard, so concurrent bookings rarely
+    wait on each other, and a report reads at most ``SHARDS`` rows a day."""
+
+    __tablename__ = "day_totals"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    fees_charged: Mapped[int] = mapped_column(BigInteger)
+    rewards_paid: Mapped[int] = mapped_column(BigInteger)
+
+
+class NegativeBalanceCount(Base):
+    """How many balances are below zero, as a sum over a few shards kept by a trigger on
+    ``balances`` that fires only when a balance crosses zero (migration 0006)."""
+
+    __tablename__ = "negative_balance_counts"
+
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    negative: Mapped[int] = mapped_column(BigInteger)
 
 
 class BillingDay(Base):

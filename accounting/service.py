@@ -31,7 +31,7 @@ from accounting.ledger import (
     current_day,
     ensure_priced,
 )
-from accounting.models import Account, Balance, LedgerTransaction, Task
+from accounting.models import Account, Balance, DayTotal, LedgerTransaction, Task
 from auth import replica
 from messaging.db import array_literal
 
@@ -456,9 +456,9 @@ def management_days(sessions: Sessions, first: date, last: date) -> list[Managem
     if len(days) > MAX_REPORT_DAYS:
         raise domain.InvalidRange(f"a report covers at most {MAX_REPORT_DAYS} days")
     query = (
-        select(Transaction.day, -_sum_of(FEE), _sum_of(REWARD))
-        .where(Transaction.day.between(first, last), Transaction.type != PAYOUT)
-        .group_by(Transaction.day)
+        select(DayTotal.day, func.sum(DayTotal.fees_charged), func.sum(DayTotal.rewards_paid))
+        .where(DayTotal.day.between(first, last))
+        .group_by(DayTotal.day)
     )
     with sessions() as session:
         rows = session.execute(query).all()

@@ -32,6 +32,8 @@ TABLES = (
     "entries",
     "transactions",
     "balances",
+    "day_totals",
+    "negative_balance_counts",
     "billing_days",
     "payout_emails",
     "payouts",
@@ -136,6 +138,22 @@ INVARIANT_VIOLATIONS = {
     "a payout transaction without its payout": """
         SELECT t.id FROM transactions t LEFT JOIN payouts p ON p.transaction_id = t.id
         WHERE t.type = 'payout' AND p.id IS NULL
+    """,
+    "a day's totals differ from its fees and rewards": """
+        SELECT coalesce(t.day, d.day) FROM (
+            SELECT day, -sum(amount) FILTER (WHERE type = 'fee') AS fees,
+                   sum(amount) FILTER (WHERE type = 'reward') AS rewards
+            FROM transactions WHERE type <> 'payout' GROUP BY day
+        ) t FULL JOIN (
+            SELECT day, sum(fees_charged) AS fees, sum(rewards_paid) AS rewards
+            FROM day_totals GROUP BY day
+        ) d ON d.day = t.day
+        WHERE coalesce(t.fees, 0) <> coalesce(d.fees, 0)
+           OR coalesce(t.rewards, 0) <> coalesce(d.rewards, 0)
+    """,
+    "the count of negative balances is off": """
+        SELECT 1 WHERE (SELECT count(*) FROM balances WHERE balance < 0)
+            <> (SELECT coalesce(sum(negative), 0) FROM negative_balance_counts)
     """,
     "a mail without its payout": """
         SELECT m.payout_id FROM payout_emails m LEFT JOIN payouts p ON p.id = m.payout_id

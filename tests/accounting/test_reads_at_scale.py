@@ -1,0 +1,60 @@
+"""Reports and scraped gauges read totals kept as the ledger is written, never the ledger
+itself: their cost does not grow with the number of transactions or accounts."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, text
+
+from accounting import metrics, service
+from tests.accounting.conftest import DAY, add_account, assign, complete, new_id
+
+
+def statements_run(engine, action) -> list[str]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_management_days_and_the_negative_balance_gauge_read_no_ledger_table(
+    sessions, engine, books
+):
+    worker = add_account(sessions)
+    for _ in range(3):
+        task = new_id()
+        assign(sessions, books, task, worker)
+    complete(sessions, books, task, worker)
+
+    def read() -> None:
+        service.management_days(sessions, DAY, DAY)
+        metrics.negative_balances(sessions)
+
+    for statement in statements_run(engine, read):
+        for table in ("transactions", "entries", "balances"):
+            assert f" {table}" not in statement.replace("\n", " "), statement
+
+
+def test_the_totals_match_the_ledger_after_bookings_and_a_close(sessions, engine, books):
+    workers = [add_account(sessions) for _ in range(4)]
+    for n, worker in enumerate(workers):
+        for _ in range(n + 1):
+            assign(sessions, books, new_id(), worker)
+    task = new_id()
+    assign(sessions, books, task, workers[0])
+    complete(sessions, books, task, workers[0])
+    with engine.connect() as connection:
+        negative = connection.execute(
+            text("SELECT count(*) FROM balances WHERE balance < 0")).scalar_one()
+        booked_on, fees, rewards = connection.execute(text(
+            "SELECT max(day), -sum(amount) FILTER (WHERE type = 'fee'),"
+            " sum(amount) FILTER (WHERE type = 'reward') FROM transactions")).one()
+    assert metrics.negative_balances(sessions) == negative > 0
+    [day] = service.management_days(sessions, booked_on, booked_on)
+    assert (day.fees_charged, day.rewards_paid) == (fees, rewards) != (0, 0)
