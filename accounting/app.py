@@ -14,10 +14,16 @@ from accounting.closing import RENDERERS
 from accounting.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
 from accounting.ledger import Books
 from accounting.mailer import Mailer
+from accounting.models import Account
 from accounting.scheduler import run_scheduler
 from accounting.settings import AccountingSettings
 from accounting.web import STATIC_DIR, Dashboard, web_router
-from auth.client import AuthClientConfig, TokenVerifier, install_auth
+from auth.client import (
+    AuthClientConfig,
+    TokenVerifier,
+    install_auth,
+    refuse_inactive_accounts,
+)
 from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
@@ -96,6 +102,7 @@ def create_app(
         lifespan=disposing(engine),
     )
     install_auth(app, auth, verifier)
+    refuse_inactive_accounts(app, sessions, Account)
     install_error_handlers(app)
     app.include_router(api_router(sessions, books))
     metrics.register_gauges(sessions)

@@ -37,11 +37,22 @@ Signing out: ``POST /auth/logout`` from the dashboard's own page (refused when a
 site sent it) ends the dashboard's session; it and the link ``GET /auth/logout`` lead to the
 provider, which asks the user to confirm before it ends the sessions of every dashboard.
 
+Accounts deactivated or deleted since their token was issued: a service that keeps an
+accounts replica (``auth.replica``) refuses them at once with
+``refuse_inactive_accounts(app, sessions, Account)`` after ``install_auth``: bearer tokens
+answer 401 JSON, browsers are sent to sign in again (which the provider refuses).
+
 The provider loads the front-channel logout URL ``/auth/frontchannel-logout`` in a hidden
 frame, so a dashboard must not forbid framing of that path by the provider.
 """
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from sqlalchemy.orm import Session, sessionmaker
 
 from auth.config import dashboard_url
 from auth.dashboard import AuthClientConfig, DashboardAuth, install_auth
@@ -49,12 +60,14 @@ from auth.domain import ROLES, Role
 from auth.forms import FormGuard
 from auth.guards import (
     LoginRequired,
+    UserResolver,
     current_user,
     optional_user,
     page_user,
     require_page_role,
     require_role,
 )
+from auth.replica import AccountReplica
 from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
 
 __all__ = [
@@ -74,6 +87,66 @@ __all__ = [
     "install_auth",
     "optional_user",
     "page_user",
+    "refuse_inactive_accounts",
     "require_page_role",
     "require_role",
 ]
+
+
+# Why an account may no longer act, by what its replica row says; None when it may.
+RefusalReason = Callable[[str], str | None]
+
+
+def replica_refusal(sessions: sessionmaker[Session], model: type[AccountReplica]
+                    ) -> RefusalReason:
+    """Asks the replica (one primary-key lookup). Service clients, whose ``sub`` is not an
+    account id, and accounts the replica has not heard of yet are let through."""
+
+    def reason(subject: str) -> str | None:
+        try:
+            account_id = uuid.UUID(subject)
+        except ValueError:
+            return None
+        with sessions() as session:
+            account = session.get(model, account_id)
+        if account is None:
+            return None
+        if account.deleted:
+            return "the account is deleted"
+        # A row created ahead of its account.created (version 0) is not known inactive yet.
+        if not account.active and account.version > 0:
+            return "the account is deactivated"
+        return None
+
+    return reason
+
+
+class ActiveAccountsOnly:
+    """A :class:`UserResolver` that also refuses accounts no longer allowed to act."""
+
+    def __init__(self, resolver: UserResolver, refusal: RefusalReason):
+        self.resolver = resolver
+        self.refusal = refusal
+
+    def __getattr__(self, name: str):
+        return getattr(self.resolver, name)
+
+    def user_from_bearer(self, token: str) -> CurrentUser:
+        user = self.resolver.user_from_bearer(token)
+        reason = self.refusal(user.id)
+        if reason is not None:
+            raise InvalidToken(reason)
+        return user
+
+    def user_from_session(self, request: Request) -> CurrentUser | None:
+        user = self.resolver.user_from_session(request)
+        if user is None or self.refusal(user.id) is not None:
+            return None
+        return user
+
+
+def refuse_inactive_accounts(app: FastAPI, sessions: sessionmaker[Session],
+                             model: type[AccountReplica]) -> None:
+    """Refuse callers whose account the app's replica knows deactivated or deleted."""
+    app.state.ates_auth = ActiveAccountsOnly(app.state.ates_auth,
+                                             replica_refusal(sessions, model))

@@ -5,7 +5,8 @@
 - ``/readyz``: every dependency answers (database, broker, SMTP where used), else 503
   naming the one that does not;
 - ``/metrics``: Prometheus exposition;
-- on every request: a request id, a server span and HTTP metrics (``http_telemetry``).
+- on every request: a request id, a server span and HTTP metrics (``http_telemetry``);
+- paths and query strings with characters no text may hold answer 400 (``text_input``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
 from messaging.http_telemetry import RequestTelemetry
+from messaging.text_input import StorableQueryAndPath
 
 ReadinessCheck = Callable[[], None]
 UNPROCESSABLE = 422
@@ -35,6 +37,7 @@ def create_service_app(
     title: str, checks: dict[str, ReadinessCheck], **fastapi_options
 ) -> FastAPI:
     app = FastAPIOffline(title=title, **fastapi_options)
+    app.add_middleware(StorableQueryAndPath)
     app.add_middleware(RequestTelemetry)
     add_operations_routes(app, checks)
     return app

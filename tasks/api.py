@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from auth.client import CurrentUser, current_user
 from messaging.service_app import UNPROCESSABLE
 from messaging.service_app import install_error_handlers as install_shared_error_handlers
+from messaging.text_input import OptionalText, Text
 from messaging.tracing import current_traceparent
 from tasks import domain, service
 from tasks.service import Sessions, TaskView
@@ -60,14 +61,14 @@ def actor_of(user: CurrentUser) -> service.Actor:
 class NewTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(
+    title: Text = Field(
         description=f"1 to {domain.TITLE_MAX_LENGTH} characters, without [ or ]",
         examples=["Fix the button"],
     )
-    jira_id: str | None = Field(
+    jira_id: OptionalText = Field(
         default=None, description="A Jira key like UBERPOP-42", examples=["UBERPOP-42"]
     )
-    description: str | None = Field(
+    description: OptionalText = Field(
         default=None, description=f"At most {domain.DESCRIPTION_MAX_LENGTH} characters"
     )
 

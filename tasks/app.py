@@ -8,7 +8,12 @@ from collections.abc import Callable, Mapping
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from auth.client import AuthClientConfig, TokenVerifier, install_auth
+from auth.client import (
+    AuthClientConfig,
+    TokenVerifier,
+    install_auth,
+    refuse_inactive_accounts,
+)
 from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
 from messaging.db import make_engine, make_session_factory
@@ -19,6 +24,7 @@ from messaging.settings import Settings
 from tasks import service
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
+from tasks.models import Account
 from tasks.settings import TasksSettings
 from tasks.web import STATIC_DIR, Board, web_router
 
@@ -70,6 +76,7 @@ def create_app(
         lifespan=disposing(engine),
     )
     install_auth(app, auth, verifier)
+    refuse_inactive_accounts(app, sessions, Account)
     install_error_handlers(app)
     app.include_router(api_router(sessions, tasks_settings))
     scrape_gauge("ates_tasks_open", "Tasks not done yet.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -120,6 +121,69 @@ def test_a_body_that_is_not_json_answers_422(api, engine, people, only_worker_el
 
     assert response.status_code == 422 and "JSON" in response.json()["detail"]
     assert nothing_stored(engine)
+
+
+UNSTORABLE = "must not contain NUL characters or lone surrogates"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"title": "Fix\u0000 the button"}, "title"),
+    ({"title": "Fix \ud800 the button"}, "title"),
+    ({"title": "Fix", "description": "Broken\u0000"}, "description"),
+    ({"title": "Fix", "description": "Broken \udfff"}, "description"),
+    ({"title": "Fix", "jira_id": "UBERPOP-1\u0000"}, "jira_id"),
+])
+def test_nul_characters_and_lone_surrogates_answer_422_and_store_nothing(
+        api, engine, people, only_worker_eligible, body, field):
+    raw = json.dumps(body)  # escapes them as JSON does: \u0000, \ud800
+    response = httpx.post(f"{api}/api/tasks", content=raw,
+                          headers=people.worker.headers | {"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": f"{field}: {UNSTORABLE}"}
+    assert nothing_stored(engine)
+
+
+@pytest.mark.parametrize("query", ["assignee=%00", "cursor=a%00b", "status=open%00",
+                                   "limit=1%00", "q%00=1"])
+def test_a_nul_character_in_the_query_string_answers_400(api, people, query):
+    response = httpx.get(f"{api}/api/tasks?{query}", headers=people.worker.headers)
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": f"The address {UNSTORABLE}."}
+
+
+def test_a_deactivated_account_is_refused_at_once(api, engine, sessions, people,
+                                                  only_worker_eligible):
+    deactivate(sessions, people.manager)
+
+    created = httpx.post(f"{api}/api/tasks", json={"title": "Fix"},
+                         headers=people.manager.headers)
+    listed = httpx.get(f"{api}/api/tasks", headers=people.manager.headers)
+
+    assert [created.status_code, listed.status_code] == [401, 401]
+    assert created.json() == {"detail": "the account is deactivated"}
+    assert nothing_stored(engine)
+    assert httpx.get(f"{api}/api/tasks", headers=people.worker.headers).status_code == 200
+
+
+def test_a_deleted_account_is_refused_at_once(api, engine, sessions, people,
+                                              only_worker_eligible):
+    with sessions() as session, session.begin():
+        service.apply_account_deleted(session, uuid.UUID(people.manager.id), version=2)
+
+    created = httpx.post(f"{api}/api/tasks", json={"title": "Fix"},
+                         headers=people.manager.headers)
+
+    assert created.status_code == 401
+    assert created.json() == {"detail": "the account is deleted"}
+    assert nothing_stored(engine)
+
+
+def test_an_account_the_replica_has_not_heard_of_yet_may_act(api, engine, people):
+    listed = httpx.get(f"{api}/api/tasks", headers=people.worker.headers)
+
+    assert listed.status_code == 200
 
 
 def test_without_eligible_assignee_create_answers_409_and_stores_nothing(api, engine, sessions,
