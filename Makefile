@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium up test test-e2e lint bench clean
+.PHONY: install chromium wrk up test test-e2e lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
@@ -22,6 +22,15 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else \
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  fi; }
+
+## The benchmarks' HTTP load generator, from Debian.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
 	  fi; }
 
 ## Start the whole platform on embedded servers (Ctrl-C stops everything).
@@ -43,7 +52,7 @@ lint: install
 	$(BIN)/ruff check .
 
 ## Benchmarks: each figure beside a raw baseline measured in the same run.
-bench: install
+bench: install wrk
 	$(BIN)/python -m bench
 
 clean:
