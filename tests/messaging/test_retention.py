@@ -93,3 +93,21 @@ def test_ates_prune_refuses_a_bad_age():
     result = CliRunner().invoke(main, ["prune", "--outbox-older-than", "soon"])
     assert result.exit_code == 2
     assert "not an age: 'soon'" in result.output
+
+
+def test_inbox_pruning_goes_on_from_where_the_last_batch_stopped(engine):
+    # Old and recent records interleaved: batches must neither skip an old record nor
+    # read the table again from its start (a TID range scan, not a sequential one).
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO inbox (consumer, event_id, event_type, handled_at) "
+            "SELECT 'c', gen_random_uuid(), 'account.updated',"
+            " now() - make_interval(days => CASE WHEN n % 3 = 0 THEN 1 ELSE 30 END)"
+            " FROM generate_series(1, 60) AS n"))
+        plan = "\n".join(connection.execute(text(
+            "EXPLAIN SELECT ctid FROM inbox WHERE ctid > CAST('(0,5)' AS tid)"
+            " AND handled_at < now() - interval '7 days' ORDER BY ctid LIMIT 7")).scalars())
+    assert "Tid Range Scan" in plan, plan
+    assert prune_inbox(engine, timedelta(days=7), batch=7) == 40
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(inbox)) == 20
