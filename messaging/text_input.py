@@ -46,10 +46,11 @@ def checked(value: str, field: str) -> str:
 
 
 def first_problem(fields: Mapping[str, str]) -> str | None:
-    """A sentence about the first unstorable field of a form, or None when all are fine."""
+    """What is wrong with the first unstorable field of a form (``title must not ...``),
+    or None when every field is fine."""
     for name, value in fields.items():
         if not is_storable(value) or not is_storable(name):
-            return f"{name.replace('_', ' ').capitalize()} {UNSTORABLE_MESSAGE}."
+            return f"{displayable(name)} {UNSTORABLE_MESSAGE}"
     return None
 
 

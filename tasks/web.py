@@ -8,7 +8,7 @@ form, which a page on another origin can neither read nor forge.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -18,7 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from auth.client import AuthClientConfig, CurrentUser
 from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
-from messaging.service_app import as_sentence
+from messaging import text_input
+from messaging.service_app import UNPROCESSABLE, as_sentence
 from messaging.tracing import current_traceparent
 from tasks import domain, service
 from tasks.api import actor_of, status_for
@@ -157,6 +158,10 @@ class Board(DashboardPages):
                     csrf_token: str) -> Response:
         if not self.forms.is_valid(request, csrf_token):
             return self.expired_form(request, user)
+        problem = text_input.first_problem(asdict(form))
+        if problem is not None:
+            shown = TaskForm(**{k: text_input.displayable(v) for k, v in asdict(form).items()})
+            return self.new_task_page(request, user, shown, problem, UNPROCESSABLE)
         try:
             task = service.create_task(
                 self.sessions, self.settings, actor_of(user), form.title, form.jira_id,

@@ -163,6 +163,46 @@ def test_form_errors_are_shown_on_the_form_and_store_nothing(board, engine, brow
     assert count_rows(engine, "tasks") == count_rows(engine, "outbox") == 0
 
 
+@pytest.mark.parametrize("field", ["title", "jira_id", "description"])
+def test_a_nul_character_in_the_form_is_refused_and_stores_nothing(board, engine, browsers,
+                                                                   people, only_worker_eligible,
+                                                                   field):
+    browser, form = browsers.sign_in(board, people.worker, "/new")
+    fields = {"title": "Feed the parrots", "jira_id": "", "description": ""}
+    fields[field] = "UBERPOP-7\x00"
+
+    page = browser.http.post(f"{board}/new", data={"csrf_token": form_token(form), **fields})
+
+    assert page.status_code == 422
+    name = field.capitalize()
+    assert f"{name} must not contain NUL characters or lone surrogates." in text_of(page)
+    assert "UBERPOP-7\ufffd" in page.text  # shown back, without the character
+    assert count_rows(engine, "tasks") == count_rows(engine, "outbox") == 0
+
+
+def test_a_nul_character_in_a_page_address_is_refused(board, browsers, people):
+    browser, _ = browsers.sign_in(board, people.worker)
+
+    page = browser.http.get(f"{board}/all?status=open%00")
+
+    assert page.status_code == 400
+    assert "must not contain NUL characters" in page.json()["detail"]
+
+
+def test_a_deactivated_account_is_sent_to_sign_in_again(board, browsers, sessions, people,
+                                                        only_worker_eligible):
+    browser, _ = browsers.sign_in(board, people.worker)
+    with sessions() as session, session.begin():
+        service.apply_account_state(
+            session, people.worker.uuid, email=people.worker.login.email,
+            full_name=people.worker.name, role="worker", active=False, version=2)
+
+    page = browser.http.get(f"{board}/")
+
+    assert page.status_code == 303
+    assert page.headers["location"] == "/auth/login?next=%2F"
+
+
 def test_without_eligible_assignee_the_form_says_so(board, engine, browsers, sessions, people):
     feed_replica(sessions, people.manager)
     browser, form = browsers.sign_in(board, people.manager, "/new")
