@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -65,6 +66,36 @@ def dlq() -> None:
     """Inspect and redrive dead letters."""
 
 
+def _dlq_topic(settings: Settings, topic: str) -> str:
+    """The Kafka dead-letter topic of a logical TOPIC; a clear error for an unknown one."""
+    from messaging.settings import LOGICAL_TOPICS
+
+    if topic not in LOGICAL_TOPICS:
+        raise click.ClickException(
+            f"unknown topic {topic!r}; the topics are {', '.join(LOGICAL_TOPICS)}"
+        )
+    return settings.dlq_topic(topic)
+
+
+@contextlib.contextmanager
+def _broker_errors(settings: Settings, dlq_topic: str):
+    """Expected failures of the broker as one line each, not a traceback."""
+    from confluent_kafka import KafkaException
+
+    from messaging.dlq import UnknownTopic
+
+    try:
+        yield
+    except UnknownTopic as error:
+        raise click.ClickException(
+            f"unknown topic: {dlq_topic!r} does not exist on {settings.kafka_bootstrap}"
+        ) from error
+    except (KafkaException, TimeoutError, RuntimeError) as error:
+        raise click.ClickException(
+            f"{dlq_topic} on {settings.kafka_bootstrap}: {error}"
+        ) from error
+
+
 @dlq.command("list")
 @click.argument("topic")
 def dlq_list(topic: str) -> None:
@@ -72,7 +103,12 @@ def dlq_list(topic: str) -> None:
     from messaging.dlq import read_dead_letters
 
     settings = Settings.from_env()
-    for letter in read_dead_letters(settings, settings.dlq_topic(topic)):
+    dlq_topic = _dlq_topic(settings, topic)
+    with _broker_errors(settings, dlq_topic):
+        letters = read_dead_letters(settings, dlq_topic)
+    if not letters:
+        click.echo("no dead letters")
+    for letter in letters:
         click.echo(json.dumps(letter.summary()))
 
 
@@ -81,12 +117,21 @@ def dlq_list(topic: str) -> None:
 @click.option("--event-id", default=None, help="Only this event.")
 @click.option("--consumer", default=None, help="Only letters of this consumer.")
 def dlq_redrive(topic: str, event_id: str | None, consumer: str | None) -> None:
-    """Republish dead letters of a logical TOPIC to it (safe to repeat)."""
+    """Republish the dead letters of a logical TOPIC not redriven yet, each event once to
+    the consumer that failed it (a second run does nothing)."""
     from messaging.dlq import redrive
 
     settings = Settings.from_env()
-    letters = redrive(settings, settings.dlq_topic(topic), event_id=event_id, consumer=consumer)
-    click.echo(f"redriven: {len(letters)}")
+    dlq_topic = _dlq_topic(settings, topic)
+    with _broker_errors(settings, dlq_topic):
+        report = redrive(settings, dlq_topic, event_id=event_id, consumer=consumer)
+    click.echo(f"redriven: {len(report.redriven)}")
+    for letter in report.truncated:
+        click.echo(
+            f"not redriven, truncated letter of {letter.consumer} (event {letter.event_id}): "
+            f"its original is at {letter.topic} partition {letter.partition} "
+            f"offset {letter.offset}"
+        )
 
 
 @main.group()

@@ -8,7 +8,12 @@ For every batch polled from Kafka:
 3. if that fails, each event is retried on its own: transient errors (database or network
    down) with backoff until they pass, other errors ``max_attempts`` times, then the
    event goes to ``<topic>.dlq`` and the partition moves on;
-4. dead letters are flushed to the broker, and only then are the offsets committed.
+4. dead letters are written until the broker has them all (retried with backoff), and
+   only then are the offsets committed. A batch that fails anywhere is read again from
+   its first message: no offset moves past an event neither applied nor dead-lettered.
+
+A copy republished by a redrive for another consumer (``messaging.dlq.redriven_for``) is
+skipped: this consumer already applied or dead-lettered the original.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from event_schemas import (
 )
 from messaging import event_telemetry, metrics, tracing
 from messaging.db import array_literal, make_session_factory
-from messaging.dlq import DeadLetterPublisher
+from messaging.dlq import DeadLetterPublisher, redriven_for
 from messaging.kafka import consumer_config, producer_config
 from messaging.settings import Settings
 from messaging.tables import inbox
@@ -257,14 +262,17 @@ class EventProcessor:
                 if delivery.span is not None:
                     tracing.end_span(delivery.span, delivery.error)
         dead = [d for d in deliveries if d.error is not None]
-        for delivery in dead:
-            self.dead_letters.send(delivery.message, delivery.error)
-        self.dead_letters.flush()
+        self.dead_letters.store(
+            [(d.message, d.error) for d in dead],
+            wait=lambda attempt: self._sleep_backoff(attempt, stop),
+        )
         event_telemetry.count(metrics.EVENTS_CONSUMED, self.name, [d.event for d in deliveries])
         event_telemetry.count(metrics.EVENTS_DEAD_LETTERED, self.name, [d.event for d in dead])
 
     def _decode(self, message, traced: bool) -> Delivery:
         delivery = Delivery(message)
+        if redriven_for(message) not in (None, self.name):
+            return delivery
         try:
             delivery.event = self.registry.parse(message.value())
             delivery.handler = self.handlers.find(delivery.event)
@@ -382,7 +390,7 @@ class ConsumerRuntime:
         try:
             while not stop.is_set() and not self.stop_requested.is_set():
                 try:
-                    self.poll_once(1.0)
+                    self.poll_once(1.0, stop)
                     self._record_lag_when_due()
                 except Interrupted:
                     break
@@ -394,14 +402,36 @@ class ConsumerRuntime:
         finally:
             self.close()
 
-    def poll_once(self, timeout: float = 1.0) -> int:
-        """Handle one batch; returns the number of messages whose offsets were committed."""
+    def poll_once(self, timeout: float = 1.0, stop: threading.Event | None = None) -> int:
+        """Handle one batch; returns the number of messages whose offsets were committed.
+
+        If the batch fails, the consumer is rewound to its first message (the next poll
+        reads it again) and the error is raised.
+        """
         messages = [m for m in self._next_batch(timeout) if self._usable(m)]
         if not messages:
             return 0
-        self.processor.process(messages, self.stop_requested)
+        try:
+            self.processor.process(messages, stop or self.stop_requested)
+        except BaseException:
+            self._rewind(messages)
+            raise
         self._commit(messages)
         return len(messages)
+
+    def _rewind(self, messages: list[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            first[key] = min(first.get(key, message.offset()), message.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except Exception as exc:
+                # No longer assigned: its next owner starts from the committed offset,
+                # which is still before this batch.
+                log.warning("rewind failed", consumer=self.name, topic=topic,
+                            partition=partition, error=str(exc))
 
     def _next_batch(self, timeout: float) -> list[Message]:
         # consume(n, timeout) would wait for a full batch; wait for one message instead,

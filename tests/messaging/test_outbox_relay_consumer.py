@@ -219,7 +219,7 @@ def test_unknown_version_is_dead_lettered_then_redrive_applies_it_once_support_i
 
     upgraded = make_runtime(engine, settings, handlers_recording(versions=(1, 2)))
     try:
-        assert [x.event_id for x in redrive(settings, letters_topic)] == [event.id]
+        assert [x.event_id for x in redrive(settings, letters_topic).redriven] == [event.id]
         poll_until(upgraded, lambda: effect_count(engine) == 1)
         redrive(settings, letters_topic, event_id=event.id)  # a second redrive is harmless
         poll_until(upgraded, lambda: upgraded.poll_once(0.5) == 0)
