@@ -20,15 +20,16 @@ from auth.service import (
     SelfLockout,
 )
 from auth.verification import CurrentUser
+from messaging.text_input import OptionalText, Text
 
 
 class NewAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str
-    full_name: str
-    role: str
-    password: str
+    email: Text
+    full_name: Text
+    role: Text
+    password: Text
 
 
 class AccountPatch(BaseModel):
@@ -36,10 +37,10 @@ class AccountPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    full_name: str | None = None
-    role: str | None = None
+    full_name: OptionalText = None
+    role: OptionalText = None
     active: bool | None = None
-    password: str | None = None
+    password: OptionalText = None
 
 
 class AccountList(BaseModel):

@@ -23,6 +23,8 @@ from auth.service import (
     SelfLockout,
 )
 from auth.sessions import SignedIn, find_session
+from messaging.service_app import as_sentence
+from messaging.text_input import displayable, first_problem
 
 BAD_CREDENTIALS = "Invalid email or password."
 # Pages say what just happened through a fixed code in the URL, never through free text.
@@ -64,6 +66,9 @@ class WebPages:
         next_url = safe_next(form.get("next"))
         if not self.pages.csrf_valid(request, form.get("csrf_token")):
             return self.pages.csrf_failure(request)
+        if (problem := first_problem(form)) is not None:
+            return self._login_error(request, displayable(form.get("email", "")), "/",
+                                     as_sentence(problem), 400)
         email = form.get("email", "")
         result = self.accounts.sign_in(email, form.get("password", ""), client_address(request))
         if result.throttled:
@@ -106,6 +111,8 @@ class WebPages:
         """A form post by an admin: checked for CSRF first."""
         if not self.pages.csrf_valid(request, form.get("csrf_token")):
             return self.pages.csrf_failure(request)
+        if (problem := first_problem(form)) is not None:
+            return self.pages.message(request, "Invalid input", as_sentence(problem), 400)
         return self.as_admin(request, page)
 
     def accounts_page(self, request: Request, signed_in: SignedIn, cursor: str | None = None,
