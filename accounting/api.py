@@ -36,6 +36,7 @@ from accounting.service import (
     ManagementDay,
     Sessions,
 )
+from accounting.spreadsheet import neutralised
 from auth.client import CurrentUser, current_user
 from messaging.service_app import UNPROCESSABLE
 from messaging.service_app import install_error_handlers as install_shared_error_handlers
@@ -272,7 +273,7 @@ def _csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for row in rows:
-        writer.writerow(row)
+        writer.writerow([neutralised(cell) for cell in row])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
