@@ -5,7 +5,9 @@ batches. Each batch is validated against ``event_schemas``; its new events (the 
 filters ids already handled) are applied in one database transaction together with their
 inbox rows, and only then are the messages acknowledged, so faust commits their offsets.
 An event that can never be applied (invalid, unknown version, a bug) goes to
-``<topic>.dlq`` with the error, in the format of ``messaging.dlq``, and the batch moves on.
+``<topic>.dlq`` with the error, in the format of ``messaging.dlq``, and the batch moves on
+once the broker has stored its dead letters (retried until it has: a letter too big for
+it is truncated, never dropped).
 
 The worker thread runs faust on an event loop of its own; database work runs in a helper
 thread so the loop keeps serving the consumer group meanwhile.

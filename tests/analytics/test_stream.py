@@ -8,6 +8,7 @@ import random
 from datetime import date, timedelta
 
 import pytest
+from confluent_kafka import Producer
 
 from analytics import service
 from analytics.domain import DayEarnings, Period
@@ -203,3 +204,26 @@ def test_broken_events_go_to_the_dead_letter_topic_and_the_rest_moves_on(
     assert [letter.error.split(":")[0] for letter in other] == ["UnknownEventType"]
     with sessions() as session:
         assert service.most_expensive_task(session, Period.DAY, DAY).task.reward == 3100
+
+
+def test_an_oversized_broken_event_is_dead_lettered_truncated_and_the_projector_keeps_going(
+    live_projector, topics, engine, stream_settings
+):
+    task_id = new_id()
+    huge = priced(task_id, reward=2500).envelope()
+    huge["data"]["note"] = "x" * 1_500_000  # over the producers' limit of 1,000,000 bytes
+    raw = json.dumps(huge).encode()
+    hostile = Producer({"bootstrap.servers": stream_settings.kafka_bootstrap,
+                        "message.max.bytes": 4_000_000})
+    hostile.produce(stream_settings.topic("accounting-lifecycle"), key=task_id.encode(), value=raw)
+    assert hostile.flush(30) == 0
+    good = [priced(task_id, reward=2600)]
+    topics.publish(*good)
+    wait_handled(engine, good)
+
+    dlq = stream_settings.dlq_topic("accounting-lifecycle")
+    [letter] = poll_until(lambda: read_dead_letters(stream_settings, dlq, timeout=5),
+                          what="the dead letter")
+    assert letter.truncated and letter.original_size == len(raw)
+    assert letter.event_id == huge["id"] and letter.consumer == "analytics"
+    assert not live_projector.failures and live_projector.thread.is_alive()
