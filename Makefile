@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium wrk up test test-e2e lint bench clean
+.PHONY: install chromium promtool wrk up test test-e2e lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed"'
@@ -24,6 +24,15 @@ chromium:
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  fi; }
 
+## promtool checks the shipped alert rules (Debian's prometheus package).
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  fi; }
+
 ## The benchmarks' HTTP load generator, from Debian.
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -38,7 +47,7 @@ up: install
 	$(BIN)/ates up
 
 ## Contract checks, then the whole test suite against real servers.
-test: install chromium
+test: install chromium promtool
 	$(BIN)/ates schemas check
 	$(BIN)/ates schemas docs --check
 	$(BIN)/python -m pytest

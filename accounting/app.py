@@ -105,7 +105,7 @@ def create_app(
     refuse_inactive_accounts(app, sessions, Account)
     install_error_handlers(app)
     app.include_router(api_router(sessions, books))
-    metrics.register_gauges(sessions)
+    metrics.register_gauges(sessions, books)
     dashboard = Dashboard(sessions, books, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(dashboard))
     mount_static(app, STATIC_DIR)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text
@@ -76,6 +76,17 @@ def last_ended_day(session: Session, books: Books) -> date | None:
     """The day that closing every ended day closes through (None: nothing has ended)."""
     today = domain.billing_day(books.clock(), books.settings.timezone)
     return domain.last_ended_day_to_close(*_closing_state(session), today)
+
+
+def ended_days_not_closed(session: Session, books: Books) -> int:
+    """How many days have ended (in the time zone) and are still open: 0 normally, 1
+    between midnight and the scheduled close, more when closing is stuck."""
+    last_ended = last_ended_day(session, books)
+    if last_ended is None:
+        return 0
+    last_closed, first_booked = _closing_state(session)
+    first_open = last_closed + timedelta(days=1) if last_closed else first_booked
+    return max(0, (last_ended - first_open).days + 1) if first_open else 0
 
 
 def _calendar(session: Session, today: date) -> domain.Calendar:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounting.models import NegativeBalanceCount
+from accounting import closing
+from accounting.models import NegativeBalanceCount, PayoutEmail
 from messaging.metrics import scrape_gauge
 
 if TYPE_CHECKING:
     from accounting.closing import ClosedDay
+    from accounting.ledger import Books
 
 PAYOUTS = Counter("ates_payouts_total", "Payouts made when closing billing days.")
 PAID_OUT = Counter("ates_paid_out_total", "Sum of the payouts made, in cents.")
@@ -36,9 +39,34 @@ def negative_balances(sessions: sessionmaker[Session]) -> int:
         return session.scalar(select(total)) or 0
 
 
-def register_gauges(sessions: sessionmaker[Session]) -> None:
+def ended_days_not_closed(sessions: sessionmaker[Session], books: Books) -> int:
+    with sessions() as session:
+        return closing.ended_days_not_closed(session, books)
+
+
+def oldest_due_mail_age(sessions: sessionmaker[Session], now: datetime) -> float:
+    """Seconds since the oldest unsent payout mail was due (0 when none is waiting); read
+    from the partial index of unsent mails."""
+    with sessions() as session:
+        due = session.scalar(
+            select(func.min(PayoutEmail.next_attempt_at)).where(PayoutEmail.sent_at.is_(None))
+        )
+    return max(0.0, (now - due).total_seconds()) if due else 0.0
+
+
+def register_gauges(sessions: sessionmaker[Session], books: Books) -> None:
     scrape_gauge(
         "ates_accounting_negative_balances",
         "Accounts whose balance is below zero.",
         lambda: negative_balances(sessions),
+    )
+    scrape_gauge(
+        "ates_accounting_ended_days_not_closed",
+        "Days that have ended in the billing time zone and are not closed yet.",
+        lambda: ended_days_not_closed(sessions, books),
+    )
+    scrape_gauge(
+        "ates_payout_emails_oldest_due_age_seconds",
+        "How long the oldest unsent payout mail has been due (0 when none is waiting).",
+        lambda: oldest_due_mail_age(sessions, books.clock()),
     )

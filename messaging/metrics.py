@@ -68,6 +68,12 @@ CONSUMER_LAG = Gauge(
     ["group", "topic", "partition"],
 )
 
+DEPENDENCY_UP = Gauge(
+    "ates_dependency_up",
+    "1 when the last readiness check reached the dependency, 0 when it did not.",
+    ["dependency"],
+)
+
 INVALID = "invalid"
 
 

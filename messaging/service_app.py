@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
 from messaging.http_telemetry import RequestTelemetry
+from messaging.metrics import DEPENDENCY_UP
 from messaging.text_input import StorableQueryAndPath
 
 ReadinessCheck = Callable[[], None]
@@ -54,10 +55,12 @@ def add_operations_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> No
             try:
                 check()
             except Exception as error:
+                DEPENDENCY_UP.labels(name).set(0)
                 return JSONResponse(
                     {"status": "unavailable", "dependency": name, "detail": str(error)},
                     status_code=503,
                 )
+            DEPENDENCY_UP.labels(name).set(1)
         return JSONResponse({"status": "ready", "checked": list(checks)})
 
     @app.get("/metrics", include_in_schema=False)

@@ -3,10 +3,14 @@ itself: their cost does not grow with the number of transactions or accounts."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from sqlalchemy import event, text
 
 from accounting import metrics, service
-from tests.accounting.conftest import DAY, add_account, assign, complete, new_id
+from tests.accounting.conftest import DAY, add_account, assign, complete, moment, new_id
+from tests.accounting.test_closing import earn
 
 
 def statements_run(engine, action) -> list[str]:
@@ -58,3 +62,20 @@ def test_the_totals_match_the_ledger_after_bookings_and_a_close(sessions, engine
     assert metrics.negative_balances(sessions) == negative > 0
     [day] = service.management_days(sessions, booked_on, booked_on)
     assert (day.fees_charged, day.rewards_paid) == (fees, rewards) != (0, 0)
+
+
+def test_the_gauges_behind_the_alerts_see_a_missed_close_and_waiting_mails(
+    sessions, engine, books, clock
+):
+    clock.set(moment(DAY))
+    rich = add_account(sessions)
+    earn(sessions, books, engine, rich)
+    assert metrics.ended_days_not_closed(sessions, books) == 0  # the day is still today
+    clock.set(moment(DAY + timedelta(days=2), hour=3))
+    assert metrics.ended_days_not_closed(sessions, books) == 2
+    assert metrics.oldest_due_mail_age(sessions, clock()) == 0.0
+
+    service.close_due_days(sessions, books)
+    assert metrics.ended_days_not_closed(sessions, books) == 0
+    clock.advance(minutes=20)
+    assert metrics.oldest_due_mail_age(sessions, clock()) == pytest.approx(1200, abs=1)

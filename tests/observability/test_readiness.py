@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from accounting.app import create_app as accounting_app
 from analytics.app import create_app as analytics_app
@@ -18,6 +19,10 @@ SERVICES = {
                    ["database", "broker", "smtp"]),
     "analytics": (lambda settings: analytics_app(settings), ["database", "broker"]),
 }
+
+
+def dependency_up(dependency: str) -> float | None:
+    return REGISTRY.get_sample_value("ates_dependency_up", {"dependency": dependency})
 
 
 def readiness(app) -> tuple[int, dict]:
@@ -45,8 +50,10 @@ def test_ready_when_every_dependency_answers_and_not_when_one_is_down(service, h
         "broker": healthy.with_(kafka_bootstrap=nowhere),
         "smtp": healthy.with_(smtp_url=f"smtp://{nowhere}"),
     }
+    assert all(dependency_up(name) == 1 for name in dependencies)
     for dependency in dependencies:
         status, body = readiness(create(down[dependency]))
         assert status == 503, (dependency, body)
+        assert dependency_up(dependency) == 0  # what the DependencyUnreachable alert reads
         assert (body["status"], body["dependency"]) == ("unavailable", dependency)
         assert body["detail"]
