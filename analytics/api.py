@@ -8,8 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from analytics.domain import CompletedTask, DayEarnings, Period
-from analytics.service import AccountBalance, Analytics, DayHistory, MostExpensive, Summary
+from analytics.domain import CompletedTask, DayEarnings, InvalidCursor, Period
+from analytics.service import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    AccountBalance,
+    Analytics,
+    DayHistory,
+    MostExpensive,
+    NegativeBalances,
+    Summary,
+)
 from auth.client import CurrentUser, require_role
 
 HISTORY_DEFAULT_DAYS = 30
@@ -78,14 +87,19 @@ def _account(balance: AccountBalance) -> dict[str, Any]:
     return {"id": str(balance.account_id), "balance": balance.balance}
 
 
+def negative_json(negative: NegativeBalances) -> dict[str, Any]:
+    return {
+        "count": negative.count,
+        "accounts": [_account(b) for b in negative.accounts],
+        "next": negative.next,
+    }
+
+
 def summary_json(summary: Summary) -> dict[str, Any]:
     return {
         "date": summary.day.isoformat(),
         **_earnings(summary.earnings),
-        "negative_balances": {
-            "count": len(summary.negative_balances),
-            "accounts": [_account(b) for b in summary.negative_balances],
-        },
+        "negative_balances": negative_json(summary.negative),
     }
 
 
@@ -125,9 +139,20 @@ def api_router(analytics: Analytics) -> APIRouter:
     router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
     @router.get("/summary")
-    def summary(_: Admin, date: str | None = None) -> dict[str, Any]:
-        """Management earnings of a day (default today) and the popugs in the red now."""
-        return summary_json(analytics.summary(parse_day(date, analytics.today())))
+    def summary(
+        _: Admin,
+        date: str | None = None,
+        cursor: Annotated[str | None, Query(
+            description="`negative_balances.next` of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    ) -> dict[str, Any]:
+        """Management earnings of a day (default today) and the popugs in the red now:
+        their count and a page of them, the deepest first (`next` is null on the last)."""
+        day = parse_day(date, analytics.today())
+        try:
+            return summary_json(analytics.summary(day, cursor, limit))
+        except InvalidCursor as invalid:
+            raise BadRequest(str(invalid)) from None
 
     @router.get("/most-expensive-task")
     def most_expensive_task(_: Admin, period: str = "day", date: str | None = None

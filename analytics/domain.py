@@ -3,6 +3,9 @@ task and the geometry of the per-day chart. No database, no broker, no clock."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import struct
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -163,6 +166,86 @@ def net_by_account_day(transactions: Iterable[Transaction]) -> dict[tuple[uuid.U
         key = (transaction.account_id, transaction.day)
         nets[key] = nets.get(key, 0) + transaction.amount
     return nets
+
+
+def negative_changes(opening: int, nets: Mapping[date, int]) -> dict[date, int]:
+    """+1 on each day the closing balance drops below zero and -1 on each day it gets back
+    to zero or above, walking ``nets`` day by day from ``opening``, the balance before the
+    first of them."""
+    changes: dict[date, int] = {}
+    balance = opening
+    for day in sorted(nets):
+        closing = balance + nets[day]
+        if (closing < 0) != (balance < 0):
+            changes[day] = 1 if closing < 0 else -1
+        balance = closing
+    return changes
+
+
+def add_changes(into: dict[date, int], changes: Mapping[date, int], sign: int = 1) -> None:
+    for day, change in changes.items():
+        into[day] = into.get(day, 0) + sign * change
+
+
+@dataclass(frozen=True)
+class BalanceUpdate:
+    """Nets added to one account, with what is needed to tell how its days in the red
+    change: its balance before, and its nets from the first day added on (earlier days
+    keep their closing balances, so their changes stay as they are)."""
+
+    balance: int
+    later_nets: Mapping[date, int]
+    added: Mapping[date, int]
+
+    @property
+    def new_balance(self) -> int:
+        return self.balance + sum(self.added.values())
+
+    @property
+    def crossed_zero(self) -> int:
+        """+1 if the balance went below zero, -1 if it got out of the red, else 0."""
+        return int(self.new_balance < 0) - int(self.balance < 0)
+
+    def negative_changes(self) -> dict[date, int]:
+        """How the difference array of the negative days changes with ``added``."""
+        opening = self.balance - sum(self.later_nets.values())
+        updated = dict(self.later_nets)
+        add_changes(updated, self.added)
+        changes = negative_changes(opening, updated)
+        add_changes(changes, negative_changes(opening, self.later_nets), sign=-1)
+        return {day: change for day, change in changes.items() if change}
+
+
+def balances_added(nets: Mapping[tuple[uuid.UUID, date], int]
+                   ) -> dict[uuid.UUID, dict[date, int]]:
+    """The nets of a batch, per account."""
+    per_account: dict[uuid.UUID, dict[date, int]] = {}
+    for (account_id, day), net in nets.items():
+        per_account.setdefault(account_id, {})[day] = net
+    return per_account
+
+
+class InvalidCursor(ValueError):
+    def __init__(self) -> None:
+        super().__init__("invalid cursor")
+
+
+_BALANCE_CURSOR = struct.Struct(">q16s")
+
+
+def encode_balance_cursor(balance: int, account_id: uuid.UUID) -> str:
+    """Opaque to clients: where the last item of a page of balances stands."""
+    packed = _BALANCE_CURSOR.pack(balance, account_id.bytes)
+    return base64.urlsafe_b64encode(packed).rstrip(b"=").decode()
+
+
+def decode_balance_cursor(cursor: str) -> tuple[int, uuid.UUID]:
+    try:
+        packed = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        balance, account = _BALANCE_CURSOR.unpack(packed)
+    except (ValueError, binascii.Error, struct.error):
+        raise InvalidCursor() from None
+    return balance, uuid.UUID(bytes=account)
 
 
 # --- the most expensive task --------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, Text, text
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, SmallInteger, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -44,13 +44,53 @@ class AccountDayNet(Base):
     net: Mapped[int] = mapped_column(BigInteger)
 
 
+class Balance(Base):
+    """An account's balance now: the sum of all its nets, kept as they are added."""
+
+    __tablename__ = "account_balances"
+    __table_args__ = (
+        # The accounts in the red, deepest first, without reading the others.
+        Index("account_balances_negative", "balance", "account_id",
+              postgresql_where=text("balance < 0")),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger)
+
+
+class NegativeBalanceCount(Base):
+    """How many balances are below zero now: the sum of the shards. A writer adds what
+    its batch changed to the shard of its database connection, so concurrent writers
+    do not queue on one row."""
+
+    __tablename__ = "negative_balance_counts"
+
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    negative: Mapped[int] = mapped_column(BigInteger)
+
+
+class NegativeCountChange(Base):
+    """A difference array of the negative balances per day: an account adds +1 on the
+    day its closing balance drops below zero and -1 on the day it gets back to zero or
+    above, so the accounts negative at the end of a day are the sum of the changes up to
+    it. Days whose changes cancel out have no row."""
+
+    __tablename__ = "negative_count_changes"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    change: Mapped[int] = mapped_column(BigInteger)
+
+
 class Task(Base):
     """What analytics knows of a task: its title from the CUD stream (newest ``version``
     wins), its prices from ``task.priced`` and when it was completed."""
 
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("tasks_completed", "completed_day", "reward"),
+        # In the order of ``domain.most_expensive``: a day's most expensive task is the
+        # first entry of its day.
+        Index("tasks_completed_ranked", "completed_day", text("reward DESC NULLS LAST"),
+              "completed_at", "task_id"),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -74,4 +114,5 @@ class ClosedDay(Base):
     total_paid: Mapped[int] = mapped_column(BigInteger)
 
 
-PROJECTION_TABLES = (DailyEarnings, AccountDayNet, Task, ClosedDay)
+PROJECTION_TABLES = (DailyEarnings, AccountDayNet, Balance, NegativeBalanceCount,
+                     NegativeCountChange, Task, ClosedDay)

@@ -5,37 +5,55 @@ Every ``apply_*`` takes a batch of already validated, not yet seen events of one
 writes their effect with one statement per table. The effects commute (sums, highest
 version, earliest completion), so batches may come in any order. Each event is applied
 once: the projector records its id in the inbox in the same database transaction.
+
+The dashboard's questions read what the batches keep, never the whole projection: each
+account's balance now (a partial index holds the negative ones), the count of negative
+balances, a difference array of the negative balances per day, and the completed tasks
+indexed in the order of the most expensive first.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Row, cast, func, select, text
+from sqlalchemy import BigInteger, ColumnElement, Row, Select, cast, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.domain import (
+    BalanceUpdate,
     CompletedTask,
     DayEarnings,
     Period,
     Transaction,
+    add_changes,
+    balances_added,
     booking_day,
     days_between,
+    decode_balance_cursor,
     earnings_by_day,
+    encode_balance_cursor,
     local_day,
-    most_expensive,
     net_by_account_day,
     open_day,
     parse_instant,
     period_bounds,
 )
-from analytics.models import PROJECTION_TABLES, AccountDayNet, ClosedDay, DailyEarnings, Task
+from analytics.models import (
+    PROJECTION_TABLES,
+    AccountDayNet,
+    Balance,
+    ClosedDay,
+    DailyEarnings,
+    NegativeBalanceCount,
+    NegativeCountChange,
+    Task,
+)
 from event_schemas import Event, task_v1_to_v2
 from messaging.tables import inbox
 
@@ -113,16 +131,101 @@ def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> N
 
 def apply_transactions(session: Session, events: list[Event]) -> None:
     """``transaction.applied``: management earnings of the day, and what each account's
-    transactions of the day add to its balance."""
+    transactions of the day add to its balance, its negative days and the count of
+    negative balances."""
     transactions = [Transaction.from_event_data(e.data) for e in events]
     earnings = sorted(earnings_by_day(transactions).items())
     _write(session, ADD_TO_EARNINGS,
            [{"day": d, "fees": e.fees, "rewards": e.rewards} for d, e in earnings])
-    nets = sorted(net_by_account_day(transactions).items())
+    nets = net_by_account_day(transactions)
+    updates = _balance_updates(session, nets)
     _write(session, ADD_TO_NETS, [
         {"account_id": account_id, "day": day, "net": net}
-        for (account_id, day), net in nets
+        for (account_id, day), net in sorted(nets.items())
     ])
+    _add_negative_changes(session, updates)
+    _add_to_negative_count(session, sum(u.crossed_zero for u in updates))
+
+
+# Locks the batch's accounts (in key order) until the transaction ends: another writer
+# of the same accounts waits, so the nets read next stay as they are until written.
+_ADD_TO_BALANCES = text(
+    """
+    INSERT INTO account_balances AS b (account_id, balance)
+    SELECT * FROM unnest(CAST(:accounts AS uuid[]), CAST(:amounts AS bigint[]))
+    ORDER BY 1
+    ON CONFLICT (account_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance
+    RETURNING account_id, balance
+    """
+)
+
+_NETS_SINCE = text(
+    """
+    SELECT n.account_id, n.day, n.net
+    FROM unnest(CAST(:accounts AS uuid[]), CAST(:since AS date[])) AS t(account_id, since)
+    JOIN account_day_nets AS n ON n.account_id = t.account_id AND n.day >= t.since
+    """
+)
+
+
+def _balance_updates(session: Session, nets: dict[tuple[uuid.UUID, date], int]
+                     ) -> list[BalanceUpdate]:
+    """Adds the batch to the balances; what it changes for each account."""
+    added = balances_added(nets)
+    if not added:
+        return []
+    accounts = sorted(added)
+    balances = dict(session.execute(_ADD_TO_BALANCES, {
+        "accounts": accounts, "amounts": [sum(added[a].values()) for a in accounts]}).all())
+    later: dict[uuid.UUID, dict[date, int]] = {a: {} for a in accounts}
+    for row in session.execute(_NETS_SINCE, {
+            "accounts": accounts, "since": [min(added[a]) for a in accounts]}):
+        later[row.account_id][row.day] = row.net
+    return [
+        BalanceUpdate(balances[a] - sum(added[a].values()), later[a], added[a])
+        for a in accounts
+    ]
+
+
+_ADD_NEGATIVE_CHANGES = text(
+    """
+    INSERT INTO negative_count_changes AS c (day, change)
+    SELECT * FROM unnest(CAST(:days AS date[]), CAST(:changes AS bigint[])) ORDER BY 1
+    ON CONFLICT (day) DO UPDATE SET change = c.change + EXCLUDED.change
+    """
+)
+_FORGET_CANCELLED_CHANGES = text(
+    "DELETE FROM negative_count_changes WHERE day = ANY(CAST(:days AS date[])) AND change = 0"
+)
+
+
+def _add_negative_changes(session: Session, updates: list[BalanceUpdate]) -> None:
+    changes: dict[date, int] = {}
+    for update in updates:
+        add_changes(changes, update.negative_changes())
+    days = sorted(day for day, change in changes.items() if change)
+    if days:
+        session.execute(_ADD_NEGATIVE_CHANGES,
+                        {"days": days, "changes": [changes[d] for d in days]})
+        session.execute(_FORGET_CANCELLED_CHANGES, {"days": days})
+
+
+NEGATIVE_COUNT_SHARDS = 16
+
+_ADD_TO_NEGATIVE_COUNT = text(
+    f"""
+    INSERT INTO negative_balance_counts AS c (shard, negative)
+    VALUES (pg_backend_pid() % {NEGATIVE_COUNT_SHARDS}, :crossed)
+    ON CONFLICT (shard) DO UPDATE SET negative = c.negative + EXCLUDED.negative
+    """
+)
+
+
+def _add_to_negative_count(session: Session, crossed: int) -> None:
+    # Counted here rather than by a trigger on account_balances: a trigger would lock its
+    # shard between two account rows, and two writers could then wait on each other.
+    if crossed:
+        session.execute(_ADD_TO_NEGATIVE_COUNT, {"crossed": crossed})
 
 
 def apply_task_states(session: Session, events: list[Event]) -> None:
@@ -210,10 +313,24 @@ class AccountBalance:
 
 
 @dataclass(frozen=True)
+class NegativeBalances:
+    """How many balances are below zero, and one page of them, the deepest first."""
+
+    count: int
+    accounts: list[AccountBalance]
+    next: str | None = None
+
+
+@dataclass(frozen=True)
 class Summary:
     day: date
     earnings: DayEarnings
-    negative_balances: list[AccountBalance]
+    negative: NegativeBalances
+
+    @property
+    def negative_balances(self) -> list[AccountBalance]:
+        """The page of negative balances the summary holds."""
+        return self.negative.accounts
 
 
 @dataclass(frozen=True)
@@ -232,63 +349,102 @@ class MostExpensive:
     task: CompletedTask | None
 
 
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
 def earnings_on(session: Session, day: date) -> DayEarnings:
     row = session.get(DailyEarnings, day)
     return DayEarnings(row.fees, row.rewards) if row else DayEarnings()
 
 
-def negative_balances_now(session: Session) -> list[AccountBalance]:
-    """Accounts whose balance (the sum of all their nets) is below zero, the deepest first."""
-    balance = cast(func.sum(AccountDayNet.net), BigInteger)
-    rows = session.execute(
-        select(AccountDayNet.account_id, balance.label("balance"))
-        .group_by(AccountDayNet.account_id)
-        .having(balance < 0)
-        .order_by(balance, AccountDayNet.account_id)
+def _total(column) -> ColumnElement[int]:
+    """The sum of a bigint column as a bigint (PostgreSQL sums them as numeric)."""
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
+
+
+def negative_count(session: Session) -> int:
+    """How many accounts have a balance below zero now: the sum of a few shards."""
+    return session.scalar(select(_total(NegativeBalanceCount.negative)))
+
+
+def _negative_page(after: tuple[int, uuid.UUID] | None, limit: int) -> Select:
+    query = (
+        select(Balance.account_id, Balance.balance)
+        .where(Balance.balance < 0)
+        .order_by(Balance.balance, Balance.account_id)
+        .limit(limit)
     )
+    if after is not None:
+        query = query.where(tuple_(Balance.balance, Balance.account_id) > tuple_(*after))
+    return query
+
+
+def negative_balances(session: Session, cursor: str | None = None,
+                      limit: int = DEFAULT_PAGE_SIZE) -> NegativeBalances:
+    """The count of negative balances and a page of them, the deepest first; ``cursor``
+    is the ``next`` of the previous page (``InvalidCursor`` when it is not one)."""
+    after = decode_balance_cursor(cursor) if cursor else None
+    rows = session.execute(_negative_page(after, limit + 1)).all()
+    page = [AccountBalance(row.account_id, row.balance) for row in rows[:limit]]
+    last = page[-1] if len(rows) > limit else None
+    return NegativeBalances(
+        negative_count(session), page,
+        encode_balance_cursor(last.balance, last.account_id) if last else None,
+    )
+
+
+def negative_balances_now(session: Session) -> list[AccountBalance]:
+    """Every account whose balance is below zero, the deepest first (for checks on a
+    small projection: the dashboard reads pages)."""
+    rows = session.execute(_negative_page(None, limit=None))
     return [AccountBalance(row.account_id, row.balance) for row in rows]
 
 
-def summary(session: Session, day: date) -> Summary:
-    return Summary(day, earnings_on(session, day), negative_balances_now(session))
+def summary(session: Session, day: date, cursor: str | None = None,
+            limit: int = DEFAULT_PAGE_SIZE) -> Summary:
+    return Summary(day, earnings_on(session, day), negative_balances(session, cursor, limit))
+
+
+# Per day of the period, its most expensive task is the first entry of the day in the
+# index tasks_completed_ranked; the period's is the first of those (at most 31).
+_MOST_EXPENSIVE = text(
+    """
+    SELECT best.*
+    FROM generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day')
+         AS d(day)
+    CROSS JOIN LATERAL (
+        SELECT task_id, title, jira_id, reward, completed_at, completed_day
+        FROM tasks
+        WHERE completed_day = CAST(d.day AS date) AND reward IS NOT NULL
+        ORDER BY reward DESC NULLS LAST, completed_at, task_id
+        LIMIT 1
+    ) AS best
+    ORDER BY best.reward DESC, best.completed_at, best.task_id
+    LIMIT 1
+    """
+)
 
 
 def most_expensive_task(session: Session, period: Period, day: date) -> MostExpensive:
     first, last = period_bounds(period, day)
-    in_period = Task.completed_day.between(first, last) & Task.reward.is_not(None)
-    top_reward = select(Task.reward).where(in_period).order_by(Task.reward.desc()).limit(1)
-    candidates = session.scalars(
-        select(Task).where(in_period, Task.reward == top_reward.scalar_subquery())
-    )
-    return MostExpensive(period, first, last, most_expensive(_completed(candidates)))
+    row = session.execute(_MOST_EXPENSIVE, {"first": first, "last": last}).first()
+    return MostExpensive(period, first, last, CompletedTask(*row) if row else None)
 
 
-def _completed(tasks: Iterable[Task]) -> list[CompletedTask]:
-    return [
-        CompletedTask(t.task_id, t.title, t.jira_id, t.reward, t.completed_at, t.completed_day)
-        for t in tasks
-    ]
-
-
-# An account's balance at the end of a day it had transactions on is the running sum of
-# its nets; it is negative from the end of a day whose closing balance is below zero until
-# the next day it has transactions again: count, for each day, the intervals covering it.
-_NEGATIVE_COUNTS = text(
-    """
-    WITH timeline AS (
-        SELECT sum(net) OVER (PARTITION BY account_id ORDER BY day) AS balance,
-               day AS since,
-               lead(day) OVER (PARTITION BY account_id ORDER BY day) AS until
-        FROM account_day_nets
-        WHERE day <= :last
-    )
-    SELECT d::date AS day, count(t.since) AS negative
-    FROM generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') AS d
-    LEFT JOIN timeline AS t
-        ON t.balance < 0 AND t.since <= d AND (t.until IS NULL OR t.until > d)
-    GROUP BY d
-    """
-)
+def negative_counts(session: Session, first: date, last: date) -> dict[date, int]:
+    """Per day from ``first`` to ``last``, how many accounts ended it below zero: the
+    running sum of the difference array (one row per day at most, none per account)."""
+    running = session.scalar(select(_total(NegativeCountChange.change))
+                             .where(NegativeCountChange.day < first))
+    changes = dict(session.execute(
+        select(NegativeCountChange.day, NegativeCountChange.change)
+        .where(NegativeCountChange.day.between(first, last))).all())
+    counts = {}
+    for day in days_between(first, last):
+        running += changes.get(day, 0)
+        counts[day] = running
+    return counts
 
 
 def history(session: Session, first: date, last: date) -> list[DayHistory]:
@@ -299,27 +455,64 @@ def history(session: Session, first: date, last: date) -> list[DayHistory]:
             select(DailyEarnings).where(DailyEarnings.day.between(first, last))
         )
     }
-    negative = {
-        row.day: row.negative
-        for row in session.execute(_NEGATIVE_COUNTS, {"first": first, "last": last})
-    }
+    negative = negative_counts(session, first, last)
     closed = set(
         session.scalars(select(ClosedDay.day).where(ClosedDay.day.between(first, last)))
     )
     return [
-        DayHistory(day, earnings.get(day, DayEarnings()), negative.get(day, 0), day in closed)
+        DayHistory(day, earnings.get(day, DayEarnings()), negative[day], day in closed)
         for day in days_between(first, last)
     ]
 
 
+# The balances, their negative days and their count as the nets alone say: what the
+# batches keep, computed from scratch (after a bulk load of the nets, and to check).
+_DERIVE_BALANCES = text(
+    """
+    INSERT INTO account_balances (account_id, balance)
+    SELECT account_id, sum(net) FROM account_day_nets GROUP BY account_id
+    """
+)
+_DERIVE_NEGATIVE_COUNT = text(
+    """
+    INSERT INTO negative_balance_counts (shard, negative)
+    SELECT 0, count(*) FROM account_balances WHERE balance < 0
+    """
+)
+_NEGATIVE_CHANGE = """CASE WHEN closing < 0 AND closing - net >= 0 THEN 1
+                          WHEN closing >= 0 AND closing - net < 0 THEN -1
+                          ELSE 0 END"""
+_DERIVE_NEGATIVE_CHANGES = text(
+    f"""
+    INSERT INTO negative_count_changes (day, change)
+    SELECT day, sum({_NEGATIVE_CHANGE})
+    FROM (SELECT day, net, sum(net) OVER (PARTITION BY account_id ORDER BY day) AS closing
+          FROM account_day_nets) AS timeline
+    GROUP BY day HAVING sum({_NEGATIVE_CHANGE}) <> 0
+    """
+)
+
+
+def derive_balances(session: Session) -> None:
+    """Recompute every account's balance, the negative count and the negative days from
+    ``account_day_nets`` (e.g. after nets were loaded in bulk, bypassing the batches)."""
+    session.execute(text(
+        "TRUNCATE account_balances, negative_balance_counts, negative_count_changes"))
+    for statement in (_DERIVE_BALANCES, _DERIVE_NEGATIVE_COUNT, _DERIVE_NEGATIVE_CHANGES):
+        session.execute(statement)
+
+
+def _table_rows(session: Session, model) -> list[Row]:
+    table = model.__table__
+    if model is NegativeBalanceCount:  # which shard holds what depends on the writers
+        return list(session.execute(select(_total(table.c.negative))))
+    return list(session.execute(select(table).order_by(*table.primary_key)))
+
+
 def projection_rows(session: Session) -> dict[str, list[Row]]:
-    """Every row of the projection, in a stable order (to compare two projections)."""
-    return {
-        model.__tablename__: list(
-            session.execute(select(model.__table__).order_by(*model.__table__.primary_key))
-        )
-        for model in PROJECTION_TABLES
-    }
+    """Every row of the projection, in a stable order (to compare two projections); the
+    count of negative balances as its total."""
+    return {model.__tablename__: _table_rows(session, model) for model in PROJECTION_TABLES}
 
 
 class Analytics:
@@ -337,9 +530,10 @@ class Analytics:
             last_closed = session.scalar(select(func.max(ClosedDay.day)))
         return open_day(self.clock(), self.zone, last_closed)
 
-    def summary(self, day: date) -> Summary:
+    def summary(self, day: date, cursor: str | None = None,
+                limit: int = DEFAULT_PAGE_SIZE) -> Summary:
         with self.sessions() as session:
-            return summary(session, day)
+            return summary(session, day, cursor, limit)
 
     def most_expensive_task(self, period: Period, day: date) -> MostExpensive:
         with self.sessions() as session:

@@ -107,7 +107,8 @@ def test_api_answers_the_figures_in_cents_and_iso_dates(dashboard, tokens, activ
     assert summary == {
         "date": "2026-11-22", "fees": 2500, "rewards": 3900, "management_earned": -1400,
         "negative_balances": {"count": 1,
-                              "accounts": [{"id": activity["alice"], "balance": -1500}]},
+                              "accounts": [{"id": activity["alice"], "balance": -1500}],
+                              "next": None},
     }
     assert week == {
         "period": "week", "date": "2026-11-22", "from": "2026-11-16", "to": "2026-11-22",
