@@ -107,7 +107,8 @@ def dlq_list(topic: str) -> None:
     with _broker_errors(settings, dlq_topic):
         letters = read_dead_letters(settings, dlq_topic)
     if not letters:
-        click.echo("no dead letters")
+        # on stderr: stdout stays one JSON object per line for scripts
+        click.echo("no dead letters", err=True)
     for letter in letters:
         click.echo(json.dumps(letter.summary()))
 
@@ -130,7 +131,8 @@ def dlq_redrive(topic: str, event_id: str | None, consumer: str | None) -> None:
         click.echo(
             f"not redriven, truncated letter of {letter.consumer} (event {letter.event_id}): "
             f"its original is at {letter.topic} partition {letter.partition} "
-            f"offset {letter.offset}"
+            f"offset {letter.offset}",
+            err=True,
         )
 
 

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from accounting.consumers import make_handlers as accounting_handlers
 from deploy.embedded import free_port
 from messaging.consumer import ConsumerRuntime
-from messaging.dlq import read_dead_letters
+from messaging.dlq import read_dead_letters, redrive
 from messaging.groups import committed_offsets
 from messaging.kafka import producer_config
 from tasks.consumers import handlers as tasks_handlers
@@ -65,6 +65,8 @@ def test_an_invalid_event_over_the_size_limit_is_dead_lettered_truncated_with_ha
     assert oversized.startswith(letter.value) and len(letter.value) < 1_000_000
     assert "InvalidEventData" in letter.error and len(letter.error) < 10_000
     assert [r.event_id for r in effect_rows(engine)] == [later.id]
+    report = redrive(settings, dlq)  # only the start of the event is in the letter
+    assert report.redriven == [] and report.truncated == [letter]
 
 
 def test_a_consumer_that_cannot_store_a_dead_letter_commits_nothing_past_it(engine, settings):

@@ -137,6 +137,7 @@ def test_redrive_reaches_only_the_named_consumer_once_per_event_and_a_second_run
 def test_dlq_list_says_so_when_there_are_no_dead_letters(settings):
     result = CliRunner().invoke(main, ["dlq", "list", "accounts-stream"], env=cli_env(settings))
     assert result.exit_code == 0 and result.output == "no dead letters\n"
+    assert result.stdout == ""  # what scripts read stays one JSON object per letter
 
 
 @pytest.mark.parametrize("command", ["list", "redrive"])
