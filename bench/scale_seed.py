@@ -33,6 +33,7 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -50,9 +51,14 @@ _MUL = 0x9E3779B97F4A7C15F39CC0605CEDC835  # odd: n -> n * _MUL is a bijection m
 ACCOUNT, TASK, TRANSACTION, EVENT, PAYOUT = range(1, 6)
 
 
+def id_text(kind: int, number: int) -> str:
+    """The id of the ``number``-th seeded row of ``kind``, random-looking and unique, as
+    32 hex digits (which PostgreSQL reads as a uuid)."""
+    return f"{((number * _MUL) ^ (kind << 120) ^ 0x5CA1E) & _MASK:032x}"
+
+
 def derived_id(kind: int, number: int) -> uuid.UUID:
-    """The id of the ``number``-th seeded row of ``kind``, random-looking and unique."""
-    return uuid.UUID(int=((number * _MUL) ^ (kind << 120) ^ 0x5CA1E) & _MASK)
+    return uuid.UUID(id_text(kind, number))
 
 
 def role_of(user: int) -> str:
@@ -102,15 +108,28 @@ class Plan:
     def day(self, index: int) -> date:
         return self.first_day + timedelta(days=index)
 
+    @cached_property
+    def day_texts(self) -> list[str]:
+        return [self.day(index).isoformat() for index in range(self.days)]
+
+    @cached_property
+    def _spans(self) -> list[tuple[datetime, timedelta]]:
+        """Each day's start (UTC) and length (today's: up to now)."""
+        zone = ZoneInfo(self.zone)
+        spans = []
+        for index in range(self.days):
+            start = datetime.combine(self.day(index), time(), zone).astimezone(UTC)
+            end = (datetime.combine(self.day(index) + timedelta(days=1), time(), zone)
+                   .astimezone(UTC))
+            if index == self.days - 1:
+                end = min(end, self.now - timedelta(seconds=1))
+            spans.append((start, end - start))
+        return spans
+
     def moment(self, index: int, fraction: float) -> datetime:
         """A moment ``fraction`` of the way through day ``index`` (today: up to now)."""
-        zone = ZoneInfo(self.zone)
-        start = datetime.combine(self.day(index), time(), zone).astimezone(UTC)
-        end = (datetime.combine(self.day(index) + timedelta(days=1), time(), zone)
-               .astimezone(UTC))
-        if index == self.days - 1:
-            end = min(end, self.now - timedelta(seconds=1))
-        return start + (end - start) * fraction
+        start, length = self._spans[index]
+        return start + length * fraction
 
     def closed_at(self, index: int) -> datetime:
         """When past day ``index`` was closed: five minutes into the next day."""
@@ -144,6 +163,8 @@ class Seeded:
     rewards: list[int] = field(default_factory=list)
     paid_accounts: list[int] = field(default_factory=list)
     paid_total: list[int] = field(default_factory=list)
+    negative_changes: list[int] = field(default_factory=list)
+    negative: int = 0
 
 
 def dsn(url: str) -> str:
@@ -151,6 +172,10 @@ def dsn(url: str) -> str:
 
 
 # -- text COPY --------------------------------------------------------------------------------
+
+
+NULL = "\\N"
+COMPANY = COMPANY_ACCOUNT_ID.hex
 
 
 def _text(value) -> str:
@@ -205,7 +230,8 @@ def seed(urls: dict[str, str], plan: Plan, progress: bool = True,
     from tqdm import tqdm
 
     seeded = Seeded(fees=[0] * plan.days, rewards=[0] * plan.days,
-                    paid_accounts=[0] * plan.days, paid_total=[0] * plan.days)
+                    paid_accounts=[0] * plan.days, paid_total=[0] * plan.days,
+                    negative_changes=[0] * plan.days)
     hashed = hashed or password_hash()
     with ExitStack() as stack:
         conns = {s: stack.enter_context(_connect(urls[s])) for s in SERVICES}
@@ -252,7 +278,7 @@ def _seed_tasks(conns: dict[str, psycopg.Connection], plan: Plan, numbers: range
         "task_id", "title", "jira_id", "version", "fee", "reward", "completed_at",
         "completed_day"))
     for number in numbers:
-        task_id = derived_id(TASK, number)
+        task_id = id_text(TASK, number)
         day = number * plan.days // max(1, plan.tasks)
         fraction = (number * plan.days / max(1, plan.tasks)) - day
         created_at = plan.moment(day, fraction * 0.9)
@@ -260,8 +286,8 @@ def _seed_tasks(conns: dict[str, psycopg.Connection], plan: Plan, numbers: range
         completed_at = plan.moment(day, fraction * 0.9 + 0.05) if done else None
         status, version = ("done", 2) if done else ("open", 1)
         title, jira_id = f"Seeded task {number}", f"SCALE-{number}"
-        assignee = derived_id(ACCOUNT, plan.eligible(rng))
-        creator = derived_id(ACCOUNT, plan.manager(rng))
+        assignee = id_text(ACCOUNT, plan.eligible(rng))
+        creator = id_text(ACCOUNT, plan.manager(rng))
         tasks.add(task_id, title, jira_id, None, status, assignee, creator, created_at,
                   completed_at, version)
         replica.add(task_id, title, jira_id, None, assignee, status, version,
@@ -292,7 +318,7 @@ def _seed_users(conns: dict[str, psycopg.Connection], plan: Plan, numbers: range
     joined = plan.moment(0, 0.0) - timedelta(days=1)
     charges = max(1, round(plan.transactions / max(1, plan.users) * 0.75))
     for number in numbers:
-        account_id = derived_id(ACCOUNT, number)
+        account_id = id_text(ACCOUNT, number)
         role, email = role_of(number), email_of(number)
         name = f"Popug {number}"
         auth.add(account_id, email, name, role, True, hashed, 1, joined, joined)
@@ -328,6 +354,12 @@ class Ledger:
         self.mails = Copier(accounting, "payout_emails", (
             "payout_id", "recipient", "attempts", "next_attempt_at", "sent_at"))
         self.nets = Copier(analytics, "account_day_nets", ("account_id", "day", "net"))
+        self.closed_at = [plan.closed_at(d).isoformat() for d in range(plan.days - 1)]
+        # The analytics balances, when its schema keeps them beside the nets.
+        self.balances = (Copier(analytics, "account_balances", ("account_id", "balance"))
+                         if _has_table(analytics, "account_balances") else None)
+        self.sent_at = [(plan.closed_at(d) + timedelta(minutes=1)).isoformat()
+                        for d in range(plan.days - 1)]
 
     def account(self, account_id: uuid.UUID, number: int, rng: random.Random,
                 charges: int) -> int:
@@ -351,49 +383,59 @@ class Ledger:
                 self.seeded.fees[day] += -amount
             balance += amount
             nets[day] = nets.get(day, 0) + amount
-            self._book(kind, account_id, derived_id(TASK, task), day, amount, balance,
-                       plan.moment(day, fraction * 0.98), derived_id(EVENT, self.next_id))
+            self._book(kind, account_id, id_text(TASK, task), day, amount, balance,
+                       plan.moment(day, fraction * 0.98).isoformat(),
+                       id_text(EVENT, self.next_id))
             ends_day = position + 1 == len(moments) or moments[position + 1][0] != day
             if ends_day and day < plan.days - 1 and balance > 0:
                 paid = balance
                 balance = 0
                 nets[day] -= paid
-                transaction_id = self._book("payout", account_id, None, day, -paid, 0,
-                                            plan.closed_at(day), None)
-                self.payouts.add(transaction_id, derived_id(PAYOUT, transaction_id), account_id,
-                                 day_of(plan, day), paid, transaction_id, plan.closed_at(day))
-                self.mails.add(transaction_id, email_of(number), 1, plan.closed_at(day),
-                               plan.closed_at(day) + timedelta(minutes=1))
+                closed_at = self.closed_at[day]
+                transaction_id = self._book("payout", account_id, NULL, day, -paid, 0,
+                                            closed_at, NULL)
+                self.payouts.lines.append(
+                    f"{transaction_id}\t{id_text(PAYOUT, transaction_id)}\t{account_id}\t"
+                    f"{plan.day_texts[day]}\t{paid}\t{transaction_id}\t{closed_at}\n")
+                self.mails.lines.append(f"{transaction_id}\t{email_of(number)}\t1\t"
+                                        f"{closed_at}\t{self.sent_at[day]}\n")
                 self.seeded.payouts += 1
                 self.seeded.paid_accounts[day] += 1
                 self.seeded.paid_total[day] += paid
+        closing = 0
         for day, net in sorted(nets.items()):
-            self.nets.add(account_id, day_of(plan, day), net)
+            self.nets.lines.append(f"{account_id}\t{plan.day_texts[day]}\t{net}\n")
+            closing += net
+            # +1 on the day the closing balance drops below zero, -1 on the day it stops.
+            self.seeded.negative_changes[day] += (
+                (closing < 0 <= closing - net) - (closing - net < 0 <= closing))
+        if nets and self.balances is not None:
+            self.balances.lines.append(f"{account_id}\t{closing}\n")
+            self.seeded.negative += closing < 0
         if len(self.transactions.lines) > 4 * CHUNK:
             self.flush()
         return balance
 
-    def _book(self, kind: str, account_id: uuid.UUID, task_id: uuid.UUID | None, day: int,
-              amount: int, balance_after: int, at: datetime,
-              source_event_id: uuid.UUID | None) -> int:
+    def _book(self, kind: str, account_id: str, task_id: str, day: int, amount: int,
+              balance_after: int, at: str, source_event_id: str) -> int:
+        """One transaction and its two entries (ids as text, ``NULL`` for none)."""
         transaction_id = self.next_id
         self.next_id += 1
-        self.transactions.add(transaction_id, derived_id(TRANSACTION, transaction_id), kind,
-                              account_id, task_id, day_of(self.plan, day), amount, balance_after,
-                              at, source_event_id)
-        self.entries.add(transaction_id, account_id, amount)
-        self.entries.add(transaction_id, COMPANY_ACCOUNT_ID, -amount)
+        self.transactions.lines.append(
+            f"{transaction_id}\t{id_text(TRANSACTION, transaction_id)}\t{kind}\t{account_id}\t"
+            f"{task_id}\t{self.plan.day_texts[day]}\t{amount}\t{balance_after}\t{at}\t"
+            f"{source_event_id}\n")
+        self.entries.lines.append(f"{transaction_id}\t{account_id}\t{amount}\n"
+                                  f"{transaction_id}\t{COMPANY}\t{-amount}\n")
         self.seeded.transactions += 1
         return transaction_id
 
     def flush(self) -> None:
         # Entries after their transactions, each transaction's two legs in one COPY.
-        for copier in (self.transactions, self.entries, self.payouts, self.mails, self.nets):
-            copier.flush()
-
-
-def day_of(plan: Plan, index: int) -> date:
-    return plan.day(index)
+        for copier in (self.transactions, self.entries, self.payouts, self.mails, self.nets,
+                       self.balances):
+            if copier is not None:
+                copier.flush()
 
 
 def _seed_days(conns: dict[str, psycopg.Connection], plan: Plan, seeded: Seeded) -> None:
@@ -418,6 +460,20 @@ def _seed_days(conns: dict[str, psycopg.Connection], plan: Plan, seeded: Seeded)
             if seeded.fees[index] or seeded.rewards[index]:
                 totals.add(plan.day(index), 0, seeded.fees[index], seeded.rewards[index])
         copiers.append(totals)
+    analytics = conns["analytics"]
+    if _has_table(analytics, "negative_count_changes"):
+        # What the analytics projector keeps beside its balances: how many are negative,
+        # and by how much that number changed each day.
+        changes = Copier(analytics, "negative_count_changes", ("day", "change"))
+        for index in range(plan.days):
+            if seeded.negative_changes[index]:
+                changes.add(plan.day(index), seeded.negative_changes[index])
+        analytics.execute(
+            "INSERT INTO negative_balance_counts (shard, negative) VALUES (0, %s)"
+            " ON CONFLICT (shard) DO UPDATE"
+            " SET negative = negative_balance_counts.negative + EXCLUDED.negative",
+            (seeded.negative,))
+        copiers.append(changes)
     for copier in copiers:
         copier.flush()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import psycopg
+from sqlalchemy import text
 
 from accounting import service as accounting_service
 from accounting.domain import COMPANY_ACCOUNT_ID
@@ -105,5 +106,17 @@ def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
         history = analytics_service.history(session, plan.first_day, today)
         assert [d.closed for d in history] == [True] * 29 + [False]
         assert sum(d.earnings.fees for d in history) == sum(seeded.fees)
+        expected = session.execute(text("""
+            WITH timeline AS (
+                SELECT sum(net) OVER (PARTITION BY account_id ORDER BY day) AS balance,
+                       day AS since,
+                       lead(day) OVER (PARTITION BY account_id ORDER BY day) AS until
+                FROM account_day_nets)
+            SELECT count(t.since) FROM generate_series(CAST(:first AS date),
+                                                       CAST(:last AS date), '1 day') AS d
+            LEFT JOIN timeline t
+                ON t.balance < 0 AND t.since <= d AND (t.until IS NULL OR t.until > d)
+            GROUP BY d ORDER BY d"""), {"first": plan.first_day, "last": today}).scalars()
+        assert [d.negative_balances for d in history] == list(expected)
         negative = analytics_service.negative_balances_now(session)
         assert {b.account_id for b in negative} == {a for a, b in balances.items() if b < 0}
