@@ -340,7 +340,8 @@ class EventProcessor:
                 self._sleep_backoff(attempt, stop)
 
     def _sleep_backoff(self, attempt: int, stop: threading.Event) -> None:
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        # the exponent is capped: an outage of hours means attempts beyond a float's range
+        delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt - 1, 32))
         if stop.wait(delay * random.uniform(0.5, 1.0)):
             raise Interrupted()
 

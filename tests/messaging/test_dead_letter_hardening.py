@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from confluent_kafka import Producer
 
 from accounting.consumers import make_handlers as accounting_handlers
 from deploy.embedded import free_port
-from messaging.consumer import ConsumerRuntime
+from messaging.consumer import ConsumerRuntime, Interrupted
 from messaging.dlq import read_dead_letters, redrive
 from messaging.groups import committed_offsets
 from messaging.kafka import producer_config
@@ -131,3 +132,15 @@ def test_invalid_events_on_accounts_lifecycle_are_dead_lettered(engine, settings
     assert [letter.offset for letter in letters] == [0, 1, 2, 3]
     assert {letter.consumer for letter in letters} == {consumer}
     assert [letter.truncated for letter in letters] == [False, False, False, True]
+
+
+def test_the_backoff_of_a_long_outage_stays_at_its_ceiling(engine, settings):
+    """A broker or database down for hours means thousands of attempts."""
+    runtime = make_runtime(engine, settings, handlers_recording())
+    stop = threading.Event()
+    stop.set()
+    try:
+        with pytest.raises(Interrupted):
+            runtime.processor._sleep_backoff(5000, stop)
+    finally:
+        runtime.close()
