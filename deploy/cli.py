@@ -146,11 +146,18 @@ def consumers() -> None:
 def consumers_reset(service: str) -> None:
     """Move SERVICE's consumer group to the beginning of its topics (stop it first);
     on its next start it reads every event again, and its inbox skips them all."""
-    from messaging.groups import consumer_group_of, reset_to_beginning
+    from confluent_kafka import KafkaException
+
+    from messaging.groups import GroupInUse, consumer_group_of, reset_to_beginning
 
     settings = Settings.from_env()
     group, topics = consumer_group_of(service, settings)
-    offsets = reset_to_beginning(settings, group, topics)
+    try:
+        offsets = reset_to_beginning(settings, group, topics)
+    except GroupInUse as error:
+        raise click.ClickException(str(error)) from error
+    except (KafkaException, RuntimeError) as error:
+        raise click.ClickException(f"{group} on {settings.kafka_bootstrap}: {error}") from error
     click.echo(f"{group}: {len(offsets)} partitions reset to the beginning")
 
 

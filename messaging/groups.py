@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from messaging.settings import Settings
 
@@ -21,12 +21,21 @@ def consumer_group_of(service: str, settings: Settings) -> tuple[str, list[str]]
     return group, [settings.topic(t) for t in module.CONSUMED_TOPICS]
 
 
+# What the broker answers a commit from outside a group that has running members.
+_GROUP_IN_USE = (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+                 KafkaError.REBALANCE_IN_PROGRESS)
+
+
+class GroupInUse(RuntimeError):
+    """The consumer group has running members: its offsets cannot be moved."""
+
+
 def reset_to_beginning(
     settings: Settings, group_id: str, topics: list[str], timeout: float = 10.0
 ) -> list[TopicPartition]:
     """Commit the first available offset of every partition of ``topics`` for the group.
 
-    The group must have no running member (the broker refuses the commit otherwise).
+    The group must have no running member (``GroupInUse`` otherwise).
     """
     consumer = _group_consumer(settings, group_id)
     try:
@@ -34,7 +43,12 @@ def reset_to_beginning(
         for tp in _partitions(consumer, topics, timeout):
             low, _ = consumer.get_watermark_offsets(tp, timeout=timeout)
             offsets.append(TopicPartition(tp.topic, tp.partition, low))
-        committed = consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            committed = consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() in _GROUP_IN_USE:
+                raise GroupInUse(f"{group_id} has running consumers: stop them first") from exc
+            raise
         failed = [tp for tp in committed or [] if tp.error is not None]
         if failed:
             raise RuntimeError(f"offsets not reset: {failed}")

@@ -11,6 +11,7 @@ from confluent_kafka import Producer
 
 from deploy.cli import main
 from event_schemas import default_registry
+from messaging.consumer import ConsumerRuntime
 from messaging.dlq import read_dead_letters
 from messaging.groups import reset_to_beginning
 from messaging.relay import Relay
@@ -157,3 +158,17 @@ def test_a_dead_letter_without_a_value_is_listed(engine, settings):
     assert listed.exit_code == 0, listed.output
     [line] = listed.output.strip().splitlines()
     assert "InvalidEnvelope" in json.loads(line)["error"]
+
+
+def test_resetting_a_running_consumer_group_is_one_clear_line_and_a_failure(engine, settings):
+    running = ConsumerRuntime("tasks", engine, settings, handlers_recording(),
+                              topics=["accounts-stream", "accounts-lifecycle"])
+    try:
+        running.wait_for_assignment()
+        result = CliRunner().invoke(main, ["consumers", "reset", "tasks"], env=cli_env(settings))
+    finally:
+        running.close()
+    assert result.exit_code != 0
+    [line] = result.output.strip().splitlines()
+    assert "stop" in line and settings.topic_prefix + "tasks" in line
+    assert result.exception is None or isinstance(result.exception, SystemExit)
