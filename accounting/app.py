@@ -21,6 +21,7 @@ from accounting.web import STATIC_DIR, Dashboard, web_router
 from auth.client import (
     AuthClientConfig,
     TokenVerifier,
+    dashboard_page_policy,
     install_auth,
     refuse_inactive_accounts,
 )
@@ -97,6 +98,7 @@ def create_app(
             "broker": broker_check(platform.kafka_bootstrap),
             "smtp": smtp_check(platform.smtp_url),
         },
+        page_policy=dashboard_page_policy(auth),
         version="1.0",
         description="Balances, audit logs, management earnings, day closing, CSV exports.",
         lifespan=disposing(engine),

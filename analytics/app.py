@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 from analytics.api import api_router
 from analytics.service import Analytics
 from analytics.stream import run_projector
-from analytics.web import web_router
-from auth.client import AuthClientConfig, install_auth
+from analytics.web import TEMPLATES, web_router
+from auth.client import AuthClientConfig, dashboard_page_policy, install_auth
 from messaging.db import make_engine, make_session_factory
 from messaging.service_app import broker_check, create_service_app, database_check, disposing
 from messaging.settings import Settings
@@ -44,14 +44,16 @@ def create_app(
 ) -> FastAPI:
     engine = engine_for(settings)
     analytics = Analytics(make_session_factory(engine), ZoneInfo(settings.timezone), clock)
+    auth = auth or AuthClientConfig.from_env(SERVICE)
     app = create_service_app(
         "aTES analytics",
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
+        page_policy=dashboard_page_policy(auth, *sorted(TEMPLATES.glob("*.html"))),
         version="1.0",
         description="Admin dashboard projected from the event streams.",
         lifespan=disposing(engine),
     )
-    install_auth(app, auth or AuthClientConfig.from_env(SERVICE))
+    install_auth(app, auth)
     app.include_router(api_router(analytics))
     app.include_router(web_router(analytics))
     return app

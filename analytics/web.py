@@ -15,7 +15,8 @@ from analytics.domain import ChartDay, Period, chart_geometry, format_cents
 from analytics.service import Analytics, DayHistory
 from auth.dashboard_ui import Visitor
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES = Path(__file__).parent / "templates"
+templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.filters["money"] = format_cents
 
 

@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
@@ -23,10 +24,12 @@ from auth.web import WebPages, web_router
 from messaging.db import make_engine, make_session_factory
 from messaging.outbox import Outbox
 from messaging.relay import run_relay_forever
+from messaging.security_headers import PagePolicy, distinct_origins, inline_style_hashes
 from messaging.service_app import broker_check, create_service_app, database_check
 from messaging.settings import Settings
 
 SERVICE = "auth"
+PAGE_TEMPLATES = Path(__file__).parent / "templates"
 log = structlog.get_logger("auth")
 
 
@@ -68,6 +71,7 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     app = create_service_app(
         "aTES auth",
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
+        page_policy=_page_policy(config),
         version="1.0",
         description="Accounts and single sign-on (OAuth 2.1 / OpenID Connect).",
         lifespan=_lifespan(engine, keys),
@@ -80,6 +84,15 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     app.include_router(accounts_router(accounts))
     app.include_router(web_router(WebPages(accounts, pages, config)))
     return app
+
+
+def _page_policy(config: AuthConfig) -> PagePolicy:
+    """The login and admin pages style themselves inline; the signed-out page loads every
+    dashboard's front-channel sign-out URL in a frame."""
+    frontchannel = [c.frontchannel_logout_uri for c in config.clients
+                    if c.frontchannel_logout_uri]
+    return PagePolicy(style_hashes=inline_style_hashes(*sorted(PAGE_TEMPLATES.glob("*.html"))),
+                      frame_sources=distinct_origins(frontchannel))
 
 
 def _local_verifier(config: AuthConfig, keys: SigningKeys) -> TokenVerifier:

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -69,6 +70,7 @@ from auth.guards import (
 )
 from auth.replica import AccountReplica
 from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
+from messaging.security_headers import PagePolicy, inline_style_hashes, origin_of
 
 __all__ = [
     "ROLES",
@@ -82,6 +84,7 @@ __all__ = [
     "Role",
     "TokenVerifier",
     "current_user",
+    "dashboard_page_policy",
     "dashboard_url",
     "http_jwks",
     "install_auth",
@@ -91,6 +94,15 @@ __all__ = [
     "require_page_role",
     "require_role",
 ]
+
+FRONTCHANNEL_LOGOUT_PATH = "/auth/frontchannel-logout"
+
+
+def dashboard_page_policy(config: AuthClientConfig, *templates: Path) -> PagePolicy:
+    """The security headers' policy of a dashboard: the provider (and nobody else) may frame
+    its front-channel sign-out URL; ``templates`` may hold inline ``<style>`` elements."""
+    return PagePolicy(style_hashes=inline_style_hashes(*templates),
+                      framed_by={FRONTCHANNEL_LOGOUT_PATH: origin_of(config.issuer)})
 
 
 # Why an account may no longer act, by what its replica row says; None when it may.

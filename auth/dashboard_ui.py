@@ -6,7 +6,8 @@
 - static files under ``/static``: the dashboard's own folder, then ``shared_static`` here
   (``dashboard.css``, the look of every dashboard);
 - :class:`DashboardPages`: renders a page with the signed-in user, the links to the other
-  dashboards and a CSRF token for its forms, never cached nor framed.
+  dashboards and a CSRF token for its forms (never cached nor framed: the security
+  headers of ``messaging.security_headers`` see to that).
 """
 
 from __future__ import annotations
@@ -77,10 +78,6 @@ class DashboardPages:
                                                    status_code=status_code)
         if new_cookie is not None:
             self.forms.set_cookie(response, new_cookie)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'")
         return response
 
     def message(self, request: Request, user: CurrentUser, title: str, text: str,

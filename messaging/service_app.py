@@ -6,7 +6,9 @@
   naming the one that does not;
 - ``/metrics``: Prometheus exposition;
 - on every request: a request id, a server span and HTTP metrics (``http_telemetry``);
-- paths and query strings with characters no text may hold answer 400 (``text_input``).
+- paths and query strings with characters no text may hold answer 400 (``text_input``);
+- security headers on every answer (``security_headers``; ``page_policy`` says what the
+  service's pages need beyond the strict default).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy import Engine, text
 
 from messaging.http_telemetry import RequestTelemetry
 from messaging.metrics import DEPENDENCY_UP
+from messaging.security_headers import PagePolicy, SecurityHeaders
 from messaging.text_input import StorableQueryAndPath
 
 ReadinessCheck = Callable[[], None]
@@ -35,11 +38,13 @@ UNPROCESSABLE = 422
 
 
 def create_service_app(
-    title: str, checks: dict[str, ReadinessCheck], **fastapi_options
+    title: str, checks: dict[str, ReadinessCheck], page_policy: PagePolicy | None = None,
+    **fastapi_options,
 ) -> FastAPI:
     app = FastAPIOffline(title=title, **fastapi_options)
     app.add_middleware(StorableQueryAndPath)
     app.add_middleware(RequestTelemetry)
+    app.add_middleware(SecurityHeaders, policy=page_policy)
     add_operations_routes(app, checks)
     return app
 

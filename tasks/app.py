@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from auth.client import (
     AuthClientConfig,
     TokenVerifier,
+    dashboard_page_policy,
     install_auth,
     refuse_inactive_accounts,
 )
@@ -71,6 +72,7 @@ def create_app(
     app = create_service_app(
         "aTES tasks",
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
+        page_policy=dashboard_page_policy(auth),
         version="1.0",
         description="Task tracker: random assignment, reshuffles, completion.",
         lifespan=disposing(engine),

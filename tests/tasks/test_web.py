@@ -14,6 +14,7 @@ from auth.token_flow import hidden_inputs
 from tasks import service
 from tasks.web import PAGE_SIZE
 from tests.auth.support import Browsers, People, Person
+from tests.security_headers import assert_secured
 from tests.tasks.conftest import all_tasks, count_rows, last_outbox_row, stored_events
 from tests.tasks.support import OTHER_DASHBOARDS, create_via_api, feed_replica
 
@@ -120,6 +121,20 @@ def test_unknown_tasks_show_a_not_found_page(board, browsers, people, path):
     page = browser.get(f"{board}{path}")
 
     assert page.status_code == 404 and "<h1>Not found</h1>" in page.text
+
+
+def test_every_page_and_answer_carries_the_security_headers(board, browsers, people,
+                                                            auth_provider):
+    browser, _ = browsers.sign_in(board, people.worker)
+    anonymous = httpx.get(f"{board}/")
+    pages = [browser.http.get(f"{board}{path}") for path in ("/", "/all", "/new", "/nowhere")]
+    api = httpx.get(f"{board}/api/tasks", headers=people.worker.headers)
+
+    for response in (anonymous, *pages, api):
+        assert_secured(response)
+    assert_secured(httpx.get(f"{board}/static/tasks.css"), cacheable=True)
+    assert_secured(httpx.get(f"{board}/auth/frontchannel-logout"),
+                   framed_by=auth_provider.url.rstrip("/"))
 
 
 # -- creating -----------------------------------------------------------------------------
