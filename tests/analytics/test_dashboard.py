@@ -123,6 +123,8 @@ def test_api_answers_the_figures_in_cents_and_iso_dates(dashboard, tokens, activ
         {"date": "2026-11-22", "fees": 2500, "rewards": 3900, "management_earned": -1400,
          "negative_balances": 1, "closed": False},
     ], "next": None}
+    paged = get(f"{dashboard}/api/analytics/summary", admin, limit=1).json()
+    assert paged["negative_balances"] == summary["negative_balances"]
     default_days = get(f"{dashboard}/api/analytics/days", admin).json()["items"]
     assert len(default_days) == 30 and default_days[-1]["date"] == "2026-11-22"
 
@@ -133,6 +135,7 @@ def test_api_answers_the_figures_in_cents_and_iso_dates(dashboard, tokens, activ
         ("most-expensive-task", {"period": "year"}, "period must be one of day, week, month"),
         ("days", {"from": "2026-11-23", "to": "2026-11-22"}, "from must not be after to"),
         ("days", {"from": "2024-01-01", "to": "2026-11-22"}, "at most 366 days"),
+        ("summary", {"cursor": "not-a-cursor"}, "invalid cursor"),
     ],
 )
 def test_api_rejects_bad_input_with_a_clear_message(dashboard, tokens, path, params, detail):

@@ -1,4 +1,5 @@
-"""The 0002 migration turns stored end-of-day balances into daily nets and back."""
+"""The 0002 migration turns stored end-of-day balances into daily nets and back; 0004
+derives the balances now, their count and the negative days from those nets."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def test_balances_become_nets_whose_running_sums_are_the_balances_and_back(make_
     with make_session_factory(engine)() as session:
         negative = service.negative_balances_now(session)
         days = service.history(session, D1, D4)
+        count = service.negative_count(session)
     assert [(b.account_id, b.balance) for b in negative] == [(BOB, -1000), (ALICE, -200)]
     assert [d.negative_balances for d in days] == [1, 2, 1, 2]
+    assert count == 2
 
     command.downgrade(alembic_config("analytics", url), "0001")
     with engine.connect() as connection:
