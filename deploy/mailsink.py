@@ -34,6 +34,8 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
+from messaging.security_headers import PagePolicy, SecurityHeaders, inline_style_hashes
+
 Mail = dict[str, Any]
 Predicate = Callable[[list[Mail]], bool]
 
@@ -169,6 +171,8 @@ class SinkController(Controller):
 def create_app(store: MailStore) -> FastAPI:
     """FastAPI app serving the JSON API and the HTML page for `store`."""
     app = FastAPI(title="mail sink", docs_url=None, redoc_url=None, openapi_url=None)
+    policy = PagePolicy(style_hashes=inline_style_hashes(TEMPLATES_DIR / "mailsink.html"))
+    app.add_middleware(SecurityHeaders, policy=policy)
     templates = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
 
     @app.get("/healthz")
