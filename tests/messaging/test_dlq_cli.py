@@ -172,3 +172,11 @@ def test_resetting_a_running_consumer_group_is_one_clear_line_and_a_failure(engi
     [line] = result.output.strip().splitlines()
     assert "stop" in line and settings.topic_prefix + "tasks" in line
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_dead_letter_topic_missing_on_the_broker_is_one_clear_line_and_a_failure(settings):
+    env = cli_env(settings) | {"ATES_TOPIC_PREFIX": f"missing{uuid.uuid4().hex[:8]}."}
+    result = CliRunner().invoke(main, ["dlq", "list", "accounts-stream"], env=env)
+    assert result.exit_code != 0
+    [line] = result.output.strip().splitlines()
+    assert "unknown topic" in line and "accounts-stream.dlq" in line
