@@ -161,16 +161,19 @@ def apply_account_state(
     _open_balance(session, account_id)
 
 
+_OPEN_BALANCES = text(
+    "INSERT INTO balances (account_id) SELECT DISTINCT unnest(CAST(:ids AS uuid[])) ORDER BY 1"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 def apply_account_states(
     session: Session, states: Iterable[tuple[uuid.UUID | str, replica.AccountState]]
 ) -> None:
     """A run of ``account.created``/``account.updated`` events at once."""
     states = list(states)
     replica.apply_states(session, Account, states)
-    session.execute(
-        insert(Balance).on_conflict_do_nothing(),
-        [{"account_id": account_id} for account_id, _ in states],
-    )
+    session.execute(_OPEN_BALANCES, {"ids": array_literal(a for a, _ in states)})
 
 
 def apply_role_change(session: Session, account_id: uuid.UUID, role: str, version: int) -> None:

@@ -11,16 +11,18 @@ same state whatever the order.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import ColumnElement, DateTime, Integer, Text, case, func, text
+from sqlalchemy import ColumnElement, DateTime, Integer, Text, TextClause, func, text
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from event_schemas import Event
+from messaging.db import array_literal
 
 
 class AccountReplica:
@@ -81,33 +83,46 @@ def apply_states(
     table: type[AccountReplica],
     states: Iterable[tuple[uuid.UUID | str, AccountState]],
 ) -> None:
-    """``account.created``/``account.updated`` of many accounts: each state is taken
-    unless it is stale, in one round trip (one upsert a row, pipelined).
+    """``account.created``/``account.updated`` of many accounts in one statement: each
+    state is taken unless it is stale.
 
     The role is taken too, unless an ``account.role_changed`` newer than this state has
-    already been applied. A deleted account stays deleted whatever comes later.
+    already been applied. A deleted account stays deleted whatever comes later. Of several
+    states of one account only the newest can win, so only it is sent.
     """
-    rows = [
-        {"public_id": account_id, **state, "role_version": state["version"]}
-        for account_id, state in states
-    ]
-    if not rows:
+    newest: dict[str, AccountState] = {}
+    for account_id, state in states:
+        key = str(account_id).lower()
+        if key not in newest or newest[key]["version"] < state["version"]:
+            newest[key] = state
+    if not newest:
         return
-    new = insert(table).excluded
-    statement = insert(table).on_conflict_do_update(
-        index_elements=[table.public_id],
-        set_={
-            "email": new.email,
-            "full_name": new.full_name,
-            "active": new.active,
-            "version": new.version,
-            "role": case((new.version >= table.role_version, new.role), else_=table.role),
-            "role_version": func.greatest(table.role_version, new.version),
-            "updated_at": func.now(),
-        },
-        where=table.version < new.version,
-    )
-    session.execute(statement, rows)
+    columns = ("email", "full_name", "role", "active", "version")
+    values = {name: array_literal(s[name] for s in newest.values()) for name in columns}
+    session.execute(_upsert_states_sql(table.__tablename__),
+                    {"ids": array_literal(newest), **values})
+
+
+@functools.cache
+def _upsert_states_sql(table: str) -> TextClause:
+    return text(f"""
+        INSERT INTO {table} AS t (public_id, email, full_name, role, active, version, role_version)
+        SELECT id, email, full_name, role, active, version, version
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:email AS text[]), CAST(:full_name AS text[]),
+                    CAST(:role AS text[]), CAST(:active AS boolean[]), CAST(:version AS int[]))
+             AS s (id, email, full_name, role, active, version)
+        ORDER BY id
+        ON CONFLICT (public_id) DO UPDATE SET
+            email = excluded.email,
+            full_name = excluded.full_name,
+            active = excluded.active,
+            version = excluded.version,
+            role = CASE WHEN excluded.version >= t.role_version THEN excluded.role
+                        ELSE t.role END,
+            role_version = greatest(t.role_version, excluded.version),
+            updated_at = now()
+        WHERE t.version < excluded.version
+    """)
 
 
 def apply_role_change(

@@ -1,6 +1,10 @@
 """Assignee slots (a uniform pick in one index lookup), open-task counts kept by triggers,
 and an index for pages of done tasks.
 
+Accounts inserted by one statement join the pool together (a statement trigger: one lock
+and one look at the pool's size for a whole batch of ``account.created``); changes of
+eligibility afterwards are rare and handled row by row.
+
 Revision ID: 0003
 Revises: 0002
 """
@@ -37,6 +41,18 @@ def _create_assignee_slots() -> None:
         sa.UniqueConstraint("account_id"),
     )
     op.execute(f"""
+        CREATE FUNCTION assignee_slots_join_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM added AS a WHERE {_eligible("a")}) THEN
+                PERFORM pg_advisory_xact_lock({POOL_LOCK});
+                INSERT INTO assignee_slots (slot, account_id)
+                SELECT (SELECT coalesce(max(slot), 0) FROM assignee_slots)
+                       + row_number() OVER (ORDER BY a.public_id), a.public_id
+                FROM added AS a WHERE {_eligible("a")};
+            END IF;
+            RETURN NULL;
+        END $$;
+
         CREATE FUNCTION assignee_slots_join() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             PERFORM pg_advisory_xact_lock({POOL_LOCK});
@@ -57,7 +73,8 @@ def _create_assignee_slots() -> None:
         END $$;
 
         CREATE TRIGGER accounts_join_assignees AFTER INSERT ON accounts
-        FOR EACH ROW WHEN {_eligible("NEW")} EXECUTE FUNCTION assignee_slots_join();
+        REFERENCING NEW TABLE AS added
+        FOR EACH STATEMENT EXECUTE FUNCTION assignee_slots_join_inserted();
 
         CREATE TRIGGER accounts_become_assignee AFTER UPDATE OF active, deleted, role ON accounts
         FOR EACH ROW WHEN ({_eligible("NEW")} AND NOT coalesce({_eligible("OLD")}, false))
@@ -148,6 +165,7 @@ def downgrade() -> None:
         DROP TRIGGER accounts_become_assignee ON accounts;
         DROP TRIGGER accounts_stop_being_assignee ON accounts;
         DROP TRIGGER accounts_leave_assignees ON accounts;
+        DROP FUNCTION assignee_slots_join_inserted();
         DROP FUNCTION assignee_slots_join();
         DROP FUNCTION assignee_slots_leave();
     """)
