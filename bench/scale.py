@@ -3,7 +3,7 @@
     python -m bench.scale --users 1000,100000,1000000
     (without --users: ATES_BENCH_SCALE_USERS, else 1,000 / 100,000 / 1,000,000)
 
-For each size, from scratch: starts the platform as ``make up`` does (``deploy.stack``:
+For each size, its own platform: starts it as ``make up`` does (``deploy.stack``:
 embedded PostgreSQL, Tansu broker, SMTP sink, migrations, demo accounts, each service in
 its own process) on free ports in a temporary folder. Between the migrations and the start
 of the services it seeds, with ``COPY`` into the tables the services use
@@ -14,15 +14,17 @@ a sample goes through the real event path: ``SAMPLE_ACCOUNTS`` accounts and thei
 with their events in the tasks outbox; the relays publish them, the consumers apply them,
 and the bench waits until every outbox is sent and every consumer group has caught up.
 
-Then, from a separate client process (async httpx, one request at a time, after one
-untimed warm-up each), ``ATES_BENCH_SCALE_REQUESTS`` requests (default 100) of every
+Once every size's platform is up (they run side by side), a separate client process
+(async httpx, one request at a time, after one untimed warm-up each) sends each size in
+turn the same request, so that whatever else the machine does meanwhile weighs on every
+size alike: ``ATES_BENCH_SCALE_REQUESTS`` requests (default 100) of every
 interactive endpoint: create a task, complete one, my open tasks, all tasks (first page
 and a page from the middle), one task, my account, an audit-log page, management earnings
 of a day and of the month, a page of balances, analytics summary / most expensive task /
-days, and sign-in (code + PKCE, fewer: each costs an argon2id hash). Then, once each:
-reshuffle of every open task and close-day (both over the API), and ``ates analytics
-rebuild`` as a subprocess. The peak resident memory of every service process is sampled
-throughout.
+days, and sign-in (code + PKCE, fewer: each costs an argon2id hash). Then, size by size,
+once each: reshuffle of every open task and close-day (both over the API), and ``ates
+analytics rebuild`` as a subprocess. The peak resident memory of every service process is
+sampled from the start of the measurements to the end of the rebuild.
 
 Printed per figure: the value at the smallest size, at the largest, their ratio (the
 growth) and the aim: an interactive p50 at most twice as long; reshuffle and close-day
@@ -91,7 +93,29 @@ def sizes_from(raw: str | None) -> list[int]:
 
 def run(users: list[int] | None = None) -> list[Result]:
     sizes = users or sizes_from(None)
-    measured = [(size, measure_size(size)) for size in sizes]
+    client = concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"))
+    platforms: list[SeededPlatform] = []
+    try:
+        for size in sizes:
+            platforms.append(SeededPlatform(size))
+            platforms[-1].start()
+        # Every size answers the same requests in turn, so that whatever else the machine
+        # is doing meanwhile weighs on each size alike.
+        print(f"scale: measuring the endpoints at {', '.join(f'{s:,}' for s in sizes)} "
+              "users, interleaved ...", flush=True)
+        for platform in platforms:
+            platform.memory.reset()
+        endpoint_figures = client.submit(measure_endpoints,
+                                         [p.spec for p in platforms]).result()
+        measured = []
+        for platform, figures in zip(platforms, endpoint_figures, strict=True):
+            measured.append((platform.users, platform.measure_batch(client) | figures))
+            print(describe(platform.users, measured[-1][1]), flush=True)
+    finally:
+        client.shutdown(wait=True, cancel_futures=True)
+        for platform in platforms:
+            platform.stop()
     print(aims_table(measured), flush=True)
     return results(measured)
 
@@ -220,56 +244,67 @@ def wait_sample_applied(settings: Settings, sample: Sample) -> None:
                 time.sleep(0.5)
 
 
-def measure_size(users: int) -> dict:
-    var_dir = Path(tempfile.mkdtemp(prefix="ates-bench-scale-"))
-    var_dir.chmod(0o755)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
-    env |= {f"ATES_{name}_PORT": str(free_port()) for name in ("PG", "KAFKA", "SMTP", "MAIL")}
-    env |= {f"ATES_{s.upper()}_PORT": str(free_port()) for s in available_services()}
-    env |= {"ATES_VAR_DIR": str(var_dir), "ATES_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "ATES_AUTH_ACCESS_TOKEN_TTL": "7200"}
-    stack = ScaleStack(StackConfig.from_env(env), env, users)
-    client = concurrent.futures.ProcessPoolExecutor(
-        1, mp_context=multiprocessing.get_context("spawn"))
-    memory = MemoryWatch()
-    try:
+class SeededPlatform:
+    """One size: the seeded stack, its sample applied, and the memory of its processes."""
+
+    def __init__(self, users: int):
+        self.users = users
+        self.var_dir = Path(tempfile.mkdtemp(prefix="ates-bench-scale-"))
+        self.var_dir.chmod(0o755)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
+        env |= {f"ATES_{name}_PORT": str(free_port())
+                for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+        env |= {f"ATES_{s.upper()}_PORT": str(free_port()) for s in available_services()}
+        env |= {"ATES_VAR_DIR": str(self.var_dir), "ATES_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "ATES_AUTH_ACCESS_TOKEN_TTL": "7200"}
+        self.stack = ScaleStack(StackConfig.from_env(env), env, users)
+        self.memory = MemoryWatch()
+        self.spec: LoadSpec | None = None
+        self.settings: Settings | None = None
+        self.sample_seconds = 0.0
+
+    def start(self) -> None:
+        stack, users = self.stack, self.users
         print(f"scale: {users:,} users: starting the stack and seeding ...", flush=True)
         stack.start()
-        settings = Settings.from_env(stack.env)
+        self.settings = Settings.from_env(stack.env)
         plan, seeded = stack.plan, stack.seeded
         print(f"scale: seeded {seeded.users:,} users, {seeded.tasks:,} tasks, "
               f"{seeded.transactions:,} transactions ({seeded.payouts:,} payouts) in "
               f"{stack.seed_seconds:,.1f} s; waiting for the sample's events ...", flush=True)
-        memory.watch({name: child.pid for name, child in stack.children.items()
-                      if name != "mailsink"})
-        wait_sample_applied(settings, stack.sample)
-        sample_seconds = wait_drained(settings)
-        urls = {s: stack.config.service_url(s) for s in SERVICES}
-        spec = LoadSpec(urls=urls, users=plan.users, tasks=plan.tasks,
-                        first_day=plan.first_day.isoformat(), today=plan.today.isoformat(),
-                        admin=("admin@popug.inc", ADMIN_PASSWORD),
-                        manager=scale_seed.email_of(1), probes=stack.sample.probe_emails,
-                        requests=int(os.environ.get("ATES_BENCH_SCALE_REQUESTS", "100")))
-        print(f"scale: {users:,} users: measuring the endpoints ...", flush=True)
-        figures = client.submit(measure_endpoints, spec).result()
-        wait_drained(settings)
+        self.memory.watch({name: child.pid for name, child in stack.children.items()
+                           if name != "mailsink"})
+        started = time.monotonic()
+        wait_sample_applied(self.settings, stack.sample)
+        wait_drained(self.settings)
+        self.sample_seconds = time.monotonic() - started
+        self.spec = LoadSpec(
+            urls={s: stack.config.service_url(s) for s in SERVICES}, users=plan.users,
+            tasks=plan.tasks, first_day=plan.first_day.isoformat(),
+            today=plan.today.isoformat(), admin=("admin@popug.inc", ADMIN_PASSWORD),
+            manager=scale_seed.email_of(1), probes=stack.sample.probe_emails,
+            requests=int(os.environ.get("ATES_BENCH_SCALE_REQUESTS", "100")))
+
+    def measure_batch(self, client: concurrent.futures.Executor) -> dict:
+        """Reshuffle, close-day and the analytics rebuild, after the endpoints' events."""
+        users = self.users
+        wait_drained(self.settings)
         print(f"scale: {users:,} users: reshuffle and close-day ...", flush=True)
-        figures |= client.submit(measure_batch, spec).result()
-        figures["absorbed_seconds"] = wait_drained(settings)
+        figures = client.submit(measure_reshuffle_and_close, self.spec).result()
+        figures["absorbed_seconds"] = wait_drained(self.settings)
         print(f"scale: {users:,} users: analytics rebuild ...", flush=True)
-        figures |= measure_rebuild(stack.env)
-        figures["peak_rss"] = memory.peaks()
-        figures["seed_seconds"] = stack.seed_seconds
-        figures["sample_seconds"] = sample_seconds
-        figures["seeded"] = seeded
-        print(describe(users, figures), flush=True)
+        figures |= measure_rebuild(self.stack.env)
+        figures["peak_rss"] = self.memory.peaks()
+        figures["seed_seconds"] = self.stack.seed_seconds
+        figures["sample_seconds"] = self.sample_seconds
+        figures["seeded"] = self.stack.seeded
         return figures
-    finally:
-        memory.stop()
-        client.shutdown(wait=True, cancel_futures=True)
-        stack.stop()
-        shutil.rmtree(var_dir, ignore_errors=True)
+
+    def stop(self) -> None:
+        self.memory.stop()
+        self.stack.stop()
+        shutil.rmtree(self.var_dir, ignore_errors=True)
 
 
 def measure_rebuild(env: dict[str, str]) -> dict:
@@ -301,11 +336,13 @@ class LoadSpec:
     requests: int
 
 
-def measure_endpoints(spec: LoadSpec) -> dict:
-    return asyncio.run(_endpoints(spec))
+def measure_endpoints(specs: list[LoadSpec]) -> list[dict]:
+    """Latencies of every endpoint at each size, the sizes taking turns request by
+    request."""
+    return asyncio.run(_endpoints(specs))
 
 
-def measure_batch(spec: LoadSpec) -> dict:
+def measure_reshuffle_and_close(spec: LoadSpec) -> dict:
     return asyncio.run(_batch(spec))
 
 
@@ -313,23 +350,94 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _endpoints(spec: LoadSpec) -> dict:
-    from accounting.service import encode_cursor as balance_cursor
-    from tasks.service import encode_cursor as task_cursor
+async def _endpoints(specs: list[LoadSpec]) -> list[dict]:
+    async with httpx.AsyncClient(timeout=SLOW) as http:
+        sizes = [await _Size.prepare(spec, http) for spec in specs]
+        for turn in range(SIGN_INS):
+            for size in sizes:
+                await size.sign_in(turn)
+        for name in ENDPOINTS[:-1]:
+            count = min([size.count(name) for size in sizes])
+            for size in sizes:
+                await size.warm_up(name, count)
+            for i in range(count):
+                for size in sizes:
+                    await size.stats.call(name, lambda i=i, size=size, name=name:
+                                          size.requests[name](i))
+    return [{"latencies": dict(size.stats.latencies),
+             "statuses": {k: dict(v) for k, v in size.stats.statuses.items()}}
+            for size in sizes]
 
-    stats = platform_load.Stats()
-    urls, n, rng = spec.urls, spec.requests, random.Random(11)
-    admin = _bearer(await platform_load.sign_in(urls["auth"], *spec.admin))
-    manager = _bearer(await platform_load.sign_in(urls["auth"], spec.manager,
-                                                  scale_seed.PASSWORD))
-    signed = platform_load.Stats()
-    probes = [_bearer(await platform_load.sign_in(urls["auth"], email, scale_seed.PASSWORD,
-                                                  signed)) for email in spec.probes]
-    for _ in range(max(0, SIGN_INS - len(probes))):
-        await platform_load.sign_in(urls["auth"], scale_seed.email_of(_worker(spec, rng)),
-                                    scale_seed.PASSWORD, signed)
-    stats.latencies["sign-in"] = list(signed.latencies.values())[0]
-    stats.statuses["sign-in"][200] = len(stats.latencies["sign-in"])
+
+class _Size:
+    """The requests of every endpoint at one size, and their latencies."""
+
+    def __init__(self, spec: LoadSpec):
+        self.spec = spec
+        self.stats = platform_load.Stats()
+        self.rng = random.Random(11)
+        self.requests: dict = {}
+        self.own: list[tuple[dict[str, str], str]] = []
+
+    async def sign_in(self, turn: int) -> None:
+        spec = self.spec
+        email = (spec.probes[turn] if turn < len(spec.probes)
+                 else scale_seed.email_of(_worker(spec, self.rng)))
+        started = time.perf_counter()
+        await platform_load.sign_in(spec.urls["auth"], email, scale_seed.PASSWORD)
+        self.stats.latencies["sign-in"].append(time.perf_counter() - started)
+        self.stats.statuses["sign-in"][200] += 1
+
+    def count(self, name: str) -> int:
+        if name == "complete task":
+            return min(self.spec.requests, len(self.own) - 1)
+        return self.spec.requests
+
+    async def warm_up(self, name: str, count: int) -> None:
+        if count <= 0:
+            return
+        warm = await self.requests[name](count if name == "complete task" else 0)
+        if warm.status_code >= 400:
+            print(f"  {self.spec.users:,} users, {name}: HTTP {warm.status_code} "
+                  f"{warm.text[:200]}", flush=True)
+
+    @classmethod
+    async def prepare(cls, spec: LoadSpec, http: httpx.AsyncClient) -> _Size:
+        size = cls(spec)
+        size.requests = await size._requests(http)
+        return size
+
+    async def _requests(self, http: httpx.AsyncClient) -> dict:
+        from accounting.service import encode_cursor as balance_cursor
+        from tasks.service import encode_cursor as task_cursor
+
+        spec, rng, urls = self.spec, self.rng, self.spec.urls
+        admin = _bearer(await platform_load.sign_in(urls["auth"], *spec.admin))
+        manager = _bearer(await platform_load.sign_in(urls["auth"], spec.manager,
+                                                      scale_seed.PASSWORD))
+        probes = [_bearer(await platform_load.sign_in(urls["auth"], email,
+                                                      scale_seed.PASSWORD))
+                  for email in spec.probes]
+        await _own_tasks(http, f"{urls['tasks']}/api", probes, self.own, rng)
+        return _requests_of(spec, rng, http, admin, manager, probes, self.own,
+                            balance_cursor, task_cursor)
+
+
+async def _own_tasks(http: httpx.AsyncClient, tasks: str, probes: list[dict[str, str]],
+                     own: list, rng: random.Random) -> None:
+    """The sample's tasks, each assigned to one of the probing workers, to complete."""
+    for headers in probes:
+        page = (await http.get(f"{tasks}/tasks", headers=headers,
+                               params={"assignee": "me", "status": "open",
+                                       "limit": 100})).json()
+        own += [(headers, item["id"]) for item in page["items"]]
+    rng.shuffle(own)
+
+
+def _requests_of(spec: LoadSpec, rng: random.Random, http: httpx.AsyncClient,
+                 admin: dict[str, str], manager: dict[str, str], probes: list[dict[str, str]],
+                 own: list, balance_cursor, task_cursor) -> dict:
+    urls = spec.urls
     tasks, accounting, analytics = (f"{urls[s]}/api" for s in ("tasks", "accounting",
                                                               "analytics"))
     middle = task_cursor(derived_id(TASK, spec.tasks // 2))
@@ -348,56 +456,36 @@ async def _endpoints(spec: LoadSpec) -> dict:
         first = datetime.fromisoformat(days[0]).date()
         return (first + timedelta(days=rng.randrange(30))).isoformat()
 
-    async with httpx.AsyncClient(timeout=SLOW) as http:
-        # Tasks to complete: the sample's, each assigned to one of the probing workers.
-        own = []
-        for headers in probes:
-            page = (await http.get(f"{tasks}/tasks", headers=headers,
-                                   params={"assignee": "me", "status": "open",
-                                           "limit": 100})).json()
-            own += [(headers, item["id"]) for item in page["items"]]
-        rng.shuffle(own)
-        plan = {
-            "create task": lambda i: http.post(f"{tasks}/tasks", headers=manager,
-                                               json={"title": f"Scale bench task {i}"}),
-            "complete task": lambda i: http.post(
-                f"{tasks}/tasks/{own[i][1]}/complete", headers=own[i][0]),
-            "my open tasks": lambda i: http.get(f"{tasks}/tasks", headers=worker(),
-                                                params={"assignee": "me", "status": "open"}),
-            "all tasks, first page": lambda i: http.get(f"{tasks}/tasks", headers=admin),
-            "all tasks, deep page": lambda i: http.get(f"{tasks}/tasks", headers=admin,
-                                                       params={"cursor": middle}),
-            "task page": lambda i: http.get(f"{tasks}/tasks/{some_task()}", headers=admin),
-            "my account": lambda i: http.get(f"{accounting}/me/account", headers=worker()),
-            "audit-log page": lambda i: http.get(
-                f"{accounting}/accounts/{some_account()}/transactions", headers=admin),
-            "management day": lambda i: http.get(f"{accounting}/management/earnings",
-                                                 headers=admin, params={"date": some_day()}),
-            "management days": lambda i: http.get(
-                f"{accounting}/management/days", headers=admin,
-                params={"from": days[0], "to": days[1]}),
-            "balances page": lambda i: http.get(
-                f"{accounting}/accounts", headers=admin,
-                params={"cursor": balance_cursor(uuid.UUID(some_account()))}),
-            "analytics summary": lambda i: http.get(f"{analytics}/analytics/summary",
-                                                    headers=admin),
-            "analytics most expensive": lambda i: http.get(
-                f"{analytics}/analytics/most-expensive-task", headers=admin,
-                params={"period": ("day", "week", "month")[i % 3], "date": some_day()}),
-            "analytics days": lambda i: http.get(f"{analytics}/analytics/days", headers=admin,
-                                                 params={"from": days[0], "to": days[1]}),
-        }
-        for name, request in plan.items():
-            count = min(n, len(own) - 1) if name == "complete task" else n
-            if count <= 0:
-                continue
-            warm = await request(count if name == "complete task" else 0)
-            if warm.status_code >= 400:
-                print(f"  {name}: HTTP {warm.status_code} {warm.text[:200]}", flush=True)
-            for i in range(count):
-                await stats.call(name, lambda i=i, request=request: request(i))
-    return {"latencies": dict(stats.latencies),
-            "statuses": {k: dict(v) for k, v in stats.statuses.items()}}
+    return {
+        "create task": lambda i: http.post(f"{tasks}/tasks", headers=manager,
+                                           json={"title": f"Scale bench task {i}"}),
+        "complete task": lambda i: http.post(
+            f"{tasks}/tasks/{own[i][1]}/complete", headers=own[i][0]),
+        "my open tasks": lambda i: http.get(f"{tasks}/tasks", headers=worker(),
+                                            params={"assignee": "me", "status": "open"}),
+        "all tasks, first page": lambda i: http.get(f"{tasks}/tasks", headers=admin),
+        "all tasks, deep page": lambda i: http.get(f"{tasks}/tasks", headers=admin,
+                                                   params={"cursor": middle}),
+        "task page": lambda i: http.get(f"{tasks}/tasks/{some_task()}", headers=admin),
+        "my account": lambda i: http.get(f"{accounting}/me/account", headers=worker()),
+        "audit-log page": lambda i: http.get(
+            f"{accounting}/accounts/{some_account()}/transactions", headers=admin),
+        "management day": lambda i: http.get(f"{accounting}/management/earnings",
+                                             headers=admin, params={"date": some_day()}),
+        "management days": lambda i: http.get(
+            f"{accounting}/management/days", headers=admin,
+            params={"from": days[0], "to": days[1]}),
+        "balances page": lambda i: http.get(
+            f"{accounting}/accounts", headers=admin,
+            params={"cursor": balance_cursor(uuid.UUID(some_account()))}),
+        "analytics summary": lambda i: http.get(f"{analytics}/analytics/summary",
+                                                headers=admin),
+        "analytics most expensive": lambda i: http.get(
+            f"{analytics}/analytics/most-expensive-task", headers=admin,
+            params={"period": ("day", "week", "month")[i % 3], "date": some_day()}),
+        "analytics days": lambda i: http.get(f"{analytics}/analytics/days", headers=admin,
+                                             params={"from": days[0], "to": days[1]}),
+    }
 
 
 def _worker(spec: LoadSpec, rng: random.Random) -> int:
