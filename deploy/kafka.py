@@ -406,6 +406,15 @@ class ApacheKafka:
             self._pid_path(node).unlink(missing_ok=True)
         self.processes.clear()
 
+    def pause(self) -> None:
+        """SIGSTOP every node: the cluster stops answering, as a frozen host would."""
+        for process in self.processes.values():
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for process in self.processes.values():
+            process.send_signal(signal.SIGCONT)
+
     def __enter__(self) -> ApacheKafka:
         return self.start()
 

@@ -5,6 +5,11 @@ its mail page, applies every service's migrations, seeds demo accounts, then run
 service (web app + relay + consumers) in its own process. Ctrl-C or SIGTERM stops all
 of it, children first, and leaves no process behind.
 
+``ATES_BROKER`` chooses the embedded broker: ``tansu`` (the default: light, memory only,
+so every event is gone after a restart) or ``kafka`` (Apache Kafka run natively from its
+jars, ``deploy/kafka.py``: needs Java 17 and Maven; its log is kept under
+``<ATES_VAR_DIR>/kafka``; ``ATES_KAFKA_NODES=3`` makes it a 3-node cluster).
+
 ``ATES_DATABASE_URL`` / ``ATES_KAFKA_BOOTSTRAP`` / ``ATES_SMTP_URL`` use external servers
 instead of the embedded ones. Ports and the data folder can be moved with
 ``ATES_PG_PORT``, ``ATES_KAFKA_PORT``, ``ATES_SMTP_PORT``, ``ATES_MAIL_PORT``,
@@ -38,6 +43,7 @@ import httpx
 
 from auth.config import DASHBOARD_PORTS, client_secret_variable
 from deploy.embedded import EmbeddedPostgres, TansuBroker, stop_process, wait_for_port
+from deploy.kafka import ApacheKafka, KafkaUnavailable
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.kafka import ensure_topics
 from messaging.migrations import upgrade
@@ -45,6 +51,7 @@ from messaging.settings import Settings
 
 HOST = "127.0.0.1"
 SECRETS_FILE = "secrets.json"
+BROKERS = ("tansu", "kafka")
 
 
 @dataclass
@@ -57,10 +64,16 @@ class StackConfig:
     service_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
     # One process per web app and per worker instead of one per service.
     split_workers: bool = False
+    # The embedded broker: "tansu" (memory only) or "kafka" (Apache Kafka, kafka_nodes).
+    broker: str = "tansu"
+    kafka_nodes: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> StackConfig:
         ports = {s: int(env.get(f"ATES_{s.upper()}_PORT", p)) for s, p in SERVICE_PORTS.items()}
+        broker = env.get("ATES_BROKER", "tansu").strip().lower() or "tansu"
+        if broker not in BROKERS:
+            raise ValueError(f"ATES_BROKER={broker!r}: choose one of {', '.join(BROKERS)}")
         return cls(
             var_dir=Path(env.get("ATES_VAR_DIR", "var")).resolve(),
             pg_port=int(env.get("ATES_PG_PORT", 5432)),
@@ -69,6 +82,8 @@ class StackConfig:
             mail_port=int(env.get("ATES_MAIL_PORT", 8025)),
             service_ports=ports,
             split_workers=env.get("ATES_SPLIT_WORKERS", "").lower() in ("1", "true", "yes"),
+            broker=broker,
+            kafka_nodes=int(env.get("ATES_KAFKA_NODES", 1)),
         )
 
     def service_url(self, service: str) -> str:
@@ -80,7 +95,7 @@ class Stack:
         self.config = config
         self.env = dict(env)
         self.postgres: EmbeddedPostgres | None = None
-        self.broker: TansuBroker | None = None
+        self.broker: TansuBroker | ApacheKafka | None = None
         self.children: dict[str, subprocess.Popen] = {}
         # How each child was started (to start it again) and its own extra environment.
         self.commands: dict[str, list[str]] = {}
@@ -128,7 +143,14 @@ class Stack:
                 cfg.var_dir / "postgres", port=cfg.pg_port, log_path=self.log_dir / "postgres.log"
             ).start()
             self.env["ATES_DATABASE_URL"] = self.postgres.url
-        if "ATES_KAFKA_BOOTSTRAP" not in self.env:
+        if "ATES_KAFKA_BOOTSTRAP" not in self.env and cfg.broker == "kafka":
+            self.broker = ApacheKafka(cfg.var_dir / "kafka", nodes=cfg.kafka_nodes,
+                                      port=cfg.kafka_port)
+            say(f"starting Apache Kafka ({self.broker.describe()}) ...")
+            self.broker.start()
+            self.env["ATES_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
+            self.env.setdefault("ATES_KAFKA_SESSION_TIMEOUT_MS", "2000")
+        elif "ATES_KAFKA_BOOTSTRAP" not in self.env:
             say("starting the Kafka-protocol broker (Tansu) ...")
             self.broker = TansuBroker(
                 port=cfg.kafka_port, log_path=self.log_dir / "broker.log"
@@ -283,7 +305,12 @@ class Stack:
                 f"  {'mail':<11} http://{HOST}:{cfg.mail_port}   (SMTP on {HOST}:{cfg.smtp_port})"
             )
         lines.append(f"  {'database':<11} {self.env['ATES_DATABASE_URL']}")
-        lines.append(f"  {'broker':<11} {self.env['ATES_KAFKA_BOOTSTRAP']}")
+        broker = self.env["ATES_KAFKA_BOOTSTRAP"]
+        if isinstance(self.broker, ApacheKafka):
+            broker += f"   ({self.broker.describe()})"
+        elif isinstance(self.broker, TansuBroker):
+            broker += "   (Tansu, memory only: events are gone after a restart)"
+        lines.append(f"  {'broker':<11} {broker}")
         if self.logins:
             lines += ["", "Logins:"]
             for login in self.logins:
@@ -327,10 +354,17 @@ def run_stack() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stack = Stack(StackConfig.from_env(dict(os.environ)), dict(os.environ))
+    try:
+        config = StackConfig.from_env(dict(os.environ))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    stack = Stack(config, dict(os.environ))
     failed = None
     try:
-        stack.start()
+        try:
+            stack.start()
+        except KafkaUnavailable as exc:
+            raise SystemExit(str(exc)) from None
         say(stack.summary())
         failed = stack.watch(stop)
         if failed:
