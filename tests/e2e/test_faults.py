@@ -14,7 +14,6 @@ from tests.e2e.platform import (
     everything_agrees,
     inbox_count,
     ledger_invariants,
-    payout_mails_match,
     published_ids,
     unsent_outbox,
     wait_until,
@@ -168,39 +167,6 @@ def test_postgres_restarted_during_traffic(platform, api, model, driver):
     print(f"\npostgres: restarted ({down:.1f} s) during traffic: {traffic.ok} requests ok, "
           f"{traffic.failed} failed and stored nothing; caught up in "
           f"{time.monotonic() - started:.1f} s")
-
-
-def test_smtp_down_across_a_day_close(platform, api, model, driver):
-    driver.new_popug_with_a_done_task(400_000)
-    prices, _ = everything_agrees(api, model, platform)
-    platform.clear_mails()
-    platform.stack.kill("mailsink")
-    closing = driver.close_day(prices)
-    assert closing.payouts
-
-    def pending_mails() -> int:
-        return platform.sql(platform.accounting_db, """
-            SELECT count(*) FROM payout_emails e JOIN payouts p ON p.id = e.payout_id
-            WHERE p.day = :day AND e.sent_at IS NULL AND e.attempts > 0""",
-            day=closing.day)[0][0]
-
-    wait_until(lambda: pending_mails() == len(closing.payouts), 60,
-               what="failed attempts to send every payout mail")
-    time.sleep(2)
-    platform.stack.start_child("mailsink")
-    back = time.monotonic()
-    mails = wait_until(lambda: payout_mails_match(platform, model, closing), 60,
-                       what="payout mails after the SMTP server came back")
-    took = time.monotonic() - back
-    everything_agrees(api, model, platform)
-    time.sleep(3)  # a duplicate would have arrived by now (retries every <= 2 s)
-    assert len(payout_mails_match(platform, model, closing)) == len(closing.payouts)
-    (attempts,) = platform.sql(platform.accounting_db, """
-        SELECT sum(e.attempts) FROM payout_emails e JOIN payouts p ON p.id = e.payout_id
-        WHERE p.day = :day""", day=closing.day)[0]
-    print(f"\nsmtp: down across the close of {closing.day}: {len(closing.payouts)} payouts, "
-          f"{attempts} send attempts; {len(mails)} mails arrived {took:.1f} s after the "
-          f"server was back, none twice")
 
 
 def test_consumer_group_reset_changes_nothing(platform, api, model, driver):
