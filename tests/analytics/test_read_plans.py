@@ -120,8 +120,9 @@ def test_the_most_expensive_task_of_a_day_week_or_month_reads_no_whole_table(
 
 
 def test_a_batch_of_transactions_and_tasks_reads_no_whole_table(large_projection, project):
-    known = [str(row) for row in large_projection.connect().execute(
-        text("SELECT account_id FROM account_balances ORDER BY account_id LIMIT 5")).scalars()]
+    with large_projection.connect() as connection:
+        known = [str(a) for a in connection.execute(text(
+            "SELECT account_id FROM account_balances ORDER BY account_id LIMIT 5")).scalars()]
     late = FIRST + timedelta(days=3)
     events = [transaction(a, "fee", 1200, 0, day=late, applied_at=at(late)) for a in known]
     events += [priced(a, 2500) for a in known] + [completed(a, at(DAY)) for a in known]
