@@ -5,7 +5,7 @@ JSON ``\\ud800`` escape produces) cannot be encoded as UTF-8; either would fail 
 request as a 500. The guard refuses them at the edge with a readable message instead:
 
 - :data:`Text` (and :data:`OptionalText`) for the fields of request bodies (pydantic);
-- :func:`first_problem` for form fields, :func:`checked` where an exception suits better;
+- :func:`first_problem` for form fields (and :func:`displayable` to show them back);
 - :class:`StorableQueryAndPath`, an ASGI middleware, for every path and query string.
 """
 
@@ -26,23 +26,8 @@ UNSTORABLE_MESSAGE = "must not contain NUL characters or lone surrogates"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-class UnstorableText(ValueError):
-    """A text input carries a character that can be neither stored nor encoded."""
-
-    def __init__(self, field: str):
-        super().__init__(f"{field} {UNSTORABLE_MESSAGE}")
-        self.field = field
-
-
 def is_storable(value: str) -> bool:
     return _UNSTORABLE.search(value) is None
-
-
-def checked(value: str, field: str) -> str:
-    """``value`` itself, or :class:`UnstorableText` naming ``field``."""
-    if not is_storable(value):
-        raise UnstorableText(field)
-    return value
 
 
 def first_problem(fields: Mapping[str, str]) -> str | None:
