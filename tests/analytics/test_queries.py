@@ -81,11 +81,8 @@ class CollectedLetters:
     def __init__(self) -> None:
         self.errors: list[tuple[bytes, str]] = []
 
-    def send(self, message, error: str) -> None:
-        self.errors.append((message.value(), error))
-
-    def flush(self) -> None:
-        pass
+    def store(self, failed, wait) -> None:
+        self.errors.extend((message.value(), error) for message, error in failed)
 
 
 def test_an_event_that_keeps_failing_is_dead_lettered_and_a_transient_failure_retried(
