@@ -75,6 +75,12 @@ class Account(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     deleted_at: Mapped[datetime | None]
+    # Two-factor (TOTP, RFC 6238): the secret in use, one being enrolled, and the last
+    # time step accepted (a code is never accepted twice).
+    totp_secret: Mapped[str | None]
+    totp_pending_secret: Mapped[str | None]
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SsoSession(Base):
@@ -89,6 +95,8 @@ class SsoSession(Base):
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    address: Mapped[str | None]
+    user_agent: Mapped[str | None]
 
 
 class AuthorizationCode(Base):
@@ -164,4 +172,75 @@ class LoginFailure(Base):
     id: Mapped[int] = _id()
     email: Mapped[str]
     address: Mapped[str]
+    created_at: Mapped[datetime] = _now()
+
+
+class SignInRecord(Base):
+    """A sign-in or a failed one, of an existing account, for its owner and admins to see."""
+
+    __tablename__ = "sign_in_records"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('signed_in', 'failed')", name="sign_in_records_outcome"),
+        Index("sign_in_records_account", "account_id", "id"),
+    )
+
+    id: Mapped[int] = _id()
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    outcome: Mapped[str]
+    reason: Mapped[str | None]
+    second_factor: Mapped[str | None]
+    address: Mapped[str]
+    user_agent: Mapped[str | None]
+    created_at: Mapped[datetime] = _now()
+
+
+class PasswordResetToken(Base):
+    """A single-use, expiring password reset link (stored as its digest)."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[int] = _id()
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    account_id: Mapped[int] = _account_ref()
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class PasswordResetRequest(Base):
+    """One request for a reset link, counted for throttling whether or not the email exists."""
+
+    __tablename__ = "password_reset_requests"
+    __table_args__ = (
+        Index("password_reset_requests_email", "email", "created_at"),
+        Index("password_reset_requests_address", "address", "created_at"),
+    )
+
+    id: Mapped[int] = _id()
+    email: Mapped[str]
+    address: Mapped[str]
+    created_at: Mapped[datetime] = _now()
+
+
+class RecoveryCode(Base):
+    """A single-use two-factor recovery code (stored as its digest)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = _id()
+    account_id: Mapped[int] = _account_ref()
+    code_hash: Mapped[str]
+    created_at: Mapped[datetime] = _now()
+    used_at: Mapped[datetime | None]
+
+
+class TwoFactorRole(Base):
+    """A role whose members must sign in with a second factor."""
+
+    __tablename__ = "two_factor_roles"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({_role_list})", name="two_factor_roles_role_known"),
+    )
+
+    role: Mapped[str] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = _now()
