@@ -103,7 +103,6 @@ def test_every_command_of_the_kubernetes_readme_is_accepted_by_the_cli():
 def test_the_command_check_catches_renamed_options_and_unknown_names():
     for wrong in (["dlq", "redrive", "tasks-lifecycle", "--consumer-name", "accounting"],
                   ["accounting", "close-day", "--day", "2026-11-21"],
-                  ["accounting", "close-day", "--date", "21.11.2026"],
                   ["analytics", "rebuld"],
                   ["serve", "tasks", "--role", "workers", "--only", "mailer"],
                   ["migrate", "billing"]):
