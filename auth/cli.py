@@ -20,9 +20,16 @@ from auth.token_flow import TokenFlowError, obtain_tokens
 def token(email: str, password: str, provider: str | None, client_id: str,
           as_json: bool) -> None:
     """Sign in (code + PKCE, loopback redirect) and print an access token."""
+    import httpx
+
+    url = provider or auth_url()
     try:
-        tokens = obtain_tokens(provider or auth_url(), email, password, client_id)
-    except (TokenFlowError, OSError) as error:
+        tokens = obtain_tokens(url, email, password, client_id)
+    except httpx.TransportError as error:
+        raise click.ClickException(
+            f"cannot reach the auth service at {url} ({error or type(error).__name__}); "
+            "is the stack up? (ATES_AUTH_URL or --auth-url name another)") from error
+    except (TokenFlowError, OSError, httpx.HTTPError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(json.dumps(tokens, indent=2) if as_json else tokens["access_token"])
 

@@ -9,15 +9,27 @@ import json
 
 import click
 
+from deploy.console import use_stack_env
 from deploy.mailsink import mailsink_cli
 from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve, worker_names
 from event_schemas.cli import schemas_cli
 from messaging.settings import Settings
 
+# Commands that start the platform or one of its parts: they never read a stack file.
+_NOT_OPERATOR_COMMANDS = {"up", "serve", "mailsink", "schemas"}
+
 
 @click.group()
-def main() -> None:
-    """aTES: task tracker with accounting."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """aTES: task tracker with accounting.
+
+    Operator commands act on the stack `ates up` last started from this folder: they read
+    what it chose from ATES_VAR_DIR/ates.env (default: var/ates.env; variables set in the
+    environment win) and say on stderr which stack they act on.
+    """
+    if ctx.invoked_subcommand not in _NOT_OPERATOR_COMMANDS:
+        use_stack_env(ctx)
 
 
 @main.command()

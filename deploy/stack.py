@@ -47,10 +47,13 @@ from deploy.kafka import ApacheKafka, KafkaUnavailable
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.kafka import ensure_topics
 from messaging.migrations import upgrade
-from messaging.settings import Settings
+from messaging.settings import STACK_ENV_FILE, Settings, write_stack_env
 
 HOST = "127.0.0.1"
 SECRETS_FILE = "secrets.json"
+# Passed on to the stack file as they were set for `ates up`.
+_PASSED_ON = ("ATES_KAFKA_SESSION_TIMEOUT_MS", "ATES_DATABASE_PREFIX", "ATES_TIMEZONE",
+              "ATES_PUBLIC_HOST")
 BROKERS = ("tansu", "kafka")
 
 
@@ -116,6 +119,7 @@ class Stack:
         for name, value in installation_secrets(self.secrets_file).items():
             self.env.setdefault(name, value)
         self._start_servers()
+        self._write_stack_env()
         settings = Settings.from_env(self.env)
         ensure_topics(settings)
         services = available_services()
@@ -177,6 +181,31 @@ class Stack:
         self.env.setdefault("ATES_AUTH_URL", cfg.service_url("auth"))
         for service in SERVICE_PORTS:
             self.env.setdefault(f"ATES_{service.upper()}_URL", cfg.service_url(service))
+
+    @property
+    def stack_env_file(self) -> Path:
+        return self.config.var_dir / STACK_ENV_FILE
+
+    def stack_env(self) -> dict[str, str]:
+        """What this stack chose, as the variables every ``ates`` command reads."""
+        cfg = self.config
+        chosen = {f"ATES_{s.upper()}_URL": self.env[f"ATES_{s.upper()}_URL"]
+                  for s in SERVICE_PORTS}
+        chosen |= {f"ATES_{s.upper()}_PORT": str(p) for s, p in cfg.service_ports.items()}
+        chosen |= {name: self.env[name] for name in
+                   ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
+        if "mailsink" in self.children:
+            chosen["ATES_MAIL_URL"] = f"http://{HOST}:{cfg.mail_port}"
+        # What else decides where the data and the events are, when it was set.
+        chosen |= {name: value for name, value in sorted(self.env.items())
+                   if name in _PASSED_ON or name.startswith("ATES_TOPIC_")
+                   or (name.endswith("_DATABASE_URL") and name.startswith("ATES_"))}
+        return chosen
+
+    def _write_stack_env(self) -> None:
+        write_stack_env(self.stack_env_file, self.stack_env(), header=(
+            "What `ates up` chose for this stack; every `ates` command reads it.\n"
+            "Variables set in the environment win over these. Rewritten by each `ates up`."))
 
     def _seed(self, settings: Settings) -> list[dict]:
         if importlib.util.find_spec("auth.seed") is None:
@@ -316,7 +345,9 @@ class Stack:
             for login in self.logins:
                 password = login["password"] or "(unchanged)"
                 lines.append(f"  {login['role']:<11} {login['email']:<28} {password}")
-        lines += ["", f"Secrets of this installation: {self.secrets_file}",
+        lines += ["", f"Settings of this stack (read by every `ates` command): "
+                      f"{self.stack_env_file}",
+                  f"Secrets of this installation: {self.secrets_file}",
                   f"Logs in {self.log_dir}. Press Ctrl-C to stop."]
         return "\n".join(lines)
 

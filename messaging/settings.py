@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 LOGICAL_TOPICS = (
@@ -129,3 +130,42 @@ def _normalise_db_url(url: str) -> str:
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+# -- the settings a running dev stack chose -------------------------------------------------
+
+STACK_ENV_FILE = "ates.env"
+
+
+def stack_env_path(environ: dict[str, str] | None = None) -> Path:
+    """Where ``ates up`` writes what it chose: ``<ATES_VAR_DIR>/ates.env`` (``./var``)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("ATES_VAR_DIR") or "var").resolve() / STACK_ENV_FILE
+
+
+def read_stack_env(path: Path) -> dict[str, str]:
+    """The ``NAME=value`` lines of a stack file (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name.startswith("ATES_") and not name.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def write_stack_env(path: Path, values: dict[str, str], header: str = "") -> None:
+    """Write ``values`` as ``NAME=value`` lines, replacing the file in one step."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"{name}={value}" for name, value in values.items()]
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(lines) + "\n")
+    partial.replace(path)
+
+
+def without_password(url: str) -> str:
+    """A URL fit to print: any password in it replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

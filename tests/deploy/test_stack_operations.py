@@ -1,0 +1,109 @@
+"""Operator commands against a stack `ates up` started on ports of its own: they find it
+through the stack file it writes, say which stack they act on, and act on that one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from deploy.embedded import free_port
+from deploy.serve import available_services
+from messaging.settings import read_stack_env
+from tests.deploy.test_stack import wait_for_line
+
+ADMIN_PASSWORD = "correct-horse-battery"
+
+
+def operator_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    """An environment that names no server at all: only the stack file can."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATES_")}
+    return env | {"ATES_VAR_DIR": str(var_dir)} | extra
+
+
+def ates(*args: str, env: dict[str, str], input: str | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], env=env, input=input,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class RunningStack:
+    def __init__(self, var_dir: Path):
+        self.var_dir = var_dir
+        self.ports = {name: free_port() for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+        self.service_ports = {s: free_port() for s in available_services()}
+        env = operator_env(var_dir, ATES_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        env |= {f"ATES_{k}_PORT": str(v) for k, v in self.ports.items()}
+        env |= {f"ATES_{s.upper()}_PORT": str(p) for s, p in self.service_ports.items()}
+        self.env = env
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "up"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self.output = "".join(wait_for_line(self.process, "Press Ctrl-C to stop", 180))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    var_dir = Path(tempfile.mkdtemp(prefix="ates-ops-"))
+    var_dir.chmod(0o755)
+    running = RunningStack(var_dir)
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def test_ates_up_writes_what_it_chose_to_the_stack_file(stack):
+    chosen = read_stack_env(stack.var_dir / "ates.env")
+
+    assert str(stack.var_dir / "ates.env") in stack.output
+    assert chosen["ATES_AUTH_URL"] == f"http://127.0.0.1:{stack.service_ports['auth']}"
+    assert chosen["ATES_DATABASE_URL"].endswith(f"127.0.0.1:{stack.ports['PG']}/postgres")
+    assert chosen["ATES_KAFKA_BOOTSTRAP"] == f"127.0.0.1:{stack.ports['KAFKA']}"
+    assert chosen["ATES_SMTP_URL"] == f"smtp://127.0.0.1:{stack.ports['SMTP']}"
+    assert chosen["ATES_MAIL_URL"] == f"http://127.0.0.1:{stack.ports['MAIL']}"
+    assert "ATES_SECRET_KEY" not in chosen  # secrets stay in secrets.json only
+
+
+def test_token_close_day_and_dlq_list_act_on_the_stack_of_the_stack_file(stack):
+    env = operator_env(stack.var_dir)
+    auth = f"http://127.0.0.1:{stack.service_ports['auth']}"
+
+    token = ates("token", "--email", "admin@popug.inc", "--password", ADMIN_PASSWORD, env=env)
+    closed = ates("accounting", "close-day", env=env)
+    listed = ates("dlq", "list", "tasks-lifecycle", env=env)
+
+    for done in (token, closed, listed):
+        assert done.returncode == 0, done.stderr
+        assert f"acting on the stack of {stack.var_dir / 'ates.env'}" in done.stderr
+        assert auth in done.stderr and f"127.0.0.1:{stack.ports['PG']}" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert token.stdout.count(".") == 2  # a JWT
+    assert "closed, " in closed.stdout
+    assert "no dead letters" in listed.stderr
+
+
+def test_the_environment_wins_over_the_stack_file(stack):
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    env = operator_env(stack.var_dir, ATES_AUTH_URL=elsewhere)
+
+    done = ates("token", "--email", "admin@popug.inc", "--password", ADMIN_PASSWORD, env=env)
+
+    assert done.returncode == 1
+    assert "from the environment instead: ATES_AUTH_URL" in done.stderr
+    assert elsewhere in done.stderr and "Traceback" not in done.stderr
