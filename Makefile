@@ -15,32 +15,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Installs Debian packages, as root or through sudo.
+apt_install = sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1)
+
 ## Browser tests drive Debian's Chromium (Playwright never downloads a browser here).
 chromium:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  fi; }
+	@command -v chromium >/dev/null || { $(call apt_install,chromium); }
 
 ## promtool checks the shipped alert rules (Debian's prometheus package).
 promtool:
-	@command -v promtool >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
-	  else \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
-	  fi; }
+	@command -v promtool >/dev/null || { $(call apt_install,prometheus); }
 
 ## The benchmarks' HTTP load generator, from Debian.
 wrk:
-	@command -v wrk >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
-	  else \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
-	  fi; }
+	@command -v wrk >/dev/null || { $(call apt_install,wrk); }
 
 ## Start the whole platform on embedded servers (Ctrl-C stops everything).
 up: install
