@@ -50,6 +50,27 @@ def close_day(day: str | None) -> None:
         )
 
 
+@accounting_group.command("verify")
+def verify_ledger() -> None:
+    """Recompute the ledger's hash chain and check its invariants; exit 1 on a break."""
+    from accounting.app import engine_for
+    from accounting.ledger import utc_now
+    from accounting.settings import AccountingSettings
+    from accounting.verify import verify
+
+    engine = engine_for(AccountingSettings.from_env().platform)
+    try:
+        result = verify(engine, utc_now)
+    finally:
+        engine.dispose()
+    for found in result.breaks:
+        click.echo(f"BREAK {found}", err=True)
+    if not result.holds:
+        raise SystemExit(1)
+    click.echo(f"the ledger holds: {result.transactions} transaction(s) chained, every"
+               " invariant true")
+
+
 def _iso_date(raw: str) -> date:
     """``--date`` as the API takes it; a bad one is one line of error, not a usage text."""
     try:

@@ -35,7 +35,9 @@ from accounting.domain import COMPANY_ACCOUNT_ID, PAYOUT
 from accounting.events import PAYMENT_MADE, TRANSACTION_APPLIED, VERSION, rfc3339
 from accounting.ledger import (
     Books,
+    chained_hash,
     last_closed_day,
+    lock_chain,
     lock_day_for_closing,
     transaction_applied_payload,
 )
@@ -108,6 +110,7 @@ def _close(
     session: Session, books: Books, day: date, now: datetime, traceparent: str | None
 ) -> ClosedDay:
     params = {"day": day, "at": now, "company": COMPANY_ACCOUNT_ID}
+    lock_chain(session)
     session.execute(
         _COLLECT_PAYOUTS, params | {"transaction_ids": _transaction_ids(session),
                                     "seed": bulk_sql.new_seed()}
@@ -169,6 +172,11 @@ def _collect_payouts_sql() -> str:
 
 _COLLECT_PAYOUTS = text(_collect_payouts_sql())
 
+_PAYOUT_HASH = chained_hash(
+    "transaction_id", "transaction_public_id", "'payout'", "account_id", "NULL::uuid",
+    "CAST(:day AS date)", "-amount", "balance_after", "CAST(:at AS timestamptz)", "NULL::uuid",
+)
+
 _PAY = [
     text(
         """
@@ -177,12 +185,12 @@ _PAY = [
         """
     ),
     text(
-        """
+        f"""
         INSERT INTO transactions (id, public_id, type, account_id, task_id, day, amount,
-                                  balance_after, created_at)
+                                  balance_after, created_at, hash)
         SELECT transaction_id, transaction_public_id, 'payout', account_id, NULL, :day,
-               -amount, balance_after, :at
-        FROM closing
+               -amount, balance_after, :at, {_PAYOUT_HASH}
+        FROM closing ORDER BY transaction_id
         """
     ),
     text(

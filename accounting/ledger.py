@@ -40,6 +40,9 @@ from messaging.outbox import Outbox
 
 # Any constant will do, as long as every process of the accounting service uses it.
 DAY_LOCK = 0x6C6564676572  # "ledger"
+# Taken (until commit) by every writer of transactions before it draws their ids, so that
+# ids grow in the order of the hash chain (see migration 0007 and ``accounting.verify``).
+CHAIN_LOCK = 0x636861696E  # "chain"
 # Bookings add to the day_totals row of their connection's shard (models.DayTotal).
 DAY_TOTAL_SHARDS = 16
 
@@ -112,6 +115,28 @@ def lock_day_for_recording(session: Session) -> None:
 
 def lock_day_for_closing(session: Session) -> None:
     session.execute(select(func.pg_advisory_xact_lock(DAY_LOCK)))
+
+
+def lock_chain(session: Session) -> None:
+    """Become the only writer of transactions until the end of the database transaction:
+    the next statement reads the tip of the chain that its transactions extend. Writers
+    read the clock after taking it, so that transaction times grow with ids (what the
+    point-in-time balance relies on)."""
+    session.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK)))
+
+
+# SQL for the hash of the newest transaction: what the next one chains to (NULL at first).
+CHAIN_TIP = "(SELECT hash FROM transactions ORDER BY id DESC LIMIT 1)"
+
+
+def chained_hash(order_by: str, *columns: str) -> str:
+    """SQL for the hashes of a run of transactions being inserted, chained in ``order_by``
+    (which must be the order of their ids) from the tip; ``columns`` are the SQL
+    expressions of ``ledger_transaction_text``'s arguments."""
+    return (
+        f"ledger_chain({CHAIN_TIP}, ledger_transaction_text({', '.join(columns)}))"
+        f" OVER (ORDER BY {order_by})"
+    )
 
 
 def last_closed_day(session: Session) -> date | None:
@@ -289,9 +314,12 @@ def _book_sql(transaction_type: str, price_column: str, report: bool) -> str:
     booked AS (
         INSERT INTO transactions
             (public_id, type, account_id, task_id, day, amount, balance_after, created_at,
-             source_event_id)
+             source_event_id, hash)
         SELECT public_id, CAST(:type AS text), account_id, task_id, :day, amount,
-               balance_after, :at, source_event_id
+               balance_after, :at, source_event_id,
+               {chained_hash("position", "public_id", "CAST(:type AS text)", "account_id",
+                             "task_id", "CAST(:day AS date)", "amount", "balance_after",
+                             "CAST(:at AS timestamptz)", "source_event_id")}
         FROM numbered ORDER BY position
         RETURNING id, account_id, amount
     ),
@@ -352,6 +380,8 @@ def book_task_charges(
     if not charges:
         return []
     lock_day_for_recording(session)
+    # before the clock is read: transaction times then grow with their ids
+    lock_chain(session)
     bulk_sql.plan_with_actual_sizes(session)
     day, now = current_day(session, books)
     first_mentions: dict[Id, str | None] = {}

@@ -10,7 +10,7 @@ from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounting import closing
+from accounting import closing, verify
 from accounting.models import NegativeBalanceCount, PayoutEmail
 from messaging.metrics import scrape_gauge
 
@@ -54,7 +54,31 @@ def oldest_due_mail_age(sessions: sessionmaker[Session], now: datetime) -> float
     return max(0.0, (now - due).total_seconds()) if due else 0.0
 
 
+def ledger_holds(sessions: sessionmaker[Session]) -> float:
+    """1 when the last ``ates accounting verify`` found the ledger intact, 0 when it found
+    a break, -1 before the first run."""
+    with sessions() as session:
+        last = verify.last_verification(session.connection())
+    return -1 if last is None else float(last.holds)
+
+
+def ledger_verified_at(sessions: sessionmaker[Session]) -> float:
+    with sessions() as session:
+        last = verify.last_verification(session.connection())
+    return 0 if last is None else last.verified_at.timestamp()
+
+
 def register_gauges(sessions: sessionmaker[Session], books: Books) -> None:
+    scrape_gauge(
+        "ates_accounting_ledger_holds",
+        "Result of the last ledger verification: 1 intact, 0 broken, -1 never verified.",
+        lambda: ledger_holds(sessions),
+    )
+    scrape_gauge(
+        "ates_accounting_ledger_verified_timestamp_seconds",
+        "When the ledger was last verified (Unix time; 0 when never).",
+        lambda: ledger_verified_at(sessions),
+    )
     scrape_gauge(
         "ates_accounting_negative_balances",
         "Accounts whose balance is below zero.",

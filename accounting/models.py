@@ -25,12 +25,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -114,6 +116,8 @@ class LedgerTransaction(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _timestamp()
     source_event_id: Mapped[uuid.UUID | None] = _uuid()
+    # sha256 of the previous transaction's hash and this one's contents (migration 0007)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (
         CheckConstraint("type IN ('fee', 'reward', 'payout')", name="type_known"),
@@ -237,3 +241,19 @@ class PayoutEmail(Base):
     __table_args__ = (
         Index("payout_emails_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL")),
     )
+
+
+class LedgerVerification(Base):
+    """One run of ``ates accounting verify``: whether the chain and the invariants held,
+    and the first break found when they did not (the newest row is a metric)."""
+
+    __tablename__ = "ledger_verifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    verified_at: Mapped[datetime] = _timestamp()
+    holds: Mapped[bool] = mapped_column(Boolean)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+    # the newest transaction verified: a later run finds it unchanged, or the tip was cut
+    tip_id: Mapped[int | None] = mapped_column(BigInteger)
+    tip_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    first_break: Mapped[str | None] = mapped_column(Text)

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
-from accounting import service
+from accounting import service, verify
 from accounting.closing import RENDERERS
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
@@ -39,6 +39,7 @@ TABLES = (
     "payouts",
     "outbox",
     "inbox",
+    "ledger_verifications",
 )
 
 
@@ -99,62 +100,8 @@ def books(accounting_settings, clock) -> Books:
 # -- ledger invariants ------------------------------------------------------------------
 
 INVARIANT_VIOLATIONS = {
+    **verify.INVARIANTS,
     "entries do not sum to zero": "SELECT 1 FROM entries HAVING coalesce(sum(amount), 0) <> 0",
-    "a transaction is unbalanced, lacks a leg or misstates its amount": """
-        SELECT t.id FROM transactions t
-        LEFT JOIN entries own ON own.transaction_id = t.id AND own.account_id = t.account_id
-        LEFT JOIN entries company ON company.transaction_id = t.id
-             AND company.account_id = '00000000-0000-0000-0000-000000000000'
-        WHERE own.amount IS NULL OR company.amount IS NULL OR own.amount + company.amount <> 0
-           OR own.amount <> t.amount
-           OR (SELECT count(*) FROM entries e WHERE e.transaction_id = t.id) <> 2
-    """,
-    "entries without their transaction": """
-        SELECT 1 FROM entries e LEFT JOIN transactions t ON t.id = e.transaction_id
-        WHERE t.id IS NULL
-    """,
-    "a balance differs from the sum of its entries": """
-        SELECT coalesce(b.account_id, s.account_id) FROM balances b
-        FULL JOIN (
-            SELECT account_id, sum(amount) AS total FROM entries
-            WHERE account_id <> '00000000-0000-0000-0000-000000000000' GROUP BY account_id
-        ) s ON s.account_id = b.account_id
-        WHERE coalesce(b.balance, 0) <> coalesce(s.total, 0)
-    """,
-    "a balance_after differs from the running sum": """
-        SELECT id FROM (
-            SELECT id, balance_after,
-                   sum(amount) OVER (PARTITION BY account_id ORDER BY id) AS running
-            FROM transactions
-        ) r WHERE balance_after <> running
-    """,
-    "a payout differs from its transaction": """
-        SELECT p.id FROM payouts p
-        LEFT JOIN transactions t ON t.id = p.transaction_id
-        LEFT JOIN entries e ON e.transaction_id = t.id AND e.account_id = t.account_id
-        WHERE t.id IS NULL OR t.type <> 'payout' OR e.amount IS DISTINCT FROM -p.amount
-           OR t.account_id <> p.account_id OR t.day <> p.day
-    """,
-    "a payout transaction without its payout": """
-        SELECT t.id FROM transactions t LEFT JOIN payouts p ON p.transaction_id = t.id
-        WHERE t.type = 'payout' AND p.id IS NULL
-    """,
-    "a day's totals differ from its fees and rewards": """
-        SELECT coalesce(t.day, d.day) FROM (
-            SELECT day, -sum(amount) FILTER (WHERE type = 'fee') AS fees,
-                   sum(amount) FILTER (WHERE type = 'reward') AS rewards
-            FROM transactions WHERE type <> 'payout' GROUP BY day
-        ) t FULL JOIN (
-            SELECT day, sum(fees_charged) AS fees, sum(rewards_paid) AS rewards
-            FROM day_totals GROUP BY day
-        ) d ON d.day = t.day
-        WHERE coalesce(t.fees, 0) <> coalesce(d.fees, 0)
-           OR coalesce(t.rewards, 0) <> coalesce(d.rewards, 0)
-    """,
-    "the count of negative balances is off": """
-        SELECT 1 WHERE (SELECT count(*) FROM balances WHERE balance < 0)
-            <> (SELECT coalesce(sum(negative), 0) FROM negative_balance_counts)
-    """,
     "a mail without its payout": """
         SELECT m.payout_id FROM payout_emails m LEFT JOIN payouts p ON p.id = m.payout_id
         WHERE p.id IS NULL
@@ -168,6 +115,7 @@ def ledger_violations(engine: Engine) -> dict[str, list]:
             name: connection.execute(text(query)).all()
             for name, query in INVARIANT_VIOLATIONS.items()
         }
+        found["the hash chain"] = [b for b in [verify.first_chain_break(connection)] if b]
     return {name: rows for name, rows in found.items() if rows}
 
 

@@ -154,8 +154,9 @@ def test_an_unbalanced_transaction_is_refused(sessions, engine, books):
             connection.execute(
                 text(
                     "WITH t AS (INSERT INTO transactions (public_id, type, account_id, task_id,"
-                    " day, amount, balance_after, created_at) VALUES (gen_random_uuid(), 'fee',"
-                    " gen_random_uuid(), gen_random_uuid(), current_date, -5, -5, now())"
+                    " day, amount, balance_after, created_at, hash) VALUES (gen_random_uuid(),"
+                    " 'fee', gen_random_uuid(), gen_random_uuid(), current_date, -5, -5, now(),"
+                    " '\\x00')"
                     " RETURNING id, account_id)"
                     " INSERT INTO entries SELECT id, account_id, -5 FROM t"
                 )
