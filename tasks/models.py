@@ -19,6 +19,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     and_,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
@@ -32,6 +33,11 @@ from tasks.domain import ASSIGNABLE_ROLES, JIRA_ID_PATTERN, TITLE_MAX_LENGTH
 # 0003, which spell the same number) and by a reshuffle (shared).
 ASSIGNEE_POOL_LOCK = 0x706F6F6C  # "pool"
 
+# What a search looks through (``ILIKE``), indexed by trigrams (migration 0004).
+SEARCH_DOCUMENT = (
+    "((((title || ' ') || coalesce(jira_id, '')) || ' ') || coalesce(description, ''))"
+)
+
 
 class Base(DeclarativeBase):
     pass
@@ -41,6 +47,10 @@ class Account(AccountReplica, Base):
     """What tasks knows about an account, fed only by auth's events."""
 
     __tablename__ = "accounts"
+    __table_args__ = (
+        Index("ix_accounts_full_name_search", "full_name", postgresql_using="gin",
+              postgresql_ops={"full_name": "gin_trgm_ops"}),
+    )
 
     @classmethod
     def is_eligible_assignee(cls) -> ColumnElement[bool]:
@@ -105,4 +115,32 @@ class Task(Base):
         Index("ix_tasks_open", "id", postgresql_where=text("status = 'open'")),
         Index("ix_tasks_done", "id", postgresql_where=text("status = 'done'")),
         Index("ix_tasks_assignee_status_id", "assignee_id", "status", "id"),
+        Index("ix_tasks_created_by_id", "created_by", "id"),
+        Index("ix_tasks_title_id", "title", "id"),
+        Index("ix_tasks_search", literal_column(SEARCH_DOCUMENT).label("document"),
+              postgresql_using="gin", postgresql_ops={"document": "gin_trgm_ops"}),
+    )
+
+
+HISTORY_KINDS = ("created", "reassigned", "completed")
+
+
+class TaskHistory(Base):
+    """One assignment (on creation, by a reshuffle) or completion of a task: who got it,
+    who had it before, who did it (None: nobody known) and when."""
+
+    __tablename__ = "task_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    task_id: Mapped[int] = mapped_column(BigInteger)  # tasks.id, no foreign key (migration 0004)
+    kind: Mapped[str] = mapped_column(Text)
+    assignee_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    previous_assignee_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('created', 'reassigned', 'completed')",
+                        name="task_history_kind_known"),
+        Index("ix_task_history_task_id", "task_id", "id"),
     )

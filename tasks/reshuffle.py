@@ -71,7 +71,9 @@ VALIDATE_EVERY = 10_000
 
 # Every table is bounded by the chunk's id range, so the planner reads each through an
 # index whatever join it picks; the slot is drawn in a subquery (a column to the lookup).
+# The chunk's history rows are inserted by the same statement, from what the UPDATE returns.
 _REASSIGN_OPEN_TASKS = """
+WITH moved AS (
 UPDATE tasks AS t
 SET assignee_id = (SELECT account_id FROM assignee_slots WHERE slot = pick.slot),
     version = t.version + 1
@@ -80,10 +82,17 @@ FROM (SELECT id, 1 + floor(random() * %(pool_size)s)::int AS slot FROM tasks
      tasks AS before
 WHERE t.id = pick.id AND before.id = t.id AND t.status = 'open'
   AND t.id > %(after)s AND t.id <= %(last)s AND before.id > %(after)s AND before.id <= %(last)s
-RETURNING t.public_id::text, t.assignee_id::text, before.assignee_id::text,
-          t.title, t.jira_id, t.description,
-          to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-          t.version
+RETURNING t.id, t.public_id, t.assignee_id, before.assignee_id AS previous_assignee_id,
+          t.title, t.jira_id, t.description, t.created_at, t.version
+), history AS (
+INSERT INTO task_history (task_id, kind, assignee_id, previous_assignee_id, actor_id, at)
+SELECT id, 'reassigned', assignee_id, previous_assignee_id, %(actor)s, %(at)s FROM moved
+)
+SELECT public_id::text, assignee_id::text, previous_assignee_id::text,
+       title, jira_id, description,
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       version
+FROM moved
 """
 _LAST_OF_CHUNK = """
 SELECT max(id) FROM (SELECT id FROM tasks WHERE status = 'open' AND id > %(after)s
@@ -105,8 +114,10 @@ def lock_against_reshuffle(session: Session) -> None:
     session.execute(select(func.pg_advisory_xact_lock_shared(RESHUFFLE_LOCK)))
 
 
-def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, at: datetime) -> int:
-    """Reassign every open task and write its events, inside ``session``'s transaction.
+def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, at: datetime,
+                         actor_id: uuid.UUID | None = None) -> int:
+    """Reassign every open task and write its events and history rows (done by
+    ``actor_id``), inside ``session``'s transaction.
 
     Returns how many tasks were reassigned; raises ``NoEligibleAssignee`` (having changed
     nothing) when there are open tasks but nobody to give them to.
@@ -123,7 +134,9 @@ def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, a
     with cursor:
         while last := _last_of_chunk(cursor, after):
             rows = cursor.execute(
-                _REASSIGN_OPEN_TASKS, {"pool_size": pool_size, "after": after, "last": last}
+                _REASSIGN_OPEN_TASKS,
+                {"pool_size": pool_size, "after": after, "last": last, "actor": actor_id,
+                 "at": at},
             ).fetchall()
             outbox.copy_prepared(session, renderer.render(rows), traceparent=events.traceparent)
             reassigned += len(rows)

@@ -12,18 +12,19 @@ import binascii
 import random
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Unpack
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal_column, select, text, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth import replica
 from messaging.outbox import Outbox
 from tasks import domain
 from tasks.events import TaskEvents, TaskState
-from tasks.models import Account, AssigneeSlot, OpenTaskCount, Task
+from tasks.live import announce
+from tasks.models import SEARCH_DOCUMENT, Account, AssigneeSlot, OpenTaskCount, Task, TaskHistory
 from tasks.reshuffle import lock_against_reshuffle, reshuffle_open_tasks
 from tasks.settings import TasksSettings
 
@@ -31,6 +32,14 @@ Sessions = sessionmaker[Session]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+QUERY_MAX_LENGTH = 200
+# A filter by name looks at this many matching accounts at most.
+NAME_MATCHES = 100
+# Totals are counted exactly up to this many tasks, estimated by the planner beyond.
+COUNT_EXACTLY_UP_TO = 1000
+
+NEWEST, OLDEST, TITLE = "newest", "oldest", "title"
+SORTS = (NEWEST, OLDEST, TITLE)
 
 _system_random = random.SystemRandom()
 
@@ -97,9 +106,12 @@ def create_task(
         )
         session.add(task)
         session.flush()
+        session.add(TaskHistory(task_id=task.id, kind="created", assignee_id=assignee_id,
+                                actor_id=actor.id, at=task.created_at))
         Outbox(settings.platform).publish_many(
             session, events.on_creation(TaskState.of(task), actor.id)
         )
+        announce(session, "created", task=task.public_id)
         return TaskView.of(task)
 
 
@@ -147,7 +159,10 @@ def complete_task(
         task.completed_at = _now()
         task.version += 1
         session.flush()
+        session.add(TaskHistory(task_id=task.id, kind="completed", assignee_id=task.assignee_id,
+                                actor_id=actor.id, at=task.completed_at))
         Outbox(settings.platform).publish_many(session, events.on_completion(TaskState.of(task)))
+        announce(session, "completed", task=task.public_id)
         return TaskView.of(task)
 
 
@@ -162,7 +177,10 @@ def reshuffle(
     domain.ensure_may_reshuffle(actor.role)
     events = _task_events(settings, traceparent)
     with sessions() as session, session.begin():
-        return reshuffle_open_tasks(session, Outbox(settings.platform), events, _now())
+        count = reshuffle_open_tasks(session, Outbox(settings.platform), events, _now(), actor.id)
+        if count:
+            announce(session, "reshuffled", count=count)
+        return count
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -176,28 +194,171 @@ def get_task(sessions: Sessions, task_id: uuid.UUID) -> TaskView:
         return TaskView.of(task)
 
 
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a list shows: every given condition holds (None: any).
+
+    ``q`` is looked for in the title, Jira id and description (case-insensitive);
+    ``assignee_name`` and ``creator_name`` in the accounts' full names.
+    """
+
+    assignee: uuid.UUID | None = None
+    status: str | None = None
+    q: str | None = None
+    creator: uuid.UUID | None = None
+    assignee_name: str | None = None
+    creator_name: str | None = None
+
+    def validated(self) -> TaskFilter:
+        return replace(
+            self,
+            status=domain.validate_status(self.status),
+            q=_search_text(self.q, "search"),
+            assignee_name=_search_text(self.assignee_name, "assignee name"),
+            creator_name=_search_text(self.creator_name, "creator name"),
+        )
+
+    @property
+    def is_everything_of_a_status(self) -> bool:
+        return (self.assignee, self.q, self.creator, self.assignee_name,
+                self.creator_name) == (None,) * 5
+
+    def apply(self, query: Select) -> Select:
+        if self.assignee is not None:
+            query = query.where(Task.assignee_id == self.assignee)
+        if self.status is not None:
+            query = query.where(Task.status == self.status)
+        if self.creator is not None:
+            query = query.where(Task.created_by == self.creator)
+        if self.q is not None:
+            query = query.where(literal_column(SEARCH_DOCUMENT).ilike(_contains(self.q)))
+        if self.assignee_name is not None:
+            query = query.where(Task.assignee_id.in_(_accounts_named(self.assignee_name)))
+        if self.creator_name is not None:
+            query = query.where(Task.created_by.in_(_accounts_named(self.creator_name)))
+        return query
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many tasks a filter matches: exact, or the planner's estimate."""
+
+    count: int
+    exact: bool
+
+
+def _search_text(value: str | None, what: str) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > QUERY_MAX_LENGTH:
+        raise domain.ValidationError(f"the {what} must be at most {QUERY_MAX_LENGTH} characters")
+    return value
+
+
+def _contains(value: str) -> str:
+    """An ``ILIKE`` pattern matching ``value`` anywhere, its own wildcards taken literally."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _accounts_named(name: str) -> Select:
+    """Up to ``NAME_MATCHES`` accounts whose full name contains ``name`` (trigram index)."""
+    return (select(Account.public_id).where(Account.full_name.ilike(_contains(name)))
+            .order_by(Account.public_id).limit(NAME_MATCHES))
+
+
 def list_tasks(
     sessions: Sessions,
     assignee: uuid.UUID | None = None,
     status: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
+    *,
+    sort: str = NEWEST,
+    **conditions: str | uuid.UUID | None,
 ) -> tuple[list[TaskView], str | None]:
-    """A page of tasks, newest first, and the cursor of the next page (None at the end)."""
-    status = domain.validate_status(status)
+    """A page of tasks in ``sort`` order (newest first by default) and the cursor of the
+    next page (None at the end); ``conditions`` are the other fields of ``TaskFilter``.
+
+    Pages are keyset pages: the cursor names the last task shown, and the next page starts
+    right after its place in the order, through an index whatever the page number.
+    """
+    where = TaskFilter(assignee, status, **conditions).validated()  # type: ignore[arg-type]
+    if sort not in SORTS:
+        raise domain.ValidationError(f"sort must be one of {', '.join(SORTS)}")
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise domain.ValidationError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
     with sessions() as session:
-        query = select(Task).order_by(Task.id.desc()).limit(limit + 1)
-        if assignee is not None:
-            query = query.where(Task.assignee_id == assignee)
-        if status is not None:
-            query = query.where(Task.status == status)
-        if cursor is not None:
-            query = query.where(Task.id < _position_of(session, cursor))
+        query = where.apply(select(Task)).limit(limit + 1)
+        after = None if cursor is None else _position_of(session, cursor)
+        if sort == NEWEST:
+            query = query.order_by(Task.id.desc())
+            if after is not None:
+                query = query.where(Task.id < after.id)
+        elif sort == OLDEST:
+            query = query.order_by(Task.id)
+            if after is not None:
+                query = query.where(Task.id > after.id)
+        else:
+            query = query.order_by(Task.title, Task.id)
+            if after is not None:
+                query = query.where(tuple_(Task.title, Task.id) > tuple_(after.title, after.id))
         tasks = list(session.scalars(query))
     page = [TaskView.of(task) for task in tasks[:limit]]
     return page, encode_cursor(page[-1].id) if len(tasks) > limit else None
+
+
+def count_tasks(sessions: Sessions, assignee: uuid.UUID | None = None,
+                status: str | None = None, **conditions: str | uuid.UUID | None) -> Total:
+    """How many tasks ``list_tasks`` would page through, at a bounded cost.
+
+    Open tasks without other conditions: the maintained ``open_task_counts`` (exact).
+    Otherwise the planner's estimate first: when it promises many more than
+    ``COUNT_EXACTLY_UP_TO`` tasks, that estimate is the answer; else the tasks are counted,
+    stopping after ``COUNT_EXACTLY_UP_TO + 1`` (beyond that, the estimate again).
+    """
+    where = TaskFilter(assignee, status, **conditions).validated()  # type: ignore[arg-type]
+    if where.is_everything_of_a_status and where.status == domain.OPEN:
+        return Total(count_open_tasks(sessions), exact=True)
+    matching = where.apply(select(Task.id))
+    with sessions() as session:
+        estimate = _estimated_rows(session, matching)
+        if estimate > 10 * COUNT_EXACTLY_UP_TO:
+            return Total(estimate, exact=False)
+        counted = session.scalar(
+            select(func.count()).select_from(
+                matching.limit(COUNT_EXACTLY_UP_TO + 1).subquery()))
+    if counted <= COUNT_EXACTLY_UP_TO:
+        return Total(counted, exact=True)
+    return Total(max(estimate, counted), exact=False)
+
+
+def _estimated_rows(session: Session, query: Select) -> int:
+    compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+    [plan] = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
+    return int(plan["Plan"]["Plan Rows"])
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    kind: str
+    assignee_id: uuid.UUID
+    previous_assignee_id: uuid.UUID | None
+    actor_id: uuid.UUID | None
+    at: datetime
+
+
+def task_history(sessions: Sessions, task_id: uuid.UUID,
+                 limit: int = MAX_PAGE_SIZE) -> list[HistoryEntry]:
+    """The task's latest ``limit`` assignments and its completion, oldest first."""
+    position = select(Task.id).where(Task.public_id == task_id).scalar_subquery()
+    query = (select(TaskHistory).where(TaskHistory.task_id == position)
+             .order_by(TaskHistory.id.desc()).limit(limit))
+    with sessions() as session:
+        rows = list(session.scalars(query))
+    return [HistoryEntry(row.kind, row.assignee_id, row.previous_assignee_id, row.actor_id,
+                         row.at) for row in reversed(rows)]
 
 
 def count_open_tasks(sessions: Sessions) -> int:
@@ -223,9 +384,9 @@ def encode_cursor(last_task_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(last_task_id.bytes).rstrip(b"=").decode()
 
 
-def _position_of(session: Session, cursor: str) -> int:
+def _position_of(session: Session, cursor: str) -> Task:
     task_id = _decode_cursor(cursor)
-    position = session.scalar(select(Task.id).where(Task.public_id == task_id))
+    position = session.scalar(select(Task).where(Task.public_id == task_id))
     if position is None:
         raise domain.ValidationError("invalid cursor")
     return position

@@ -22,7 +22,8 @@ from tests.helpers import add_replica_account, database_fixtures, settings_on
 from tests.helpers import stored_events as stored_events  # for the test modules
 from tests.tasks.support import running_provider_for_board, running_tasks_app
 
-TABLES = ("accounts", "assignee_slots", "tasks", "open_task_counts", "outbox", "inbox")
+TABLES = ("accounts", "assignee_slots", "tasks", "task_history", "open_task_counts", "outbox",
+          "inbox")
 
 
 tasks_database_url, tasks_engine, engine, sessions = database_fixtures(

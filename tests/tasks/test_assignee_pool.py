@@ -188,7 +188,7 @@ def test_a_reshuffle_chunk_reads_tasks_and_slots_by_index(engine):
     from tasks.reshuffle import _LAST_OF_CHUNK, _REASSIGN_OPEN_TASKS
 
     bounds = {"%(pool_size)s": "20000", "%(after)s": "100", "%(last)s": "1100",
-              "%(chunk)s": "1000"}
+              "%(chunk)s": "1000", "%(actor)s": "NULL", "%(at)s": "now()"}
     for statement in (_REASSIGN_OPEN_TASKS, _LAST_OF_CHUNK):
         for name, value in bounds.items():
             statement = statement.replace(name, value)
