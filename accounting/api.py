@@ -69,6 +69,23 @@ def iso_date_string(value: object) -> object:
 # A date in a request, as the API documents it: ``YYYY-MM-DD`` in ``ATES_TIMEZONE``.
 OptionalIsoDate = Annotated[date | None, BeforeValidator(iso_date_string)]
 
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def rfc3339_string(value: object) -> object:
+    """Only RFC 3339 date-times with an offset: no Unix times, no local times."""
+    if value is None or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise PydanticCustomError(
+        "rfc3339", "must be an RFC 3339 date-time with its offset, like 2026-11-22T10:15:00Z"
+        " (a + in an offset is %2B in a URL)")
+
+
+OptionalMoment = Annotated[datetime | None, BeforeValidator(rfc3339_string)]
+
 
 def status_for(error: domain.AccountingError) -> int:
     return next(
@@ -152,6 +169,14 @@ class LedgerLineOut(BaseModel):
             created_at=line.created_at.astimezone(UTC),
             day=line.day,
         )
+
+
+class BalanceAtOut(BaseModel):
+    account_id: uuid.UUID
+    at: datetime
+    balance: int = Field(description="Cents: the balance right after `transaction_id`")
+    transaction_id: uuid.UUID | None = Field(
+        description="The account's last transaction recorded at or before `at`; null if none")
 
 
 class LedgerPage(BaseModel):
@@ -261,6 +286,8 @@ FORBIDDEN = {403: _error("Neither admin nor accountant")}
 
 Caller = Annotated[CurrentUser, Depends(current_user)]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
+AsOf = Annotated[OptionalMoment, Query(
+    description="RFC 3339: only the transactions recorded by then (a statement as of then)")]
 Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)]
 From = Annotated[OptionalIsoDate, Query(alias="from", description="Default: 29 days before `to`")]
 To = Annotated[OptionalIsoDate, Query(alias="to", description="Default: the current day")]
@@ -307,9 +334,10 @@ def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None
 
     @router.get("/me/transactions", responses={400: _error("Invalid cursor")})
     def my_transactions(user: Caller, cursor: Cursor = None,
-                        limit: Limit = service.DEFAULT_PAGE_SIZE) -> LedgerPage:
-        """The caller's audit log, newest first."""
-        return _ledger_page(sessions, own_account(user), cursor, limit)
+                        limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None
+                        ) -> LedgerPage:
+        """The caller's audit log, newest first (``as_of``: as it stood then)."""
+        return _ledger_page(sessions, own_account(user), cursor, limit, as_of)
 
     @router.get("/me/days", responses={400: _error("Invalid cursor")})
     def my_days(user: Caller, cursor: Cursor = None,
@@ -320,8 +348,8 @@ def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None
 
 
 def _ledger_page(sessions: Sessions, account_id: uuid.UUID, cursor: str | None,
-                 limit: int) -> LedgerPage:
-    lines, next_cursor = service.audit_log(sessions, account_id, cursor, limit)
+                 limit: int, as_of: datetime | None = None) -> LedgerPage:
+    lines, next_cursor = service.audit_log(sessions, account_id, cursor, limit, as_of)
     return LedgerPage(items=[LedgerLineOut.of(line) for line in lines], next=next_cursor)
 
 
@@ -340,11 +368,30 @@ def _add_account_routes(router: APIRouter, sessions: Sessions) -> None:
                    404: _error("No such account"), 400: _error("Invalid cursor")},
     )
     def account_transactions(account_id: uuid.UUID, user: Caller, cursor: Cursor = None,
-                             limit: Limit = service.DEFAULT_PAGE_SIZE) -> LedgerPage:
-        """An account's audit log, newest first (admins, accountants, or the account)."""
+                             limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None
+                             ) -> LedgerPage:
+        """An account's audit log, newest first (admins, accountants, or the account);
+        ``as_of`` a moment, the statement as it stood then."""
         ensure_may_see(user, account_id)
         known_account(sessions, account_id)
-        return _ledger_page(sessions, account_id, cursor, limit)
+        return _ledger_page(sessions, account_id, cursor, limit, as_of)
+
+    @router.get(
+        "/accounts/{account_id}/balance",
+        responses={403: _error("Another account, and neither admin nor accountant"),
+                   404: _error("No such account")},
+    )
+    def account_balance_at(
+        account_id: uuid.UUID, user: Caller,
+        at: Annotated[OptionalMoment, Query(description="RFC 3339; default: now")] = None,
+    ) -> BalanceAtOut:
+        """The account's balance at a moment, exactly as the ledger stood then (admins,
+        accountants, or the account)."""
+        ensure_may_see(user, account_id)
+        known_account(sessions, account_id)
+        found = service.balance_at(sessions, account_id, at or datetime.now(UTC))
+        return BalanceAtOut(account_id=account_id, at=found.at.astimezone(UTC),
+                            balance=found.balance, transaction_id=found.transaction_id)
 
 
 def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:

@@ -132,6 +132,7 @@ class LedgerTransaction(Base):
             postgresql_where=text("source_event_id IS NOT NULL"),
         ),
         Index("transactions_account", "account_id", "id"),
+        Index("transactions_account_time", "account_id", "created_at"),
         Index("transactions_day", "day"),
     )
 

@@ -327,13 +327,49 @@ def _ledger_line(row: Row[Any]) -> LedgerLine:
     )
 
 
+@dataclass(frozen=True)
+class BalanceAt:
+    """An account's balance at a moment: that after ``transaction_id``, the last of its
+    transactions recorded at or before then (None: nothing was booked by then)."""
+
+    account_id: uuid.UUID
+    at: datetime
+    balance: int
+    transaction_id: uuid.UUID | None
+
+
+_LAST_AT = text(
+    """
+    SELECT id, public_id, balance_after FROM transactions
+    WHERE account_id = :account AND created_at <= :at
+    ORDER BY created_at DESC, id DESC LIMIT 1
+    """
+)
+
+
+def _last_transaction_at(session: Session, account_id: uuid.UUID, at: datetime) -> Row | None:
+    """One descent of the index on (account, time): transaction times grow with ids
+    (``ledger.lock_chain``), so the balance then is the ``balance_after`` of this one."""
+    return session.execute(_LAST_AT, {"account": account_id, "at": at}).first()
+
+
+def balance_at(sessions: Sessions, account_id: uuid.UUID, at: datetime) -> BalanceAt:
+    with sessions() as session:
+        last = _last_transaction_at(session, account_id, at)
+    if last is None:
+        return BalanceAt(account_id, at, 0, None)
+    return BalanceAt(account_id, at, last.balance_after, last.public_id)
+
+
 def audit_log(
     sessions: Sessions,
     account_id: uuid.UUID,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
+    as_of: datetime | None = None,
 ) -> tuple[list[LedgerLine], str | None]:
-    """Every fee, reward and payout of the account, newest first."""
+    """Every transaction of the account, newest first; ``as_of`` a moment, only those
+    recorded by then (the first line's ``balance_after`` is the balance at that moment)."""
     _check_limit(limit)
     query = (
         _ledger_lines()
@@ -342,6 +378,11 @@ def audit_log(
         .limit(limit + 1)
     )
     with sessions() as session:
+        if as_of is not None:
+            last = _last_transaction_at(session, account_id, as_of)
+            if last is None:
+                return [], None
+            query = query.where(Transaction.id <= last.id)
         if cursor:
             query = query.where(Transaction.id < _transaction_position(session, cursor))
         rows = session.execute(query).all()
