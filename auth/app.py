@@ -11,14 +11,20 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI, Request
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from auth.api import accounts_router, install_error_handlers
 from auth.config import AuthConfig
 from auth.keys import SigningKeys
+from auth.mail import Mailer
 from auth.oauth import Provider
 from auth.oauth_routes import oauth_router
-from auth.pages import Pages
+from auth.pages import SSO_COOKIE, Pages
+from auth.security import SecurityService
+from auth.security_api import security_api_router
+from auth.security_pages import SecurityPages, security_router
 from auth.service import AccountNotFound, AccountService
+from auth.sessions import SignedIn, find_session
 from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
 from auth.web import WebPages, web_router
 from messaging.db import make_engine, make_session_factory
@@ -82,8 +88,20 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(oauth_router(provider, pages))
     app.include_router(accounts_router(accounts))
-    app.include_router(web_router(WebPages(accounts, pages, config)))
+    security = SecurityService(accounts, config)
+    app.state.security = security
+    security_pages = SecurityPages(security, pages, Mailer(settings.smtp_url, config.mail_from),
+                                   lambda request: _signed_in(sessions, request))
+    app.include_router(security_api_router(security, security_pages))
+    app.include_router(security_router(security_pages))
+    app.include_router(web_router(WebPages(accounts, pages, config, security,
+                                           security_pages.after_password)))
     return app
+
+
+def _signed_in(sessions: sessionmaker[Session], request: Request) -> SignedIn | None:
+    with sessions() as session:
+        return find_session(session, request.cookies.get(SSO_COOKIE))
 
 
 def _page_policy(config: AuthConfig) -> PagePolicy:

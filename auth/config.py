@@ -232,6 +232,18 @@ class LoginThrottling:
 
 
 @dataclass(frozen=True)
+class PasswordResetRules:
+    """Reset links: how long one stays valid, and how many may be asked for within
+    ``window`` for one email and from one client address (whether or not the email has an
+    account, so the limit tells nothing about which emails exist)."""
+
+    link_ttl: timedelta = timedelta(minutes=30)
+    per_email: int = 3
+    per_address: int = 10
+    window: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     issuer: str = f"http://{DEFAULT_PUBLIC_HOST}:{AUTH_PORT}"
     audience: str = AUDIENCE
@@ -246,6 +258,9 @@ class AuthConfig:
     retired_key_publication: timedelta = timedelta(days=1)
     password_hashing: PasswordHashing = PasswordHashing()
     throttling: LoginThrottling = LoginThrottling()
+    password_reset: PasswordResetRules = PasswordResetRules()
+    # Sender of the provider's mails (password reset links), ``ATES_AUTH_MAIL_FROM``.
+    mail_from: str = "accounts@popug.inc"
 
     @property
     def secure_cookies(self) -> bool:
@@ -265,6 +280,7 @@ class AuthConfig:
             secret_key=secret_key(env),
             access_token_ttl=timedelta(seconds=ttl),
             refresh_token_ttl=timedelta(seconds=refresh_ttl),
+            mail_from=env.get("ATES_AUTH_MAIL_FROM", "accounts@popug.inc"),
         )
         refuse_public_secrets(config.issuer, config.secret_key,
                               {c.client_id: c.client_secret for c in config.clients})

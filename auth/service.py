@@ -41,8 +41,7 @@ from auth.domain import (
 from auth.identity import Principal
 from auth.models import Account
 from auth.passwords import Passwords
-from auth.sessions import end_account_sessions, start_session
-from auth.throttle import admit_attempt, forget_failures
+from auth.sessions import end_account_sessions
 from auth.tokens import revoke_account_tokens
 from event_schemas import default_registry
 from messaging.outbox import Outbox
@@ -104,13 +103,6 @@ class AccountChanges:
         )
 
 
-@dataclass(frozen=True)
-class SignInResult:
-    principal: Principal | None = None
-    session_token: str | None = None
-    throttled: bool = False
-
-
 def _state(account: Account) -> dict[str, Any]:
     return {"account_id": str(account.public_id), "email": account.email,
             "full_name": account.full_name, "role": account.role, "active": account.active,
@@ -140,8 +132,6 @@ class AccountService:
         self.sessions = sessions
         self.outbox = outbox
         self.passwords = Passwords(config.password_hashing)
-        self.throttling = config.throttling
-        self.session_ttl = config.sso_session_ttl
         self.registry = default_registry()
 
     # --- commands -------------------------------------------------------------------
@@ -197,20 +187,6 @@ class AccountService:
             self._revoke_access(session, account)
             self._publish(session, "account.deleted",
                           {"account_id": str(account.public_id), "version": account.version})
-
-    def sign_in(self, email: str, password: str, address: str) -> SignInResult:
-        """Check credentials (throttled) and open an SSO session on success."""
-        email = email.strip().lower()
-        with self.sessions.begin() as session:
-            if not admit_attempt(session, email, address, self.throttling):
-                return SignInResult(throttled=True)
-        principal = self.authenticate(email, password)
-        if principal is None:
-            return SignInResult()  # the attempt stays counted as a failure
-        with self.sessions.begin() as session:
-            forget_failures(session, email, address)
-            token = start_session(session, principal.account_id, self.session_ttl)
-        return SignInResult(principal=principal, session_token=token)
 
     # --- queries --------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +12,8 @@ from sqlalchemy.orm import Session
 from auth.identity import Principal
 from auth.models import Account, AuthorizationCode, SsoSession
 from auth.tokens import digest, expiry, new_secret, revoke_session_tokens
+
+USER_AGENT_MAX_LENGTH = 300
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,17 @@ class SignedIn:
     auth_time: datetime
 
 
-def start_session(session: Session, account_id: int, ttl: timedelta) -> str:
-    """Open a session for the account; returns the secret for the browser's cookie."""
+def start_session(session: Session, account_id: int, ttl: timedelta,
+                  address: str | None = None, user_agent: str | None = None
+                  ) -> tuple[str, uuid.UUID]:
+    """Open a session for the account; returns the secret for the browser's cookie and the
+    session's public id."""
     token = new_secret()
-    session.add(SsoSession(token_hash=digest(token), account_id=account_id,
-                           expires_at=expiry(ttl)))
-    return token
+    public_id = uuid.uuid4()
+    session.add(SsoSession(public_id=public_id, token_hash=digest(token), account_id=account_id,
+                           expires_at=expiry(ttl), address=address,
+                           user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH] or None))
+    return token, public_id
 
 
 def find_session(session: Session, token: str | None) -> SignedIn | None:

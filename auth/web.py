@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from auth.config import DASHBOARD_PORTS, AuthConfig
 from auth.domain import ROLES, InvalidAccountData, Role
 from auth.pages import SSO_COOKIE, Pages, client_address, safe_next
+from auth.security import SecurityService, SignInResult
 from auth.service import (
     AccountChanges,
     AccountNotFound,
@@ -46,10 +47,14 @@ def _dashboard_links(config: AuthConfig) -> list[tuple[str, str]]:
 
 
 class WebPages:
-    def __init__(self, accounts: AccountService, pages: Pages, config: AuthConfig):
+    def __init__(self, accounts: AccountService, pages: Pages, config: AuthConfig,
+                 security: SecurityService,
+                 after_password: Callable[[SignInResult, str], Response]):
         self.accounts = accounts
         self.pages = pages
         self.config = config
+        self.security = security
+        self.after_password = after_password  # a second factor is due
 
     def signed_in(self, request: Request) -> SignedIn | None:
         with self.accounts.sessions() as session:
@@ -70,7 +75,10 @@ class WebPages:
             return self._login_error(request, displayable(form.get("email", "")), "/",
                                      as_sentence(problem), 400)
         email = form.get("email", "")
-        result = self.accounts.sign_in(email, form.get("password", ""), client_address(request))
+        result = self.security.sign_in(email, form.get("password", ""), client_address(request),
+                                       request.headers.get("user-agent"))
+        if result.second_factor is not None:
+            return self.after_password(result, next_url)
         if result.throttled:
             minutes = int(self.config.throttling.window.total_seconds() // 60)
             return self._login_error(request, email, next_url, THROTTLED.format(minutes=minutes),

@@ -20,12 +20,13 @@ def dashboard_ports() -> dict[str, int]:
 
 
 @pytest.fixture(scope="package")
-def provider(postgres_server, kafka_broker, dashboard_ports) -> Iterator[RunningProvider]:
+def provider(postgres_server, kafka_broker, smtp_sink, dashboard_ports
+             ) -> Iterator[RunningProvider]:
     # Every test signs in from 127.0.0.1; throttling by address has its own provider.
     throttling = LoginThrottling(per_address=10_000)
     with running_provider(postgres_server.url, kafka_broker.bootstrap,
                           clients=dashboard_clients(dashboard_ports),
-                          throttling=throttling) as running:
+                          throttling=throttling, smtp_url=smtp_sink.smtp_url) as running:
         yield running
 
 

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urljoin
 
 import httpx
@@ -257,12 +257,16 @@ class Browsers:
 
 @contextmanager
 def running_provider(postgres_url: str, kafka_bootstrap: str,
-                     clients: tuple[ClientConfig, ...] = (), serve=serve_app, **config_changes
+                     clients: tuple[ClientConfig, ...] = (), serve=serve_app,
+                     smtp_url: str | None = None, **config_changes
                      ) -> Iterator[RunningProvider]:
     """Serve a provider with ``ates-cli``, the ``reports`` service client and ``clients``.
 
-    ``serve(app, port=...)`` serves it (a context manager yielding its URL)."""
+    ``serve(app, port=...)`` serves it (a context manager yielding its URL); its mails go
+    to ``smtp_url`` (e.g. the suite's mail sink)."""
     settings = isolated_settings(postgres_url, kafka_bootstrap)
+    if smtp_url is not None:
+        settings = replace(settings, smtp_url=smtp_url)
     ensure_topics(settings, [settings.topic("accounts-stream"),
                              settings.topic("accounts-lifecycle")])
     database_url = settings.database_for("auth")
