@@ -7,6 +7,8 @@ from datetime import date
 
 import click
 
+from deploy.console import confirmed, progress, progress_option, yes_option
+
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -22,21 +24,34 @@ def accounting_group() -> None:
     default=None,
     help="Billing day to close (YYYY-MM-DD); default: end the current day now.",
 )
-def close_day(day: str | None) -> None:
+@yes_option
+@progress_option
+def close_day(day: str | None, yes: bool, show_progress: bool | None) -> None:
     """Pay out every positive balance and close the day (and any open day before it)."""
     closed_day = None if day is None else _iso_date(day)
     from accounting import domain, service
     from accounting.app import engine_for
-    from accounting.ledger import Books
+    from accounting.closing import closing_target
+    from accounting.ledger import Books, last_closed_day
     from accounting.settings import AccountingSettings
     from messaging.db import make_session_factory
 
     settings = AccountingSettings.from_env()
     engine = engine_for(settings.platform)
+    sessions, books = make_session_factory(engine), Books.create(settings)
     try:
-        closed = service.close_day(
-            make_session_factory(engine), Books.create(settings), closed_day
-        )
+        with sessions() as session:
+            through = closing_target(session, books, closed_day)
+            last_closed = last_closed_day(session)
+        # None: no day closed yet, the first is the first day with a transaction
+        days = (through - last_closed).days if last_closed else None
+        closed = []
+        if days is None or days > 0:
+            confirmed(f"Close {_days(days, through)} in {_where(engine)}: pay out every"
+                      " positive balance and mail each payout", yes)
+            with progress("closing", days, "days", show_progress) as bar:
+                closed = service.close_day(sessions, books, closed_day,
+                                           on_closed=lambda _day: bar.update(1))
     except domain.AccountingError as error:
         raise click.ClickException(str(error)) from error
     finally:
@@ -50,25 +65,17 @@ def close_day(day: str | None) -> None:
         )
 
 
-@accounting_group.command("verify")
-def verify_ledger() -> None:
-    """Recompute the ledger's hash chain and check its invariants; exit 1 on a break."""
-    from accounting.app import engine_for
-    from accounting.ledger import utc_now
-    from accounting.settings import AccountingSettings
-    from accounting.verify import verify
+def _where(engine) -> str:
+    url = engine.url
+    return f"database {url.database} on {url.host}:{url.port}"
 
-    engine = engine_for(AccountingSettings.from_env().platform)
-    try:
-        result = verify(engine, utc_now)
-    finally:
-        engine.dispose()
-    for found in result.breaks:
-        click.echo(f"BREAK {found}", err=True)
-    if not result.holds:
-        raise SystemExit(1)
-    click.echo(f"the ledger holds: {result.transactions} transaction(s) chained, every"
-               " invariant true")
+
+def _days(count: int | None, through: date) -> str:
+    if count is None:
+        return f"every open billing day through {through.isoformat()}"
+    if count == 1:
+        return f"billing day {through.isoformat()}"
+    return f"{count} billing days through {through.isoformat()}"
 
 
 def _iso_date(raw: str) -> date:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Unpack
@@ -191,7 +191,8 @@ def apply_account_deleted(session: Session, account_id: uuid.UUID, version: int)
 
 
 def close_day(
-    sessions: Sessions, books: Books, day: date | None = None, traceparent: str | None = None
+    sessions: Sessions, books: Books, day: date | None = None, traceparent: str | None = None,
+    on_closed: Callable[[ClosedDay], None] | None = None,
 ) -> list[ClosedDay]:
     """End of day: pay out every positive balance, once per day.
 
@@ -199,11 +200,11 @@ def close_day(
     one); asked again the same day, ``DayAlreadyEnded``. A ``day`` after today or before
     the ledger's first day is refused. Open days before ``day`` are closed first, in
     order, each in its own transaction. Returns the days closed by this call: none if
-    ``day`` was already closed.
+    ``day`` was already closed. ``on_closed`` is told of each day as it is closed.
     """
     with sessions() as session:
         through = closing_target(session, books, day)
-    return _close_through(sessions, books, through, traceparent)
+    return _close_through(sessions, books, through, traceparent, on_closed)
 
 
 def close_due_days(sessions: Sessions, books: Books) -> list[ClosedDay]:
@@ -214,7 +215,8 @@ def close_due_days(sessions: Sessions, books: Books) -> list[ClosedDay]:
 
 
 def _close_through(
-    sessions: Sessions, books: Books, through: date, traceparent: str | None
+    sessions: Sessions, books: Books, through: date, traceparent: str | None,
+    on_closed: Callable[[ClosedDay], None] | None = None,
 ) -> list[ClosedDay]:
     closed: list[ClosedDay] = []
     while True:
@@ -224,6 +226,8 @@ def _close_through(
             break
         closed.append(next_closed)
         metrics.count_payouts([next_closed])
+        if on_closed is not None:
+            on_closed(next_closed)
     return closed
 
 

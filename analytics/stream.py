@@ -122,8 +122,11 @@ class CatchUp:
     """
 
     def __init__(self, ends: dict[TopicPartitionKey, int], quiet: float = REPLAY_QUIET_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, progress=None):
         self.pending = dict(ends)
+        self.progress = progress
+        if progress is not None:
+            progress.total = sum(ends.values())
         self.quiet = quiet
         self.clock = clock
         self.last_seen = clock()
@@ -132,6 +135,8 @@ class CatchUp:
 
     def saw(self, messages: list[ReceivedMessage]) -> None:
         self.seen += len(messages)
+        if self.progress is not None:
+            self.progress.update(len(messages))
         self.last_seen = self.clock()
         if self.first_seen is None:
             self.first_seen = self.last_seen
@@ -294,17 +299,19 @@ def run_projector(engine: Engine, settings: Settings, stop: threading.Event) -> 
     ProjectionStream(settings, projector, live_group_id(settings)).run(stop)
 
 
-def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0) -> int:
+def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0,
+            progress=None) -> int:
     """Empty the projection, then replay every topic from its beginning under a fresh
     consumer group until the ends they had at the start; returns the messages read.
 
     A live projector may keep running meanwhile: what it applies after the reset is in
-    the inbox, so the replay skips it, and every effect commutes.
+    the inbox, so the replay skips it, and every effect commutes. ``progress`` (like a
+    tqdm bar: ``total``, ``update(n)``) is told the messages to read and those read.
     """
     with make_session_factory(engine)() as session, session.begin():
         service.reset_projection(session)
     topics = [settings.topic(t) for t in CONSUMED_TOPICS]
-    catch_up = CatchUp(end_offsets(settings, topics))
+    catch_up = CatchUp(end_offsets(settings, topics), progress=progress)
     group_id = f"{live_group_id(settings)}-rebuild-{uuid.uuid4().hex[:12]}"
     stream = ProjectionStream(settings, Projector.create(engine, settings), group_id)
     stop = threading.Event()

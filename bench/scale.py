@@ -317,7 +317,7 @@ class SeededPlatform:
 
 def measure_rebuild(env: dict[str, str]) -> dict:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "deploy.cli", "analytics", "rebuild",
+    done = subprocess.run([sys.executable, "-m", "deploy.cli", "analytics", "rebuild", "--yes",
                            "--timeout", str(REBUILD_TIMEOUT_SECONDS)],
                           env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from deploy.console import use_stack_env
+from deploy.console import confirmed, progress, progress_option, use_stack_env, yes_option
 from deploy.mailsink import mailsink_cli
 from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve, worker_names
 from event_schemas.cli import schemas_cli
@@ -129,15 +129,24 @@ def dlq_list(topic: str) -> None:
 @click.argument("topic")
 @click.option("--event-id", default=None, help="Only this event.")
 @click.option("--consumer", default=None, help="Only letters of this consumer.")
-def dlq_redrive(topic: str, event_id: str | None, consumer: str | None) -> None:
+@yes_option
+@progress_option
+def dlq_redrive(topic: str, event_id: str | None, consumer: str | None, yes: bool,
+                show_progress: bool | None) -> None:
     """Republish the dead letters of a logical TOPIC not redriven yet, each event once to
     the consumer that failed it (a second run does nothing)."""
     from messaging.dlq import redrive
 
     settings = Settings.from_env()
     dlq_topic = _dlq_topic(settings, topic)
-    with _broker_errors(settings, dlq_topic):
-        report = redrive(settings, dlq_topic, event_id=event_id, consumer=consumer)
+    only = "".join([f" of event {event_id}" if event_id else "",
+                    f" of consumer {consumer}" if consumer else ""])
+    confirmed(f"Republish the dead letters{only} in {dlq_topic} not redriven yet to their "
+              f"topics on {settings.kafka_bootstrap}: their consumers handle them again", yes)
+    with _broker_errors(settings, dlq_topic), \
+            progress("redriving", None, "letters", show_progress) as bar:
+        report = redrive(settings, dlq_topic, event_id=event_id, consumer=consumer,
+                         progress=bar)
     click.echo(f"redriven: {len(report.redriven)}")
     for letter in report.truncated:
         click.echo(
@@ -155,7 +164,9 @@ def consumers() -> None:
 
 @consumers.command("reset")
 @click.argument("service", type=click.Choice(["tasks", "accounting", "analytics"]))
-def consumers_reset(service: str) -> None:
+@yes_option
+@progress_option
+def consumers_reset(service: str, yes: bool, show_progress: bool | None) -> None:
     """Move SERVICE's consumer group to the beginning of its topics (stop it first);
     on its next start it reads every event again, and its inbox skips them all."""
     from confluent_kafka import KafkaException
@@ -164,8 +175,11 @@ def consumers_reset(service: str) -> None:
 
     settings = Settings.from_env()
     group, topics = consumer_group_of(service, settings)
+    confirmed(f"Move consumer group {group} on {settings.kafka_bootstrap} to the beginning of "
+              f"{', '.join(topics)}: on its next start {service} reads every event again", yes)
     try:
-        offsets = reset_to_beginning(settings, group, topics)
+        with progress("resetting", None, "partitions", show_progress) as bar:
+            offsets = reset_to_beginning(settings, group, topics, progress=bar)
     except GroupInUse as error:
         raise click.ClickException(str(error)) from error
     except (KafkaException, RuntimeError) as error:
@@ -179,7 +193,10 @@ def consumers_reset(service: str) -> None:
               help="Delete outbox events delivered longer ago than this (90s, 15m, 12h, 7d).")
 @click.option("--inbox-older-than", "inbox_age", default=None,
               help="Also delete inbox records of events handled longer ago than this.")
-def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None) -> None:
+@yes_option
+@progress_option
+def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None, yes: bool,
+          show_progress: bool | None) -> None:
     """Delete delivered outbox events (and, if asked, old inbox records)."""
     from messaging.db import make_engine
     from messaging.retention import parse_age, prune_inbox, prune_outbox
@@ -189,15 +206,31 @@ def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None) -> 
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     settings = Settings.from_env()
-    for service in services or available_services():
+    chosen = services or available_services()
+    what = f"outbox events delivered more than {outbox_age} ago"
+    if inbox_age:
+        what += f" and inbox records of events handled more than {inbox_age} ago"
+    confirmed(f"Delete {what} in the databases of {', '.join(chosen)} on "
+              f"{_server(settings.database_url)}", yes)
+    for service in chosen:
         engine = make_engine(settings.database_for(service), pool_size=1)
         try:
-            line = f"{service}: outbox {prune_outbox(engine, ages[0])}"
+            with progress(f"{service} outbox", None, "rows", show_progress) as bar:
+                line = f"{service}: outbox {prune_outbox(engine, ages[0], progress=bar)}"
             if ages[1] is not None:
-                line += f", inbox {prune_inbox(engine, ages[1])}"
+                with progress(f"{service} inbox", None, "rows", show_progress) as bar:
+                    line += f", inbox {prune_inbox(engine, ages[1], progress=bar)}"
         finally:
             engine.dispose()
         click.echo(f"{line} deleted")
+
+
+def _server(database_url: str) -> str:
+    """host:port of a database URL (no user, no password)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(database_url)
+    return f"{parts.hostname}:{parts.port or 5432}"
 
 
 main.add_command(schemas_cli)

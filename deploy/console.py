@@ -75,10 +75,10 @@ def yes_option(function: Callable) -> Callable:
 
 
 def confirmed(action: str, yes: bool) -> None:
-    """Say what is about to happen and ask; ``yes`` answers for a script. Without a
-    terminal to ask on and without ``yes``, refuse in one line (exit status 1)."""
+    """Say what is about to happen and ask; ``yes`` answers for a script (nothing is said
+    then: a script's output stays what it was). Without a terminal to ask on and without
+    ``yes``, refuse in one line (exit status 1)."""
     if yes:
-        click.echo(f"{action}.", err=True)
         return
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise click.ClickException(

@@ -372,10 +372,12 @@ class RedriveReport:
 
 
 def redrive(
-    settings: Settings, dlq_topic: str, event_id: str | None = None, consumer: str | None = None
+    settings: Settings, dlq_topic: str, event_id: str | None = None, consumer: str | None = None,
+    progress=None,
 ) -> RedriveReport:
     """Republish the letters not redriven yet (optionally of one event id or one consumer)
-    to their topics, each event once per consumer and addressed to that consumer only."""
+    to their topics, each event once per consumer and addressed to that consumer only.
+    ``progress`` (like a tqdm bar: ``total``, ``update(n)``) counts the copies sent."""
     letters = [
         letter
         for letter in read_dead_letters(settings, dlq_topic)
@@ -390,7 +392,10 @@ def redrive(
             latest[(letter.dlq_partition, letter.consumer, letter.identity)] = letter
     chosen = sorted(latest.values(), key=lambda x: (x.dlq_partition, x.dlq_offset))
     producer = Producer(producer_config(settings))
-    _produce_all(producer, [(letter.topic, _copy_of(letter, dlq_topic)) for letter in chosen])
+    if progress is not None:
+        progress.total = len(chosen)
+    _produce_all(producer, [(letter.topic, _copy_of(letter, dlq_topic)) for letter in chosen],
+                 progress)
     # Only once every copy is stored: a redrive interrupted in between is redone in full.
     _produce_all(producer, [(dlq_topic, _marker_of(letter)) for letter in chosen])
     return RedriveReport(chosen, truncated)
@@ -410,12 +415,14 @@ def _marker_of(letter: DeadLetter) -> dict:
             "headers": marker.headers()}
 
 
-def _produce_all(producer: Producer, messages: list[tuple[str, dict]]) -> None:
+def _produce_all(producer: Producer, messages: list[tuple[str, dict]], progress=None) -> None:
     failures: list[str] = []
 
     def delivered(err, _msg) -> None:
         if err is not None:
             failures.append(str(err))
+        elif progress is not None:
+            progress.update(1)
 
     for topic, message in messages:
         produce_waiting(producer, topic, **message, on_delivery=delivered)

@@ -31,18 +31,25 @@ class GroupInUse(RuntimeError):
 
 
 def reset_to_beginning(
-    settings: Settings, group_id: str, topics: list[str], timeout: float = 10.0
+    settings: Settings, group_id: str, topics: list[str], timeout: float = 10.0,
+    progress=None,
 ) -> list[TopicPartition]:
     """Commit the first available offset of every partition of ``topics`` for the group.
 
-    The group must have no running member (``GroupInUse`` otherwise).
+    The group must have no running member (``GroupInUse`` otherwise). ``progress`` (like
+    a tqdm bar: ``total``, ``update(n)``) counts the partitions looked up.
     """
     consumer = _group_consumer(settings, group_id)
     try:
         offsets = []
-        for tp in _partitions(consumer, topics, timeout):
+        partitions = list(_partitions(consumer, topics, timeout))
+        if progress is not None:
+            progress.total = len(partitions)
+        for tp in partitions:
             low, _ = consumer.get_watermark_offsets(tp, timeout=timeout)
             offsets.append(TopicPartition(tp.topic, tp.partition, low))
+            if progress is not None:
+                progress.update(1)
         try:
             committed = consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:

@@ -41,12 +41,15 @@ def parse_age(value: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def prune_outbox(engine: Engine, older_than: timedelta, batch: int = 5000) -> int:
-    """Delete events delivered more than ``older_than`` ago; returns how many."""
-    return _prune(engine, _PRUNE_OUTBOX, older_than, batch)
+def prune_outbox(engine: Engine, older_than: timedelta, batch: int = 5000,
+                 progress=None) -> int:
+    """Delete events delivered more than ``older_than`` ago; returns how many.
+    ``progress`` (like a tqdm bar: ``update(n)``) is told each batch deleted."""
+    return _prune(engine, _PRUNE_OUTBOX, older_than, batch, progress)
 
 
-def prune_inbox(engine: Engine, older_than: timedelta, batch: int = 5000) -> int:
+def prune_inbox(engine: Engine, older_than: timedelta, batch: int = 5000,
+                progress=None) -> int:
     """Delete inbox records of events handled more than ``older_than`` ago, in one pass
     over the table."""
     deleted, after = 0, "(0,0)"
@@ -56,17 +59,22 @@ def prune_inbox(engine: Engine, older_than: timedelta, batch: int = 5000) -> int
                 _PRUNE_INBOX, {"age": older_than, "batch": batch, "after": after}
             ).one()
         deleted += count
+        if progress is not None:
+            progress.update(count)
         if count < batch:
             return deleted
         after = last
 
 
-def _prune(engine: Engine, statement, older_than: timedelta, batch: int) -> int:
+def _prune(engine: Engine, statement, older_than: timedelta, batch: int,
+           progress=None) -> int:
     deleted = 0
     while True:
         # one short transaction per batch: no long lock on a table the relay works on
         with engine.begin() as connection:
             count = connection.execute(statement, {"age": older_than, "batch": batch}).rowcount
         deleted += count
+        if progress is not None:
+            progress.update(count)
         if count < batch:
             return deleted

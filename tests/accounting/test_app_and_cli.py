@@ -66,9 +66,10 @@ def test_close_day_command(engine, accounting_database_url):
     env = {"ATES_ACCOUNTING_DATABASE_URL": accounting_database_url}
     today = datetime.now(UTC).date().isoformat()
 
-    ended = runner.invoke(main, ["accounting", "close-day"], env=env)
-    again = runner.invoke(main, ["accounting", "close-day", "--date", today], env=env)
-    future = runner.invoke(main, ["accounting", "close-day", "--date", "2999-01-01"], env=env)
+    ended = runner.invoke(main, ["accounting", "close-day", "--yes"], env=env)
+    again = runner.invoke(main, ["accounting", "close-day", "--yes", "--date", today], env=env)
+    future = runner.invoke(main, ["accounting", "close-day", "--yes", "--date", "2999-01-01"],
+                           env=env)
 
     assert ended.exit_code == 0, ended.output
     assert "closed, 0 account(s) paid" in ended.output

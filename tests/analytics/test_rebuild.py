@@ -101,7 +101,8 @@ def test_ates_analytics_rebuild_repairs_a_damaged_projection(
         "ATES_TOPIC_PREFIX": settings.topic_prefix,
         "ATES_KAFKA_SESSION_TIMEOUT_MS": "2000",
     }
-    result = CliRunner().invoke(main, ["analytics", "rebuild", "--timeout", "120"], env=env)
+    result = CliRunner().invoke(main, ["analytics", "rebuild", "--yes", "--timeout", "120"],
+                                env=env)
 
     assert result.exit_code == 0, result.output
     assert f"rebuilt from {len(events)} message(s)" in result.output

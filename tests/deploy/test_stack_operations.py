@@ -80,12 +80,73 @@ def test_ates_up_writes_what_it_chose_to_the_stack_file(stack):
     assert "ATES_SECRET_KEY" not in chosen  # secrets stay in secrets.json only
 
 
+def test_the_environment_wins_over_the_stack_file(stack):
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    env = operator_env(stack.var_dir, ATES_AUTH_URL=elsewhere)
+
+    done = ates("token", "--email", "admin@popug.inc", "--password", ADMIN_PASSWORD, env=env)
+
+    assert done.returncode == 1
+    assert "from the environment instead: ATES_AUTH_URL" in done.stderr
+    assert elsewhere in done.stderr and "Traceback" not in done.stderr
+
+
+DESTRUCTIVE = [
+    ("analytics", "rebuild"),
+    ("consumers", "reset", "accounting"),
+    ("prune",),
+    ("dlq", "redrive", "tasks-lifecycle"),
+    ("accounting", "close-day"),
+]
+
+
+@pytest.mark.parametrize("args", DESTRUCTIVE, ids=" ".join)
+def test_destructive_work_without_a_terminal_and_without_yes_is_refused_in_one_line(
+    stack, args
+):
+    done = ates(*args, env=operator_env(stack.var_dir), input="y\n")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    banner, refusal = done.stderr.strip().splitlines()
+    assert banner.startswith("ates: acting on the stack of")
+    assert refusal.startswith("Error: refusing to ") and refusal.endswith("pass --yes")
+
+
+def test_on_a_terminal_destructive_work_says_what_it_will_do_and_asks(stack):
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "analytics", "rebuild"],
+            env=operator_env(stack.var_dir), stdin=terminal, stdout=terminal, stderr=terminal)
+        os.close(terminal)
+        seen = b""
+        while b"Continue?" not in seen:
+            chunk = os.read(controller, 4096)
+            assert chunk, seen
+            seen += chunk
+        os.write(controller, b"n\n")
+        assert process.wait(60) == 1
+        try:
+            while chunk := os.read(controller, 4096):
+                seen += chunk
+        except OSError:  # the terminal closed with the process
+            pass
+    finally:
+        os.close(controller)
+    text = seen.decode(errors="replace")
+    assert "Empty the analytics dashboard" in text and "nothing done" in text
+
+
+# Last: it closes the day, which the refusal above must find open.
 def test_token_close_day_and_dlq_list_act_on_the_stack_of_the_stack_file(stack):
     env = operator_env(stack.var_dir)
     auth = f"http://127.0.0.1:{stack.service_ports['auth']}"
 
     token = ates("token", "--email", "admin@popug.inc", "--password", ADMIN_PASSWORD, env=env)
-    closed = ates("accounting", "close-day", env=env)
+    closed = ates("accounting", "close-day", "--yes", env=env)
     listed = ates("dlq", "list", "tasks-lifecycle", env=env)
 
     for done in (token, closed, listed):
@@ -96,14 +157,3 @@ def test_token_close_day_and_dlq_list_act_on_the_stack_of_the_stack_file(stack):
     assert token.stdout.count(".") == 2  # a JWT
     assert "closed, " in closed.stdout
     assert "no dead letters" in listed.stderr
-
-
-def test_the_environment_wins_over_the_stack_file(stack):
-    elsewhere = f"http://127.0.0.1:{free_port()}"
-    env = operator_env(stack.var_dir, ATES_AUTH_URL=elsewhere)
-
-    done = ates("token", "--email", "admin@popug.inc", "--password", ADMIN_PASSWORD, env=env)
-
-    assert done.returncode == 1
-    assert "from the environment instead: ATES_AUTH_URL" in done.stderr
-    assert elsewhere in done.stderr and "Traceback" not in done.stderr

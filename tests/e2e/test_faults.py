@@ -175,7 +175,7 @@ def test_consumer_group_reset_changes_nothing(platform, api, model, driver):
     inbox = inbox_count(platform, platform.accounting_db, "accounting")
     counts = ledger_invariants(platform)
     platform.stack.kill("accounting-consumer", sig=15)
-    output = platform.ates("consumers", "reset", "accounting")
+    output = platform.ates("consumers", "reset", "accounting", "--yes")
     assert "reset to the beginning" in output
 
     from messaging.groups import committed_offsets, consumer_group_of

@@ -99,11 +99,11 @@ def test_unknown_version_is_dead_lettered_then_redriven_once(platform, api, mode
 
     # The current release, then the redrive (twice: a repeated redrive changes nothing).
     platform.stack.restart("accounting-consumer", env={})
-    redriven = platform.ates("dlq", "redrive", "tasks-stream", "--consumer", "accounting")
+    redriven = platform.ates("dlq", "redrive", "tasks-stream", "--yes", "--consumer", "accounting")
     assert redriven.strip() == f"redriven: {redrivable + 2}"
     wait_until(lambda: replica() == ("done", 2), 60, what="the redriven events applied")
     assert inbox_count(platform, platform.accounting_db, "accounting") == inbox + 2
-    platform.ates("dlq", "redrive", "tasks-stream", "--consumer", "accounting")
+    platform.ates("dlq", "redrive", "tasks-stream", "--yes", "--consumer", "accounting")
     wait_until(lambda: consumer_caught_up(platform, "accounting"), 60,
                what="the second redrive to be read")
     event_ids = [lt["event_id"] for lt in letters]

@@ -64,7 +64,7 @@ def test_dlq_list_shows_letters_and_redrive_applies_them_once_fixed(
     fixed = make_runtime(engine, settings, handlers_recording(versions=(1, 2)))
     try:
         redriven = runner.invoke(
-            main, ["dlq", "redrive", "accounts-stream", "--event-id", event.id],
+            main, ["dlq", "redrive", "accounts-stream", "--yes", "--event-id", event.id],
             env=cli_env(settings),
         )
         assert redriven.exit_code == 0 and "redriven: 1" in redriven.output
@@ -76,7 +76,7 @@ def test_dlq_list_shows_letters_and_redrive_applies_them_once_fixed(
 
 def test_dlq_redrive_of_an_unknown_event_id_republishes_nothing(settings):
     result = CliRunner().invoke(
-        main, ["dlq", "redrive", "accounts-stream", "--event-id", str(uuid.uuid4())],
+        main, ["dlq", "redrive", "accounts-stream", "--yes", "--event-id", str(uuid.uuid4())],
         env=cli_env(settings),
     )
     assert result.exit_code == 0 and "redriven: 0" in result.output
@@ -89,7 +89,7 @@ def handlers_with_created(updated_versions):
 
 
 def redrive_cli(settings, *options: str) -> str:
-    result = CliRunner().invoke(main, ["dlq", "redrive", "accounts-stream", *options],
+    result = CliRunner().invoke(main, ["dlq", "redrive", "accounts-stream", "--yes", *options],
                                 env=cli_env(settings))
     assert result.exit_code == 0, result.output
     return result.output
@@ -165,7 +165,8 @@ def test_resetting_a_running_consumer_group_is_one_clear_line_and_a_failure(engi
                               topics=["accounts-stream", "accounts-lifecycle"])
     try:
         running.wait_for_assignment()
-        result = CliRunner().invoke(main, ["consumers", "reset", "tasks"], env=cli_env(settings))
+        result = CliRunner().invoke(main, ["consumers", "reset", "tasks", "--yes"],
+                                    env=cli_env(settings))
     finally:
         running.close()
     assert result.exit_code != 0

@@ -81,7 +81,7 @@ def test_ates_prune_deletes_what_it_reports(engine, sessions, outbox):
     url = engine.url.render_as_string(hide_password=False)
     result = CliRunner().invoke(
         main,
-        ["prune", "tasks", "--outbox-older-than", "1d", "--inbox-older-than", "1d"],
+        ["prune", "tasks", "--yes", "--outbox-older-than", "1d", "--inbox-older-than", "1d"],
         env={"ATES_TASKS_DATABASE_URL": url},
     )
     assert result.exit_code == 0, result.output
