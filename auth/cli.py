@@ -73,4 +73,44 @@ def seed(admin_password: str | None) -> None:
         click.echo(f"{login['role']:<10} {login['email']:<24} {password}")
 
 
+@auth_group.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the new password from the first line of stdin (for scripts).")
+def set_password(email: str, password_stdin: bool) -> None:
+    """Set the password of the account EMAIL (asked twice, never taken from the command
+    line: it would stay in the shell's history)."""
+    import getpass
+    import sys
+
+    from auth.domain import InvalidAccountData
+    from auth.service import AccountChanges, AccountService
+    from messaging.db import make_engine, make_session_factory
+    from messaging.outbox import Outbox
+    from messaging.settings import Settings
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        raise click.ClickException("no terminal to ask the password on; use --password-stdin")
+    else:
+        password = getpass.getpass(f"New password for {email}: ")
+        if getpass.getpass("Again: ") != password:
+            raise click.ClickException("the two passwords differ; nothing changed")
+    settings = Settings.from_env()
+    engine = make_engine(settings.database_for("auth"), pool_size=1)
+    try:
+        accounts = AccountService(make_session_factory(engine), Outbox(settings),
+                                  AuthConfig.from_env())
+        account = accounts.find_account_by_email(email)
+        if account is None:
+            raise click.ClickException(f"there is no account {email}")
+        accounts.update_account(account.id, AccountChanges(password=password))
+    except InvalidAccountData as error:
+        raise click.ClickException(f"{error}; nothing changed") from error
+    finally:
+        engine.dispose()
+    click.echo(f"{email}: password set")
+
+
 commands: list[click.Command] = [token, auth_group]

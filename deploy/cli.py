@@ -67,8 +67,15 @@ def migrate(services: tuple[str, ...]) -> None:
     """Apply database migrations (default: every service)."""
     from messaging.migrations import upgrade
 
+    known = available_services()
+    unknown = [name for name in services if name not in known]
+    if unknown:
+        # before anything is created: an unknown name must not leave a database behind
+        raise click.ClickException(
+            f"unknown service {', '.join(map(repr, unknown))}; the services are "
+            f"{', '.join(known)}")
     settings = Settings.from_env()
-    for service in services or available_services():
+    for service in services or known:
         upgrade(service, settings.database_for(service))
         click.echo(f"{service}: migrated")
 

@@ -140,6 +140,52 @@ def test_on_a_terminal_destructive_work_says_what_it_will_do_and_asks(stack):
     assert "Empty the analytics dashboard" in text and "nothing done" in text
 
 
+def databases(stack) -> set[str]:
+    import psycopg
+
+    url = f"postgresql://postgres@127.0.0.1:{stack.ports['PG']}/postgres"
+    with psycopg.connect(url) as connection:
+        return {name for (name,) in connection.execute("SELECT datname FROM pg_database")}
+
+
+def test_migrating_an_unknown_service_is_one_line_and_creates_nothing(stack):
+    before = databases(stack)
+
+    done = ates("migrate", "bogus", env=operator_env(stack.var_dir))
+
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: unknown service 'bogus'; the services are " + ", ".join(available_services()))
+    assert "Traceback" not in done.stderr
+    assert databases(stack) == before and "ates_bogus" not in before
+
+
+def test_set_password_from_stdin_lets_the_admin_sign_in_with_it_and_not_the_old_one(stack):
+    env = operator_env(stack.var_dir)
+
+    refused = ates("auth", "set-password", "admin@popug.inc", env=env, input="x\n")
+    weak = ates("auth", "set-password", "admin@popug.inc", "--password-stdin", env=env,
+                input="short\n")
+    nobody = ates("auth", "set-password", "nobody@popug.inc", "--password-stdin", env=env,
+                  input="a long enough new password\n")
+    done = ates("auth", "set-password", "admin@popug.inc", "--password-stdin", env=env,
+                input="a long enough new password\n")
+    new = ates("token", "--email", "admin@popug.inc", "--password",
+               "a long enough new password", env=env)
+    old = ates("token", "--email", "admin@popug.inc", "--password", ADMIN_PASSWORD, env=env)
+    ates("auth", "set-password", "admin@popug.inc", "--password-stdin", env=env,
+         input=ADMIN_PASSWORD + "\n")
+
+    assert refused.returncode == 1 and "--password-stdin" in refused.stderr
+    assert weak.returncode == 1 and "nothing changed" in weak.stderr
+    assert nobody.returncode == 1 and "no account nobody@popug.inc" in nobody.stderr
+    assert done.returncode == 0 and done.stdout == "admin@popug.inc: password set\n"
+    assert new.returncode == 0, new.stderr
+    assert old.returncode == 1
+    for result in (refused, weak, nobody, done, new, old):
+        assert "Traceback" not in result.stderr
+
+
 # Last: it closes the day, which the refusal above must find open.
 def test_token_close_day_and_dlq_list_act_on_the_stack_of_the_stack_file(stack):
     env = operator_env(stack.var_dir)
