@@ -19,13 +19,13 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Response
 from fastapi import status as http
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
 
-from accounting import domain, service
+from accounting import corrections, domain, service
 from accounting.closing import ClosedDay
 from accounting.ledger import Books
 from accounting.service import (
@@ -51,9 +51,14 @@ ERROR_STATUS: dict[type[domain.AccountingError], int] = {
     domain.DayNotStarted: http.HTTP_409_CONFLICT,
     domain.DayAlreadyEnded: http.HTTP_409_CONFLICT,
     domain.DayBeforeLedger: UNPROCESSABLE,
+    domain.NotFound: http.HTTP_404_NOT_FOUND,
+    domain.InvalidCorrection: UNPROCESSABLE,
+    domain.AlreadyReversed: http.HTTP_409_CONFLICT,
+    domain.IdempotencyKeyReused: http.HTTP_409_CONFLICT,
 }
 
-TransactionType = Literal["fee", "reward", "payout"]  # domain.TRANSACTION_TYPES
+TransactionType = Literal[
+    "fee", "reward", "payout", "reversal", "adjustment"]  # domain.TRANSACTION_TYPES
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -133,7 +138,10 @@ def report_range(sessions: Sessions, books: Books, first: date | None,
                  last: date | None) -> tuple[date, date]:
     """``from``/``to`` of a per-day report: by default the 30 days up to the current one."""
     last = last or service.open_day(sessions, books)
-    return first or last - timedelta(days=DEFAULT_REPORT_DAYS - 1), last
+    first = first or last - timedelta(days=DEFAULT_REPORT_DAYS - 1)
+    if (last - first).days >= service.MAX_REPORT_DAYS:  # before a list of its days is built
+        raise domain.InvalidRange(f"a report covers at most {service.MAX_REPORT_DAYS} days")
+    return first, last
 
 
 # -- response bodies ----------------------------------------------------------------------
@@ -154,11 +162,17 @@ class LedgerLineOut(BaseModel):
     task: TaskOut | None = Field(description="null while the task is unknown")
     created_at: datetime
     day: date
+    corrects: uuid.UUID | None = Field(description="The transaction a reversal reverses")
+    reversed_by: uuid.UUID | None = Field(description="The reversal of this one, if any")
+    reason: str | None = Field(description="Why a correction was booked")
+    booked_by: str | None = Field(description="Who booked a correction (account or client)")
 
     @classmethod
     def of(cls, line: LedgerLine) -> LedgerLineOut:
         task = line.task
         return cls(
+            corrects=line.corrects, reversed_by=line.reversed_by, reason=line.reason,
+            booked_by=line.booked_by,
             id=line.id,
             type=line.type,  # type: ignore[arg-type]
             amount=line.amount,
@@ -177,6 +191,28 @@ class BalanceAtOut(BaseModel):
     balance: int = Field(description="Cents: the balance right after `transaction_id`")
     transaction_id: uuid.UUID | None = Field(
         description="The account's last transaction recorded at or before `at`; null if none")
+
+
+class CorrectionOut(LedgerLineOut):
+    account_id: uuid.UUID
+
+    @classmethod
+    def of_line(cls, line: LedgerLine) -> CorrectionOut:
+        return cls(account_id=line.account_id, **LedgerLineOut.of(line).model_dump())
+
+
+class ReversalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(description="Why; required, at most 500 characters")
+
+
+class AdjustmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt = Field(
+        description="Signed cents as seen from the account: negative charges, positive credits")
+    reason: str = Field(description="Why; required, at most 500 characters")
 
 
 class LedgerPage(BaseModel):
@@ -323,6 +359,7 @@ def api_router(sessions: Sessions, books: Books) -> APIRouter:
     _add_account_routes(router, sessions)
     _add_management_routes(router, sessions, books)
     _add_export_routes(router, sessions, books)
+    _add_correction_routes(router, sessions, books)
     return router
 
 
@@ -452,6 +489,51 @@ def _add_export_routes(router: APIRouter, sessions: Sessions, books: Books) -> N
         first, last = report_range(sessions, books, first, last)
         rows = list(service.management_csv_rows(sessions, first, last))  # errors before 200
         return csv_response(rows, f"management-days-{first}-{last}.csv")
+
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key",
+    description="Same key and body: the same answer, nothing booked again; same key and"
+    " another body: 409. Keys are the caller's own.")]
+REPLAYED_HEADER = "Idempotent-Replayed"
+CORRECTION_ERRORS = {
+    **FORBIDDEN,
+    404: _error("No such transaction or account"),
+    409: _error("Already reversed, or the Idempotency-Key was used for another request"),
+    422: _error("No reason, a payout or correction to reverse, or an amount out of range"),
+}
+
+
+def _corrected(sessions: Sessions, done: corrections.Corrected, response: Response
+               ) -> CorrectionOut:
+    if done.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    line = service.ledger_line(sessions, done.transaction_id)
+    assert line is not None
+    return CorrectionOut.of_line(line)
+
+
+def _add_correction_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+    @router.post("/transactions/{transaction_id}/reversal", status_code=http.HTTP_201_CREATED,
+                 responses=CORRECTION_ERRORS)
+    def reverse_transaction(transaction_id: uuid.UUID, body: ReversalIn, user: Caller,
+                            response: Response, key: IdempotencyKey = None) -> CorrectionOut:
+        """Reverse a fee or a reward (admins, accountants): a new transaction of the same
+        amount the other way, booked today and linked to it. Reversed at most once."""
+        ensure_sees_everything(user)
+        done = corrections.reverse(sessions, books, transaction_id, body.reason, user.id, key,
+                                   current_traceparent())
+        return _corrected(sessions, done, response)
+
+    @router.post("/accounts/{account_id}/adjustments", status_code=http.HTTP_201_CREATED,
+                 responses=CORRECTION_ERRORS)
+    def adjust_account(account_id: uuid.UUID, body: AdjustmentIn, user: Caller,
+                       response: Response, key: IdempotencyKey = None) -> CorrectionOut:
+        """Book a manual adjustment on an account (admins, accountants), booked today."""
+        ensure_sees_everything(user)
+        done = corrections.adjust(sessions, books, account_id, body.amount, body.reason,
+                                  user.id, key, current_traceparent())
+        return _corrected(sessions, done, response)
 
 
 # -- errors -------------------------------------------------------------------------------

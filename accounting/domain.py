@@ -19,7 +19,14 @@ from event_schemas import task_v1_to_v2
 FEE = "fee"
 REWARD = "reward"
 PAYOUT = "payout"
-TRANSACTION_TYPES = (FEE, REWARD, PAYOUT)
+REVERSAL = "reversal"
+ADJUSTMENT = "adjustment"
+TRANSACTION_TYPES = (FEE, REWARD, PAYOUT, REVERSAL, ADJUSTMENT)
+CORRECTIONS = (REVERSAL, ADJUSTMENT)
+REVERSIBLE = (FEE, REWARD)
+# The largest adjustment, either way: a typo of a few digits is refused, not booked.
+MAX_ADJUSTMENT_CENTS = 100_000_000
+MAX_REASON_LENGTH = 500
 
 FEE_CENTS = (1000, 2000)
 REWARD_CENTS = (2000, 4000)
@@ -61,6 +68,50 @@ class InvalidCursor(AccountingError):
 
 class InvalidRange(AccountingError):
     pass
+
+
+class NotFound(AccountingError):
+    pass
+
+
+class InvalidCorrection(AccountingError):
+    """A correction that can never be booked as asked (422)."""
+
+
+class AlreadyReversed(AccountingError):
+    def __init__(self, original: uuid.UUID, reversal: uuid.UUID) -> None:
+        super().__init__(f"transaction {original} is already reversed by {reversal}")
+
+
+class IdempotencyKeyReused(AccountingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used for another request; use a new key"
+        )
+
+
+def counted_as_when_adjusting(amount: int) -> str:
+    """An adjustment counts in management's report as a fee when it charges the popug and
+    as a reward when it credits them, on the day it is booked."""
+    return FEE if amount < 0 else REWARD
+
+
+def check_reason(reason: str) -> str:
+    cleaned = reason.strip()
+    if not cleaned:
+        raise InvalidCorrection("a reason is required")
+    if len(cleaned) > MAX_REASON_LENGTH:
+        raise InvalidCorrection(f"a reason has at most {MAX_REASON_LENGTH} characters")
+    return cleaned
+
+
+def check_adjustment(amount: int) -> int:
+    if amount == 0:
+        raise InvalidCorrection("an adjustment of 0 cents changes nothing")
+    if abs(amount) > MAX_ADJUSTMENT_CENTS:
+        raise InvalidCorrection(
+            f"an adjustment is at most {MAX_ADJUSTMENT_CENTS} cents either way")
+    return amount
 
 
 # -- prices ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ those written one at a time (those written in bulk are rendered by ``accounting.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 
 from event_schemas import Event, SchemaRegistry, default_registry
@@ -10,6 +11,7 @@ from event_schemas import Event, SchemaRegistry, default_registry
 SOURCE = "accounting"
 TASK_PRICED = "task.priced"
 TRANSACTION_APPLIED = "transaction.applied"
+TRANSACTION_CORRECTED = "transaction.corrected"
 PAYMENT_MADE = "payment.made"
 BILLING_CYCLE_CLOSED = "billing_cycle.closed"
 VERSION = 1
@@ -49,4 +51,44 @@ class AccountingEvents:
             version=VERSION,
             traceparent=traceparent,
             time=data["closed_at"],
+        )
+
+    def transaction_corrected(
+        self,
+        *,
+        transaction_id: uuid.UUID,
+        account_id: uuid.UUID,
+        type: str,
+        amount: int,
+        balance_after: int,
+        task_id: uuid.UUID | None,
+        day: date,
+        applied_at: datetime,
+        corrects: uuid.UUID | None,
+        counts_as: str,
+        reason: str,
+        booked_by: str,
+        traceparent: str | None = None,
+    ) -> Event:
+        data = {
+            "transaction_id": str(transaction_id),
+            "account_id": str(account_id),
+            "type": type,
+            "amount": amount,
+            "balance_after": balance_after,
+            "task_id": None if task_id is None else str(task_id),
+            "day": day.isoformat(),
+            "applied_at": rfc3339(applied_at),
+            "corrects_transaction_id": None if corrects is None else str(corrects),
+            "counts_as": counts_as,
+            "reason": reason,
+            "booked_by": booked_by,
+        }
+        return self.registry.build(
+            TRANSACTION_CORRECTED,
+            data,
+            source=SOURCE,
+            version=VERSION,
+            traceparent=traceparent,
+            time=data["applied_at"],
         )

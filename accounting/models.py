@@ -99,8 +99,9 @@ class TaskPrice(Base):
 
 
 class LedgerTransaction(Base):
-    """A fee, reward or payout of one popug account. ``source_event_id`` is the event that
-    caused it (none for payouts), unique so that no event is booked twice."""
+    """A fee, reward, payout, reversal or adjustment of one popug account.
+    ``source_event_id`` is the task event that caused a fee or reward, unique so that no
+    event is booked twice."""
 
     __tablename__ = "transactions"
 
@@ -118,12 +119,38 @@ class LedgerTransaction(Base):
     source_event_id: Mapped[uuid.UUID | None] = _uuid()
     # sha256 of the previous transaction's hash and this one's contents (migration 0007)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # corrections (migration 0009): the transaction a reversal reverses, the column of
+    # management's report it counts under, why, and who asked for it
+    corrects_id: Mapped[int | None] = mapped_column(BigInteger)
+    counts_as: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    booked_by: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        CheckConstraint("type IN ('fee', 'reward', 'payout')", name="type_known"),
-        CheckConstraint("(type = 'payout') = (task_id IS NULL)", name="task_unless_payout"),
+        CheckConstraint(
+            "type IN ('fee', 'reward', 'payout', 'reversal', 'adjustment')", name="type_known"
+        ),
+        CheckConstraint(
+            "(type IN ('payout', 'adjustment')) = (task_id IS NULL)",
+            name="task_unless_payout_or_adjustment",
+        ),
+        CheckConstraint(
+            "(type IN ('reversal', 'adjustment'))"
+            " = (counts_as IS NOT NULL AND reason IS NOT NULL AND booked_by IS NOT NULL)",
+            name="corrections_say_why",
+        ),
+        CheckConstraint("counts_as IN ('fee', 'reward')", name="counts_as_fee_or_reward"),
+        CheckConstraint(
+            "(type = 'reversal') = (corrects_id IS NOT NULL)", name="reversal_names_its_original"
+        ),
         CheckConstraint(
             "account_id <> '00000000-0000-0000-0000-000000000000'", name="popug_account"
+        ),
+        Index(
+            "transactions_reversed_once",
+            "corrects_id",
+            unique=True,
+            postgresql_where=text("corrects_id IS NOT NULL"),
         ),
         Index(
             "transactions_source_event",
@@ -135,6 +162,19 @@ class LedgerTransaction(Base):
         Index("transactions_account_time", "account_id", "created_at"),
         Index("transactions_day", "day"),
     )
+
+
+class CorrectionRequest(Base):
+    """An ``Idempotency-Key`` a caller sent with a correction: the request it came with
+    (a sha256 of it) and the transaction it booked."""
+
+    __tablename__ = "correction_requests"
+
+    caller: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
+    transaction_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _timestamp()
 
 
 class Entry(Base):

@@ -18,7 +18,7 @@ from typing import Any, Unpack
 
 from sqlalchemy import ColumnElement, Row, Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from accounting import domain, metrics
 from accounting.closing import ClosedDay, close_next_day, closing_target, last_ended_day
@@ -257,7 +257,9 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class LedgerLine:
-    """A fee, reward or payout; ``amount`` as seen from the account."""
+    """A fee, reward, payout, reversal or adjustment; ``amount`` as seen from the account.
+    ``corrects``: the transaction a reversal reverses; ``reversed_by``: the reversal of
+    this one, if any; ``reason`` and ``booked_by`` of a correction."""
 
     id: uuid.UUID
     account_id: uuid.UUID
@@ -268,6 +270,14 @@ class LedgerLine:
     task: TaskInfo | None
     created_at: datetime
     day: date
+    corrects: uuid.UUID | None = None
+    reversed_by: uuid.UUID | None = None
+    reason: str | None = None
+    booked_by: str | None = None
+
+    @property
+    def reversible(self) -> bool:
+        return self.type in domain.REVERSIBLE and self.reversed_by is None
 
 
 @dataclass(frozen=True)
@@ -288,10 +298,10 @@ Transaction = LedgerTransaction
 
 
 def _sum_of(transaction_type: str) -> ColumnElement[int]:
-    """Sum of the amounts (as seen from the account) of one type of transaction."""
-    return func.coalesce(
-        func.sum(Transaction.amount).filter(Transaction.type == transaction_type), 0
-    )
+    """Sum of the amounts (as seen from the account) of one type of transaction, with the
+    corrections that count as that type (``corrections``)."""
+    counted_as = func.coalesce(Transaction.counts_as, Transaction.type)
+    return func.coalesce(func.sum(Transaction.amount).filter(counted_as == transaction_type), 0)
 
 
 def account_summary(sessions: Sessions, books: Books, account_id: uuid.UUID) -> AccountSummary:
@@ -309,9 +319,17 @@ def account_summary(sessions: Sessions, books: Books, account_id: uuid.UUID) -> 
     return AccountSummary(account_id, balance or 0, int(earned), day)
 
 
+_Corrected = aliased(Transaction)
+_Reversal = aliased(Transaction)
+
+
 def _ledger_lines() -> Select:
-    return select(Transaction, Task.title, Task.jira_id, Task.description).outerjoin(
-        Task, Task.public_id == Transaction.task_id
+    return (
+        select(Transaction, Task.title, Task.jira_id, Task.description,
+               _Corrected.public_id.label("corrects"), _Reversal.public_id.label("reversed_by"))
+        .outerjoin(Task, Task.public_id == Transaction.task_id)
+        .outerjoin(_Corrected, _Corrected.id == Transaction.corrects_id)
+        .outerjoin(_Reversal, _Reversal.corrects_id == Transaction.id)
     )
 
 
@@ -328,7 +346,19 @@ def _ledger_line(row: Row[Any]) -> LedgerLine:
         task=TaskInfo(row.title, row.jira_id, row.description) if known else None,
         created_at=transaction.created_at,
         day=transaction.day,
+        corrects=row.corrects,
+        reversed_by=row.reversed_by,
+        reason=transaction.reason,
+        booked_by=transaction.booked_by,
     )
+
+
+def ledger_line(sessions: Sessions, transaction_id: uuid.UUID) -> LedgerLine | None:
+    """One transaction as the audit log shows it."""
+    with sessions() as session:
+        row = session.execute(
+            _ledger_lines().where(Transaction.public_id == transaction_id)).first()
+    return None if row is None else _ledger_line(row)
 
 
 @dataclass(frozen=True)
@@ -529,6 +559,10 @@ AUDIT_LOG_CSV_HEADER = [
     "task_jira_id",
     "task_title",
     "task_description",
+    "corrects",
+    "reversed_by",
+    "reason",
+    "booked_by",
 ]
 MANAGEMENT_CSV_HEADER = ["day", "fees_charged", "rewards_paid", "earned"]
 
@@ -560,6 +594,10 @@ def _csv_line(line: LedgerLine) -> list[str]:
         task.jira_id or "",
         task.title or "",
         task.description or "",
+        str(line.corrects or ""),
+        str(line.reversed_by or ""),
+        line.reason or "",
+        line.booked_by or "",
     ]
 
 

@@ -72,6 +72,14 @@ INVARIANTS: dict[str, str] = {
         SELECT task_id FROM transactions WHERE type = 'reward'
         GROUP BY task_id HAVING count(*) > 1 ORDER BY min(id)
     """,
+    "a reversal does not mirror what it reverses": """
+        SELECT r.public_id FROM transactions r LEFT JOIN transactions o ON o.id = r.corrects_id
+        WHERE r.type = 'reversal' AND (
+            o.id IS NULL OR o.id >= r.id OR o.type NOT IN ('fee', 'reward')
+            OR r.amount <> -o.amount OR r.account_id <> o.account_id
+            OR r.counts_as <> o.type OR r.task_id IS DISTINCT FROM o.task_id)
+        ORDER BY r.id
+    """,
     "more than one payout for an account and day": """
         SELECT account_id || ' on ' || day FROM transactions WHERE type = 'payout'
         GROUP BY account_id, day HAVING count(*) > 1 ORDER BY min(id)
@@ -89,8 +97,8 @@ INVARIANTS: dict[str, str] = {
     """,
     "a day's totals differ from its fees and rewards": """
         SELECT coalesce(t.day, d.day) FROM (
-            SELECT day, -sum(amount) FILTER (WHERE type = 'fee') AS fees,
-                   sum(amount) FILTER (WHERE type = 'reward') AS rewards
+            SELECT day, -sum(amount) FILTER (WHERE coalesce(counts_as, type) = 'fee') AS fees,
+                   sum(amount) FILTER (WHERE coalesce(counts_as, type) = 'reward') AS rewards
             FROM transactions WHERE type <> 'payout' GROUP BY day
         ) t FULL JOIN (
             SELECT day, sum(fees_charged) AS fees, sum(rewards_paid) AS rewards
@@ -108,14 +116,18 @@ INVARIANTS: dict[str, str] = {
     """,
 }
 
-_CHAIN = text(
-    """
-    SELECT id, public_id, hash,
-           ledger_transaction_text(public_id, type, account_id, task_id, day, amount,
-                                   balance_after, created_at, source_event_id) AS contents
-    FROM transactions ORDER BY id
-    """
-)
+# What the chain hashes of a stored transaction (migrations 0007 and 0009).
+CONTENTS = """
+    CASE WHEN counts_as IS NULL THEN ledger_transaction_text(
+             public_id, type, account_id, task_id, day, amount, balance_after, created_at,
+             source_event_id)
+    ELSE ledger_correction_text(
+             ledger_transaction_text(public_id, type, account_id, task_id, day, amount,
+                                     balance_after, created_at, source_event_id),
+             corrects_id, counts_as, booked_by, reason)
+    END"""
+
+_CHAIN = text(f"SELECT id, public_id, hash, {CONTENTS} AS contents FROM transactions ORDER BY id")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ def make_handlers(zone: ZoneInfo) -> HandlerRegistry:
     """Batch handlers for the projected types; other types on the topics are skipped."""
     handlers = HandlerRegistry()
     handlers.register_batch("transaction.applied", [1], service.apply_transactions)
+    handlers.register_batch("transaction.corrected", [1], service.apply_corrections)
     handlers.register_batch("billing_cycle.closed", [1], service.apply_closed_days)
     handlers.register_batch("task.priced", [1], service.apply_task_prices)
     handlers.register_batch(

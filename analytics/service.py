@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -145,6 +145,15 @@ def apply_transactions(session: Session, events: list[Event]) -> None:
     ])
     _add_negative_changes(session, updates)
     _add_to_negative_count(session, sum(u.crossed_zero for u in updates))
+
+
+def apply_corrections(session: Session, events: list[Event]) -> None:
+    """``transaction.corrected`` (a reversal or an adjustment): projected as a transaction
+    of the type it counts as (``counts_as``), on the day it was booked: a reversed fee
+    lowers that day's fees, a reversed reward its rewards, and the balance moves alike."""
+    apply_transactions(session, [
+        replace(event, data={**event.data, "type": event.data["counts_as"]}) for event in events
+    ])
 
 
 # Locks the batch's accounts (in key order) until the transaction ends: another writer

@@ -40,6 +40,7 @@ TABLES = (
     "outbox",
     "inbox",
     "ledger_verifications",
+    "correction_requests",
 )
 
 

@@ -26,6 +26,7 @@ OTHER_DASHBOARDS = {
 }
 LINE_FIELDS = {
     "id", "type", "amount", "balance_after", "task_id", "task", "created_at", "day",
+    "corrects", "reversed_by", "reason", "booked_by",
 }
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from accounting import metrics, service
-from accounting.verify import chain_hash, verify
+from accounting import corrections, metrics, service
+from accounting.verify import CONTENTS, chain_hash, verify
 from deploy.cli import main
 from tests.accounting.conftest import (
     DAY,
@@ -37,7 +37,21 @@ def _ledger_with_every_kind(sessions, books, clock):
     service.close_day(sessions, books, DAY)
     clock.set(moment(DAY, 15).replace(day=DAY.day + 1))
     assign(sessions, books, new_id(), worker)
+    fee = _first(engine_of(sessions), "fee", worker)
+    corrections.reverse(sessions, books, fee, "Wrong popug", "someone")
+    corrections.adjust(sessions, books, other, -250, "Lost cage key", "someone")
     return worker, other
+
+
+def engine_of(sessions):
+    return sessions.kw["bind"]
+
+
+def _first(engine, transaction_type, account):
+    with engine.connect() as connection:
+        return connection.scalar(text(
+            "SELECT public_id FROM transactions WHERE type = :t AND account_id = :a ORDER BY id"
+        ), {"t": transaction_type, "a": account})
 
 
 def _behind_the_ledgers_back(engine, *statements: str, **values) -> None:
@@ -58,15 +72,15 @@ def test_every_transaction_is_chained_to_the_one_before(sessions, engine, books,
     _ledger_with_every_kind(sessions, books, clock)
     with engine.connect() as connection:
         rows = connection.execute(text(
-            "SELECT hash, ledger_transaction_text(public_id, type, account_id, task_id, day,"
-            " amount, balance_after, created_at, source_event_id) FROM transactions ORDER BY id"
+            f"SELECT hash, {CONTENTS} FROM transactions ORDER BY id"
         )).all()
     previous = None
     for stored, contents in rows:
         assert bytes(stored) == chain_hash(previous, contents)
         previous = bytes(stored)
     assert {len(bytes(stored)) for stored, _ in rows} == {32}
-    assert len(rows) == count(engine, "transactions") >= 7
+    assert len(rows) == count(engine, "transactions") >= 9
+    assert count(engine, "transactions", "type IN ('reversal', 'adjustment')") == 2
     assert count(engine, "transactions", "type = 'payout'") >= 1
 
 
