@@ -36,6 +36,7 @@ ERROR_STATUS: dict[type[domain.TaskError], int] = {
 ME = "me"
 
 TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
+TaskSort = Literal["newest", "oldest", "title"]  # service.SORTS
 
 
 def status_for(error: domain.TaskError) -> int:
@@ -101,6 +102,11 @@ class TaskOut(BaseModel):
 class TaskPage(BaseModel):
     items: list[TaskOut]
     next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
+    total: int = Field(description="How many tasks match, over every page")
+    total_exact: bool = Field(
+        description=f"false when `total` is an estimate (beyond {service.COUNT_EXACTLY_UP_TO} "
+        "matching tasks, unless only open tasks are asked for)"
+    )
 
 
 class Reshuffled(BaseModel):
@@ -153,14 +159,35 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
             str | None, Query(description="`me` or an account id; every task when absent")
         ] = None,
         status: TaskStatus | None = None,
+        q: Annotated[
+            str | None, Query(description="Words in the title, Jira id or description")
+        ] = None,
+        assignee_name: Annotated[
+            str | None, Query(description="Part of the assignee's full name")
+        ] = None,
+        creator: Annotated[
+            str | None, Query(description="`me` or the account id of who created the task")
+        ] = None,
+        creator_name: Annotated[
+            str | None, Query(description="Part of the full name of who created the task")
+        ] = None,
+        sort: TaskSort = "newest",
         cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
         limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = service.DEFAULT_PAGE_SIZE,
     ) -> TaskPage:
-        """Tasks, newest first, one page at a time."""
+        """Tasks matching every given filter, one page at a time (newest first unless
+        `sort` says otherwise), with how many match in all."""
+        conditions = {
+            "assignee": _account_filter(assignee, user, "assignee"), "status": status, "q": q,
+            "creator": _account_filter(creator, user, "creator"),
+            "assignee_name": assignee_name, "creator_name": creator_name,
+        }
         items, next_cursor = service.list_tasks(
-            sessions, _assignee_filter(assignee, user), status, cursor, limit
+            sessions, cursor=cursor, limit=limit, sort=sort, **conditions
         )
-        return TaskPage(items=[TaskOut.of(task) for task in items], next=next_cursor)
+        total = service.count_tasks(sessions, **conditions)
+        return TaskPage(items=[TaskOut.of(task) for task in items], next=next_cursor,
+                        total=total.count, total_exact=total.exact)
 
     @router.post(
         "/reshuffle",
@@ -198,16 +225,16 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
     return router
 
 
-def _assignee_filter(assignee: str | None, user: CurrentUser) -> uuid.UUID | None:
-    if assignee is None:
+def _account_filter(account: str | None, user: CurrentUser, name: str) -> uuid.UUID | None:
+    if account is None:
         return None
-    if assignee == ME:
+    if account == ME:
         return actor_of(user).id
     try:
-        return uuid.UUID(assignee)
+        return uuid.UUID(account)
     except ValueError:
         raise domain.ValidationError(
-            f"assignee must be 'me' or an account id, not {assignee!r}"
+            f"{name} must be 'me' or an account id, not {account!r}"
         ) from None
 
 

@@ -3,18 +3,26 @@
 Forms are protected against cross-site forgery as auth's own pages are (double submit):
 a random value lives in an HttpOnly cookie and its signature in a hidden field of every
 form, which a page on another origin can neither read nor forge.
+
+Lists take their filters, sort, view (list or board) and page from the query string, so
+every state of a list is a link and works without JavaScript. ``/static/board.js`` adds
+keyboard shortcuts and live updates: it listens to ``/events`` (Server-Sent Events fed by
+``tasks.live``) and, on any change, fetches the page again and swaps its ``#results``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from auth.client import AuthClientConfig, CurrentUser
 from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
@@ -23,6 +31,7 @@ from messaging.service_app import UNPROCESSABLE, as_sentence
 from messaging.tracing import current_traceparent
 from tasks import domain, service
 from tasks.api import actor_of, status_for
+from tasks.live import LiveFeed, conninfo_of
 from tasks.service import Sessions, TaskView
 from tasks.settings import TasksSettings
 
@@ -39,9 +48,28 @@ NOTICES = {
     "reshuffled": "Reshuffle done.",
 }
 REASSIGNED = " Open tasks handed out again: {count}."
+LIST, BOARD = "list", "board"
+VIEWS = (LIST, BOARD)
+SORT_NAMES = {service.NEWEST: "Newest first", service.OLDEST: "Oldest first",
+              service.TITLE: "Title A to Z"}
+HISTORY_SHOWN = 100
+# A live stream ends after this long and the browser opens a new one (``retry``), so a
+# server that stops waits no longer than this for its streams.
+STREAM_SECONDS = 55.0
+KEEP_ALIVE_SECONDS = 15.0
+RETRY_MILLISECONDS = 1000
 
 templates = page_templates(Path(__file__).parent / "templates")
 templates.env.globals["status_pictures"] = STATUS_PICTURES
+templates.env.globals["sort_names"] = SORT_NAMES
+
+
+def _total_text(total: service.Total) -> str:
+    noun = "task" if total.count == 1 else "tasks"
+    return f"{total.count:,} {noun}" if total.exact else f"about {total.count:,} {noun}"
+
+
+templates.env.filters["total"] = _total_text
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,42 @@ class Listing:
 
 MY_TASKS = Listing("mine", "/", "My tasks", domain.OPEN)
 ALL_TASKS = Listing("all", "/all", "All tasks", ALL_STATUSES)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list shows, as its query string says (empty: not asked)."""
+
+    q: str = ""
+    assignee: str = ""
+    creator: str = ""
+    status: str = ""
+    sort: str = ""
+    view: str = ""
+
+    @classmethod
+    def of(cls, request: Request) -> ListQuery:
+        params = request.query_params
+        return cls(**{f.name: params.get(f.name, "").strip() for f in fields(cls)})
+
+    def problem(self, listing: Listing) -> str | None:
+        if self.status and self.status not in STATUS_FILTERS:
+            return f"Tasks are {', '.join(STATUS_FILTERS)}, not {self.status!r}."
+        if self.sort and self.sort not in service.SORTS:
+            return f"Tasks are sorted {', '.join(service.SORTS)}, not {self.sort!r}."
+        if self.view and self.view not in VIEWS:
+            return f"Tasks are shown as a {' or a '.join(VIEWS)}, not {self.view!r}."
+        return None
+
+    def url(self, listing: Listing, cursor: str | None = None, **changes: str) -> str:
+        values = asdict(self) | changes
+        query = {name: value for name, value in values.items() if value}
+        query |= {"cursor": cursor} if cursor else {}
+        return f"{listing.path}?{urlencode(query)}" if query else listing.path
+
+    @property
+    def searching(self) -> bool:
+        return bool(self.q or self.assignee or self.creator)
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -89,11 +153,13 @@ class Board(DashboardPages):
         super().__init__(templates, auth, CSRF_COOKIE, links)
         self.sessions = sessions
         self.settings = settings
+        self.live = LiveFeed(conninfo_of(sessions.kw["bind"]))
 
     # --- rendering ------------------------------------------------------------------
 
     def user_context(self, user: CurrentUser) -> dict[str, Any]:
-        return {"may_reshuffle": domain.may_reshuffle(user.role)}
+        return {"may_reshuffle": domain.may_reshuffle(user.role),
+                "has_own_tasks": user.role not in domain.NEVER_ASSIGNED_ROLES}
 
     def refused(self, request: Request, user: CurrentUser, error: domain.TaskError
                 ) -> HTMLResponse:
@@ -105,36 +171,59 @@ class Board(DashboardPages):
     # --- lists ----------------------------------------------------------------------
 
     def tasks_page(self, request: Request, user: CurrentUser, listing: Listing,
-                   status: str | None, cursor: str | None, notice: str | None,
-                   count: str | None) -> HTMLResponse:
-        status = status or listing.default_status
-        if status not in STATUS_FILTERS:
-            return self.message(request, user, "Unknown filter",
-                                f"Tasks are {', '.join(STATUS_FILTERS)}, not {status!r}.", 422,
-                                link=listing.path)
-        assignee = actor_of(user).id if listing is MY_TASKS else None
+                   cursor: str | None, notice: str | None, count: str | None) -> HTMLResponse:
+        wanted = ListQuery.of(request)
+        problem = wanted.problem(listing)
+        if problem is not None:
+            return self.message(request, user, "Unknown filter", problem, 422, link=listing.path)
+        status = wanted.status or listing.default_status
+        view = wanted.view or LIST
+        conditions = {
+            "assignee": actor_of(user).id if listing is MY_TASKS else None,
+            "q": wanted.q or None, "creator_name": wanted.creator or None,
+            "assignee_name": (wanted.assignee or None) if listing is ALL_TASKS else None,
+        }
+        sort = wanted.sort or service.NEWEST
         try:
-            tasks, next_cursor = service.list_tasks(
-                self.sessions, assignee, None if status == ALL_STATUSES else status, cursor,
-                PAGE_SIZE)
-        except domain.ValidationError:
-            return self.message(request, user, "Page not found",
-                                "This page link is no longer valid.", 422, link=listing.path)
+            if view == BOARD:
+                columns = [self._column(listing, wanted, status_name, sort, conditions)
+                           for status_name in domain.STATUSES]
+                tasks, next_cursor, total = [t for c in columns for t in c["tasks"]], None, None
+            else:
+                columns = []
+                only = None if status == ALL_STATUSES else status
+                tasks, next_cursor = service.list_tasks(
+                    self.sessions, status=only, cursor=cursor, limit=PAGE_SIZE, sort=sort,
+                    **conditions)
+                total = service.count_tasks(self.sessions, status=only, **conditions)
+        except domain.ValidationError as error:
+            text = ("This page link is no longer valid." if "cursor" in str(error)
+                    else as_sentence(str(error)))
+            return self.message(request, user, "Page not found" if "cursor" in str(error)
+                                else "Unknown filter", text, 422, link=listing.path)
         context = {
-            "listing": listing, "status": status, "tasks": tasks,
+            "listing": listing, "status": status, "view": view, "wanted": wanted,
+            "sort": sort, "tasks": tasks, "columns": columns, "total": total,
             "names": self._names(tasks), "notice": _notice(notice, count),
-            "filter_urls": {s: self._list_url(listing, s) for s in STATUS_FILTERS},
-            "next_url": next_cursor and self._list_url(listing, status, next_cursor),
-            "first_url": cursor and self._list_url(listing, status),
+            "filter_urls": {s: wanted.url(listing, status=s) for s in STATUS_FILTERS},
+            "view_urls": {v: wanted.url(listing, view=v) for v in VIEWS},
+            "clear_url": ListQuery(view=wanted.view).url(listing),
+            "next_url": next_cursor and wanted.url(listing, next_cursor, status=status),
+            "first_url": cursor and wanted.url(listing, status=status),
         }
         return self.render(request, user, "tasks.html", context)
 
-    def _list_url(self, listing: Listing, status: str, cursor: str | None = None) -> str:
-        query = {"status": status} | ({"cursor": cursor} if cursor else {})
-        return f"{listing.path}?{urlencode(query)}"
+    def _column(self, listing: Listing, wanted: ListQuery, status: str, sort: str,
+                conditions: dict[str, Any]) -> dict[str, Any]:
+        tasks, more = service.list_tasks(self.sessions, status=status, limit=PAGE_SIZE,
+                                         sort=sort, **conditions)
+        return {"status": status, "tasks": tasks,
+                "total": service.count_tasks(self.sessions, status=status, **conditions),
+                "more_url": more and wanted.url(listing, status=status, view=LIST)}
 
-    def _names(self, tasks: list[TaskView]) -> dict[uuid.UUID, str]:
-        return service.account_names(self.sessions, {task.assignee_id for task in tasks})
+    def _names(self, tasks: list[TaskView], *more: uuid.UUID | None) -> dict[uuid.UUID, str]:
+        wanted = {task.assignee_id for task in tasks} | {task.created_by for task in tasks}
+        return service.account_names(self.sessions, {a for a in wanted | set(more) if a})
 
     def task_page(self, request: Request, user: CurrentUser, raw_id: str,
                   notice: str | None) -> HTMLResponse:
@@ -142,8 +231,33 @@ class Board(DashboardPages):
             task = service.get_task(self.sessions, _task_id(raw_id))
         except domain.TaskError as error:
             return self.refused(request, user, error)
-        context = {"task": task, "names": self._names([task]), "notice": _notice(notice, None)}
+        history = service.task_history(self.sessions, task.id, HISTORY_SHOWN)
+        people = [p for entry in history
+                  for p in (entry.assignee_id, entry.previous_assignee_id, entry.actor_id)]
+        context = {"task": task, "history": history, "history_shown": HISTORY_SHOWN,
+                   "names": self._names([task], *people), "notice": _notice(notice, None)}
         return self.render(request, user, "task.html", context)
+
+    # --- live updates ---------------------------------------------------------------
+
+    def events(self, request: Request) -> StreamingResponse:
+        """Server-Sent Events: ``ready`` once listening, then ``change`` for every change."""
+        return StreamingResponse(self._event_stream(), media_type="text/event-stream",
+                                 headers={"X-Accel-Buffering": "no"})
+
+    async def _event_stream(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        async with self.live.subscribe() as changes:
+            yield f"retry: {RETRY_MILLISECONDS}\nevent: ready\ndata: {{}}\n\n"
+            ends = loop.time() + STREAM_SECONDS
+            while (left := ends - loop.time()) > 0:
+                try:
+                    change = await asyncio.wait_for(changes.get(),
+                                                    min(left, KEEP_ALIVE_SECONDS))
+                except TimeoutError:
+                    yield ": still here\n\n"
+                    continue
+                yield f"event: change\ndata: {json.dumps(change)}\n\n"
 
     # --- creating -------------------------------------------------------------------
 
@@ -208,16 +322,21 @@ def web_router(board: Board) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
-    def my_tasks(request: Request, user: Visitor, status: str | None = None,
-                 cursor: str | None = None, notice: str | None = None,
-                 count: str | None = None) -> Response:
-        return board.tasks_page(request, user, MY_TASKS, status, cursor, notice, count)
+    def my_tasks(request: Request, user: Visitor, cursor: str | None = None,
+                 notice: str | None = None, count: str | None = None) -> Response:
+        if user.role in domain.NEVER_ASSIGNED_ROLES:  # they have no tasks of their own
+            query = request.url.query
+            return _see_other(f"{ALL_TASKS.path}?{query}" if query else ALL_TASKS.path)
+        return board.tasks_page(request, user, MY_TASKS, cursor, notice, count)
 
     @router.get("/all")
-    def all_tasks(request: Request, user: Visitor, status: str | None = None,
-                  cursor: str | None = None, notice: str | None = None,
-                  count: str | None = None) -> Response:
-        return board.tasks_page(request, user, ALL_TASKS, status, cursor, notice, count)
+    def all_tasks(request: Request, user: Visitor, cursor: str | None = None,
+                  notice: str | None = None, count: str | None = None) -> Response:
+        return board.tasks_page(request, user, ALL_TASKS, cursor, notice, count)
+
+    @router.get("/events")
+    async def events(request: Request, user: Visitor) -> StreamingResponse:
+        return board.events(request)
 
     @router.get("/tasks/{task_id}")
     def task_page(request: Request, user: Visitor, task_id: str,

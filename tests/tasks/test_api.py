@@ -301,7 +301,8 @@ def test_the_list_comes_in_pages_newest_first(api, people, only_worker_eligible)
     pages, url = [], f"{api}/api/tasks?limit=2"
     while url:
         body = httpx.get(url, headers=people.accountant.headers).json()
-        assert set(body) == {"items", "next"}
+        assert set(body) == {"items", "next", "total", "total_exact"}
+        assert (body["total"], body["total_exact"]) == (5, True)
         assert all(set(item) == TASK_FIELDS for item in body["items"])
         pages.append([item["id"] for item in body["items"]])
         url = body["next"] and f"{api}/api/tasks?limit=2&cursor={body['next']}"
@@ -333,9 +334,35 @@ def test_the_list_filters_by_assignee_and_status(api, sessions, people):
     assert ids("assignee=me", people.manager) == []
 
 
+def test_the_list_searches_filters_by_creator_and_names_and_sorts(api, sessions, people,
+                                                                  only_worker_eligible):
+    feed = create_via_api(api, people.manager, "Feed the parrots", jira_id="UBERPOP-7")["id"]
+    cage = create_via_api(api, people.worker, "Clean the cage",
+                          description="Fresh millet after")["id"]
+    mail = create_via_api(api, people.worker, "Answer mail")["id"]
+
+    def listed(query: str, person: Person = people.worker) -> tuple[list[str], int]:
+        response = httpx.get(f"{api}/api/tasks?{query}", headers=person.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return [item["id"] for item in body["items"]], body["total"]
+
+    assert listed("q=uberpop-7") == ([feed], 1)
+    assert listed("q=MILLET") == ([cage], 1)
+    assert listed("creator=me") == ([mail, cage], 2)
+    assert listed(f"creator={people.manager.id}") == ([feed], 1)
+    assert listed("creator_name=kesha&sort=oldest") == ([cage, mail], 2)
+    assert listed("assignee_name=Kesha Worker&q=a&sort=title") == ([mail, cage, feed], 3)
+    assert listed("assignee_name=nobody like this") == ([], 0)
+    assert listed("sort=title&limit=1") == ([mail], 3)
+
+
 @pytest.mark.parametrize("query, detail", [
     ("status=closed", "status: Input should be 'open' or 'done'"),
     ("assignee=nobody", "assignee must be 'me' or an account id, not 'nobody'"),
+    ("creator=nobody", "creator must be 'me' or an account id, not 'nobody'"),
+    ("sort=random", "sort: Input should be 'newest', 'oldest' or 'title'"),
+    (f"q={'x' * 201}", "the search must be at most 200 characters"),
     ("cursor=not-a-cursor", "invalid cursor"),
     (f"cursor={service.encode_cursor(uuid.uuid4())}", "invalid cursor"),
     ("limit=0", "limit: Input should be greater than or equal to 1"),
@@ -378,7 +405,8 @@ def test_a_service_client_may_read_but_not_act_as_a_person(api, engine, auth_pro
     listed = httpx.get(f"{api}/api/tasks", headers=headers)
     created = httpx.post(f"{api}/api/tasks", json={"title": "Fix"}, headers=headers)
 
-    assert listed.status_code == 200 and listed.json() == {"items": [], "next": None}
+    assert listed.status_code == 200
+    assert listed.json() == {"items": [], "next": None, "total": 0, "total_exact": True}
     assert created.status_code == 403 and "service client" in created.json()["detail"]
     assert nothing_stored(engine)
 

@@ -309,7 +309,8 @@ def test_forms_without_this_browsers_token_are_refused(board, engine, browsers, 
                                                        only_worker_eligible, path):
     task = create_via_api(board, people.manager, "Feed the parrots")
     url = f"{board}{path.format(task=task['id'])}"
-    victim, _ = browsers.sign_in(board, people.admin if path == "/reshuffle" else people.worker)
+    victim, _ = (browsers.sign_in(board, people.admin, "/all") if path == "/reshuffle"
+                 else browsers.sign_in(board, people.worker))
     _, attackers_page = browsers.sign_in(board, people.other_worker, "/new")
     before = last_outbox_row(engine)
 
@@ -332,3 +333,108 @@ def test_sign_out_goes_through_the_provider(board, browsers, people, auth_provid
     assert signed_out.status_code == 303
     assert signed_out.headers["location"].startswith(f"{auth_provider.url}/oauth/logout")
     assert browser.http.get(f"{board}/").status_code == 303
+
+
+# -- finding tasks ----------------------------------------------------------------------
+
+
+def test_managers_and_admins_land_on_all_tasks(board, browsers, people, only_worker_eligible):
+    for person in (people.manager, people.admin):
+        browser, page = browsers.sign_in(board, person, "/all")
+        landing = browser.http.get(f"{board}/?notice=completed")
+        assert landing.status_code == 303
+        assert landing.headers["location"] == "/all?notice=completed"
+        assert '<a href="/">My tasks</a>' not in page.text
+    _, workers_page = browsers.sign_in(board, people.worker)
+    assert "<h1>My tasks</h1>" in workers_page.text
+    assert '<a href="/">My tasks</a>' in workers_page.text
+
+
+def test_the_page_searches_filters_sorts_and_keeps_them_across_pages(
+        board, browsers, sessions, tasks_settings, people, only_worker_eligible):
+    manager = service.Actor(uuid.UUID(people.manager.id), "manager")
+    worker = service.Actor(uuid.UUID(people.worker.id), "worker")
+    for n in range(PAGE_SIZE + 2):
+        service.create_task(sessions, tasks_settings, manager, f"Parrot {n:02}")
+    service.create_task(sessions, tasks_settings, worker, "Cage", "UBERPOP-9", "Fresh millet")
+    browser, page = browsers.sign_in(board, people.accountant, "/all")
+    assert "23 tasks" in text_of(page)
+
+    found = browser.get(f"{board}/all?q=millet")
+    by_id = browser.get(f"{board}/all?q=uberpop-9")
+    by_creator = browser.get(f"{board}/all?creator=kesha")
+    by_assignee = browser.get(f"{board}/all?assignee=Kesha+Worker&q=Parrot+0")
+    nobody = browser.get(f"{board}/all?assignee=Gosha")
+    by_title = browser.get(f"{board}/all?q=parrot&sort=oldest")
+
+    assert re.findall(r"Parrot \d+|Cage", text_of(found)) == ["Cage"]
+    assert "1 task" in text_of(found) and 'value="millet"' in found.text
+    assert re.findall(r"Parrot \d+|Cage", text_of(by_id)) == ["Cage"]
+    assert re.findall(r"Parrot \d+|Cage", text_of(by_creator)) == ["Cage"]
+    assert re.findall(r"Parrot \d+", text_of(by_assignee)) == [
+        f"Parrot {n:02}" for n in range(9, -1, -1)]
+    assert "0 tasks" in text_of(nobody) and "No tasks here." in nobody.text
+    titles = re.findall(r"Parrot \d+", text_of(by_title))
+    assert titles == [f"Parrot {n:02}" for n in range(PAGE_SIZE)]
+    assert "22 tasks" in text_of(by_title)
+    next_url = html.unescape(re.search(r'href="([^"]+)">Next page', by_title.text).group(1))
+    assert "q=parrot" in next_url and "sort=oldest" in next_url
+    rest = browser.get(f"{board}{next_url}")
+    assert re.findall(r"Parrot \d+", text_of(rest)) == ["Parrot 20", "Parrot 21"]
+
+
+@pytest.mark.parametrize("query", ["sort=random", "view=table", f"q={'x' * 201}"])
+def test_unknown_sorts_views_and_overlong_searches_show_an_error_page(board, browsers, people,
+                                                                      query):
+    browser, _ = browsers.sign_in(board, people.worker)
+    page = browser.get(f"{board}/all?{query}")
+    assert page.status_code == 422 and "Unknown filter" in page.text
+
+
+def test_the_board_view_shows_a_column_per_status(board, browsers, sessions, tasks_settings,
+                                                  people, only_worker_eligible):
+    worker = service.Actor(uuid.UUID(people.worker.id), "worker")
+    done = service.create_task(sessions, tasks_settings, worker, "Done already")
+    service.complete_task(sessions, tasks_settings, worker, done.id)
+    service.create_task(sessions, tasks_settings, worker, "Still open")
+    browser, _ = browsers.sign_in(board, people.worker)
+
+    page = browser.get(f"{board}/all?view=board")
+
+    columns = re.findall(r'<section class="column (\w+)"(.*?)</section>', page.text, re.S)
+    assert [(name, re.findall(r"Done already|Still open", body)) for name, body in columns] == [
+        ("open", ["Still open"]), ("done", ["Done already"])]
+    assert "Open · 1 task" in text_of(page) and "Done · 1 task" in text_of(page)
+    assert 'aria-current="page">Board' in page.text
+    searched = browser.get(f"{board}/all?view=board&q=still")
+    assert "Done already" not in searched.text and "Still open" in searched.text
+
+
+def test_the_task_page_shows_its_history(board, browsers, sessions, tasks_settings, people,
+                                         only_worker_eligible):
+    manager = service.Actor(uuid.UUID(people.manager.id), "manager")
+    task = service.create_task(sessions, tasks_settings, manager, "Feed the parrots")
+    service.reshuffle(sessions, tasks_settings, manager)
+    service.complete_task(sessions, tasks_settings,
+                          service.Actor(uuid.UUID(people.worker.id), "worker"), task.id)
+    browser, _ = browsers.sign_in(board, people.worker)
+
+    page = text_of(browser.get(f"{board}/tasks/{task.id}"))
+
+    history = page[page.index("History"):]
+    assert re.findall(r"(Created by|Reshuffled by|Completed by) ([A-Z]\w+ \w+)", history) == [
+        ("Created by", "Mona Manager"), ("Reshuffled by", "Mona Manager"),
+        ("Completed by", "Kesha Worker")]
+    assert "assigned to Kesha Worker" in history and "from Kesha Worker to Kesha Worker" in history
+
+
+def test_the_pages_load_the_shortcuts_script_and_work_without_it(board, browsers, people,
+                                                                 only_worker_eligible):
+    browser, page = browsers.sign_in(board, people.worker)
+    script = httpx.get(f"{board}/static/board.js")
+
+    assert '<script src="/static/board.js" defer></script>' in page.text
+    assert "<script>" not in page.text  # nothing inline: the CSP allows none
+    assert script.status_code == 200 and "EventSource" in script.text
+    assert '<form class="search" method="get" action="/"' in page.text
+
