@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.domain import CompletedTask, DayEarnings, InvalidCursor, Period
 from analytics.service import (
@@ -20,6 +22,7 @@ from analytics.service import (
     Summary,
 )
 from auth.client import CurrentUser, require_role
+from messaging.openapi import error
 
 HISTORY_DEFAULT_DAYS = 30
 HISTORY_MAX_DAYS = 366
@@ -135,10 +138,70 @@ def day_json(day: DayHistory) -> dict[str, Any]:
     }
 
 
-def api_router(analytics: Analytics) -> APIRouter:
-    router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+# -- response bodies ----------------------------------------------------------------------
 
-    @router.get("/summary")
+IsoDate = date  # a field named ``date`` must not hide its type
+
+
+class Earnings(BaseModel):
+    fees: int = Field(description="Fees charged on the day, in cents")
+    rewards: int = Field(description="Rewards paid on the day, in cents")
+    management_earned: int = Field(description="Fees minus rewards")
+
+
+class NegativeAccount(BaseModel):
+    id: uuid.UUID
+    balance: int
+
+
+class NegativeBalancesOut(BaseModel):
+    count: int = Field(description="Accounts in the red now")
+    accounts: list[NegativeAccount] = Field(description="A page of them, the deepest first")
+    next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
+
+
+class SummaryOut(Earnings):
+    date: IsoDate
+    negative_balances: NegativeBalancesOut
+
+
+class ExpensiveTask(BaseModel):
+    id: uuid.UUID
+    title: str | None
+    jira_id: str | None
+    reward: int
+    completed_at: str = Field(json_schema_extra={"format": "date-time"})
+    completed_on: IsoDate
+
+
+class MostExpensiveOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    period: Period
+    date: IsoDate
+    first: IsoDate = Field(alias="from")
+    last: IsoDate = Field(alias="to")
+    task: ExpensiveTask | None
+
+
+class DayOut(Earnings):
+    date: IsoDate
+    negative_balances: int = Field(description="Accounts negative at the end of the day")
+    closed: bool
+
+
+class DaysOut(BaseModel):
+    items: list[DayOut]
+    next: str | None
+
+
+INVALID = {400: error("An invalid cursor, period or range")}
+
+
+def api_router(analytics: Analytics) -> APIRouter:
+    router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=INVALID)
+
+    @router.get("/summary", response_model=SummaryOut)
     def summary(
         _: Admin,
         date: str | None = None,
@@ -154,7 +217,7 @@ def api_router(analytics: Analytics) -> APIRouter:
         except InvalidCursor as invalid:
             raise BadRequest(str(invalid)) from None
 
-    @router.get("/most-expensive-task")
+    @router.get("/most-expensive-task", response_model=MostExpensiveOut)
     def most_expensive_task(_: Admin, period: str = "day", date: str | None = None
                             ) -> dict[str, Any]:
         """The highest reward among tasks completed in the day, ISO week or calendar month
@@ -162,7 +225,7 @@ def api_router(analytics: Analytics) -> APIRouter:
         day = parse_day(date, analytics.today())
         return most_expensive_json(analytics.most_expensive_task(parse_period(period), day), day)
 
-    @router.get("/days")
+    @router.get("/days", response_model=DaysOut)
     def days(
         _: Admin,
         first: Annotated[str | None, Query(alias="from")] = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from auth.domain import InvalidAccountData, Role
 from auth.guards import current_user, require_role
@@ -39,7 +39,7 @@ class AccountPatch(BaseModel):
 
     full_name: OptionalText = None
     role: OptionalText = None
-    active: bool | None = None
+    active: StrictBool | None = None
     password: OptionalText = None
 
 
@@ -53,12 +53,15 @@ Caller = Annotated[CurrentUser, Depends(current_user)]
 
 ERRORS = {401: {"description": "No valid access token"},
           403: {"description": "Not an admin"}}
+DUPLICATE = {409: {"description": "An account with this email already exists"}}
+LOCKOUT = {409: {"description": "Admins cannot deactivate, demote or delete themselves"}}
 
 
 def accounts_router(accounts: AccountService) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["accounts"])
 
-    @router.post("/accounts", status_code=status.HTTP_201_CREATED, responses=ERRORS)
+    @router.post("/accounts", status_code=status.HTTP_201_CREATED,
+                 responses=ERRORS | DUPLICATE)
     def create_account(body: NewAccount, _: Admin) -> AccountView:
         return accounts.create_account(body.email, body.full_name, body.role, body.password)
 
@@ -72,14 +75,14 @@ def accounts_router(accounts: AccountService) -> APIRouter:
     def get_account(account_id: str, _: Admin) -> AccountView:
         return accounts.get_account(account_id)
 
-    @router.patch("/accounts/{account_id}", responses=ERRORS)
+    @router.patch("/accounts/{account_id}", responses=ERRORS | LOCKOUT)
     def update_account(account_id: str, body: AccountPatch,
                        actor: Admin) -> AccountView:
         changes = AccountChanges(**body.model_dump(exclude_unset=True))
         return accounts.update_account(account_id, changes, actor.id)
 
     @router.delete("/accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT,
-                   responses=ERRORS)
+                   responses=ERRORS | LOCKOUT)
     def delete_account(account_id: str, actor: Admin) -> Response:
         accounts.delete_account(account_id, actor.id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)

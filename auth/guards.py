@@ -7,12 +7,17 @@ An app opts in by putting a :class:`UserResolver` on ``app.state.ates_auth`` (do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Annotated, Protocol
 from urllib.parse import quote
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials
 
 from auth.verification import CurrentUser, InvalidToken
+from messaging.openapi import BEARER
+
+# Declares the bearer scheme in the OpenAPI description; the header itself is read below.
+BearerScheme = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 
 
 class UserResolver(Protocol):
@@ -56,7 +61,7 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def optional_user(request: Request) -> CurrentUser | None:
+def optional_user(request: Request, _scheme: BearerScheme = None) -> CurrentUser | None:
     """The caller, from a bearer token or else the session cookie; None when anonymous."""
     token = _bearer_token(request)
     if token is None:
@@ -67,7 +72,7 @@ def optional_user(request: Request) -> CurrentUser | None:
         raise _unauthorized(str(error)) from error
 
 
-def current_user(request: Request) -> CurrentUser:
+def current_user(request: Request, _scheme: BearerScheme = None) -> CurrentUser:
     """Dependency for APIs: the caller, or 401 JSON."""
     user = optional_user(request)
     if user is None:
@@ -82,7 +87,7 @@ def _forbidden(roles: tuple[str, ...]) -> HTTPException:
 
 def _with_role(roles: tuple[str, ...], identify: Callable[[Request], CurrentUser]
                ) -> Callable[[Request], CurrentUser]:
-    def dependency(request: Request) -> CurrentUser:
+    def dependency(request: Request, _scheme: BearerScheme = None) -> CurrentUser:
         user = identify(request)
         if not user.has_role(*roles):
             raise _forbidden(roles)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from authlib.oauth2 import OAuth2Error
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from auth.guards import current_user
@@ -14,6 +15,30 @@ from auth.oauth import OAuthRequest, Provider, read_oauth_request
 from auth.pages import SSO_COOKIE, Pages
 from auth.sessions import SignedIn, find_session
 from auth.verification import CurrentUser
+
+
+class OAuthErrorOut(BaseModel):
+    """An OAuth error answer (RFC 6749 section 5.2)."""
+
+    error: str
+    error_description: str | None = None
+
+
+def _oauth_error(description: str) -> dict:
+    return {"model": OAuthErrorOut, "description": description}
+
+
+def _page(description: str) -> dict:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+REDIRECT = {"description": "To the login page, or back to the client with a code or an error"}
+TOKEN_ERRORS = {400: _oauth_error("Invalid request or grant"),
+                401: _oauth_error("The client did not authenticate")}
+LOGOUT_PAGES = {200: _page("The confirmation, or the signed-out page"),
+                302: {"description": "Back to the client's post-logout redirect URI"},
+                400: _page("Invalid sign-out request"),
+                403: _page("The confirmation's form has expired")}
 
 
 def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
@@ -33,17 +58,18 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
     def jwks() -> JSONResponse:
         return JSONResponse(provider.keys.jwks(), headers={"Cache-Control": "max-age=300"})
 
-    @router.get("/oauth/authorize", summary="Authorization endpoint (code + PKCE)")
+    @router.get("/oauth/authorize", summary="Authorization endpoint (code + PKCE)",
+                responses={302: REDIRECT, 400: _oauth_error("Unknown client or redirect URI")})
     async def authorize(request: Request) -> Response:
         oauth_request = await read_oauth_request(request, issuer)
         return await run_in_threadpool(
             lambda: provider.authorize(oauth_request, signed_in(request)))
 
-    @router.post("/oauth/token", summary="Token endpoint")
+    @router.post("/oauth/token", summary="Token endpoint", responses=TOKEN_ERRORS)
     async def token(request: Request) -> Response:
         return await run_in_threadpool(provider.token, await read_oauth_request(request, issuer))
 
-    @router.post("/oauth/revoke", summary="Token revocation (RFC 7009)")
+    @router.post("/oauth/revoke", summary="Token revocation (RFC 7009)", responses=TOKEN_ERRORS)
     async def revoke(request: Request) -> Response:
         return await run_in_threadpool(provider.revoke, await read_oauth_request(request, issuer))
 
@@ -52,9 +78,10 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
     def userinfo(user: Annotated[CurrentUser, Depends(current_user)]) -> dict[str, str]:
         return {"sub": user.id, "email": user.email, "name": user.name, "role": user.role}
 
-    @router.get("/oauth/logout", summary="Ask to end the SSO session (RP-initiated logout)")
+    @router.get("/oauth/logout", summary="Ask to end the SSO session (RP-initiated logout)",
+                response_class=HTMLResponse, responses=LOGOUT_PAGES)
     @router.post("/oauth/logout", summary="End the SSO session (the confirmation's form)",
-                 operation_id="logout_post")
+                 operation_id="logout_post", response_class=HTMLResponse, responses=LOGOUT_PAGES)
     async def logout(request: Request) -> Response:
         oauth_request = await read_oauth_request(request, issuer)
         return await run_in_threadpool(lambda: _logout(request, oauth_request))

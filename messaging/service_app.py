@@ -8,7 +8,8 @@
 - on every request: a request id, a server span and HTTP metrics (``http_telemetry``);
 - paths and query strings with characters no text may hold answer 400 (``text_input``);
 - security headers on every answer (``security_headers``; ``page_policy`` says what the
-  service's pages need beyond the strict default).
+  service's pages need beyond the strict default);
+- an OpenAPI description that documents every error answer (``openapi``).
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ from fastapi.templating import Jinja2Templates
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
+from starlette.routing import Match
 
 from messaging.http_telemetry import RequestTelemetry
 from messaging.metrics import DEPENDENCY_UP
+from messaging.openapi import document_errors
 from messaging.security_headers import PagePolicy, SecurityHeaders
 from messaging.text_input import StorableQueryAndPath
 
 ReadinessCheck = Callable[[], None]
 UNPROCESSABLE = 422
+METHOD_NOT_ALLOWED = 405
 
 
 def create_service_app(
@@ -46,7 +50,20 @@ def create_service_app(
     app.add_middleware(RequestTelemetry)
     app.add_middleware(SecurityHeaders, policy=page_policy)
     add_operations_routes(app, checks)
+    document_errors(app)
+    app.add_exception_handler(RequestValidationError, _malformed_request)
+    app.add_exception_handler(METHOD_NOT_ALLOWED, _method_not_allowed)
     return app
+
+
+def _method_not_allowed(request: Request, _error: Exception) -> JSONResponse:
+    """405 whose ``Allow`` lists every method of the address, not only those of the first
+    route that matched its path."""
+    methods = {method for route in request.app.router.routes
+               for method in getattr(route, "methods", None) or ()
+               if route.matches({**request.scope, "method": method})[0] == Match.FULL}
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=METHOD_NOT_ALLOWED,
+                        headers={"Allow": ", ".join(sorted(methods))})
 
 
 def add_operations_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
