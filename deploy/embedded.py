@@ -38,6 +38,22 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def die_with_parent(sig: int = signal.SIGTERM):
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child when the process
+    that started it dies, however it dies (``kill -9`` included): no orphans. Linux only;
+    elsewhere the child is left as it is."""
+    def arm() -> None:
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    return arm
+
+
 def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15):
     if process is None or process.poll() is not None:
         return
@@ -71,6 +87,7 @@ class EmbeddedPostgres:
         host: str = "127.0.0.1",
         fast_unsafe: bool = False,
         log_path: Path | None = None,
+        die_with_parent: bool = False,
     ):
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -80,6 +97,8 @@ class EmbeddedPostgres:
         self.fast_unsafe = fast_unsafe
         self.log_path = log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
         self.process: subprocess.Popen | None = None
+        # Stop (fast shutdown) when the process that started the server dies.
+        self.die_with_parent = die_with_parent
 
     @property
     def url(self) -> str:
@@ -167,6 +186,7 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGINT) if self.die_with_parent else None,
         )
         log.close()
         self._wait_ready(timeout)
@@ -204,13 +224,16 @@ class EmbeddedPostgres:
 
 
 def _pid_alive(pid_file: Path) -> bool:
+    """Whether the server named in ``postmaster.pid`` still runs: a process that is gone,
+    a zombie, or a pid reused by another program all leave the file stale."""
+    import psutil
+
     try:
-        pid = int(pid_file.read_text().splitlines()[0])
-        os.kill(pid, 0)
-        return True
-    except (ValueError, IndexError, ProcessLookupError):
+        process = psutil.Process(int(pid_file.read_text().splitlines()[0]))
+        return process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name()
+    except (ValueError, IndexError, OSError, psutil.NoSuchProcess):
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
 
 
@@ -223,11 +246,13 @@ def tansu_binary() -> str:
 class TansuBroker:
     """The Tansu Kafka-protocol broker (memory storage) on loopback TCP."""
 
-    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None):
+    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None,
+                 die_with_parent: bool = False):
         self.port = port
         self.host = host
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.die_with_parent = die_with_parent
 
     @property
     def bootstrap(self) -> str:
@@ -241,6 +266,7 @@ class TansuBroker:
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         if self.log_path:
             log.close()

@@ -42,7 +42,13 @@ from secrets import token_urlsafe
 import httpx
 
 from auth.config import DASHBOARD_PORTS, client_secret_variable
-from deploy.embedded import EmbeddedPostgres, TansuBroker, stop_process, wait_for_port
+from deploy.embedded import (
+    EmbeddedPostgres,
+    TansuBroker,
+    die_with_parent,
+    stop_process,
+    wait_for_port,
+)
 from deploy.kafka import ApacheKafka, KafkaUnavailable
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.kafka import ensure_topics
@@ -55,6 +61,10 @@ SECRETS_FILE = "secrets.json"
 _PASSED_ON = ("ATES_KAFKA_SESSION_TIMEOUT_MS", "ATES_DATABASE_PREFIX", "ATES_TIMEZONE",
               "ATES_PUBLIC_HOST")
 BROKERS = ("tansu", "kafka")
+# A process that ran this long before dying restarts after 1 s again; one that keeps dying
+# sooner waits twice as long each time, up to MAX_BACKOFF_SECONDS.
+STABLE_SECONDS = 60
+MAX_BACKOFF_SECONDS = 30
 
 
 @dataclass
@@ -70,6 +80,9 @@ class StackConfig:
     # The embedded broker: "tansu" (memory only) or "kafka" (Apache Kafka, kafka_nodes).
     broker: str = "tansu"
     kafka_nodes: int = 1
+    # `ates up`: every child (servers included) dies with the stack, and `supervise`
+    # restarts what dies.
+    supervised: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> StackConfig:
@@ -105,6 +118,7 @@ class Stack:
         self.child_env: dict[str, dict[str, str]] = {}
         self.logins: list[dict] = []
         self.log_dir = config.var_dir / "logs"
+        self.started_at: dict[str, float] = {}
 
     # -- start ------------------------------------------------------------------------
 
@@ -144,7 +158,8 @@ class Stack:
         if "ATES_DATABASE_URL" not in self.env:
             say("starting PostgreSQL ...")
             self.postgres = EmbeddedPostgres(
-                cfg.var_dir / "postgres", port=cfg.pg_port, log_path=self.log_dir / "postgres.log"
+                cfg.var_dir / "postgres", port=cfg.pg_port, log_path=self.log_dir / "postgres.log",
+                die_with_parent=cfg.supervised,
             ).start()
             self.env["ATES_DATABASE_URL"] = self.postgres.url
         if "ATES_KAFKA_BOOTSTRAP" not in self.env and cfg.broker == "kafka":
@@ -157,7 +172,8 @@ class Stack:
         elif "ATES_KAFKA_BOOTSTRAP" not in self.env:
             say("starting the Kafka-protocol broker (Tansu) ...")
             self.broker = TansuBroker(
-                port=cfg.kafka_port, log_path=self.log_dir / "broker.log"
+                port=cfg.kafka_port, log_path=self.log_dir / "broker.log",
+                die_with_parent=cfg.supervised,
             ).start()
             self.env["ATES_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
             self.env.setdefault("ATES_KAFKA_SESSION_TIMEOUT_MS", "2000")
@@ -224,7 +240,9 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent() if self.config.supervised else None,
         )
+        self.started_at[name] = time.monotonic()
         log.close()
 
     # -- one process at a time (faults, rolling restarts) -------------------------------
@@ -307,6 +325,107 @@ class Stack:
                     return name
         return None
 
+    def supervise(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: restart every process that dies (PostgreSQL, the broker,
+        the mail sink, each service), after 1 s, then 2, 4 ... up to 30 s while it keeps
+        dying within a minute of its start; each death and restart is said."""
+        failures: dict[str, int] = {}
+        due: dict[str, float] = {}
+        while not stop.wait(0.5):
+            for name, code in self._dead():
+                if name in due:
+                    continue
+                ran = time.monotonic() - self.started_at.get(name, 0.0)
+                failures[name] = 1 if ran >= STABLE_SECONDS else failures.get(name, 0) + 1
+                delay = min(MAX_BACKOFF_SECONDS, 2 ** (failures[name] - 1))
+                say(f"{name} exited with code {code}; restarting in {delay} s "
+                    f"(see {self.log_dir / (name + '.log')})")
+                due[name] = time.monotonic() + delay
+            for name, at in list(due.items()):
+                if time.monotonic() < at or stop.is_set():
+                    continue
+                del due[name]
+                try:
+                    pid = self._revive(name)
+                except Exception as exc:  # noqa: BLE001 - said, then tried again later
+                    failures[name] += 1
+                    delay = min(MAX_BACKOFF_SECONDS, 2 ** (failures[name] - 1))
+                    say(f"{name} did not start again ({exc}); retrying in {delay} s")
+                    due[name] = time.monotonic() + delay
+                    continue
+                say(f"{name} restarted (pid {pid})")
+
+    def _dead(self) -> list[tuple[str, int | None]]:
+        """The processes of the stack that have exited (reaped), with their exit codes."""
+        dead = []
+        if self.postgres and self.postgres.process and self.postgres.process.poll() is not None:
+            dead.append(("postgres", self.postgres.process.returncode))
+        if isinstance(self.broker, TansuBroker) and self.broker.process.poll() is not None:
+            dead.append(("broker", self.broker.process.returncode))
+        if isinstance(self.broker, ApacheKafka):
+            dead += [(f"kafka-{node}", getattr(self.broker.processes.get(node), "returncode", None))
+                     for node in range(self.broker.nodes) if not self.broker.running(node)]
+        dead += [(name, child.returncode) for name, child in self.children.items()
+                 if child.poll() is not None]
+        return dead
+
+    def _revive(self, name: str) -> int:
+        if name == "postgres":
+            # a start that timed out may have left its server running: stop it first;
+            # start() clears postmaster.pid only when the server it names is gone
+            self.postgres.stop()
+            self.postgres.start()
+            self.started_at[name] = time.monotonic()
+            return self.postgres.process.pid
+        if name == "broker":
+            self.broker.stop()
+            self.broker.start()
+            self.started_at[name] = time.monotonic()
+            ensure_topics(Settings.from_env(self.env))  # Tansu forgot them
+            return self.broker.process.pid
+        if name.startswith("kafka-"):
+            self.started_at[name] = time.monotonic()
+            return self.broker.start_node(int(name.removeprefix("kafka-")))
+        self._spawn(name, self.commands[name])
+        return self.children[name].pid
+
+    def served_ports(self) -> dict[int, str]:
+        """The ports this stack is about to listen on, each with what listens there."""
+        cfg = self.config
+        ports = {p: s for s, p in cfg.service_ports.items() if s in available_services()}
+        if "ATES_DATABASE_URL" not in self.env:
+            ports[cfg.pg_port] = "PostgreSQL"
+        if "ATES_KAFKA_BOOTSTRAP" not in self.env and cfg.broker == "tansu":
+            ports[cfg.kafka_port] = "broker"
+        if "ATES_SMTP_URL" not in self.env:
+            ports |= {cfg.smtp_port: "SMTP sink", cfg.mail_port: "mail page"}
+        return ports
+
+    def ports_taken(self) -> list[str]:
+        """``port (what) by pid N: command`` for each port of ``served_ports`` that some
+        process already serves."""
+        import psutil
+
+        listening: dict[int, set[int | None]] = {}
+        try:
+            for conn in psutil.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                    listening.setdefault(conn.laddr.port, set()).add(conn.pid)
+        except psutil.AccessDenied:
+            pass
+        taken = []
+        for port, what in sorted(self.served_ports().items()):
+            if port not in listening and not _answers(port):
+                continue
+            owners = []
+            for pid in sorted(p for p in listening.get(port, ()) if p):
+                try:
+                    owners.append(f"pid {pid} ({' '.join(psutil.Process(pid).cmdline()[:6])})")
+                except psutil.Error:
+                    owners.append(f"pid {pid}")
+            taken.append(f"{port} ({what}) by {', '.join(owners) or 'a process not shown'}")
+        return taken
+
     def stop(self, timeout: float = 20) -> None:
         # Every child at once (each stops on its own), then the servers they used.
         running = [c for c in reversed(list(self.children.values())) if c.poll() is None]
@@ -363,6 +482,14 @@ def installation_secrets(path: Path) -> dict[str, str]:
     return generated
 
 
+def _answers(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((HOST, port)) == 0
+
+
 def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -389,20 +516,20 @@ def run_stack() -> None:
         config = StackConfig.from_env(dict(os.environ))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    config.supervised = True
     stack = Stack(config, dict(os.environ))
-    failed = None
+    taken = stack.ports_taken()
+    if taken:
+        raise SystemExit(f"ates up: ports already served, by an earlier stack still running? "
+                         f"{'; '.join(taken)}. Stop those processes first.")
     try:
         try:
             stack.start()
         except KafkaUnavailable as exc:
             raise SystemExit(str(exc)) from None
         say(stack.summary())
-        failed = stack.watch(stop)
-        if failed:
-            say(f"{failed} stopped unexpectedly; see {stack.log_dir / (failed + '.log')}")
+        stack.supervise(stop)
     finally:
         say("stopping ...")
         stack.stop()
         say("stopped.")
-    if failed:
-        raise SystemExit(1)

@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import psycopg
+import sqlalchemy.exc
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +52,8 @@ def create_service_app(
     app.add_middleware(RequestTelemetry)
     app.add_middleware(SecurityHeaders, policy=page_policy)
     add_operations_routes(app, checks)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
     document_errors(app)
     app.add_exception_handler(RequestValidationError, _malformed_request)
     app.add_exception_handler(METHOD_NOT_ALLOWED, _method_not_allowed)
@@ -64,6 +68,18 @@ def _method_not_allowed(request: Request, _error: Exception) -> JSONResponse:
                if route.matches({**request.scope, "method": method})[0] == Match.FULL}
     return JSONResponse({"detail": "Method Not Allowed"}, status_code=METHOD_NOT_ALLOWED,
                         headers={"Allow": ", ".join(sorted(methods))})
+
+
+# What a request meets while the database is down, restarting or out of connections.
+DATABASE_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                        sqlalchemy.exc.TimeoutError, psycopg.OperationalError)
+RETRY_AFTER_SECONDS = 5
+
+
+def _database_unavailable(_request: Request, _error: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` while the database cannot be reached, not a plain 500."""
+    return JSONResponse({"detail": "the database is unavailable; try again shortly"},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def add_operations_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
