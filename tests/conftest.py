@@ -1,5 +1,9 @@
 """Real servers for the whole test run: embedded PostgreSQL, Tansu broker, SMTP sink.
 
+``ATES_TEST_BROKER=kafka`` runs the tests on a 3-node Apache Kafka cluster instead of
+Tansu (``deploy/kafka.py``: replication factor 3, ``min.insync.replicas`` 2; the
+end-to-end platform then starts one too); ``make test-kafka`` does.
+
 They start once per run; every test gets its own database(s) and its own topic prefix,
 so tests never see each other's data or events.
 """
@@ -16,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploy.embedded import EmbeddedPostgres, TansuBroker, free_port
+from deploy.kafka import ApacheKafka
 from deploy.mailsink import MailSink
 from messaging.db import drop_database, ensure_database, make_engine
 from messaging.kafka import ensure_topics
@@ -44,10 +49,22 @@ class _External:
         self.url = url
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def broker_under_test() -> str:
+    """The broker the tests run on: ``tansu`` (default) or ``kafka`` (ATES_TEST_BROKER)."""
+    return os.environ.get("ATES_TEST_BROKER", "tansu").strip().lower() or "tansu"
+
+
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory) -> TansuBroker:
-    log = Path(tmp_path_factory.mktemp("tansu")) / "tansu.log"
-    broker = TansuBroker(port=free_port(), log_path=log)
+def kafka_broker(tmp_path_factory) -> TansuBroker | ApacheKafka:
+    if broker_under_test() == "kafka":
+        broker = ApacheKafka(Path(tmp_path_factory.mktemp("kafka")), nodes=3,
+                             cache_dir=REPO / "var")
+    else:
+        log = Path(tmp_path_factory.mktemp("tansu")) / "tansu.log"
+        broker = TansuBroker(port=free_port(), log_path=log)
     broker.start()
     yield broker
     # Destroy clients nothing refers to any more before their broker goes away, so they

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from accounting.consumers import make_handlers as accounting_handlers
 from deploy.embedded import free_port
@@ -30,12 +32,29 @@ OVERSIZED_BYTES = 1_500_000  # over the producers' default limit of 1,000,000 by
 
 
 def produce_raw(settings, logical_topic: str, key: str, *values: bytes | None) -> None:
-    """Write ``values`` as a hostile client would, with a producer that allows big ones."""
+    """Write ``values`` as a hostile client would, with a producer that allows big ones,
+    on a topic whose limit was raised (Apache Kafka refuses records over 1 MB by default)."""
+    topic = settings.topic(logical_topic)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    limit = ConfigEntry("max.message.bytes", str(4 * OVERSIZED_BYTES),
+                        incremental_operation=AlterConfigOpType.SET)
+    for future in admin.incremental_alter_configs(
+            [ConfigResource("topic", topic, incremental_configs=[limit])]).values():
+        future.result(30)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
                          "message.max.bytes": 4 * OVERSIZED_BYTES})
+    errors: list = []
     for value in values:
-        producer.produce(settings.topic(logical_topic), key=key.encode(), value=value)
-    assert producer.flush(30) == 0
+        # Every broker applies the new limit a moment after the controller stored it.
+        for _ in range(100):
+            errors.clear()
+            producer.produce(topic, key=key.encode(), value=value,
+                             on_delivery=lambda error, _: error and errors.append(error))
+            assert producer.flush(30) == 0
+            if not errors or errors[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                break
+            time.sleep(0.1)
+        assert errors == []
 
 
 def oversized_event(account_id: str) -> bytes:
