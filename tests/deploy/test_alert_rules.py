@@ -68,3 +68,13 @@ def test_every_metric_the_rules_read_is_served():
     used = {name for expr in expressions for name in re.findall(r"\bates_[a-z_]+", expr)}
     assert used
     assert used - served_metric_names() == set()
+
+
+def test_kubernetes_ships_the_same_rules_in_a_config_map_of_the_kustomization():
+    k8s = RULES.parent / "k8s"
+    config_map = yaml.safe_load((k8s / "prometheus-alerts.yaml").read_text())
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+
+    assert config_map["kind"] == "ConfigMap"
+    assert config_map["data"]["alerts.yml"] == (RULES / "alerts.yml").read_text()
+    assert "prometheus-alerts.yaml" in kustomization["resources"]
