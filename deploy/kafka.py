@@ -30,6 +30,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from deploy.embedded import die_with_parent
+
 KAFKA_DIR = Path(__file__).resolve().with_name("kafka")
 POM = KAFKA_DIR / "pom.xml"
 SERVER_MAIN = "kafka.Kafka"
@@ -141,6 +143,7 @@ class ApacheKafka:
         port: int | None = None,
         host: str = "127.0.0.1",
         cache_dir: Path | None = None,
+        die_with_parent: bool = False,
     ):
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
@@ -156,6 +159,8 @@ class ApacheKafka:
             self.broker_ports[node] = _free_port(host)
         self.controller_ports = {node: _free_port(host) for node in self.ids}
         self.processes: dict[int, subprocess.Popen] = {}
+        # Each node stops (cleanly, SIGTERM) when the process that started it dies.
+        self.die_with_parent = die_with_parent
         self._classpath: str | None = None
         self._java: str | None = None
 
@@ -331,6 +336,7 @@ class ApacheKafka:
             [self._java, *self._java_options(), "-cp", self._classpath, SERVER_MAIN,
              str(self._properties_path(node))],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM) if self.die_with_parent else None,
         )
         log.close()
         self._pid_path(node).write_text(f"{self.processes[node].pid}\n")

@@ -164,7 +164,7 @@ class Stack:
             self.env["ATES_DATABASE_URL"] = self.postgres.url
         if "ATES_KAFKA_BOOTSTRAP" not in self.env and cfg.broker == "kafka":
             self.broker = ApacheKafka(cfg.var_dir / "kafka", nodes=cfg.kafka_nodes,
-                                      port=cfg.kafka_port)
+                                      port=cfg.kafka_port, die_with_parent=cfg.supervised)
             say(f"starting Apache Kafka ({self.broker.describe()}) ...")
             self.broker.start()
             self.env["ATES_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
@@ -364,7 +364,7 @@ class Stack:
             dead.append(("broker", self.broker.process.returncode))
         if isinstance(self.broker, ApacheKafka):
             dead += [(f"kafka-{node}", getattr(self.broker.processes.get(node), "returncode", None))
-                     for node in range(self.broker.nodes) if not self.broker.running(node)]
+                     for node in self.broker.ids if not self.broker.running(node)]
         dead += [(name, child.returncode) for name, child in self.children.items()
                  if child.poll() is not None]
         return dead
