@@ -17,14 +17,16 @@ from auth.token_flow import TokenFlowError, obtain_tokens
               help="Provider URL (default: ATES_AUTH_URL).")
 @click.option("--client-id", default=CLI_CLIENT_ID, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole token response.")
+@click.option("--code", default=None,
+              help="Two-factor code (authenticator app or recovery code), if the account has one.")
 def token(email: str, password: str, provider: str | None, client_id: str,
-          as_json: bool) -> None:
+          as_json: bool, code: str | None) -> None:
     """Sign in (code + PKCE, loopback redirect) and print an access token."""
     import httpx
 
     url = provider or auth_url()
     try:
-        tokens = obtain_tokens(url, email, password, client_id)
+        tokens = obtain_tokens(url, email, password, client_id, code=code)
     except httpx.TransportError as error:
         raise click.ClickException(
             f"cannot reach the auth service at {url} ({error or type(error).__name__}); "

@@ -42,8 +42,11 @@ def hidden_inputs(html: str) -> dict[str, str]:
 
 
 def obtain_tokens(auth_url: str, email: str, password: str, client_id: str = CLI_CLIENT_ID,
-                  scope: str = "openid profile email", timeout: float = 30.0) -> dict:
-    """Sign in as ``email`` and return the token response (access, refresh and ID token)."""
+                  scope: str = "openid profile email", timeout: float = 30.0,
+                  code: str | None = None) -> dict:
+    """Sign in as ``email`` and return the token response (access, refresh and ID token).
+
+    ``code`` answers the second factor (a TOTP or recovery code) of an account that has one."""
     auth_url = auth_url.rstrip("/")
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     verifier, challenge = pkce_pair()
@@ -53,7 +56,7 @@ def obtain_tokens(auth_url: str, email: str, password: str, client_id: str = CLI
               "code_challenge_method": "S256"}
     with httpx.Client(base_url=auth_url, timeout=timeout) as http:
         response = http.get("/oauth/authorize", params=params)
-        callback = _follow_to_callback(http, response, redirect_uri, email, password)
+        callback = _follow_to_callback(http, response, redirect_uri, email, password, code)
         code = _code_from(callback, state)
         tokens = http.post("/oauth/token", data={
             "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
@@ -64,14 +67,22 @@ def obtain_tokens(auth_url: str, email: str, password: str, client_id: str = CLI
 
 
 def _follow_to_callback(http: httpx.Client, response: httpx.Response, redirect_uri: str,
-                        email: str, password: str) -> str:
-    signed_in = False
+                        email: str, password: str, code: str | None = None) -> str:
+    signed_in = second_factor_given = False
     for _ in range(MAX_REDIRECTS):
         if response.is_redirect:
             location = urljoin(str(response.url), response.headers["location"])
             if location.startswith(redirect_uri):
                 return location
             response = http.get(location)
+        elif response.status_code == 200 and urlsplit(str(response.url)).path == (
+                "/login/two-factor") and not second_factor_given:
+            if code is None:
+                raise TokenFlowError("this account signs in with a second factor: give the "
+                                     "code of its authenticator app (--code)")
+            form = hidden_inputs(response.text) | {"code": code}
+            response = http.post("/login/two-factor", data=form)
+            second_factor_given = True
         elif response.status_code == 200 and not signed_in and "password" in response.text:
             form = hidden_inputs(response.text) | {"email": email, "password": password}
             response = http.post("/login", data=form)
@@ -82,6 +93,8 @@ def _follow_to_callback(http: httpx.Client, response: httpx.Response, redirect_u
 
 
 def _refusal(response: httpx.Response) -> str:
+    if response.status_code == 401 and "/login/two-factor" in str(response.url):
+        return "the second-factor code is not right"
     if response.status_code == 401:
         return "invalid email or password"
     if response.status_code == 429:

@@ -205,3 +205,18 @@ def test_a_role_can_require_two_factor(enforcing_provider):
                     f"{provider.url}/account/two-factor/off", {"password": accountant.password})
     assert off.status_code == 409
     browser.close()
+
+
+def test_scripts_get_tokens_with_the_second_factor(provider, make_login):
+    from auth.token_flow import TokenFlowError, obtain_tokens
+
+    login = make_login()
+    secret, _codes = enrol_over_api(provider, provider.token_for(login))
+
+    with pytest.raises(TokenFlowError, match="second factor"):
+        obtain_tokens(provider.url, login.email, login.password)
+    with pytest.raises(TokenFlowError, match="code is not right"):
+        obtain_tokens(provider.url, login.email, login.password, code="12345x")
+    tokens = obtain_tokens(provider.url, login.email, login.password, code=next_code(secret))
+    me = httpx.get(f"{provider.url}/api/me", headers=bearer(tokens["access_token"]))
+    assert me.json()["id"] == login.id
