@@ -29,7 +29,8 @@ from messaging.text_input import displayable, first_problem
 
 BAD_CREDENTIALS = "Invalid email or password."
 # Pages say what just happened through a fixed code in the URL, never through free text.
-NOTICES = {"created": "Account created.", "saved": "Saved.", "deactivated": "Deactivated."}
+NOTICES = {"created": "Account created.", "saved": "Saved.", "deactivated": "Deactivated.",
+           "deleted": "Account deleted."}
 THROTTLED = "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
 
 
@@ -156,13 +157,23 @@ class WebPages:
                    "notice": NOTICES.get(notice or ""), "error": error}
         return self.pages.render(request, "account.html", context, status_code=status_code)
 
+    def confirm_delete_page(self, request: Request, signed_in: SignedIn,
+                            account_id: str) -> Response:
+        """What deleting the account does, and the one button that does it."""
+        try:
+            account = self.accounts.get_account(account_id)
+        except AccountNotFound:
+            return self.pages.message(request, "Not found", "There is no such account.", 404)
+        return self.pages.render(request, "confirm_delete.html",
+                                 {"user": signed_in.principal, "account": account})
+
     def change_account(self, request: Request, signed_in: SignedIn, account_id: str,
                        action: str, form: dict[str, str]) -> Response:
         actor = signed_in.principal.public_id
         try:
             if action == "delete":
                 self.accounts.delete_account(account_id, actor)
-                return _see_other("/admin/accounts")
+                return _see_other("/admin/accounts?notice=deleted")
             if action == "deactivate":
                 self.accounts.deactivate_account(account_id, actor)
             else:
@@ -199,8 +210,10 @@ def web_router(web: WebPages) -> APIRouter:
         return await run_in_threadpool(web.login, request, await _form(request))
 
     @router.get("/admin/accounts")
-    def accounts_page(request: Request, cursor: str | None = None) -> Response:
-        return web.as_admin(request, lambda admin: web.accounts_page(request, admin, cursor))
+    def accounts_page(request: Request, cursor: str | None = None,
+                      notice: str | None = None) -> Response:
+        return web.as_admin(request, lambda admin: web.accounts_page(request, admin, cursor,
+                                                                     notice))
 
     @router.post("/admin/accounts")
     async def create_account(request: Request) -> Response:
@@ -212,6 +225,11 @@ def web_router(web: WebPages) -> APIRouter:
     def account_page(request: Request, account_id: str, notice: str | None = None) -> Response:
         return web.as_admin(request, lambda admin: web.account_page(request, admin, account_id,
                                                                     notice))
+
+    @router.get("/admin/accounts/{account_id}/delete")
+    def confirm_delete(request: Request, account_id: str) -> Response:
+        return web.as_admin(request, lambda admin: web.confirm_delete_page(request, admin,
+                                                                           account_id))
 
     @router.post("/admin/accounts/{account_id}")
     @router.post("/admin/accounts/{account_id}/{action}")

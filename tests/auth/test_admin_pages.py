@@ -70,10 +70,32 @@ def test_admin_edits_deactivates_and_deletes_an_account(provider, admin_browser,
     admin_browser.follow(submit(admin_browser, saved, f"/admin/accounts/{account_id}/deactivate"))
     assert provider.accounts.get_account(account_id).active is False
 
-    deleted = admin_browser.follow(submit(admin_browser, saved,
+    asked = admin_browser.get(f"{provider.url}/admin/accounts/{account_id}/delete")
+    assert asked.status_code == 200 and "cannot be undone" in asked.text
+    assert provider.accounts.find_account_by_email(asked_email(asked)) is not None
+
+    deleted = admin_browser.follow(submit(admin_browser, asked,
                                           f"/admin/accounts/{account_id}/delete"))
-    assert str(deleted.url).endswith("/admin/accounts")
+    assert str(deleted.url).endswith("/admin/accounts?notice=deleted")
+    assert "Account deleted." in deleted.text
     assert account_id not in deleted.text
+
+
+def asked_email(page) -> str:
+    """The email a delete confirmation page names."""
+    import re
+
+    return re.search(r"<p>([^<\s]+@[^<\s]+) ·", page.text).group(1)
+
+
+def test_the_account_page_asks_before_deleting(provider, admin_browser, make_login):
+    account_id = make_login().id
+
+    page = admin_browser.get(f"{provider.url}/admin/accounts/{account_id}")
+
+    assert f'method="get" action="/admin/accounts/{account_id}/delete"' in page.text
+    assert f'method="post" action="/admin/accounts/{account_id}/delete"' not in page.text
+    assert provider.accounts.get_account(account_id).active
 
 
 def test_forms_without_csrf_token_change_nothing(provider, admin_browser, make_login):
