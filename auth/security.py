@@ -194,6 +194,8 @@ class SecurityService:
         address = _address(address)
         with self.sessions.begin() as session:
             account = self._account(session, account_public_id)
+            if not account.active:
+                return SignInResult(), []
             if not admit_attempt(session, account.email, address, self.config.throttling):
                 return SignInResult(throttled=True), []
         try:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
+from auth import two_factor
 from auth.domain import Role
 from auth.guards import current_user, require_role
 from auth.pages import client_address
@@ -154,7 +155,7 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
     # --- two-factor -----------------------------------------------------------------
 
     @router.get("/me/two-factor", summary="Whether two-factor sign-in is on or required")
-    def two_factor(user: Caller) -> TwoFactorStatus:
+    def two_factor_status(user: Caller) -> TwoFactorStatus:
         return security.two_factor_status(user.id)
 
     @router.post("/me/two-factor/enrolment", summary="Start enrolling an authenticator app")
@@ -164,7 +165,16 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
         except TwoFactorProblem as error:
             raise _problem(409, error) from None
         return Enrolment(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri,
-                         qr_code_url=f"{security.config.issuer}/account/two-factor/qr.svg")
+                         qr_code_url=f"{security.config.issuer}/api/me/two-factor/enrolment/qr.svg")
+
+    @router.get("/me/two-factor/enrolment/qr.svg", response_class=Response,
+                summary="The QR code of the enrolment under way (SVG)",
+                responses={200: {"content": {"image/svg+xml": {}}}})
+    def enrolment_qr(user: Caller) -> Response:
+        enrolment = security.pending_enrolment(user.id)
+        if enrolment is None:
+            raise HTTPException(404, "no two-factor enrolment is under way")
+        return Response(two_factor.qr_svg(enrolment.otpauth_uri), media_type="image/svg+xml")
 
     @router.post("/me/two-factor/enrolment/confirm",
                  summary="Turn two-factor on with a first code; answers the recovery codes")

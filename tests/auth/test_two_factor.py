@@ -24,6 +24,8 @@ def enrol_over_api(provider, token: str) -> tuple[str, list[str]]:
     assert started.status_code == 200, started.text
     secret = started.json()["secret"]
     assert started.json()["otpauth_uri"].startswith("otpauth://totp/aTES:")
+    qr = httpx.get(started.json()["qr_code_url"], headers=bearer(token))
+    assert qr.headers["content-type"] == "image/svg+xml" and b"<svg" in qr.content
     confirmed = httpx.post(f"{provider.url}/api/me/two-factor/enrolment/confirm",
                            json={"code": current_code(secret)}, headers=bearer(token))
     assert confirmed.status_code == 200, confirmed.text
