@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from accounting import domain, service
+from accounting import corrections, domain, service
 from accounting.api import sees_everything, status_for
 from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
@@ -32,7 +32,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20
 HISTORY_DAYS = 14
 CSRF_COOKIE = "ates_accounting_csrf"
-TYPE_NAMES = {domain.FEE: "Fee", domain.REWARD: "Reward", domain.PAYOUT: "Payout"}
+TYPE_NAMES = {domain.FEE: "Fee", domain.REWARD: "Reward", domain.PAYOUT: "Payout",
+              domain.REVERSAL: "Reversal", domain.ADJUSTMENT: "Adjustment"}
 
 templates = page_templates(Path(__file__).parent / "templates")
 
@@ -139,7 +140,8 @@ class Dashboard(DashboardPages):
     # --- one account ----------------------------------------------------------------
 
     def account_page(self, request: Request, user: CurrentUser, account_id: uuid.UUID,
-                     cursor: str | None, path: str) -> HTMLResponse:
+                     cursor: str | None, path: str, notice: str | None = None
+                     ) -> HTMLResponse:
         own = user.id == str(account_id)
         account = service.find_account(self.sessions, account_id)
         if account is None and not own:
@@ -155,6 +157,7 @@ class Dashboard(DashboardPages):
             "lines": lines, "days": days,
             "next_url": next_cursor and f"{path}?{urlencode({'cursor': next_cursor})}",
             "first_url": cursor and path,
+            "notice": NOTICES.get(notice or ""),
         }
         return self.render(request, user, "account.html", context)
 
@@ -167,17 +170,54 @@ class Dashboard(DashboardPages):
         return self.account_page(request, user, account_id, cursor, "/")
 
     def other_account(self, request: Request, user: CurrentUser, raw_id: str,
-                      cursor: str | None) -> HTMLResponse:
+                      cursor: str | None, notice: str | None = None) -> HTMLResponse:
         account_id = _account_id(raw_id)
         if account_id is not None and user.id == str(account_id):
             return self.account_page(request, user, account_id, cursor,
-                                     f"/accounts/{account_id}")
+                                     f"/accounts/{account_id}", notice)
         if not sees_everything(user):
             return self.message(request, user, "Not allowed",
                                 "You may only see your own account.", 403)
         if account_id is None:
             return self.message(request, user, "Not found", "No such account.", 404)
-        return self.account_page(request, user, account_id, cursor, f"/accounts/{account_id}")
+        return self.account_page(request, user, account_id, cursor, f"/accounts/{account_id}",
+                                 notice)
+
+    # --- corrections ----------------------------------------------------------------
+
+    def _reversible(self, request: Request, user: CurrentUser, raw_id: str
+                    ) -> service.LedgerLine | HTMLResponse:
+        if not sees_everything(user):
+            return self.not_allowed(request, user)
+        transaction_id = _account_id(raw_id)
+        line = transaction_id and service.ledger_line(self.sessions, transaction_id)
+        if not line:
+            return self.message(request, user, "Not found", "No such transaction.", 404)
+        return line
+
+    def reverse_page(self, request: Request, user: CurrentUser, raw_id: str) -> HTMLResponse:
+        line = self._reversible(request, user, raw_id)
+        if not isinstance(line, service.LedgerLine):
+            return line
+        account = service.find_account(self.sessions, line.account_id)
+        # one key per form shown: submitting it twice books the reversal once
+        return self.render(request, user, "reverse.html", {
+            "line": line, "account": account, "idempotency_key": str(uuid.uuid4())})
+
+    def reverse(self, request: Request, user: CurrentUser, raw_id: str, reason: str,
+                key: str, csrf_token: str) -> Response:
+        line = self._reversible(request, user, raw_id)
+        if not isinstance(line, service.LedgerLine):
+            return line
+        back = f"/accounts/{line.account_id}"
+        if not self.forms.is_valid(request, csrf_token):
+            return self.expired_form(request, user, link=back)
+        try:
+            corrections.reverse(self.sessions, self.books, line.id, reason, user.id,
+                                key or None, current_traceparent())
+        except domain.AccountingError as error:
+            return self.refused(request, user, error, link=back)
+        return _see_other(f"{back}?notice=reversed")
 
     # --- management -----------------------------------------------------------------
 
@@ -232,7 +272,8 @@ class Dashboard(DashboardPages):
 
 
 # Pages say what just happened through a fixed code in the URL, never through free text.
-NOTICES = {"closed": "Day closed.", "already-closed": "That day was already closed."}
+NOTICES = {"closed": "Day closed.", "already-closed": "That day was already closed.",
+           "reversed": "Reversed: the reversal is booked today."}
 
 
 def _notice(code: str | None, paid: str | None) -> str | None:
@@ -255,8 +296,19 @@ def web_router(dashboard: Dashboard) -> APIRouter:
 
     @router.get("/accounts/{account_id}")
     def account(request: Request, user: Visitor, account_id: str,
-                cursor: str | None = None) -> Response:
-        return dashboard.other_account(request, user, account_id, cursor)
+                cursor: str | None = None, notice: str | None = None) -> Response:
+        return dashboard.other_account(request, user, account_id, cursor, notice)
+
+    @router.get("/transactions/{transaction_id}/reverse")
+    def reverse_page(request: Request, user: Visitor, transaction_id: str) -> Response:
+        return dashboard.reverse_page(request, user, transaction_id)
+
+    @router.post("/transactions/{transaction_id}/reverse")
+    def reverse(request: Request, user: Visitor, transaction_id: str,
+                csrf_token: CsrfField = "", reason: Annotated[str, Form()] = "",
+                idempotency_key: Annotated[str, Form()] = "") -> Response:
+        return dashboard.reverse(request, user, transaction_id, reason, idempotency_key,
+                                 csrf_token)
 
     @router.get("/management")
     def management(request: Request, user: Visitor, cursor: str | None = None,

@@ -67,3 +67,33 @@ def test_a_worker_reads_their_audit_log_and_an_accountant_downloads_the_report(
     assert len(rows) == 14
     assert rows[-1] == {"day": today, "fees_charged": str(fee), "rewards_paid": str(reward),
                         "earned": str(fee - reward)}
+
+
+def test_an_accountant_reverses_a_fee_from_the_audit_log(
+        accounting_url, engine, sessions, live_books, people: People, browser_context,
+        tmp_path):
+    feed_replica(sessions, people.worker, people.accountant)
+    task = book_task(sessions, live_books, people.worker, "Feed the parrots", done=False)
+    fee, _ = price_of(engine, task)
+
+    accountant = browser_context(**PHONE).new_page()
+    accountant.goto(f"{accounting_url}/accounts/{people.worker.id}")
+    sign_in(accountant, people.accountant)
+    expect(accountant.locator("#balance")).to_have_text(money(-fee))
+    accountant.locator(".ledger .line.fee").get_by_role("link", name="Reverse").click()
+    expect(accountant.get_by_role("heading", level=1)).to_have_text("Reverse this fee?")
+    assert_fits_a_phone(accountant, tmp_path / "reverse.png")
+    accountant.get_by_label("Reason").fill("Assigned while on leave")
+    accountant.get_by_role("button", name="Reverse it").click()
+
+    expect(accountant.get_by_role("status")).to_have_text(
+        "Reversed: the reversal is booked today.")
+    expect(accountant.locator("#balance")).to_have_text(money(0))
+    reversal = accountant.locator(".ledger .line.reversal")
+    expect(reversal.locator(".amount")).to_have_text(money(fee))
+    expect(reversal.locator(".reason")).to_have_text("Assigned while on leave")
+    expect(accountant.locator(".ledger .line.fee .correction.reversed")).to_contain_text(
+        "Reversed by")
+    expect(accountant.locator(".ledger .line.fee").get_by_role("link", name="Reverse")
+           ).to_have_count(0)
+    assert_fits_a_phone(accountant, tmp_path / "reversed.png")
