@@ -8,7 +8,6 @@ import random
 from datetime import date, timedelta
 
 import pytest
-from confluent_kafka import Producer
 
 from analytics import service
 from analytics.domain import DayEarnings, Period
@@ -30,6 +29,7 @@ from tests.analytics.conftest import (
     transaction,
     wait_handled,
 )
+from tests.messaging.test_dead_letter_hardening import produce_raw
 
 
 @pytest.fixture(scope="module")
@@ -213,10 +213,8 @@ def test_an_oversized_broken_event_is_dead_lettered_truncated_and_the_projector_
     huge = priced(task_id, reward=2500).envelope()
     huge["data"]["note"] = "x" * 1_500_000  # over the producers' limit of 1,000,000 bytes
     raw = json.dumps(huge).encode()
-    hostile = Producer({"bootstrap.servers": stream_settings.kafka_bootstrap,
-                        "message.max.bytes": 4_000_000})
-    hostile.produce(stream_settings.topic("accounting-lifecycle"), key=task_id.encode(), value=raw)
-    assert hostile.flush(30) == 0
+    # as a hostile client would, on a topic whose record limit was raised to take it
+    produce_raw(stream_settings, "accounting-lifecycle", task_id, raw)
     good = [priced(task_id, reward=2600)]
     topics.publish(*good)
     wait_handled(engine, good)
