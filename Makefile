@@ -46,6 +46,19 @@ test: install chromium promtool
 test-e2e: install chromium
 	$(BIN)/python -m pytest tests/e2e -q -s
 
+## Apache Kafka's jars (deploy/kafka/pom.xml), fetched once from Maven Central by Maven.
+kafka:
+	@command -v java >/dev/null || { echo "Apache Kafka needs Java 17 or newer: java is not on PATH"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Apache Kafka needs Maven: mvn is not on PATH"; exit 1; }
+	mvn -q -B -f deploy/kafka/pom.xml dependency:resolve
+
+## The suites that talk to the broker, again on a 3-node Apache Kafka cluster (KRaft,
+## replication factor 3, min.insync.replicas 2): the messaging runtime and its consumer
+## groups, the analytics stream, and the whole end-to-end suite with its faults.
+KAFKA_SUITES := tests/messaging tests/analytics/test_stream.py tests/analytics/test_rebuild.py tests/e2e
+test-kafka: install chromium kafka
+	ATES_TEST_BROKER=kafka $(BIN)/python -m pytest $(KAFKA_SUITES)
+
 lint: install
 	$(BIN)/ruff check .
 
