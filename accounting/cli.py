@@ -65,6 +65,27 @@ def close_day(day: str | None, yes: bool, show_progress: bool | None) -> None:
         )
 
 
+@accounting_group.command("verify")
+def verify_ledger() -> None:
+    """Recompute the ledger's hash chain and check its invariants; exit 1 on a break."""
+    from accounting.app import engine_for
+    from accounting.ledger import utc_now
+    from accounting.settings import AccountingSettings
+    from accounting.verify import verify
+
+    engine = engine_for(AccountingSettings.from_env().platform)
+    try:
+        result = verify(engine, utc_now)
+    finally:
+        engine.dispose()
+    for found in result.breaks:
+        click.echo(f"BREAK {found}", err=True)
+    if not result.holds:
+        raise SystemExit(1)
+    click.echo(f"the ledger holds: {result.transactions} transaction(s) chained, every"
+               " invariant true")
+
+
 def _where(engine) -> str:
     url = engine.url
     return f"database {url.database} on {url.host}:{url.port}"
@@ -88,4 +109,6 @@ def _iso_date(raw: str) -> date:
     raise click.ClickException(f"--date must be a date like 2026-11-22, not {raw!r}")
 
 
-commands = [accounting_group]
+from accounting.reconcile import reconcile_command  # noqa: E402 - ``ates reconcile``
+
+commands = [accounting_group, reconcile_command]
