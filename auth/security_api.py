@@ -81,6 +81,9 @@ def _problem(status_code: int, error: Exception) -> HTTPException:
     return HTTPException(status_code, str(error))
 
 
+THROTTLED = {429: {"description": "Too many attempts; try again later"}}
+
+
 def security_api_router(security: SecurityService, pages: SecurityPages) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["sign-in security"])
 
@@ -120,7 +123,7 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
 
     # --- password -------------------------------------------------------------------
 
-    @router.post("/me/password", status_code=NO_CONTENT,
+    @router.post("/me/password", status_code=NO_CONTENT, responses=THROTTLED,
                  summary="Change my password (ends every session of the account)")
     def change_password(body: PasswordChange, user: Caller, request: Request) -> Response:
         try:
@@ -132,7 +135,7 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
             raise _problem(429, error) from None
         return Response(status_code=NO_CONTENT)
 
-    @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED,
+    @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, responses=THROTTLED,
                  summary="Mail a reset link (same answer whether or not the email exists)")
     def request_reset(body: ResetRequest, request: Request,
                       background: BackgroundTasks) -> Accepted:
@@ -145,6 +148,7 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
         return Accepted(detail=pages.sent_text(body.email.strip()))
 
     @router.post("/password-reset/complete", status_code=NO_CONTENT,
+                 responses={410: {"description": "The link was used, expired or replaced"}},
                  summary="Set a new password with a reset link's token")
     def complete_reset(body: ResetCompletion) -> Response:
         if not security.complete_reset(body.token, body.new_password):
@@ -158,7 +162,8 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
     def two_factor_status(user: Caller) -> TwoFactorStatus:
         return security.two_factor_status(user.id)
 
-    @router.post("/me/two-factor/enrolment", summary="Start enrolling an authenticator app")
+    @router.post("/me/two-factor/enrolment", summary="Start enrolling an authenticator app",
+                 responses={409: {"description": "Two-factor sign-in is already on"}})
     def enrol(user: Caller) -> Enrolment:
         try:
             enrolment = security.begin_enrolment(user.id)
@@ -169,7 +174,8 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
 
     @router.get("/me/two-factor/enrolment/qr.svg", response_class=Response,
                 summary="The QR code of the enrolment under way (SVG)",
-                responses={200: {"content": {"image/svg+xml": {}}}})
+                responses={200: {"content": {"image/svg+xml": {}}},
+                           404: {"description": "No enrolment under way"}})
     def enrolment_qr(user: Caller) -> Response:
         enrolment = security.pending_enrolment(user.id)
         if enrolment is None:
@@ -192,7 +198,8 @@ def security_api_router(security: SecurityService, pages: SecurityPages) -> APIR
             raise _problem(422, error) from None
 
     @router.post("/me/two-factor/off", status_code=NO_CONTENT,
-                 summary="Turn two-factor off (confirmed by the password)")
+                 summary="Turn two-factor off (confirmed by the password)",
+                 responses={409: {"description": "Two-factor sign-in is off, or required"}})
     def turn_off(body: Password, user: Caller) -> Response:
         try:
             security.turn_off(user.id, body.password)

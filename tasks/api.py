@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi import status as http
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from auth.client import CurrentUser, current_user
 from messaging.service_app import UNPROCESSABLE
@@ -34,6 +35,16 @@ ERROR_STATUS: dict[type[domain.TaskError], int] = {
 }
 
 ME = "me"
+
+
+class TaskIdSegment(StringConvertor):
+    """A path segment that may name a task: any but ``reshuffle``, so that ``GET
+    /api/tasks/reshuffle`` is 405 (only POST there) rather than a malformed task id."""
+
+    regex = "(?!reshuffle/?$)[^/]+"
+
+
+register_url_convertor("task_id", TaskIdSegment())
 
 TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
 TaskSort = Literal["newest", "oldest", "title"]  # service.SORTS
@@ -203,7 +214,7 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
         )
         return Reshuffled(reassigned=count)
 
-    @router.get("/{task_id}", responses={404: _error("No such task")})
+    @router.get("/{task_id:task_id}", responses={404: _error("No such task")})
     def get_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
         return TaskOut.of(service.get_task(sessions, task_id))
 
