@@ -186,6 +186,23 @@ def test_set_password_from_stdin_lets_the_admin_sign_in_with_it_and_not_the_old_
         assert "Traceback" not in result.stderr
 
 
+def test_progress_is_shown_on_stderr_when_asked_and_never_on_stdout(stack):
+    env = operator_env(stack.var_dir)
+
+    pruned = ates("prune", "--yes", "--progress", "--outbox-older-than", "0s", env=env)
+    quiet = ates("prune", "--yes", "--outbox-older-than", "0s", env=env)
+    reset = ates("consumers", "reset", "analytics", "--yes", "--progress", env=env)
+
+    assert pruned.returncode == 0, pruned.stderr
+    assert "outbox" in pruned.stderr and "rows/s" in pruned.stderr  # count and rate
+    assert "rows/s" not in pruned.stdout and "rows/s" not in quiet.stderr
+    assert pruned.stdout.splitlines()[0].startswith("auth: outbox ")
+    if reset.returncode == 0:  # a running analytics may hold its group: then one line
+        assert "partitions/s" in reset.stderr and "<" in reset.stderr  # rate, time left
+    else:
+        assert "stop" in reset.stderr.strip().splitlines()[-1]
+
+
 # Last: it closes the day, which the refusal above must find open.
 def test_token_close_day_and_dlq_list_act_on_the_stack_of_the_stack_file(stack):
     env = operator_env(stack.var_dir)
