@@ -77,8 +77,9 @@ RETRY_AFTER_SECONDS = 5
 
 
 def _database_unavailable(_request: Request, _error: Exception) -> JSONResponse:
-    """503 with ``Retry-After`` while the database cannot be reached, not a plain 500."""
-    return JSONResponse({"detail": "the database is unavailable; try again shortly"},
+    """503 with ``Retry-After`` while the database cannot be reached (or gives up on a
+    lock, a timeout or a conflicting transaction), not a plain 500."""
+    return JSONResponse({"detail": "the database is unavailable or busy; try again shortly"},
                         status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
