@@ -42,14 +42,17 @@ def die_with_parent(sig: int = signal.SIGTERM):
     """A ``preexec_fn`` that has the kernel send ``sig`` to the child when the process
     that started it dies, however it dies (``kill -9`` included): no orphans. Linux only;
     elsewhere the child is left as it is."""
-    def arm() -> None:
-        try:
-            import ctypes
+    # Looked up here, in the parent: the child only calls it (no loading after fork).
+    try:
+        import ctypes
 
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, sig, 0, 0, 0)
 
     return arm
 
