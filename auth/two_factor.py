@@ -47,7 +47,7 @@ def accepted_step(secret: str, code: str, last_step: int | None,
                   now: float | None = None) -> int | None:
     """The time step ``code`` belongs to, if it is valid and newer than ``last_step``."""
     code = normalise(code)
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = int((time.time() if now is None else now) // totp.interval)
