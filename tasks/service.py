@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Unpack
 
-from sqlalchemy import Select, func, literal_column, select, text, tuple_
+from sqlalchemy import Select, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth import replica
@@ -335,8 +335,15 @@ def count_tasks(sessions: Sessions, assignee: uuid.UUID | None = None,
 
 
 def _estimated_rows(session: Session, query: Select) -> int:
+    """The planner's row estimate for ``query`` (planned, never run).
+
+    The values are rendered into the statement (``EXPLAIN`` takes no parameters), quoted
+    by the dialect, and the statement goes to the driver as it is: nothing in a search
+    text (``:name``, ``%``) is read as a placeholder.
+    """
     compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
-    [plan] = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
+    driver = session.connection().connection.driver_connection
+    [[[plan]]] = driver.execute(f"EXPLAIN (FORMAT JSON) {compiled}").fetchall()
     return int(plan["Plan"]["Plan Rows"])
 
 

@@ -121,6 +121,12 @@ def test_totals_are_exact_for_small_sets(sessions, tasks, named_team, tasks_sett
     assert service.count_tasks(sessions, status="open") == service.Total(3, exact=True)
 
 
+@pytest.mark.parametrize("q", ["a:b", "it's", "100%", "%(x)s", "back\\slash", "$1 ? {}"])
+def test_totals_take_any_search_text_literally(sessions, tasks, q):
+    assert service.count_tasks(sessions, q=q) == service.Total(0, exact=True)
+    assert service.count_tasks(sessions, q=q, creator_name=q) == service.Total(0, exact=True)
+
+
 def test_totals_beyond_the_exact_limit_are_estimates(sessions, engine, team, monkeypatch):
     monkeypatch.setattr(service, "COUNT_EXACTLY_UP_TO", 50)
     insert_open_tasks(engine, 2_000, team.workers[0])
