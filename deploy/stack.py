@@ -19,6 +19,13 @@ The installation's secrets (``ATES_SECRET_KEY`` and each dashboard's OAuth clien
 are generated on the first start and kept, readable by the owner only, in
 ``<ATES_VAR_DIR>/secrets.json``; variables set in the environment win over them.
 
+What the stack chose (service URLs and ports, database, broker, SMTP, mail page) is written
+to ``<ATES_VAR_DIR>/ates.env``, which every ``ates`` command reads.
+
+``ates up`` supervises (``Stack.supervise``): a process that dies is restarted with
+backoff, every child dies with ``ates up`` (parent-death signal), and a start on ports
+that are already served is refused naming the processes that serve them.
+
 ``ATES_SPLIT_WORKERS=1`` runs each service's web app and each of its workers (relay,
 consumer, scheduler, mailer, stream) as a process of its own, named ``<service>`` and
 ``<service>-<worker>``, so that one of them can be stopped, killed or restarted alone

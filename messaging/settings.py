@@ -2,6 +2,10 @@
 
 Every process of the platform (web, relay, consumer, CLI) builds one ``Settings``
 from its environment; tests build their own to isolate databases and topics.
+
+``ates up`` writes the ``ATES_*`` variables of what it chose to ``<ATES_VAR_DIR>/ates.env``
+(``write_stack_env``); the operator commands read it into their environment, variables
+already set winning (``deploy.console.use_stack_env``).
 """
 
 from __future__ import annotations
