@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from auth import two_factor
 from auth.config import AuthConfig
-from auth.domain import ROLES, check_password, parse_role
+from auth.domain import ROLES, check_password, normalise_email, parse_role
 from auth.identity import Principal
 from auth.mail import Mail
 from auth.models import (
@@ -373,8 +373,9 @@ class SecurityService:
 
     def request_reset(self, email: str, address: str, link_base: str) -> tuple[bool, Mail | None]:
         """Ask for a reset link: ``(throttled, mail to send)``. The mail is None when the
-        email has no active account; the caller answers the same either way."""
-        email, address = email.strip().lower(), _address(address)
+        email has no active account; the caller answers the same either way. Raises
+        ``InvalidAccountData`` for what is not an email address at all."""
+        email, address = normalise_email(email), _address(address)
         rules = self.config.password_reset
         with self.sessions.begin() as session:
             for key in (f"reset-email:{email}", f"reset-address:{address}"):

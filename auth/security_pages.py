@@ -290,8 +290,12 @@ class SecurityPages:
         if not email:
             return self.pages.render(request, "password_forgot.html",
                                      {"error": "Enter your email."}, status_code=422)
-        throttled, mail = self.security.request_reset(email, client_address(request),
-                                                      self.issuer)
+        try:
+            throttled, mail = self.security.request_reset(email, client_address(request),
+                                                          self.issuer)
+        except InvalidAccountData as error:
+            return self.pages.render(request, "password_forgot.html",
+                                     {"error": as_sentence(str(error)), "email": email}, 422)
         if throttled:
             return self.pages.render(request, "password_forgot.html",
                                      {"error": RESET_THROTTLED, "email": email}, status_code=429)

@@ -110,6 +110,11 @@ def test_the_answer_is_the_same_whether_or_not_the_email_exists(provider, make_l
     assert [m["to"] for m in mailbox.messages()] == [[login.email]]
 
 
+def test_what_is_not_an_email_is_refused_before_anything_else(provider):
+    assert ask_for_reset(provider, "not an email").status_code == 422
+    assert ask_for_reset(provider, "x" * 300 + "@popug.test").status_code == 422
+
+
 def test_an_expired_or_replaced_link_is_refused(provider, make_login, mailbox):
     login = make_login()
     ask_for_reset(provider, login.email)
