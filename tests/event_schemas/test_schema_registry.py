@@ -42,6 +42,7 @@ EXPECTED = {
     "task.completed": ("tasks-lifecycle", "business", "task_id", "tasks"),
     "task.priced": ("accounting-lifecycle", "business", "task_id", "accounting"),
     "transaction.applied": ("accounting-lifecycle", "business", "account_id", "accounting"),
+    "transaction.corrected": ("accounting-lifecycle", "business", "account_id", "accounting"),
     "payment.made": ("accounting-lifecycle", "business", "account_id", "accounting"),
     "billing_cycle.closed": ("accounting-lifecycle", "business", "day", "accounting"),
 }
@@ -314,6 +315,11 @@ def test_invalid_data_names_path_and_reason(
         ("transaction.applied", {"amount": 1437}),
         ("transaction.applied", {"amount": -14.37}),
         ("transaction.applied", {"task_id": None}),
+        ("transaction.corrected", {"amount": 0}),
+        ("transaction.corrected", {"reason": ""}),
+        ("transaction.corrected", {"counts_as": "payout"}),
+        ("transaction.corrected", {"corrects_transaction_id": None}),
+        ("transaction.corrected", {"type": "payout"}),
         ("task.priced", {"fee": 999}),
         ("task.priced", {"reward": 4001}),
         ("task.assigned", {"reason": "random"}),
@@ -335,6 +341,17 @@ def test_payout_transaction_rules(registry: SchemaRegistry) -> None:
         registry.validate("transaction.applied", 1, dict(payout, task_id=TASK_ID))
     with pytest.raises(InvalidEventData, match=r"\$\.amount"):
         registry.validate("transaction.applied", 1, dict(payout, amount=1773))
+
+
+def test_an_adjustment_names_no_task_and_corrects_nothing(registry: SchemaRegistry) -> None:
+    adjustment = registry.schema("transaction.corrected", 1)["examples"][1]
+    assert adjustment["type"] == "adjustment"
+    registry.validate("transaction.corrected", 1, adjustment)
+    with pytest.raises(InvalidEventData, match=r"\$\.task_id"):
+        registry.validate("transaction.corrected", 1, dict(adjustment, task_id=TASK_ID))
+    with pytest.raises(InvalidEventData, match=r"\$\.corrects_transaction_id"):
+        registry.validate("transaction.corrected", 1,
+                          dict(adjustment, corrects_transaction_id=TASK_ID))
 
 
 def test_build_rejects_bad_envelope_values(registry: SchemaRegistry) -> None:
