@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from auth import two_factor
-from auth.domain import Role
+from auth.domain import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, Role
 from auth.guards import current_user, require_role
 from auth.pages import client_address
 from auth.security import (
@@ -33,22 +33,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+NewPassword = Annotated[Text, Field(min_length=PASSWORD_MIN_LENGTH,
+                                    max_length=PASSWORD_MAX_LENGTH)]
+Email = Annotated[Text, Field(max_length=EMAIL_MAX_LENGTH,
+                              pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+OneTimeCode = Annotated[Text, Field(min_length=6, max_length=32,
+                                    description="A TOTP code, or a recovery code")]
+
+
 class PasswordChange(Strict):
     current_password: Text
-    new_password: Text
+    new_password: NewPassword
 
 
 class ResetRequest(Strict):
-    email: Text
+    email: Email
 
 
 class ResetCompletion(Strict):
-    token: Text
-    new_password: Text
+    token: Annotated[Text, Field(min_length=1, max_length=200)]
+    new_password: NewPassword
 
 
 class Code(Strict):
-    code: Text
+    code: OneTimeCode
 
 
 class Password(Strict):

@@ -153,3 +153,20 @@ def test_reset_requests_are_throttled_per_email_and_per_address(strict_reset_pro
     assert statuses == [202, 202, 429, 202, 429]
     refused = ask_for_reset(provider, "not-an-account@popug.test")
     assert refused.status_code == 429 and "Too many reset links" in refused.json()["detail"]
+
+
+def test_forms_refuse_text_no_database_can_hold(provider, make_login):
+    login = make_login()
+    anonymous = Browser()
+    forgot = post_form(anonymous, f"{provider.url}/password/forgot",
+                       f"{provider.url}/password/forgot", {"email": "kesha\x00@popug.test"})
+    assert forgot.status_code == 400 and "must not contain NUL" in forgot.text
+    browser = signed_in_browser(provider, login.email, login.password)
+    change = post_form(browser, f"{provider.url}/account/security",
+                       f"{provider.url}/account/password",
+                       {"current_password": login.password, "new_password": "new\x00password",
+                        "confirm_password": "new\x00password"})
+    assert change.status_code == 400
+    assert provider.accounts.authenticate(login.email, login.password) is not None
+    anonymous.close()
+    browser.close()
