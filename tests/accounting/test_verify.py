@@ -210,3 +210,12 @@ def test_writers_racing_each_other_keep_one_chain(sessions, engine, books):
     assert failures == []
     result = verify(engine, _now)
     assert result.holds and result.transactions == 40
+
+
+def test_the_contents_hashed_are_computed_inline_not_by_a_call_per_row(engine):
+    with engine.connect() as connection:
+        plan = "\n".join(connection.execute(text(
+            f"EXPLAIN (VERBOSE) SELECT {CONTENTS} FROM transactions"
+        )).scalars())
+    assert "concat_ws" in plan
+    assert "ledger_transaction_text" not in plan and "ledger_correction_text" not in plan
