@@ -23,6 +23,9 @@ from tests.e2e.platform import (
 
 BUSIEST = ["tasks-stream", "tasks-lifecycle", "accounting-lifecycle"]
 
+# A test run alone also starts the platform and its three JVMs (minutes on a busy machine).
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture
 def cluster(platform) -> ApacheKafka:
