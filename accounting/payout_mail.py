@@ -45,8 +45,10 @@ def _html(value: str) -> str:
     return escaped
 
 
+# The task of a fee or reward; a correction adds its reason (an adjustment has no task).
 _TASK_LABEL = (
-    "(coalesce('[' || k.jira_id || '] ', '') || coalesce(k.title, 'task ' || t.task_id::text))"
+    "concat_ws(': ', coalesce('[' || k.jira_id || '] ', '')"
+    " || coalesce(k.title, 'task ' || t.task_id::text), t.reason)"
 )
 _TEMPLATES = {
     "subject": SUBJECT,
