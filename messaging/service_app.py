@@ -41,6 +41,7 @@ from messaging.text_input import StorableQueryAndPath
 ReadinessCheck = Callable[[], None]
 UNPROCESSABLE = 422
 METHOD_NOT_ALLOWED = 405
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def create_service_app(
@@ -63,11 +64,11 @@ def create_service_app(
 def _method_not_allowed(request: Request, _error: Exception) -> JSONResponse:
     """405 whose ``Allow`` lists every method of the address, not only those of the first
     route that matched its path."""
-    methods = {method for route in request.app.router.routes
-               for method in getattr(route, "methods", None) or ()
-               if route.matches({**request.scope, "method": method})[0] == Match.FULL}
+    methods = [method for method in HTTP_METHODS
+               if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for route in request.app.router.routes)]
     return JSONResponse({"detail": "Method Not Allowed"}, status_code=METHOD_NOT_ALLOWED,
-                        headers={"Allow": ", ".join(sorted(methods))})
+                        headers={"Allow": ", ".join(methods)})
 
 
 # What a request meets while the database is down, restarting or out of connections.
