@@ -121,7 +121,7 @@ def test_totals_are_exact_for_small_sets(sessions, tasks, named_team, tasks_sett
     assert service.count_tasks(sessions, status="open") == service.Total(3, exact=True)
 
 
-@pytest.mark.parametrize("q", ["a:b", "it's", "100%", "%(x)s", "back\\slash", "$1 ? {}"])
+@pytest.mark.parametrize("q", ["a:b", "it's", "99%", "%(x)s", "back\\slash", "$1 ? {}"])
 def test_totals_take_any_search_text_literally(sessions, tasks, q):
     assert service.count_tasks(sessions, q=q) == service.Total(0, exact=True)
     assert service.count_tasks(sessions, q=q, creator_name=q) == service.Total(0, exact=True)
