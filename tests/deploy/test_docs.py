@@ -40,7 +40,7 @@ def ates_commands(markdown: str) -> list[list[str]]:
     container (``... exec <service> ates ...``) or in a pod (``... -- ates ...``)."""
     commands = []
     for block in code_blocks(markdown, ("sh", "bash", "shell", "console")):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # continued lines joined
             line = line.strip().removeprefix("$ ")
             if not line or line.startswith("#"):
                 continue
