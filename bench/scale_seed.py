@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from accounting.domain import COMPANY_ACCOUNT_ID
+from accounting.verify import chain_hash
 
 PASSWORD = "scale-bench-popug-password"
 SERVICES = ("auth", "tasks", "accounting", "analytics")
@@ -337,6 +338,21 @@ def _seed_users(conns: dict[str, psycopg.Connection], plan: Plan, numbers: range
     return ledger.next_id
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _chained_text(public_id: str, kind: str, account_id: str, task_id: str, day: str,
+                  amount: int, balance_after: int, at: str, source_event_id: str) -> str:
+    """What the ledger's chain hashes of a transaction (``ledger_transaction_text``)."""
+    def uuid_text(value: str) -> str:
+        return "" if value == NULL else str(uuid.UUID(value))
+
+    micros = (datetime.fromisoformat(at) - _EPOCH) // timedelta(microseconds=1)
+    return "|".join((uuid_text(public_id), kind, uuid_text(account_id), uuid_text(task_id),
+                     day, str(amount), str(balance_after), str(micros),
+                     uuid_text(source_event_id)))
+
+
 class Ledger:
     """Writes an account's month of fees, rewards and payouts, and their projection."""
 
@@ -347,7 +363,11 @@ class Ledger:
         self.seeded = seeded
         self.transactions = Copier(accounting, "transactions", (
             "id", "public_id", "type", "account_id", "task_id", "day", "amount",
-            "balance_after", "created_at", "source_event_id"))
+            "balance_after", "created_at", "source_event_id", "hash"))
+        # The hash chain goes on from the newest transaction already stored.
+        last = accounting.execute(
+            "SELECT hash FROM transactions ORDER BY id DESC LIMIT 1").fetchone()
+        self.previous_hash = bytes(last[0]) if last else None
         self.entries = Copier(accounting, "entries", ("transaction_id", "account_id", "amount"))
         self.payouts = Copier(accounting, "payouts", (
             "id", "public_id", "account_id", "day", "amount", "transaction_id", "created_at"))
@@ -421,10 +441,14 @@ class Ledger:
         """One transaction and its two entries (ids as text, ``NULL`` for none)."""
         transaction_id = self.next_id
         self.next_id += 1
+        public_id = id_text(TRANSACTION, transaction_id)
+        row = (public_id, kind, account_id, task_id, self.plan.day_texts[day], amount,
+               balance_after, at, source_event_id)
+        self.previous_hash = chain_hash(self.previous_hash, _chained_text(*row))
         self.transactions.lines.append(
-            f"{transaction_id}\t{id_text(TRANSACTION, transaction_id)}\t{kind}\t{account_id}\t"
+            f"{transaction_id}\t{public_id}\t{kind}\t{account_id}\t"
             f"{task_id}\t{self.plan.day_texts[day]}\t{amount}\t{balance_after}\t{at}\t"
-            f"{source_event_id}\n")
+            f"{source_event_id}\t\\\\x{self.previous_hash.hex()}\n")
         self.entries.lines.append(f"{transaction_id}\t{account_id}\t{amount}\n"
                                   f"{transaction_id}\t{COMPANY}\t{-amount}\n")
         self.seeded.transactions += 1

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from accounting import service as accounting_service
 from accounting.domain import COMPANY_ACCOUNT_ID
+from accounting.verify import first_chain_break
 from analytics import service as analytics_service
 from auth.config import FAST_PASSWORD_HASHING
 from auth.passwords import Passwords
@@ -38,6 +39,9 @@ def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
         one = conn.execute
 
         assert one("SELECT count(*) FROM transactions").fetchone()[0] == seeded.transactions
+        # The hash chain holds over the seeded transactions, as `ates accounting verify` sees it.
+        with engines["accounting"].connect() as connection:
+            assert first_chain_break(connection) is None
         # Two entries per transaction, summing to zero; one of them on the company.
         assert one("""SELECT count(*) FROM (SELECT transaction_id FROM entries
                       GROUP BY transaction_id
