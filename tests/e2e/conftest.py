@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 
 from tests.e2e.platform import Api, Driver, Model, start_platform
+
+# The broker faults need the 3-node Apache Kafka cluster: `make test-kafka` runs them.
+collect_ignore = [] if os.environ.get("ATES_TEST_BROKER") == "kafka" else ["test_kafka_faults.py"]
 
 
 @pytest.fixture(scope="session")

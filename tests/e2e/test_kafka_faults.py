@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(900)
 def cluster(platform) -> ApacheKafka:
     broker = platform.stack.broker
     if not isinstance(broker, ApacheKafka) or broker.nodes < 3:
-        pytest.skip("needs the 3-node Apache Kafka cluster (make test-kafka)")
+        pytest.fail("needs the 3-node Apache Kafka cluster: run it with make test-kafka")
     return broker
 
 
