@@ -59,6 +59,57 @@ def test_no_more_hashes_are_computed_at_once_than_allowed(at_once):
     assert counting.most == at_once
 
 
+class GatedHasher:
+    """Stands in for argon2: records the order of the hashes and holds the first one until
+    the test lets it go."""
+
+    def __init__(self):
+        self.order: list[str] = []
+        self.first_started = threading.Event()
+        self.let_go = threading.Event()
+
+    def hash(self, password: str) -> str:
+        self.order.append(password)
+        if len(self.order) == 1:
+            self.first_started.set()
+            self.let_go.wait(10)
+        return "hash:" + password
+
+
+def _wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.001)
+
+
+def test_waiting_hashes_are_computed_in_the_order_they_were_asked_for():
+    passwords = Passwords(PasswordHashing(time_cost=1, memory_cost_kib=8, parallelism=1,
+                                         at_once=1))
+    gated = passwords._hasher = GatedHasher()
+    first = threading.Thread(target=passwords.hash, args=("first",))
+    first.start()
+    assert gated.first_started.wait(10)
+    waiters = []
+    for n in range(8):
+        waiter = threading.Thread(target=passwords.hash, args=(f"password {n}",))
+        waiter.start()
+        waiters.append(waiter)
+        _wait_until(lambda n=n: passwords.turns.waiting == n + 1)
+    gated.let_go.set()
+    for thread in [first, *waiters]:
+        thread.join(10)
+    assert gated.order == ["first", *(f"password {n}" for n in range(8))]
+    assert passwords.turns.waiting == 0
+
+
+def test_an_unknown_account_costs_a_real_check_and_never_matches():
+    passwords = Passwords(FAST_PASSWORD_HASHING)
+    assert not passwords.verify(None, "decoy password that never matches")
+    counting = passwords._hasher = CountingHasher(seconds=0)
+    assert not passwords.verify(None, "wrong horse")
+    assert counting.most == 1  # the decoy hash was checked, as long as a real one takes
+
 
 def test_default_cost_is_no_weaker_than_owasps_recommendation():
     # OWASP's password storage cheat sheet: argon2id with at least 19 MiB, 2 passes, 1 lane.
