@@ -1,5 +1,5 @@
-"""SQL building blocks for the statements that write many rows at once: ids, and the
-events rendered by the database.
+"""SQL building blocks for the statements that write many rows at once: ids, the events
+rendered by the database, and the entries and day totals every booking writes.
 
 Ids. ``gen_random_uuid()`` reads the system's randomness on every call, which costs a few
 microseconds each and dominated closing a day for 100,000 accounts. The ids of one
@@ -8,26 +8,29 @@ what makes each id distinct within the statement (``derived_uuid``): an MD5 of t
 shaped as a version 4 UUID. Unpredictable without the seed, distinct within it.
 
 Events. The payload is the CloudEvents JSON that ``Event.to_json`` produces, concatenated
-from SQL expressions: several times faster than ``jsonb_build_object``, which counts when
-a day's close writes two events per paid account. Every value goes through one of the
-helpers below, which say how it becomes JSON text; callers parse one stored event of each
+from SQL expressions by ``messaging.bulk_events`` (several times faster than
+``jsonb_build_object``, which counts when a day's close writes two events per paid
+account); every value of ``data`` goes through one of its helpers (``quoted``,
+``number``...), which say how it becomes JSON text. Callers parse one stored event of each
 kind back through the schema registry before committing (``validate_first``).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from accounting.domain import COMPANY_ACCOUNT_ID
 from accounting.events import SOURCE, VERSION
 from event_schemas import SchemaRegistry
-from messaging.outbox import CONTENT_TYPE, event_headers
+from messaging.bulk_events import EventsOfRows, Json
 from messaging.tables import outbox
+
+# Bookings add to the day_totals row of their connection's shard (models.DayTotal).
+DAY_TOTAL_SHARDS = 16
 
 
 def plan_with_actual_sizes(session: Session) -> None:
@@ -51,113 +54,43 @@ def derived_uuid(seed: str, *distinct: str) -> str:
     return f"CAST(overlay(overlay(md5({digest}) placing '4' from 13) placing '8' from 17) AS uuid)"
 
 
-def _literal(value: str) -> str:
-    """An SQL string literal for ``text()`` statements, which would otherwise read a
-    ``:name`` inside it (as in ``"dataversion":1``) as a bind parameter."""
-    return "'" + value.replace("'", "''").replace(":", "\\:") + "'"
+def accounting_events(
+    event_type: str,
+    event_id: str,
+    key: str,
+    time: str,
+    data: Mapping[str, Json],
+    traceparent: str,
+) -> EventsOfRows:
+    """Accounting's events of ``event_type`` rendered by the database, one per row (see
+    ``messaging.bulk_events.EventsOfRows``; all arguments but the type are SQL)."""
+    return EventsOfRows(event_type, VERSION, SOURCE, event_id, key, time, data, traceparent)
 
 
-@dataclass(frozen=True)
-class Json:
-    """A JSON text to be built by SQL: fixed pieces and SQL expressions, in order.
-
-    ``sql()`` joins them with one ``concat()``, which copies each piece once (a chain of
-    ``||`` copies the text built so far at every step). ``concat`` skips NULLs, so every
-    expression must be NOT NULL, or be an optional member of ``json_object`` (joined with
-    ``||``, which makes the member NULL, and so left out, when its value is).
-    """
-
-    parts: tuple[tuple[bool, str], ...]  # (is fixed text, text or SQL expression)
-
-    def __add__(self, other: Json) -> Json:
-        return Json(self.parts + other.parts)
-
-    def sql(self, null_if_any_null: bool = False) -> str:
-        pieces = self._pieces()
-        if null_if_any_null:
-            return "(" + " || ".join(pieces) + ")"
-        return f"concat({', '.join(pieces)})"
-
-    def _pieces(self) -> list[str]:
-        """Adjacent fixed parts merged into one literal."""
-        pieces: list[str] = []
-        fixed = ""
-        for is_fixed, part in self.parts:
-            if is_fixed:
-                fixed += part
-                continue
-            if fixed:
-                pieces.append(_literal(fixed))
-                fixed = ""
-            pieces.append(part)
-        if fixed:
-            pieces.append(_literal(fixed))
-        return pieces
+# -- the ledger's shared fragments ------------------------------------------------------
 
 
-def _fixed(text: str) -> Json:
-    return Json(((True, text),))
+def both_legs(rows: str, transaction_id: str, account_id: str, amount: str) -> str:
+    """SQL inserting the two entries of each transaction of ``rows``: ``amount`` to the
+    account and its opposite to the company (all SQL expressions over the rows)."""
+    return f"""INSERT INTO entries (transaction_id, account_id, amount)
+        SELECT {transaction_id}, leg.account_id, leg.amount
+        FROM {rows}
+        CROSS JOIN LATERAL (
+            VALUES ({account_id}, {amount}),
+                   ('{COMPANY_ACCOUNT_ID}'::uuid, -({amount}))
+        ) AS leg (account_id, amount)"""
 
 
-def _expression(sql: str) -> Json:
-    return Json(((False, sql),))
-
-
-def constant(value: str | int | None) -> Json:
-    return _fixed(json.dumps(value))
-
-
-def quoted(expression: str) -> Json:
-    """A string needing no escaping: the text of a uuid, a date, a timestamp we format."""
-    return _fixed('"') + _expression(expression) + _fixed('"')
-
-
-def number(expression: str) -> Json:
-    return _expression(expression)
-
-
-def text_value(expression: str) -> Json:
-    """Any text, escaped as JSON requires."""
-    return _expression(f"CAST(to_json(CAST({expression} AS text)) AS text)")
-
-
-def json_object(fields: Mapping[str, Json], optional: Mapping[str, Json] | None = None) -> Json:
-    """A JSON object; an ``optional`` member is left out when its value is NULL."""
-    built = _fixed("{")
-    for position, (key, value) in enumerate(fields.items()):
-        built += _fixed(("," if position else "") + json.dumps(key) + ":") + value
-    for key, value in (optional or {}).items():
-        member = _fixed("," + json.dumps(key) + ":") + value
-        built += _expression(f"coalesce({member.sql(null_if_any_null=True)}, '')")
-    return built + _fixed("}")
-
-
-def envelope(
-    event_type: str, event_id: str, time: str, data: Mapping[str, Json], traceparent: str
-) -> str:
-    """SQL for the payload (bytea) of an event: ``event_id`` a uuid, ``time`` our RFC 3339
-    text, ``traceparent`` text or NULL, all SQL expressions."""
-    fields = {
-        "specversion": constant("1.0"),
-        "id": quoted(event_id),
-        "source": constant(SOURCE),
-        "type": constant(event_type),
-        "time": quoted(time),
-        "datacontenttype": constant("application/json"),
-        "dataversion": constant(VERSION),
-        "data": json_object(data),
-    }
-    payload = json_object(fields, optional={"traceparent": text_value(traceparent)})
-    return f"convert_to({payload.sql()}, 'UTF8')"
-
-
-def headers(traceparent: str) -> str:
-    """SQL for the outbox headers (jsonb) of an event with the trace context ``traceparent``."""
-    plain = _literal(json.dumps(event_headers(None)))
-    return (
-        f"(CASE WHEN {traceparent} IS NULL THEN CAST({plain} AS jsonb) ELSE jsonb_build_object("
-        f"'content-type', '{CONTENT_TYPE}', 'traceparent', {traceparent}) END)"
-    )
+def add_to_day_totals(day: str, fees_charged: str, rewards_paid: str, rows: str) -> str:
+    """SQL adding what ``rows`` charged and paid (SQL expressions over them) to the
+    ``day`` totals of the connection's shard (``models.DayTotal``)."""
+    return f"""INSERT INTO day_totals AS d (day, shard, fees_charged, rewards_paid)
+        SELECT {day}, pg_backend_pid() % {DAY_TOTAL_SHARDS}, {fees_charged}, {rewards_paid}
+        FROM {rows}
+        ON CONFLICT (day, shard) DO UPDATE
+        SET fees_charged = d.fees_charged + excluded.fees_charged,
+            rewards_paid = d.rewards_paid + excluded.rewards_paid"""
 
 
 def validate_first(session: Session, registry: SchemaRegistry, event_ids: list[str]) -> None:

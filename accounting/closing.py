@@ -31,7 +31,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
 from accounting import bulk_sql, domain
-from accounting.domain import COMPANY_ACCOUNT_ID, PAYOUT
+from accounting.domain import PAYOUT
 from accounting.events import PAYMENT_MADE, TRANSACTION_APPLIED, VERSION, rfc3339
 from accounting.ledger import (
     Books,
@@ -39,9 +39,10 @@ from accounting.ledger import (
     last_closed_day,
     lock_chain,
     lock_day_for_closing,
-    transaction_applied_payload,
+    transaction_applied,
 )
 from accounting.models import BillingDay, LedgerTransaction
+from messaging.bulk_events import constant, number, quoted
 from messaging.outbox import RenderedEvent
 
 
@@ -109,7 +110,7 @@ def _closing_state(session: Session) -> tuple[date | None, date | None]:
 def _close(
     session: Session, books: Books, day: date, now: datetime, traceparent: str | None
 ) -> ClosedDay:
-    params = {"day": day, "at": now, "company": COMPANY_ACCOUNT_ID}
+    params = {"day": day, "at": now}
     lock_chain(session)
     session.execute(
         _COLLECT_PAYOUTS, params | {"transaction_ids": _transaction_ids(session),
@@ -193,15 +194,7 @@ _PAY = [
         FROM closing ORDER BY transaction_id
         """
     ),
-    text(
-        """
-        INSERT INTO entries (transaction_id, account_id, amount)
-        SELECT c.transaction_id, leg.account_id, leg.amount
-        FROM closing c
-        CROSS JOIN LATERAL (VALUES (c.account_id, -c.amount), (:company, c.amount))
-            AS leg (account_id, amount)
-        """
-    ),
+    text(bulk_sql.both_legs("closing c", "c.transaction_id", "c.account_id", "-c.amount")),
     text(
         """
         INSERT INTO payouts (id, public_id, account_id, day, amount, transaction_id, created_at)
@@ -236,30 +229,31 @@ PAYOUT_EVENTS = "accounting.payout_events"
 _TIME = "CAST(:time AS text)"
 _DAY = "CAST(:day AS text)"
 _PAID_DATA = {
-    "payment_id": bulk_sql.quoted("payout_public_id"),
-    "account_id": bulk_sql.quoted("account_id"),
-    "transaction_id": bulk_sql.quoted("transaction_public_id"),
-    "amount": bulk_sql.number("amount"),
-    "day": bulk_sql.quoted(_DAY),
-    "paid_at": bulk_sql.quoted(_TIME),
+    "payment_id": quoted("payout_public_id"),
+    "account_id": quoted("account_id"),
+    "transaction_id": quoted("transaction_public_id"),
+    "amount": number("amount"),
+    "day": quoted(_DAY),
+    "paid_at": quoted(_TIME),
 }
 
 
 def _payout_events_sql() -> str:
     traceparent = "CAST(:traceparent AS text)"
-    applied = transaction_applied_payload(
+    applied = transaction_applied(
         _derived_id(TRANSACTION_APPLIED),
         "transaction_public_id",
-        bulk_sql.constant(PAYOUT),
+        constant(PAYOUT),
         "-amount",
-        bulk_sql.constant(None),
+        constant(None),
         _TIME,
         _DAY,
         traceparent,
-    )
-    paid = bulk_sql.envelope(
-        PAYMENT_MADE, _derived_id(PAYMENT_MADE), _TIME, _PAID_DATA, traceparent
-    )
+    ).payload()
+    paid = bulk_sql.accounting_events(
+        PAYMENT_MADE, _derived_id(PAYMENT_MADE), "account_id::text", _TIME, _PAID_DATA,
+        traceparent,
+    ).payload()
     # One row per payout, both events side by side, in pages of transaction ids: the
     # relay starts publishing after the first page, and sorting a page takes no more
     # than a page whichever plan the planner picks (it misjudges a day's payouts until

@@ -32,8 +32,8 @@ from datetime import date, datetime
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from accounting import domain, ledger
-from accounting.domain import ADJUSTMENT, COMPANY_ACCOUNT_ID, REVERSAL, REVERSIBLE
+from accounting import bulk_sql, domain, ledger
+from accounting.domain import ADJUSTMENT, REVERSAL, REVERSIBLE
 from accounting.ledger import Books, current_day, lock_chain, lock_day_for_recording
 from accounting.models import Balance, CorrectionRequest, LedgerTransaction
 from accounting.service import Sessions
@@ -72,23 +72,15 @@ _BOOK_CORRECTION = text(
         RETURNING id, account_id, amount, balance_after
     ),
     legs AS (
-        INSERT INTO entries (transaction_id, account_id, amount)
-        SELECT booked.id, leg.account_id, leg.amount
-        FROM booked
-        CROSS JOIN LATERAL (
-            VALUES (booked.account_id, booked.amount),
-                   ('{COMPANY_ACCOUNT_ID}'::uuid, -booked.amount)
-        ) AS leg (account_id, amount)
+        {bulk_sql.both_legs("booked", "booked.id", "booked.account_id", "booked.amount")}
     ),
     totals AS (
-        INSERT INTO day_totals AS d (day, shard, fees_charged, rewards_paid)
-        SELECT CAST(:day AS date), pg_backend_pid() % {ledger.DAY_TOTAL_SHARDS},
-               CASE WHEN CAST(:counts_as AS text) = 'fee' THEN -amount ELSE 0 END,
-               CASE WHEN CAST(:counts_as AS text) = 'reward' THEN amount ELSE 0 END
-        FROM booked
-        ON CONFLICT (day, shard) DO UPDATE
-        SET fees_charged = d.fees_charged + excluded.fees_charged,
-            rewards_paid = d.rewards_paid + excluded.rewards_paid
+        {bulk_sql.add_to_day_totals(
+            "CAST(:day AS date)",
+            "CASE WHEN CAST(:counts_as AS text) = 'fee' THEN -amount ELSE 0 END",
+            "CASE WHEN CAST(:counts_as AS text) = 'reward' THEN amount ELSE 0 END",
+            "booked",
+        )}
     )
     SELECT id, balance_after FROM booked
     """

@@ -25,16 +25,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from accounting import bulk_sql, domain
-from accounting.domain import COMPANY_ACCOUNT_ID, FEE, REWARD
-from accounting.events import (
-    TASK_PRICED,
-    TRANSACTION_APPLIED,
-    VERSION,
-    AccountingEvents,
-    rfc3339,
-)
+from accounting.domain import FEE, REWARD
+from accounting.events import TASK_PRICED, TRANSACTION_APPLIED, AccountingEvents, rfc3339
 from accounting.models import BillingDay
 from accounting.settings import AccountingSettings
+from messaging.bulk_events import EventsOfRows, Json, number, quoted
 from messaging.db import array_literal
 from messaging.outbox import Outbox
 
@@ -43,9 +38,6 @@ DAY_LOCK = 0x6C6564676572  # "ledger"
 # Taken (until commit) by every writer of transactions before it draws their ids, so that
 # ids grow in the order of the hash chain (see migration 0007 and ``accounting.verify``).
 CHAIN_LOCK = 0x636861696E  # "chain"
-# Bookings add to the day_totals row of their connection's shard (models.DayTotal).
-DAY_TOTAL_SHARDS = 16
-
 _system_random = random.SystemRandom()
 
 
@@ -162,17 +154,18 @@ _UNPRICED = text(
 
 def _fix_prices_sql() -> str:
     time = "CAST(:time AS text)"
-    payload = bulk_sql.envelope(
+    priced = bulk_sql.accounting_events(
         TASK_PRICED,
-        "event_id",
-        time,
-        {
-            "task_id": bulk_sql.quoted("task_id"),
-            "fee": bulk_sql.number("fee"),
-            "reward": bulk_sql.number("reward"),
-            "priced_at": bulk_sql.quoted(time),
+        event_id="event_id",
+        key="task_id::text",
+        time=time,
+        data={
+            "task_id": quoted("task_id"),
+            "fee": number("fee"),
+            "reward": number("reward"),
+            "priced_at": quoted(time),
         },
-        "CAST(:traceparent AS text)",
+        traceparent="CAST(:traceparent AS text)",
     )
     return f"""
     WITH fixed AS (
@@ -187,10 +180,7 @@ def _fix_prices_sql() -> str:
         INSERT INTO tasks (public_id) SELECT task_id FROM fixed ON CONFLICT DO NOTHING
     ),
     events AS (
-        INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
-        SELECT event_id, :topic, task_id::text, '{TASK_PRICED}', {VERSION}, {payload},
-               {bulk_sql.headers("CAST(:traceparent AS text)")}
-        FROM fixed
+        {priced.insert_from("fixed")}
     )
     SELECT event_id FROM fixed LIMIT 1
     """
@@ -246,42 +236,49 @@ def _fix_prices(
 # -- transactions ---------------------------------------------------------------------
 
 
-def transaction_applied_payload(
+def transaction_applied(
     event_id: str,
     public_id: str,
-    transaction_type: bulk_sql.Json,
+    transaction_type: Json,
     amount: str,
-    task_id: bulk_sql.Json,
+    task_id: Json,
     time: str,
     day: str,
     traceparent: str,
-) -> str:
-    """SQL for the payload of a ``transaction.applied``, from the columns (SQL expressions)
-    of the rows being written; ``account_id`` and ``balance_after`` are columns too."""
+) -> EventsOfRows:
+    """The ``transaction.applied`` of each row being written, keyed by its account, from
+    the columns (SQL expressions) of the rows; ``account_id`` and ``balance_after`` are
+    columns too."""
     data = {
-        "transaction_id": bulk_sql.quoted(public_id),
-        "account_id": bulk_sql.quoted("account_id"),
+        "transaction_id": quoted(public_id),
+        "account_id": quoted("account_id"),
         "type": transaction_type,
-        "amount": bulk_sql.number(amount),
-        "balance_after": bulk_sql.number("balance_after"),
+        "amount": number(amount),
+        "balance_after": number("balance_after"),
         "task_id": task_id,
-        "day": bulk_sql.quoted(day),
-        "applied_at": bulk_sql.quoted(time),
+        "day": quoted(day),
+        "applied_at": quoted(time),
     }
-    return bulk_sql.envelope(TRANSACTION_APPLIED, event_id, time, data, traceparent)
+    return bulk_sql.accounting_events(
+        TRANSACTION_APPLIED, event_id, "account_id::text", time, data, traceparent
+    )
 
 
 def _book_sql(transaction_type: str, price_column: str, report: bool) -> str:
     fees, rewards = ("-s.total", "0") if transaction_type == FEE else ("0", "s.total")
-    payload = transaction_applied_payload(
+    applied = transaction_applied(
         "event_id",
         "public_id",
-        bulk_sql.quoted("CAST(:type AS text)"),
+        quoted("CAST(:type AS text)"),
         "amount",
-        bulk_sql.quoted("task_id"),
+        quoted("task_id"),
         "CAST(:time AS text)",
         "CAST(:day AS date)",
         "traceparent",
+    )
+    day_totals = bulk_sql.add_to_day_totals(
+        ":day", fees, rewards, "(SELECT sum(amount) AS total FROM booked) AS s"
+        " WHERE s.total IS NOT NULL"
     )
     return f"""
     WITH fresh AS (
@@ -324,27 +321,13 @@ def _book_sql(transaction_type: str, price_column: str, report: bool) -> str:
         RETURNING id, account_id, amount
     ),
     totals AS (
-        INSERT INTO day_totals AS d (day, shard, fees_charged, rewards_paid)
-        SELECT :day, pg_backend_pid() % {DAY_TOTAL_SHARDS}, {fees}, {rewards}
-        FROM (SELECT sum(amount) AS total FROM booked) AS s WHERE s.total IS NOT NULL
-        ON CONFLICT (day, shard) DO UPDATE
-        SET fees_charged = d.fees_charged + excluded.fees_charged,
-            rewards_paid = d.rewards_paid + excluded.rewards_paid
+        {day_totals}
     ),
     legs AS (
-        INSERT INTO entries (transaction_id, account_id, amount)
-        SELECT booked.id, leg.account_id, leg.amount
-        FROM booked
-        CROSS JOIN LATERAL (
-            VALUES (booked.account_id, booked.amount),
-                   ('{COMPANY_ACCOUNT_ID}'::uuid, -booked.amount)
-        ) AS leg (account_id, amount)
+        {bulk_sql.both_legs("booked", "booked.id", "booked.account_id", "booked.amount")}
     ),
     events AS (
-        INSERT INTO outbox (event_id, topic, key, event_type, dataversion, payload, headers)
-        SELECT event_id, :topic, account_id::text, '{TRANSACTION_APPLIED}', {VERSION},
-               {payload}, {bulk_sql.headers("traceparent")}
-        FROM numbered ORDER BY position
+        {applied.insert_from("numbered ORDER BY position")}
     )
     {_BOOKED_ROWS if report else _FIRST_EVENT}
     """

@@ -6,35 +6,35 @@ registers with its relay, from data that never changes once the row is committed
 change touching a hundred thousand accounts then stores one row instead of rendering and
 storing a hundred thousand events in its transaction, and its events still leave in
 order: the relay publishes nothing written after a deferred row before that row's events.
+
+The outbox's event columns, the envelope rendered in bulk and the ``COPY`` of rendered
+events live in ``messaging.bulk_events``, with the other ways of writing events in bulk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
 
 from event_schemas import Event, SchemaRegistry, default_registry
+from messaging.bulk_events import (
+    COLUMN_TYPES,
+    COLUMNS,
+    PreparedEvent,
+    copy_events,
+    event_headers,
+    insert_from_select,
+)
 from messaging.db import array_literal
 from messaging.settings import Settings
 from messaging.tables import outbox
 from messaging.tracing import current_traceparent
-
-CONTENT_TYPE = "application/cloudevents+json"
-_COPY_SQL = (
-    "COPY outbox (event_id, topic, event_type, dataversion, key, payload, headers)"
-    " FROM STDIN (FORMAT BINARY)"
-)
-
-# (event_id, event_type, key, dataversion, payload): an event already serialised.
-PreparedEvent = tuple[str, str, str, int, bytes]
 
 
 class RenderedEvent(NamedTuple):
@@ -65,25 +65,16 @@ def events_of(
     return render(conn, json.loads(row.payload))
 
 
-def event_headers(traceparent: str | None) -> dict[str, str]:
-    headers = {"content-type": CONTENT_TYPE}
-    if traceparent:
-        headers["traceparent"] = traceparent
-    return headers
-
-
-_ARRAY_COLUMNS = ("event_id", "topic", "key", "event_type", "dataversion", "payload", "headers")
-_TEXT_COLUMNS = tuple(c for c in _ARRAY_COLUMNS if c != "payload")  # bound as literals
+_TEXT_COLUMNS = tuple(c for c in COLUMNS if c != "payload")  # bound as literals
 # One statement over arrays, in their order: a multi-row VALUES list of a whole batch costs
 # more to build and send than the insert itself.
 _INSERT_FROM_ARRAYS = text(
-    f"INSERT INTO {outbox.name} (event_id, topic, key, event_type, dataversion, payload, headers) "
-    "SELECT r.event_id, r.topic, r.key, r.event_type, r.dataversion, r.payload, r.headers "
-    "FROM unnest(CAST(:event_id AS uuid[]), CAST(:topic AS text[]), CAST(:key AS text[]), "
-    "CAST(:event_type AS text[]), CAST(:dataversion AS int[]), CAST(:payload AS bytea[]), "
-    "CAST(:headers AS jsonb[])) WITH ORDINALITY "
-    "AS r(event_id, topic, key, event_type, dataversion, payload, headers, position) "
-    "ORDER BY r.position"
+    insert_from_select(
+        {column: f"r.{column}" for column in COLUMNS},
+        "unnest("
+        + ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in COLUMN_TYPES.items())
+        + f") WITH ORDINALITY AS r({', '.join(COLUMNS)}, position) ORDER BY r.position",
+    )
 )
 
 
@@ -106,7 +97,7 @@ class Outbox:
         headers = event_headers(event.traceparent)
         return {
             "event_id": event.id,
-            "topic": self.settings.topic(self.registry.topic_of(event.type)),
+            "topic": self._topic_of(event.type),
             "key": self.registry.key_of(event),
             "event_type": event.type,
             "dataversion": event.dataversion,
@@ -126,7 +117,7 @@ class Outbox:
         active = current_traceparent()
         rows = [self.row(_traced(event, active)) for event in events]
         if rows:
-            columns = {name: [row[name] for row in rows] for name in _ARRAY_COLUMNS}
+            columns = {name: [row[name] for row in rows] for name in COLUMNS}
             columns["headers"] = [json.dumps(headers) for headers in columns["headers"]]
             for name in _TEXT_COLUMNS:
                 columns[name] = array_literal(columns[name])
@@ -150,7 +141,7 @@ class Outbox:
         session.execute(
             insert(outbox).values(
                 event_id=str(uuid.uuid4()),
-                topic=self.settings.topic(self.registry.topic_of(event_type)),
+                topic=self._topic_of(event_type),
                 key=renderer,
                 event_type=renderer,
                 dataversion=0,
@@ -176,83 +167,7 @@ class Outbox:
         are sent in COPY's binary format (no escaping, payloads as they are) from a
         background thread, so the caller keeps building while the server stores.
         """
-        connection = session.connection().connection.driver_connection
-        rows = _BinaryCopyRows(self, traceparent)
-        with connection.cursor() as cursor:
-            with cursor.copy(_COPY_SQL, writer=QueuedLibpqWriter(cursor)) as copy:
-                for chunk in rows.chunks(events, rows_per_write):
-                    copy.write(chunk)
-        return rows.count
+        return copy_events(session, events, self._topic_of, traceparent, rows_per_write)
 
-
-_pack_length = struct.Struct("!i").pack
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-_BINARY_TRAILER = struct.pack("!h", -1)
-_FIELDS_PER_ROW = struct.pack("!h", 7)
-_UUID_LENGTH = _pack_length(16)
-_JSONB_FORMAT = b"\x01"
-
-
-def _binary_field(value: bytes) -> bytes:
-    return _pack_length(len(value)) + value
-
-
-class _BinaryCopyRows:
-    """Prepared events as rows of COPY's binary format, in chunks.
-
-    The fields follow ``_COPY_SQL``'s column list and the column types of ``outbox``
-    (uuid, text, text, int4, text, bytea, jsonb); a mismatch makes the server refuse
-    the whole COPY.
-    """
-
-    def __init__(self, outbox: Outbox, traceparent: str | None):
-        self.outbox = outbox
-        headers = json.dumps(event_headers(traceparent)).encode()
-        self.headers = _binary_field(_JSONB_FORMAT + headers)
-        self.routing: dict[tuple[str, int], bytes] = {}
-        self.count = 0
-
-    def chunks(self, events: Iterable[PreparedEvent], rows_per_write: int) -> Iterator[bytes]:
-        rows: list[bytes] = [_BINARY_HEADER]
-        for event_id, event_type, key, dataversion, payload in events:
-            key_bytes = key.encode()
-            rows.append(
-                b"".join(
-                    (
-                        _FIELDS_PER_ROW,
-                        _UUID_LENGTH,
-                        bytes.fromhex(event_id.replace("-", "")),
-                        self._routing(event_type, dataversion),
-                        _pack_length(len(key_bytes)),
-                        key_bytes,
-                        _pack_length(len(payload)),
-                        payload,
-                        self.headers,
-                    )
-                )
-            )
-            if len(rows) >= rows_per_write:
-                yield self._flush(rows)
-        self.count += len(rows) - 1
-        rows.append(_BINARY_TRAILER)
-        yield b"".join(rows)
-
-    def _routing(self, event_type: str, dataversion: int) -> bytes:
-        """The topic, event type and data version fields."""
-        fields = self.routing.get((event_type, dataversion))
-        if fields is None:
-            topic = self.outbox.settings.topic(self.outbox.registry.topic_of(event_type))
-            fields = self.routing[(event_type, dataversion)] = b"".join(
-                (
-                    _binary_field(topic.encode()),
-                    _binary_field(event_type.encode()),
-                    _binary_field(_pack_length(dataversion)),
-                )
-            )
-        return fields
-
-    def _flush(self, rows: list[bytes]) -> bytes:
-        self.count += len(rows)
-        chunk = b"".join(rows)
-        rows.clear()
-        return chunk
+    def _topic_of(self, event_type: str) -> str:
+        return self.settings.topic(self.registry.topic_of(event_type))

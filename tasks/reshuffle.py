@@ -4,9 +4,9 @@ Speed. ``UPDATE`` statements over chunks of ``CHUNK`` open tasks (in id order, t
 partial index of open tasks) draw each row's assignee from a random slot of
 ``assignee_slots`` (``1 + floor(random() * n)``, evaluated per row, one index lookup) and
 return what the events need. The ``task.updated`` and ``task.assigned`` events of each
-chunk are rendered from JSON templates and loaded into the outbox with ``COPY``
-(``Outbox.copy_prepared``) before the next chunk is reassigned, so memory stays bounded by
-the chunk whatever the number of tasks or accounts.
+chunk are rendered from JSON templates (``messaging.bulk_events.event_template``) and
+loaded into the outbox with ``COPY`` (``Outbox.copy_prepared``) before the next chunk is
+reassigned, so memory stays bounded by the chunk whatever the number of tasks or accounts.
 
 Validity. Every value in those events comes from a column whose CHECK constraints mirror
 the schemas (title, Jira key, status), or is a UUID, a version >= 1 or a timestamp, so
@@ -41,8 +41,6 @@ racing it.
 from __future__ import annotations
 
 import json
-import os
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -52,7 +50,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from event_schemas import Event, task_v2_to_v1
-from messaging.outbox import Outbox, PreparedEvent
+from messaging.bulk_events import PreparedEvent, event_template, random_event_ids
+from messaging.outbox import Outbox
 from tasks.domain import OPEN, NoEligibleAssignee
 from tasks.events import (
     ASSIGNED_BY_RESHUFFLE,
@@ -100,10 +99,7 @@ SELECT max(id) FROM (SELECT id FROM tasks WHERE status = 'open' AND id > %(after
 """
 CHUNK = 20_000
 
-_VERSION_4 = bytes((byte & 0x0F) | 0x40 for byte in range(256))
-_RFC_4122_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
-_PLACEHOLDER = re.compile(r"@([a-z_]+)@")
 
 
 def lock_against_completions(session: Session) -> None:
@@ -159,18 +155,6 @@ def _hold_assignee_pool(session: Session) -> int:
     return session.scalar(select(func.max(AssigneeSlot.slot))) or 0
 
 
-def random_event_ids(count: int) -> Iterator[str]:
-    """``count`` random (version 4) UUIDs, from one read of the system's randomness:
-    ``uuid.uuid4()`` reads it once per id, which costs more than rendering the event."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = raw[6::16].translate(_VERSION_4)
-    raw[8::16] = raw[8::16].translate(_RFC_4122_VARIANT)
-    digits = raw.hex()
-    for start in range(0, 32 * count, 32):
-        h = digits[start : start + 32]
-        yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 class RenderingError(RuntimeError):
     """A rendered event differs from what the regular builder makes of the same task."""
 
@@ -178,10 +162,10 @@ class RenderingError(RuntimeError):
 class ReshuffleEvents:
     """Renders the events of reassigned tasks from templates, a few microseconds each.
 
-    A template is the JSON of an event built the regular way (``Event.to_json``) with
-    ``@name@`` placeholders turned into ``%(name)s`` slots: strings stay in their quotes,
-    values that arrive JSON-encoded (title, jira_id, description) and numbers replace the
-    quoted placeholder.
+    A template (``messaging.bulk_events.event_template``) is the JSON of an event built
+    the regular way (``Event.to_json``) with ``@name@`` placeholders turned into slots:
+    strings stay in their quotes, values that arrive JSON-encoded (title, jira_id,
+    description) and numbers replace the quoted placeholder.
     """
 
     JSON_SLOTS = ("title", "jira_id", "description")
@@ -233,12 +217,7 @@ class ReshuffleEvents:
             time=self.time,
             traceparent=self.events.traceparent,
         )
-        template = event.to_json().decode().replace("%", "%%")
-        for name in self.JSON_SLOTS:
-            template = template.replace(f'"@{name}@"', f"%({name})s")
-        for name in self.NUMBER_SLOTS:
-            template = template.replace(f'"@{name}@"', f"%({name})d")
-        return _PLACEHOLDER.sub(r"%(\1)s", template)
+        return event_template(event, self.JSON_SLOTS, self.NUMBER_SLOTS)
 
     def render(self, rows: Sequence[tuple]) -> Iterator[PreparedEvent]:
         """``task.updated`` then ``task.assigned`` for each row of the reassigning UPDATE."""
