@@ -41,6 +41,7 @@ RESET_SENT = ("If an account exists for {email}, we sent it a link to choose a n
 RESET_THROTTLED = "Too many reset links were asked for. Please wait an hour and try again."
 BAD_LINK = "This link is not valid any more: it was used, it expired, or a newer one was sent."
 WRONG_CODE = "That code is not right."
+# What the page after a form says happened (a signed cookie, never the URL).
 NOTICES = {
     "password": "Your password is changed. Your other sessions have ended.",
     "two-factor-off": "Two-factor sign-in is off.",
@@ -175,11 +176,11 @@ class SecurityPages:
             return _see_other("/login?next=/account/security")
         return page(signed_in)
 
-    def security_page(self, request: Request, signed_in: SignedIn, notice: str | None = None,
+    def security_page(self, request: Request, signed_in: SignedIn,
                       error: str | None = None, status_code: int = 200) -> Response:
         me = signed_in.principal.public_id
         context: dict[str, Any] = {
-            "user": signed_in.principal, "notice": NOTICES.get(notice or ""), "error": error,
+            "user": signed_in.principal, "error": error,
             "active": self.security.active_sessions(me, signed_in.session_id),
             "two_factor": self.security.two_factor_status(me),
             "sign_ins": self.security.sign_ins(me, limit=10)}
@@ -205,7 +206,7 @@ class SecurityPages:
         except Throttled:
             return self.security_page(request, signed_in, error="Too many failed attempts. "
                                       "Please wait a while and try again.", status_code=429)
-        return _see_other("/account/security?notice=password")
+        return self.pages.redirect("/account/security", notice=NOTICES["password"])
 
     def start_enrolment(self, request: Request, signed_in: SignedIn) -> Response:
         try:
@@ -261,7 +262,7 @@ class SecurityPages:
             return self.security_page(request, signed_in, error=as_sentence(str(error)),
                                       status_code=409 if isinstance(error, TwoFactorProblem)
                                       else 401)
-        return _see_other("/account/security?notice=two-factor-off")
+        return self.pages.redirect("/account/security", notice=NOTICES["two-factor-off"])
 
     def end_session(self, request: Request, signed_in: SignedIn, session_id: str) -> Response:
         self.security.end_session(signed_in.principal.public_id, session_id)
@@ -269,11 +270,11 @@ class SecurityPages:
             response = _see_other("/login")
             self.pages.clear_sso_cookie(response)
             return response
-        return _see_other("/account/security?notice=ended")
+        return self.pages.redirect("/account/security", notice=NOTICES["ended"])
 
     def end_family(self, request: Request, signed_in: SignedIn, family_id: str) -> Response:
         self.security.end_token_family(signed_in.principal.public_id, family_id)
-        return _see_other("/account/security?notice=ended")
+        return self.pages.redirect("/account/security", notice=NOTICES["ended"])
 
     # --- password reset -------------------------------------------------------------
 
@@ -352,12 +353,11 @@ class SecurityPages:
             return _see_other("/login?next=" + request.url.path)
         return self.as_user(request, admin_only, form)
 
-    def admin_account_page(self, request: Request, signed_in: SignedIn, account_id: str,
-                           notice: str | None = None) -> Response:
+    def admin_account_page(self, request: Request, signed_in: SignedIn, account_id: str
+                           ) -> Response:
         try:
             account = self.security.accounts.get_account(account_id)
             context = {"user": signed_in.principal, "account": account,
-                       "notice": NOTICES.get(notice or ""),
                        "sign_ins": self.security.sign_ins(account_id),
                        "active": self.security.active_sessions(account_id),
                        "two_factor": self.security.two_factor_status(account_id)}
@@ -377,12 +377,12 @@ class SecurityPages:
                 return self.pages.message(request, "Not found", "There is no such action.", 404)
         except AccountNotFound:
             return self.pages.message(request, "Not found", "There is no such account.", 404)
-        return _see_other(f"/admin/accounts/{account_id}/security?notice={notice}")
+        return self.pages.redirect(f"/admin/accounts/{account_id}/security",
+                                   notice=NOTICES[notice])
 
-    def roles_page(self, request: Request, signed_in: SignedIn, notice: str | None = None
-                   ) -> Response:
+    def roles_page(self, request: Request, signed_in: SignedIn) -> Response:
         return self.pages.render(request, "two_factor_roles.html", {
-            "user": signed_in.principal, "roles": ROLES, "notice": NOTICES.get(notice or ""),
+            "user": signed_in.principal, "roles": ROLES,
             "required": self.security.required_roles()})
 
     def save_roles(self, request: Request, form_roles: list[str]) -> Response:
@@ -390,7 +390,7 @@ class SecurityPages:
             self.security.set_required_roles(form_roles)
         except InvalidAccountData as error:
             return self.pages.message(request, "Invalid input", as_sentence(str(error)), 422)
-        return _see_other("/admin/two-factor?notice=roles")
+        return self.pages.redirect("/admin/two-factor", notice=NOTICES["roles"])
 
 
 def security_router(web: SecurityPages) -> APIRouter:
@@ -412,9 +412,8 @@ def security_router(web: SecurityPages) -> APIRouter:
         return await threaded(web.pending_qr, request)
 
     @router.get("/account/security")
-    async def security_page(request: Request, notice: str | None = None) -> Response:
-        return await threaded(web.as_user, request,
-                              lambda me: web.security_page(request, me, notice))
+    async def security_page(request: Request) -> Response:
+        return await threaded(web.as_user, request, lambda me: web.security_page(request, me))
 
     @router.post("/account/password")
     async def change_password(request: Request) -> Response:
@@ -483,10 +482,9 @@ def security_router(web: SecurityPages) -> APIRouter:
         return await threaded(web.reset, request, token, await _form(request))
 
     @router.get("/admin/accounts/{account_id}/security")
-    async def admin_account_page(request: Request, account_id: str,
-                                 notice: str | None = None) -> Response:
+    async def admin_account_page(request: Request, account_id: str) -> Response:
         return await threaded(web.as_admin, request, lambda admin: web.admin_account_page(
-            request, admin, account_id, notice))
+            request, admin, account_id))
 
     @router.post("/admin/accounts/{account_id}/security/{action}")
     async def admin_action(request: Request, account_id: str, action: str) -> Response:
@@ -495,9 +493,9 @@ def security_router(web: SecurityPages) -> APIRouter:
                               lambda admin: web.admin_action(request, account_id, action), form)
 
     @router.get("/admin/two-factor")
-    async def roles_page(request: Request, notice: str | None = None) -> Response:
+    async def roles_page(request: Request) -> Response:
         return await threaded(web.as_admin, request,
-                              lambda admin: web.roles_page(request, admin, notice))
+                              lambda admin: web.roles_page(request, admin))
 
     @router.post("/admin/two-factor")
     async def save_roles(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""Pages of the provider: the login form, a home page and the admin's account pages.
+"""Pages of the provider: the login form, a home page, the admin's account pages and the
+frame's shared look (/static).
 
 These pages use the provider's own SSO session cookie; dashboards never see it.
 """
@@ -8,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from auth.config import DASHBOARD_PORTS, AuthConfig
 from auth.domain import ROLES, InvalidAccountData, Role
-from auth.pages import SSO_COOKIE, Pages, client_address, safe_next
+from auth.pages import SHARED_STATIC, SSO_COOKIE, Pages, client_address, safe_next
 from auth.security import SecurityService, SignInResult
 from auth.service import (
     AccountChanges,
@@ -28,9 +29,12 @@ from messaging.service_app import as_sentence
 from messaging.text_input import displayable, first_problem
 
 BAD_CREDENTIALS = "Invalid email or password."
-# Pages say what just happened through a fixed code in the URL, never through free text.
+# What the page after a form says happened (a signed cookie, never the URL).
 NOTICES = {"created": "Account created.", "saved": "Saved.", "deactivated": "Deactivated.",
            "deleted": "Account deleted."}
+# The frame's look and icon, shared with the dashboards (which serve them from /static too).
+SHARED_ASSETS = {"dashboard.css": "text/css", "auth.css": "text/css",
+                 "ates.svg": "image/svg+xml"}
 THROTTLED = "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
 
 
@@ -125,10 +129,10 @@ class WebPages:
         return self.as_admin(request, page)
 
     def accounts_page(self, request: Request, signed_in: SignedIn, cursor: str | None = None,
-                      notice: str | None = None, error: str | None = None,
+                      error: str | None = None,
                       form: dict[str, str] | None = None, status_code: int = 200) -> Response:
         context = {"user": signed_in.principal, "page": self.accounts.list_accounts(cursor),
-                   "roles": ROLES, "notice": NOTICES.get(notice or ""), "error": error,
+                   "roles": ROLES, "error": error,
                    "form": form or {}}
         return self.pages.render(request, "accounts.html", context, status_code=status_code)
 
@@ -144,17 +148,18 @@ class WebPages:
             status_code = 422 if isinstance(error, InvalidAccountData) else 409
             return self.accounts_page(request, signed_in, error=message, form=form,
                                       status_code=status_code)
-        return _see_other(f"/admin/accounts/{created.id}?notice=created")
+        return self.pages.redirect(f"/admin/accounts/{created.id}",
+                                   notice=NOTICES["created"])
 
     def account_page(self, request: Request, signed_in: SignedIn, account_id: str,
-                     notice: str | None = None, error: str | None = None,
+                     error: str | None = None,
                      status_code: int = 200) -> Response:
         try:
             account = self.accounts.get_account(account_id)
         except AccountNotFound:
             return self.pages.message(request, "Not found", "There is no such account.", 404)
         context = {"user": signed_in.principal, "account": account, "roles": ROLES,
-                   "notice": NOTICES.get(notice or ""), "error": error}
+                   "error": error}
         return self.pages.render(request, "account.html", context, status_code=status_code)
 
     def confirm_delete_page(self, request: Request, signed_in: SignedIn,
@@ -173,7 +178,7 @@ class WebPages:
         try:
             if action == "delete":
                 self.accounts.delete_account(account_id, actor)
-                return _see_other("/admin/accounts?notice=deleted")
+                return self.pages.redirect("/admin/accounts", notice=NOTICES["deleted"])
             if action == "deactivate":
                 self.accounts.deactivate_account(account_id, actor)
             else:
@@ -185,7 +190,7 @@ class WebPages:
             return self.account_page(request, signed_in, account_id, error=str(error),
                                      status_code=status_code)
         notice = "deactivated" if action == "deactivate" else "saved"
-        return _see_other(f"/admin/accounts/{account_id}?notice={notice}")
+        return self.pages.redirect(f"/admin/accounts/{account_id}", notice=NOTICES[notice])
 
 
 def _edit_changes(form: dict[str, str]) -> AccountChanges:
@@ -196,6 +201,12 @@ def _edit_changes(form: dict[str, str]) -> AccountChanges:
 
 def web_router(web: WebPages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+
+    @router.get("/static/{name}")
+    def shared_asset(name: str) -> Response:
+        if name not in SHARED_ASSETS:
+            raise HTTPException(404, "no such file")
+        return FileResponse(SHARED_STATIC / name, media_type=SHARED_ASSETS[name])
 
     @router.get("/")
     def home(request: Request) -> Response:
@@ -210,10 +221,8 @@ def web_router(web: WebPages) -> APIRouter:
         return await run_in_threadpool(web.login, request, await _form(request))
 
     @router.get("/admin/accounts")
-    def accounts_page(request: Request, cursor: str | None = None,
-                      notice: str | None = None) -> Response:
-        return web.as_admin(request, lambda admin: web.accounts_page(request, admin, cursor,
-                                                                     notice))
+    def accounts_page(request: Request, cursor: str | None = None) -> Response:
+        return web.as_admin(request, lambda admin: web.accounts_page(request, admin, cursor))
 
     @router.post("/admin/accounts")
     async def create_account(request: Request) -> Response:
@@ -222,9 +231,8 @@ def web_router(web: WebPages) -> APIRouter:
             web.create_account(request, admin, form)))
 
     @router.get("/admin/accounts/{account_id}")
-    def account_page(request: Request, account_id: str, notice: str | None = None) -> Response:
-        return web.as_admin(request, lambda admin: web.account_page(request, admin, account_id,
-                                                                    notice))
+    def account_page(request: Request, account_id: str) -> Response:
+        return web.as_admin(request, lambda admin: web.account_page(request, admin, account_id))
 
     @router.get("/admin/accounts/{account_id}/delete")
     def confirm_delete(request: Request, account_id: str) -> Response:

@@ -41,13 +41,10 @@ CSRF_COOKIE = "ates_tasks_csrf"
 ALL_STATUSES = "all"
 STATUS_FILTERS = (domain.OPEN, domain.DONE, ALL_STATUSES)
 STATUS_PICTURES = {domain.OPEN: "bird in a cage", domain.DONE: "millet in a bowl"}
-# Pages say what just happened through a fixed code in the URL, never through free text.
-NOTICES = {
-    "created": "Task created.",
-    "completed": "Task done: millet in the bowl.",
-    "reshuffled": "Reshuffle done.",
-}
-REASSIGNED = " Open tasks handed out again: {count}."
+# What the page after a form says happened: carried in a signed cookie, never in the URL.
+CREATED = "Task created."
+COMPLETED = "Task done: millet in the bowl."
+RESHUFFLED = "Reshuffle done. Open tasks handed out again: {count:,}."
 LIST, BOARD = "list", "board"
 VIEWS = (LIST, BOARD)
 SORT_NAMES = {service.NEWEST: "Newest first", service.OLDEST: "Oldest first",
@@ -140,13 +137,6 @@ def _task_id(raw: str) -> uuid.UUID:
         raise domain.TaskNotFound(raw) from None
 
 
-def _notice(code: str | None, reassigned: str | None) -> str | None:
-    text = NOTICES.get(code or "")
-    if text is not None and code == "reshuffled" and reassigned and reassigned.isdigit():
-        text += REASSIGNED.format(count=int(reassigned))
-    return text
-
-
 class Board(DashboardPages):
     def __init__(self, sessions: Sessions, settings: TasksSettings, auth: AuthClientConfig,
                  links: DashboardLinks):
@@ -171,7 +161,7 @@ class Board(DashboardPages):
     # --- lists ----------------------------------------------------------------------
 
     def tasks_page(self, request: Request, user: CurrentUser, listing: Listing,
-                   cursor: str | None, notice: str | None, count: str | None) -> HTMLResponse:
+                   cursor: str | None) -> HTMLResponse:
         wanted = ListQuery.of(request)
         problem = wanted.problem(listing)
         if problem is not None:
@@ -204,7 +194,7 @@ class Board(DashboardPages):
         context = {
             "listing": listing, "status": status, "view": view, "wanted": wanted,
             "sort": sort, "tasks": tasks, "columns": columns, "total": total,
-            "names": self._names(tasks), "notice": _notice(notice, count),
+            "names": self._names(tasks),
             "filter_urls": {s: wanted.url(listing, status=s) for s in STATUS_FILTERS},
             "view_urls": {v: wanted.url(listing, view=v) for v in VIEWS},
             "clear_url": ListQuery(view=wanted.view).url(listing),
@@ -225,8 +215,7 @@ class Board(DashboardPages):
         wanted = {task.assignee_id for task in tasks} | {task.created_by for task in tasks}
         return service.account_names(self.sessions, {a for a in wanted | set(more) if a})
 
-    def task_page(self, request: Request, user: CurrentUser, raw_id: str,
-                  notice: str | None) -> HTMLResponse:
+    def task_page(self, request: Request, user: CurrentUser, raw_id: str) -> HTMLResponse:
         try:
             task = service.get_task(self.sessions, _task_id(raw_id))
         except domain.TaskError as error:
@@ -235,7 +224,7 @@ class Board(DashboardPages):
         people = [p for entry in history
                   for p in (entry.assignee_id, entry.previous_assignee_id, entry.actor_id)]
         context = {"task": task, "history": history, "history_shown": HISTORY_SHOWN,
-                   "names": self._names([task], *people), "notice": _notice(notice, None)}
+                   "names": self._names([task], *people)}
         return self.render(request, user, "task.html", context)
 
     # --- live updates ---------------------------------------------------------------
@@ -282,7 +271,7 @@ class Board(DashboardPages):
                 form.description, traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.new_task_page(request, user, form, str(error), status_for(error))
-        return _see_other(f"/tasks/{task.id}?notice=created")
+        return self.redirect(f"/tasks/{task.id}", notice=CREATED)
 
     # --- completing -----------------------------------------------------------------
 
@@ -295,7 +284,7 @@ class Board(DashboardPages):
                                   _task_id(raw_id), traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.refused(request, user, error)
-        return _see_other("/?notice=completed")
+        return self.redirect("/", notice=COMPLETED)
 
     # --- reshuffling ----------------------------------------------------------------
 
@@ -315,33 +304,30 @@ class Board(DashboardPages):
                                       traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.refused(request, user, error)
-        return _see_other(f"/all?notice=reshuffled&count={count}")
+        return self.redirect(ALL_TASKS.path, notice=RESHUFFLED.format(count=count))
 
 
 def web_router(board: Board) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
-    def my_tasks(request: Request, user: Visitor, cursor: str | None = None,
-                 notice: str | None = None, count: str | None = None) -> Response:
+    def my_tasks(request: Request, user: Visitor, cursor: str | None = None) -> Response:
         if user.role in domain.NEVER_ASSIGNED_ROLES:  # they have no tasks of their own
             query = request.url.query
             return _see_other(f"{ALL_TASKS.path}?{query}" if query else ALL_TASKS.path)
-        return board.tasks_page(request, user, MY_TASKS, cursor, notice, count)
+        return board.tasks_page(request, user, MY_TASKS, cursor)
 
     @router.get("/all")
-    def all_tasks(request: Request, user: Visitor, cursor: str | None = None,
-                  notice: str | None = None, count: str | None = None) -> Response:
-        return board.tasks_page(request, user, ALL_TASKS, cursor, notice, count)
+    def all_tasks(request: Request, user: Visitor, cursor: str | None = None) -> Response:
+        return board.tasks_page(request, user, ALL_TASKS, cursor)
 
     @router.get("/events")
     async def events(request: Request, user: Visitor) -> StreamingResponse:
         return board.events(request)
 
     @router.get("/tasks/{task_id}")
-    def task_page(request: Request, user: Visitor, task_id: str,
-                  notice: str | None = None) -> Response:
-        return board.task_page(request, user, task_id, notice)
+    def task_page(request: Request, user: Visitor, task_id: str) -> Response:
+        return board.task_page(request, user, task_id)
 
     @router.get("/new")
     def new_task_page(request: Request, user: Visitor) -> Response:

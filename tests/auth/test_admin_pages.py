@@ -76,9 +76,17 @@ def test_admin_edits_deactivates_and_deletes_an_account(provider, admin_browser,
 
     deleted = admin_browser.follow(submit(admin_browser, asked,
                                           f"/admin/accounts/{account_id}/delete"))
-    assert str(deleted.url).endswith("/admin/accounts?notice=deleted")
+    assert str(deleted.url).endswith("/admin/accounts")
     assert "Account deleted." in deleted.text
     assert account_id not in deleted.text
+    assert "Account deleted." not in admin_browser.get(deleted.url).text  # shown once
+
+
+def test_a_link_cannot_make_the_accounts_page_announce_anything(provider, admin_browser):
+    page = admin_browser.get(f"{provider.url}/admin/accounts?notice=deleted")
+
+    assert page.status_code == 200
+    assert "Account deleted." not in page.text and 'class="notice"' not in page.text
 
 
 def asked_email(page) -> str:

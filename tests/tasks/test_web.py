@@ -151,7 +151,7 @@ def test_the_form_creates_a_task_and_shows_it(board, engine, browsers, people,
 
     [task] = all_tasks(engine)
     assert created.status_code == 303
-    assert created.headers["location"] == f"/tasks/{task.public_id}?notice=created"
+    assert created.headers["location"] == f"/tasks/{task.public_id}"
     assert (task.title, task.jira_id, task.description) == (
         "Feed the parrots", "UBERPOP-7", "Millet,\nwater.")
     assert "Task created." in page.text and "Kesha Worker" in page.text
@@ -241,7 +241,7 @@ def test_the_complete_button_completes_my_task(board, browsers, people, only_wor
     after = browser.follow(completed)
     done = browser.get(f"{board}/?status=done")
 
-    assert completed.headers["location"] == "/?notice=completed"
+    assert completed.headers["location"] == "/"
     assert "Task done: millet in the bowl." in after.text
     assert "Feed the parrots" not in after.text  # no longer among my open tasks
     assert "Feed the parrots" in done.text and "millet in a bowl" in done.text
@@ -282,8 +282,23 @@ def test_reshuffle_asks_for_confirmation_first(board, engine, browsers, people,
     assert "Reshuffle open tasks?" in confirmation.text
     assert "<strong>2</strong>" in confirmation.text
     assert len(stored_events(engine, before)) == 4
-    assert reshuffled.headers["location"] == "/all?notice=reshuffled&count=2"
+    assert reshuffled.headers["location"] == "/all"
     assert "Reshuffle done. Open tasks handed out again: 2." in after.text
+    assert "Reshuffle done" not in browser.get(f"{board}/all").text  # shown once
+
+
+def test_a_link_cannot_make_a_page_announce_what_did_not_happen(board, browsers, people,
+                                                                only_worker_eligible):
+    browser, _ = browsers.sign_in(board, people.manager, "/all")
+
+    page = browser.get(f"{board}/all?notice=reshuffled&count=999999")
+    browser.http.cookies.set("ates_tasks_csrf_notice", "Hacked")
+    forged_cookie = browser.get(f"{board}/all")
+
+    assert page.status_code == 200
+    assert "999999" not in page.text and "Reshuffle done" not in page.text
+    assert 'class="notice"' not in page.text
+    assert "Hacked" not in forged_cookie.text
 
 
 @pytest.mark.parametrize("role", ["worker", "accountant"])
@@ -341,13 +356,13 @@ def test_sign_out_goes_through_the_provider(board, browsers, people, auth_provid
 def test_managers_and_admins_land_on_all_tasks(board, browsers, people, only_worker_eligible):
     for person in (people.manager, people.admin):
         browser, page = browsers.sign_in(board, person, "/all")
-        landing = browser.http.get(f"{board}/?notice=completed")
+        landing = browser.http.get(f"{board}/?status=done")
         assert landing.status_code == 303
-        assert landing.headers["location"] == "/all?notice=completed"
-        assert '<a href="/">My tasks</a>' not in page.text
+        assert landing.headers["location"] == "/all?status=done"
+        assert '>My tasks</a>' not in page.text
     _, workers_page = browsers.sign_in(board, people.worker)
     assert "<h1>My tasks</h1>" in workers_page.text
-    assert '<a href="/">My tasks</a>' in workers_page.text
+    assert '<a href="/" aria-current="page">My tasks</a>' in workers_page.text
 
 
 def test_the_page_searches_filters_sorts_and_keeps_them_across_pages(
