@@ -87,7 +87,7 @@ def _earnings(earnings: DayEarnings) -> dict[str, int]:
 
 
 def _account(balance: AccountBalance) -> dict[str, Any]:
-    return {"id": str(balance.account_id), "balance": balance.balance}
+    return {"id": str(balance.account_id), "name": balance.name, "balance": balance.balance}
 
 
 def negative_json(negative: NegativeBalances) -> dict[str, Any]:
@@ -151,7 +151,9 @@ class Earnings(BaseModel):
 
 class NegativeAccount(BaseModel):
     id: uuid.UUID
-    balance: int
+    name: str | None = Field(description="The account's full name (its email when it has "
+                             "none); null until analytics has its account.created")
+    balance: int = Field(description="In cents, below zero")
 
 
 class NegativeBalancesOut(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -13,8 +13,9 @@ from sqlalchemy import Engine
 from analytics.api import api_router
 from analytics.service import Analytics
 from analytics.stream import run_projector
-from analytics.web import TEMPLATES, web_router
+from analytics.web import STATIC_DIR, Dashboard, web_router
 from auth.client import AuthClientConfig, dashboard_page_policy, install_auth
+from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.db import make_engine, make_session_factory
 from messaging.service_app import broker_check, create_service_app, database_check, disposing
 from messaging.settings import Settings
@@ -41,19 +42,23 @@ def create_app(
     settings: Settings,
     auth: AuthClientConfig | None = None,
     clock: Callable[[], datetime] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
+    """The API and the dashboard; ``auth`` and ``environ`` (where the other dashboards
+    are) default to the process environment."""
     engine = engine_for(settings)
     analytics = Analytics(make_session_factory(engine), ZoneInfo(settings.timezone), clock)
     auth = auth or AuthClientConfig.from_env(SERVICE)
     app = create_service_app(
         "aTES analytics",
         {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
-        page_policy=dashboard_page_policy(auth, *sorted(TEMPLATES.glob("*.html"))),
+        page_policy=dashboard_page_policy(auth),
         version="1.0",
         description="Admin dashboard projected from the event streams.",
         lifespan=disposing(engine),
     )
     install_auth(app, auth)
     app.include_router(api_router(analytics))
-    app.include_router(web_router(analytics))
+    app.include_router(web_router(Dashboard(analytics, auth, DashboardLinks.from_env(environ))))
+    mount_static(app, STATIC_DIR)
     return app

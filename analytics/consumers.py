@@ -9,7 +9,8 @@ from analytics import service
 from messaging.consumer import HandlerRegistry
 
 CONSUMER_NAME = "analytics"
-CONSUMED_TOPICS = ("accounting-lifecycle", "tasks-lifecycle", "tasks-stream")
+# accounts-stream: the names of the accounts (account.created, account.updated)
+CONSUMED_TOPICS = ("accounting-lifecycle", "tasks-lifecycle", "tasks-stream", "accounts-stream")
 
 def make_handlers(zone: ZoneInfo) -> HandlerRegistry:
     """Batch handlers for the projected types; other types on the topics are skipped."""
@@ -23,4 +24,6 @@ def make_handlers(zone: ZoneInfo) -> HandlerRegistry:
     )
     handlers.register_batch("task.created", [1, 2], service.apply_task_states)
     handlers.register_batch("task.updated", [1, 2], service.apply_task_states)
+    handlers.register_batch("account.created", [1], service.apply_account_states)
+    handlers.register_batch("account.updated", [1], service.apply_account_states)
     return handlers

@@ -387,3 +387,17 @@ def _value_labels(values: set[int], y, x: float, text=str) -> list[AxisLabel]:
 def _day_labels(points: list[Point], layout: ChartLayout) -> list[AxisLabel]:
     step = max(1, -(-len(points) // layout.max_day_labels))
     return [AxisLabel(p.day.strftime("%m-%d"), p.x, layout.height - 8) for p in points[::step]]
+
+
+def describe_chart(days: Sequence[ChartDay]) -> str:
+    """The chart in a sentence, for those who cannot see it (the table below it has every
+    value): its days, the range of the earnings, the most negative balances on a day."""
+    if not days:
+        return "No figures yet."
+    earned = [d.management_earned for d in days]
+    negative = max(d.negative_balances for d in days)
+    return (f"Management earnings per day from {days[0].day.isoformat()} to "
+            f"{days[-1].day.isoformat()}, between {format_cents(min(earned))} and "
+            f"{format_cents(max(earned))} a day; at most {negative} "
+            f"{'popug' if negative == 1 else 'popugs'} with a negative balance at the end of "
+            f"a day. Every value is in the table below.")

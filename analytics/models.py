@@ -1,4 +1,5 @@
-"""Tables of the analytics database: a projection of the accounting and tasks topics.
+"""Tables of the analytics database: a projection of the accounting, tasks and accounts
+topics.
 
 Every table is written only by the stream projector and can be emptied and rebuilt by
 replaying the topics. Each effect commutes with the others (sums, "keep the newest",
@@ -13,6 +14,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, SmallInteger, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from auth.replica import AccountReplica
 
 
 class Base(DeclarativeBase):
@@ -114,5 +117,17 @@ class ClosedDay(Base):
     total_paid: Mapped[int] = mapped_column(BigInteger)
 
 
+class Account(AccountReplica, Base):
+    """Auth's accounts as ``account.created`` and ``account.updated`` say (newest
+    ``version`` wins): the names the dashboard shows beside balances. Read only by
+    primary key, for the rows of a page."""
+
+    __tablename__ = "accounts"
+
+    @property
+    def name(self) -> str | None:
+        return self.full_name or self.email
+
+
 PROJECTION_TABLES = (DailyEarnings, AccountDayNet, Balance, NegativeBalanceCount,
-                     NegativeCountChange, Task, ClosedDay)
+                     NegativeCountChange, Task, ClosedDay, Account)

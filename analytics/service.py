@@ -46,6 +46,7 @@ from analytics.domain import (
 )
 from analytics.models import (
     PROJECTION_TABLES,
+    Account,
     AccountDayNet,
     Balance,
     ClosedDay,
@@ -54,6 +55,7 @@ from analytics.models import (
     NegativeCountChange,
     Task,
 )
+from auth import replica
 from event_schemas import Event, task_v1_to_v2
 from messaging.tables import inbox
 
@@ -306,6 +308,14 @@ def apply_closed_days(session: Session, events: list[Event]) -> None:
         session.execute(_MOVE_LATE_COMPLETIONS, {"day": day, "closed_at": closed_at})
 
 
+def apply_account_states(session: Session, events: list[Event]) -> None:
+    """``account.created`` / ``account.updated``: the newest state of each account (its
+    name above all), as every replica of auth's accounts takes it."""
+    replica.apply_states(session, Account, [
+        (event.data["account_id"], replica.account_state(event)) for event in events
+    ])
+
+
 def reset_projection(session: Session) -> None:
     """Empty the projection and forget every handled event, ready for a full replay."""
     tables = [model.__tablename__ for model in PROJECTION_TABLES] + [inbox.name]
@@ -319,6 +329,8 @@ def reset_projection(session: Session) -> None:
 class AccountBalance:
     account_id: uuid.UUID
     balance: int
+    name: str | None = None
+    """The account's full name (or email) from the replica; None until it is known."""
 
 
 @dataclass(frozen=True)
@@ -377,16 +389,29 @@ def negative_count(session: Session) -> int:
     return session.scalar(select(_total(NegativeBalanceCount.negative)))
 
 
-def _negative_page(after: tuple[int, uuid.UUID] | None, limit: int) -> Select:
-    query = (
+def _negative_page(after: tuple[int, uuid.UUID] | None, limit: int | None) -> Select:
+    """A page of negative balances, the deepest first, with the names of its accounts:
+    the page is read from the partial index first, then only its rows are joined to the
+    replica, by primary key."""
+    page = (
         select(Balance.account_id, Balance.balance)
         .where(Balance.balance < 0)
         .order_by(Balance.balance, Balance.account_id)
         .limit(limit)
     )
     if after is not None:
-        query = query.where(tuple_(Balance.balance, Balance.account_id) > tuple_(*after))
-    return query
+        page = page.where(tuple_(Balance.balance, Balance.account_id) > tuple_(*after))
+    rows = page.subquery("page")
+    return (
+        select(rows.c.account_id, rows.c.balance,
+               func.coalesce(Account.full_name, Account.email).label("name"))
+        .outerjoin(Account, Account.public_id == rows.c.account_id)
+        .order_by(rows.c.balance, rows.c.account_id)
+    )
+
+
+def _balances(rows) -> list[AccountBalance]:
+    return [AccountBalance(row.account_id, row.balance, row.name) for row in rows]
 
 
 def negative_balances(session: Session, cursor: str | None = None,
@@ -395,7 +420,7 @@ def negative_balances(session: Session, cursor: str | None = None,
     is the ``next`` of the previous page (``InvalidCursor`` when it is not one)."""
     after = decode_balance_cursor(cursor) if cursor else None
     rows = session.execute(_negative_page(after, limit + 1)).all()
-    page = [AccountBalance(row.account_id, row.balance) for row in rows[:limit]]
+    page = _balances(rows[:limit])
     last = page[-1] if len(rows) > limit else None
     return NegativeBalances(
         negative_count(session), page,
@@ -406,8 +431,7 @@ def negative_balances(session: Session, cursor: str | None = None,
 def negative_balances_now(session: Session) -> list[AccountBalance]:
     """Every account whose balance is below zero, the deepest first (for checks on a
     small projection: the dashboard reads pages)."""
-    rows = session.execute(_negative_page(None, limit=None))
-    return [AccountBalance(row.account_id, row.balance) for row in rows]
+    return _balances(session.execute(_negative_page(None, limit=None)))
 
 
 def summary(session: Session, day: date, cursor: str | None = None,
@@ -474,6 +498,15 @@ def history(session: Session, first: date, last: date) -> list[DayHistory]:
     ]
 
 
+def first_day_with_data(session: Session) -> date | None:
+    """The first day anything was earned, an account went negative or a day was closed
+    (each the first entry of a primary key); None while the projection is empty."""
+    firsts = [session.scalar(select(func.min(column))) for column in
+              (DailyEarnings.day, NegativeCountChange.day, ClosedDay.day)]
+    known = [day for day in firsts if day is not None]
+    return min(known) if known else None
+
+
 # The balances, their negative days and their count as the nets alone say: what the
 # batches keep, computed from scratch (after a bulk load of the nets, and to check).
 _DERIVE_BALANCES = text(
@@ -515,7 +548,9 @@ def _table_rows(session: Session, model) -> list[Row]:
     table = model.__table__
     if model is NegativeBalanceCount:  # which shard holds what depends on the writers
         return list(session.execute(select(_total(table.c.negative))))
-    return list(session.execute(select(table).order_by(*table.primary_key)))
+    # when a replica row was last written depends on when it was projected
+    columns = [c for c in table.columns if c.name != "updated_at"]
+    return list(session.execute(select(*columns).order_by(*table.primary_key)))
 
 
 def projection_rows(session: Session) -> dict[str, list[Row]]:
@@ -551,3 +586,12 @@ class Analytics:
     def history(self, first: date, last: date) -> list[DayHistory]:
         with self.sessions() as session:
             return history(session, first, last)
+
+    def history_with_data(self, first: date, last: date) -> list[DayHistory]:
+        """``history`` from ``first``, or from the first day with data when that is later
+        (no rows of zeros from before anything happened)."""
+        with self.sessions() as session:
+            start = first_day_with_data(session)
+            if start is None or start > last:
+                return []
+            return history(session, max(first, start), last)

@@ -1,5 +1,6 @@
-"""The admin dashboard: today's figures, the most expensive tasks around a chosen date and
-a per-day chart drawn as inline SVG (no script, no external asset)."""
+"""The admin dashboard: today's figures, the popugs in the red by name, the most expensive
+tasks around a chosen date and a per-day chart drawn as inline SVG (no script), in the
+frame every aTES dashboard shares (``auth.dashboard_ui``)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from analytics.api import HISTORY_DEFAULT_DAYS, BadRequest, parse_day
-from analytics.domain import ChartDay, Period, chart_geometry, format_cents
+from analytics.domain import ChartDay, Period, chart_geometry, describe_chart, format_cents
 from analytics.service import Analytics, DayHistory
-from auth.dashboard_ui import Visitor
+from auth.client import AuthClientConfig
+from auth.dashboard_ui import DashboardLinks, DashboardPages, Visitor, page_templates
 
-TEMPLATES = Path(__file__).parent / "templates"
-templates = Jinja2Templates(directory=str(TEMPLATES))
+STATIC_DIR = Path(__file__).parent / "static"
+CSRF_COOKIE = "ates_analytics_csrf"
+NEGATIVE_SHOWN = 10
+
+templates = page_templates(Path(__file__).parent / "templates")
 templates.env.filters["money"] = format_cents
 
 
@@ -24,31 +28,44 @@ def chart_days(history: list[DayHistory]) -> list[ChartDay]:
     return [ChartDay(d.day, d.earnings.management_earned, d.negative_balances) for d in history]
 
 
-def web_router(analytics: Analytics) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+class Dashboard(DashboardPages):
+    def __init__(self, analytics: Analytics, auth: AuthClientConfig, links: DashboardLinks):
+        super().__init__(templates, auth, CSRF_COOKIE, links)
+        self.analytics = analytics
 
-    @router.get("/", response_class=HTMLResponse)
-    def dashboard(request: Request, user: Visitor, date: str | None = None) -> HTMLResponse:
+    def page(self, request: Request, user: Visitor, date: str | None) -> HTMLResponse:
         if not user.has_role("admin"):
-            return templates.TemplateResponse(request, "forbidden.html", {"user": user},
-                                              status_code=403)
+            return self.message(request, user, "Not allowed",
+                                "The analytics dashboard is for admins only; you are signed "
+                                f"in as a {user.role}.", 403, link=self.links.tasks)
+        analytics = self.analytics
         today = analytics.today()
         try:
             chosen, error = parse_day(date, today), None
         except BadRequest as bad:
             chosen, error = today, bad.detail
-        history = analytics.history(chosen - timedelta(days=HISTORY_DEFAULT_DAYS - 1), chosen)
+        first = chosen - timedelta(days=HISTORY_DEFAULT_DAYS - 1)
+        history = analytics.history_with_data(first, chosen)
+        days = chart_days(history)
         context = {
-            "user": user,
             "today": today,
             "chosen": chosen,
             "error": error,
-            "summary": analytics.summary(today),
+            "summary": analytics.summary(today, limit=NEGATIVE_SHOWN),
             "most_expensive": [analytics.most_expensive_task(p, chosen) for p in Period],
             "history": list(reversed(history)),
-            "chart": chart_geometry(chart_days(history)),
+            "chart": chart_geometry(days) if days else None,
+            "chart_text": describe_chart(days),
         }
-        return templates.TemplateResponse(request, "dashboard.html", context,
-                                          status_code=400 if error else 200)
+        return self.render(request, user, "dashboard.html", context,
+                           status_code=400 if error else 200)
+
+
+def web_router(dashboard: Dashboard) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    def page(request: Request, user: Visitor, date: str | None = None) -> HTMLResponse:
+        return dashboard.page(request, user, date)
 
     return router

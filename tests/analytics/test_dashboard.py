@@ -9,6 +9,7 @@ import pytest
 
 from analytics.app import create_app
 from deploy.embedded import free_port
+from event_schemas import Event, default_registry
 from messaging.settings import Settings
 from tests.analytics.conftest import (
     DAY,
@@ -62,12 +63,23 @@ def dashboard(provider, dashboard_port, postgres_server, kafka_broker, analytics
         yield url
 
 
+def account_state(account_id: str, full_name: str, version: int = 1,
+                  event_type: str = "account.created", role: str = "worker") -> Event:
+    """``account.created`` or ``account.updated`` as auth publishes it."""
+    return default_registry().build(event_type, {
+        "account_id": account_id, "email": f"{account_id[:8]}@popug.example",
+        "full_name": full_name, "role": role, "active": True, "version": version,
+    }, source="auth")
+
+
 @pytest.fixture
 def activity(project):
-    """A day with earnings, one popug in the red and two completed tasks."""
+    """A day with earnings, one popug in the red (Alice, by name) and two completed
+    tasks; the day before, nothing but a closed day."""
     alice, bob = new_id(), new_id()
     button, parrots = new_id(), new_id()
     project(
+        account_state(alice, "Alice Popug"), account_state(bob, "Bob Popug"),
         transaction(alice, "fee", 1500, -1500, applied_at=at(DAY, 9)),
         transaction(bob, "fee", 1000, -1000, applied_at=at(DAY, 9, 1)),
         transaction(bob, "reward", 3900, 2900, applied_at=at(DAY, 15)),
@@ -107,7 +119,8 @@ def test_api_answers_the_figures_in_cents_and_iso_dates(dashboard, tokens, activ
     assert summary == {
         "date": "2026-11-22", "fees": 2500, "rewards": 3900, "management_earned": -1400,
         "negative_balances": {"count": 1,
-                              "accounts": [{"id": activity["alice"], "balance": -1500}],
+                              "accounts": [{"id": activity["alice"], "name": "Alice Popug",
+                                            "balance": -1500}],
                               "next": None},
     }
     assert week == {
@@ -175,10 +188,14 @@ def test_an_admin_signs_in_and_sees_figures_and_chart_on_a_phone(
     assert page.url == f"{dashboard}/"
     assert "-$14.00" in page.inner_text("#earned-today")
     negative = page.inner_text("#negative-balances")
-    assert activity["alice"] in negative and "-$15.00" in negative
+    assert "Alice Popug" in negative and "-$15.00" in negative
+    assert activity["alice"] not in negative
     assert "Fix the button" in page.inner_text("#most-expensive-day")
     assert "$39.00" in page.inner_text("#most-expensive-month")
-    assert page.locator("svg.chart rect.bar").count() == 30
+    # from the first day with figures (the closed day before), not 30 days of zeros
+    assert page.locator("svg.chart rect.bar").count() == 2
+    assert page.locator("table.days tbody th").all_inner_texts() == [
+        "2026-11-22", "2026-11-21 closed"]
     assert page.locator("svg.chart polyline").count() == 1
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
@@ -203,3 +220,42 @@ def test_a_worker_is_refused_and_an_anonymous_visitor_sent_to_sign_in(
     assert response.status == 403
     assert "Not allowed" in page.inner_text("h1")
     assert page.locator("svg.chart").count() == 0
+
+
+def test_the_page_names_who_is_in_the_red_and_starts_the_days_at_the_first_figures(
+    dashboard, tokens, logins, browser_context, project
+):
+    alice, carl = new_id(), new_id()
+    first = DAY - timedelta(days=3)
+    project(
+        account_state(alice, "Alice Popug"),
+        transaction(alice, "fee", 1500, -1500, day=first, applied_at=at(first, 9)),
+        transaction(carl, "fee", 700, -700, applied_at=at(DAY, 9)),
+    )
+    page = browser_context().new_page()
+    page.goto(f"{dashboard}/")
+    sign_in(page, logins["admin"])
+    page.wait_for_selector("svg.chart")
+
+    names = page.locator("#negative-balances li a").all_inner_texts()
+    assert names == ["Alice Popug", carl]  # Carl's account.created has not arrived yet
+    links = page.locator("#negative-balances li a")
+    assert links.first.get_attribute("href").endswith(f"/accounts/{alice}")
+    assert page.locator("table.days tbody th").all_inner_texts() == [
+        (DAY - timedelta(days=n)).isoformat() for n in range(4)]
+    description = page.locator("svg.chart desc").text_content()
+    assert f"from {first.isoformat()} to {DAY.isoformat()}" in description
+    assert "between $0.00 and $15.00" in description and "at most 2 popugs" in description
+
+
+def test_before_any_figures_the_page_says_so_instead_of_a_chart_of_zeros(
+    dashboard, logins, browser_context, engine
+):
+    page = browser_context().new_page()
+    page.goto(f"{dashboard}/")
+    sign_in(page, logins["admin"])
+    page.wait_for_selector("#history")
+
+    assert "No figures yet" in page.inner_text("#history")
+    assert page.locator("svg.chart").count() == 0
+    assert page.locator("table.days").count() == 0

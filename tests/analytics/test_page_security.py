@@ -14,8 +14,7 @@ dashboard_port, provider, logins, tokens = (served.dashboard_port, served.provid
                                             served.logins, served.tokens)
 dashboard, activity = served.dashboard, served.activity
 
-ACCENT = "rgb(31, 90, 122)"
-GOOD = "rgb(31, 122, 90)"
+ACCENT = "rgb(31, 122, 90)"  # the accent of every aTES page (auth/shared_static)
 
 
 def test_every_answer_carries_the_security_headers(dashboard, tokens, provider):
@@ -39,5 +38,6 @@ def test_the_sign_in_and_the_dashboard_render_without_a_refused_style(
 
     header = page.eval_on_selector("header", "e => getComputedStyle(e).backgroundColor")
     swatch = page.eval_on_selector(".swatch", "e => getComputedStyle(e).backgroundColor")
-    assert (sign_in_header, header, swatch) == (GOOD, ACCENT, GOOD)
+    bar = page.eval_on_selector("svg.chart rect.bar", "e => getComputedStyle(e).fill")
+    assert (sign_in_header, header, swatch, bar) == (ACCENT, ACCENT, ACCENT, ACCENT)
     assert violations.messages == []
