@@ -1,0 +1,55 @@
+"""The compose file against the Compose Specification's JSON schema, checked by
+``check-jsonschema`` with the copy of the schema it ships (``vendor.compose-spec``, from
+github.com/compose-spec/compose-spec, Apache-2.0), reading the YAML as compose does
+(anchors and ``<<`` merge keys resolved). No container engine is needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "deploy" / "docker-compose.yml"
+
+
+def check_compose(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_compose_file_follows_the_compose_specification_schema():
+    done = check_compose(COMPOSE_FILE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "validation done" in done.stdout
+
+
+def broken_copy(tmp_path: Path, change) -> Path:
+    """The compose file, its anchors and merges resolved, with ``change`` made to it."""
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    change(document)
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_a_misspelt_service_key_is_caught(tmp_path):
+    def misspell(document):
+        document["services"]["tasks-relay"]["depend_on"] = ["migrate"]
+
+    done = check_compose(broken_copy(tmp_path, misspell))
+    assert done.returncode == 1
+    assert "depend_on" in done.stdout + done.stderr
+
+
+def test_an_unknown_start_condition_is_caught(tmp_path):
+    def unknown_condition(document):
+        document["services"]["migrate"]["depends_on"]["postgres"]["condition"] = "service_up"
+
+    done = check_compose(broken_copy(tmp_path, unknown_condition))
+    assert done.returncode == 1
+    assert "service_up" in done.stdout + done.stderr
