@@ -7,6 +7,7 @@
 - ``/metrics``: Prometheus exposition;
 - on every request: a request id, a server span and HTTP metrics (``http_telemetry``);
 - paths and query strings with characters no text may hold answer 400 (``text_input``);
+- HTML error pages (404, 403, 500) for browsers, JSON errors for the API (``error_pages``);
 - security headers on every answer (``security_headers``; ``page_policy`` says what the
   service's pages need beyond the strict default);
 - an OpenAPI description that documents every error answer (``openapi``).
@@ -32,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from starlette.routing import Match
 
+from messaging.error_pages import install_error_pages
 from messaging.http_telemetry import RequestTelemetry
 from messaging.metrics import DEPENDENCY_UP
 from messaging.openapi import document_errors
@@ -58,6 +60,7 @@ def create_service_app(
     document_errors(app)
     app.add_exception_handler(RequestValidationError, _malformed_request)
     app.add_exception_handler(METHOD_NOT_ALLOWED, _method_not_allowed)
+    install_error_pages(app)
     return app
 
 
