@@ -18,14 +18,42 @@ TEXT_BODY = (
     "aTES accounting\n"
 )
 TEXT_LINE = "  %-6s %10s  %s"
+# The HTML part is laid out with tables and styled inline only: mail clients drop <style>
+# blocks and ignore most layout CSS. ``%%`` is a literal percent sign for format().
+_CELL = "padding:8px;border-top:1px solid #d5dde2;vertical-align:top;"
+_HEAD = "padding:8px;font-size:12px;color:#5b6b75;text-transform:uppercase;"
 HTML_BODY = (
-    "<html><body><p>Hello %s,</p>"
-    "<p>you have been paid <strong>%s</strong> for %s.</p>"
-    "<p>Your fees and rewards of that day:</p>"
-    "<table><tr><th>type</th><th>amount</th><th>task</th></tr>%s</table>"
-    "<p>aTES accounting</p></body></html>"
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>Your aTES payout</title></head>"
+    '<body style="margin:0;padding:0;background-color:#f4f7f6;">'
+    '<table role="presentation" width="100%%" cellpadding="0" cellspacing="0" border="0"'
+    ' style="width:100%%;background-color:#f4f7f6;">'
+    '<tr><td align="center" style="padding:24px 12px;">'
+    '<table role="presentation" width="600" cellpadding="0" cellspacing="0" border="0"'
+    ' style="width:100%%;max-width:600px;background-color:#ffffff;border:1px solid #d5dde2;'
+    'font-family:Arial,Helvetica,sans-serif;color:#1d2a33;">'
+    '<tr><td style="padding:16px 24px;background-color:#1f7a5a;color:#ffffff;font-size:18px;'
+    'font-weight:bold;">aTES accounting</td></tr>'
+    '<tr><td style="padding:24px;font-size:16px;line-height:24px;">'
+    '<p style="margin:0 0 12px;">Hello %s,</p>'
+    '<p style="margin:0 0 16px;">you have been paid <strong>%s</strong> for %s.</p>'
+    '<p style="margin:0 0 8px;">Your fees and rewards of that day:</p>'
+    '<table width="100%%" cellpadding="0" cellspacing="0" border="0"'
+    ' style="width:100%%;border-collapse:collapse;font-size:14px;line-height:20px;">'
+    f'<tr><th align="left" style="{_HEAD}">Type</th>'
+    f'<th align="right" style="{_HEAD}">Amount</th>'
+    f'<th align="left" style="{_HEAD}">Task</th></tr>'
+    "%s</table></td></tr>"
+    '<tr><td style="padding:16px 24px;border-top:1px solid #d5dde2;font-size:12px;'
+    'color:#5b6b75;">aTES accounting: this mail is sent when a day is closed.</td></tr>'
+    "</table></td></tr></table></body></html>"
 )
-HTML_LINE = "<tr><td>%s</td><td>%s</td><td>%s</td></tr>"
+HTML_LINE = (
+    f'<tr><td style="{_CELL}">%s</td>'
+    f'<td align="right" style="{_CELL}white-space:nowrap;">%s</td>'
+    f'<td style="{_CELL}">%s</td></tr>'
+)
 NO_LINES = "none"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 
@@ -112,3 +113,33 @@ def test_smtp_urls():
     )
     with pytest.raises(ValueError):
         SmtpServer.from_url("http://mail.popug.inc")
+
+
+def dollars(cents: int) -> str:
+    return f"{'-' if cents < 0 else ''}${abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def test_the_payout_mail_has_an_inline_styled_html_part_and_its_plain_text_twin(
+    sessions, engine, mail_books, clock, mailbox
+):
+    account = add_account(sessions)
+    pay_out(sessions, mail_books, clock, [account])
+    assert Mailer(sessions, mail_books.settings).run_once() == 1
+    [mail] = mailbox.messages()
+    with engine.connect() as connection:
+        amounts = connection.execute(text(
+            "SELECT type, amount FROM transactions WHERE account_id = :account ORDER BY id"),
+            {"account": account}).all()
+    html_part, text_part = mail["html"], mail["text"]
+
+    assert html_part is not None and text_part  # multipart/alternative: both parts
+    assert "<style" not in html_part and "<link" not in html_part and "class=" not in html_part
+    cells = re.findall(r"<t[dh]\b[^>]*>", html_part)
+    assert cells and all('style="' in cell for cell in cells)
+    assert 'role="presentation"' in html_part and '<html lang="en">' in html_part
+    assert "%" not in html_part.replace("100%", "")  # no format() placeholder left
+    for kind, cents in amounts:
+        shown = dollars(cents if kind != "payout" else -cents)
+        assert shown in text_part and shown in html_part
+        if kind != "payout":
+            assert any(line.split()[:2] == [kind, shown] for line in text_part.splitlines())
