@@ -4,17 +4,22 @@ Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relay replicas can r
 by side. A row is marked sent only after the broker acknowledged it (acks=all) — a
 deferred row once every event it renders was acknowledged; a relay that dies in between
 publishes the row again later, and consumers drop the duplicate by event id.
+
+A broker can forget what it acknowledged (a memory-only one restarted, a topic lost): the
+relay checks at start-up and every few seconds, and marks the retained rows of what was
+lost unsent again (``messaging.replay``).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Connection, Engine, func, select, text
 
@@ -22,12 +27,14 @@ from messaging import metrics, tracing
 from messaging.db import array_literal
 from messaging.kafka import produce_waiting, producer_config
 from messaging.outbox import Renderer, UnknownRenderer, events_of
+from messaging.replay import Healer
 from messaging.settings import Settings
 from messaging.tables import outbox
 
 log = structlog.get_logger("messaging.relay")
 
 BACKLOG_INTERVAL_SECONDS = 5.0
+BROKER_CHECK_SECONDS = 5.0
 
 
 # Batch statements bind their ids as one array: lists of a thousand parameters cost more
@@ -59,22 +66,30 @@ class Relay:
         flush_timeout: float = 30.0,
         producer: Producer | None = None,
         renderers: Mapping[str, Renderer] | None = None,
+        broker_check_seconds: float = BROKER_CHECK_SECONDS,
     ):
         self.engine = engine
         self.settings = settings
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
         self.flush_timeout = flush_timeout
-        self.producer = producer or Producer(producer_config(settings))
+        self._brokers_were_down = self._replaced = False
+        self.producer = producer or self._new_producer()
         self.renderers = renderers or {}
         self._held_rows: set[int] = set()  # deferred rows already reported unrenderable
         self.outbox_name = engine.url.database or outbox.name
         self._backlog_reading = metrics.Every(BACKLOG_INTERVAL_SECONDS)
+        self.healer = Healer(engine, settings, self.outbox_name)
+        self._broker_check = metrics.Every(broker_check_seconds)
+        self._checked_at_start = False
 
     def run(self, stop: threading.Event) -> None:
         """Publish until ``stop`` is set; sleeps briefly whenever the outbox is empty."""
         while not stop.is_set():
             try:
+                if not self.heal_when_due():
+                    stop.wait(1.0)
+                    continue
                 published = self.run_once()
                 if self._backlog_reading.due():
                     self.record_backlog()
@@ -84,6 +99,28 @@ class Relay:
                 stop.wait(1.0)
             if not published:
                 stop.wait(self.idle_sleep)
+
+    def heal_when_due(self) -> bool:
+        """Check that the broker still holds what it acknowledged: first the start-up
+        check, then every few seconds, and at once after the broker was unreachable or
+        acknowledged an offset lower than before. False when the broker did not answer:
+        nothing is published until it was checked."""
+        if not (self.healer.watch.doubt or self._broker_check.due()):
+            return True
+        try:
+            self.heal(at_start=not self._checked_at_start)
+        except Exception as exc:
+            log.warning("broker not checked; trying again", error=str(exc))
+            self.healer.watch.suspect()
+            return False
+        self._checked_at_start = True
+        return True
+
+    def heal(self, at_start: bool = False) -> dict[str, int]:
+        """Mark unsent the retained rows of every topic the broker lost; returns how many
+        per topic. ``at_start``: compare the broker with the rows marked sent (nothing was
+        observed of it yet)."""
+        return self.healer.check_at_start() if at_start else self.healer.check()
 
     def run_once(self) -> int:
         """Publish one batch; returns how many events were confirmed by the broker."""
@@ -130,7 +167,7 @@ class Relay:
         ]
 
     def _produce(self, conn: Connection, rows: list) -> _Deliveries:
-        deliveries = _Deliveries()
+        deliveries = _Deliveries(acknowledged_at=self.healer.watch.acknowledged)
         traced = tracing.enabled()
         for row in rows:
             span = _publish_span(row) if traced else None
@@ -149,7 +186,9 @@ class Relay:
             finally:
                 if span is not None:
                     span.end()
-        remaining = self.producer.flush(self.flush_timeout)
+        remaining = self._flush()
+        if (deliveries.failures or remaining) and not self._replaced:
+            self._replace_producer()
         deliveries.count_published()
         if deliveries.failures or remaining:
             log.warning(
@@ -159,6 +198,37 @@ class Relay:
                 first_error=deliveries.failures[0] if deliveries.failures else None,
             )
         return deliveries
+
+    def _flush(self) -> int:
+        """Wait for the broker's acknowledgements; returns how many did not come. Gives
+        up at once when the broker was unreachable meanwhile: a broker started again
+        empty would never accept this producer's next sequence numbers (idempotence), so
+        a fresh producer publishes the batch again once the broker was checked."""
+        self._brokers_were_down = self._replaced = False
+        deadline = time.monotonic() + self.flush_timeout
+        while True:
+            remaining = self.producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+            if not remaining or time.monotonic() >= deadline:
+                return remaining
+            if self._brokers_were_down:
+                self._replace_producer()
+                return remaining
+
+    def _replace_producer(self) -> None:
+        self._replaced = True
+        self.producer.purge()
+        self.producer.flush(0)  # serves the purged messages' callbacks (failures)
+        self.producer = self._new_producer()
+        self.healer.watch.suspect()
+        log.warning("deliveries failed or the broker was unreachable; publishing the rest "
+                    "again with a new producer once the broker was checked")
+
+    def _new_producer(self) -> Producer:
+        return Producer(producer_config(self.settings, error_cb=self._on_client_error))
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_were_down = True
 
     def _produce_row(self, conn: Connection, row, headers, deliveries: _Deliveries) -> None:
         events = events_of(conn, row, self.renderers)
@@ -187,6 +257,7 @@ class Relay:
 
     def close(self) -> None:
         self.producer.flush(10)
+        self.healer.close()
 
 
 def _publish_span(row):
@@ -213,14 +284,18 @@ class _Deliveries:
     produced: dict[int, Counter] = field(default_factory=dict)  # row -> (topic, type, v)
     acknowledged: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    # told (topic, partition, offset) of each acknowledged event
+    acknowledged_at: Callable[[str, int, int], None] | None = None
 
     def start(self, row_id: int) -> tuple[Counter, Callable]:
         """The counter of the row's produced events and the delivery callback of each."""
         produced = self.produced[row_id] = Counter()
 
-        def callback(err, _msg):
+        def callback(err, msg):
             if err is None:
                 self.acknowledged[row_id] += 1
+                if self.acknowledged_at is not None:
+                    self.acknowledged_at(msg.topic(), msg.partition(), msg.offset())
             else:
                 self.failures.append(str(err))
 
