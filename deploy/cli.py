@@ -232,6 +232,61 @@ def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None, yes
         click.echo(f"{line} deleted")
 
 
+@main.group("outbox")
+def outbox_group() -> None:
+    """The services' outboxes."""
+
+
+@outbox_group.command("replay")
+@click.option("--since", "since_text", required=True,
+              help="Events sent since this time: ISO 8601 (UTC unless a zone is given, "
+                   "e.g. 2026-12-03T06:00) or an age (90s, 15m, 12h, 7d).")
+@click.option("--service", "services", multiple=True,
+              help="Only this service's outbox (repeatable; default: every service).")
+@click.option("--topic", "topics", multiple=True,
+              help="Only events of this logical topic (repeatable; default: every topic).")
+@yes_option
+def outbox_replay(since_text: str, services: tuple[str, ...], topics: tuple[str, ...],
+                  yes: bool) -> None:
+    """Publish again the events the outboxes still hold that were sent since a time (a
+    topic lost on the broker): they are marked unsent and each service's relay publishes
+    them again, in order; consumers skip those they already applied."""
+    from messaging.db import make_engine
+    from messaging.replay import mark_unsent, parse_since
+    from messaging.settings import LOGICAL_TOPICS
+
+    try:
+        since = parse_since(since_text)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    chosen = _known(services, available_services(), "service")
+    settings = Settings.from_env()
+    only = [settings.topic(t) for t in _known(topics, list(LOGICAL_TOPICS), "topic")] \
+        if topics else None
+    confirmed(f"Mark the outbox events sent since {since.isoformat(timespec='seconds')}"
+              f"{' to ' + ', '.join(topics) if topics else ''} in the databases of "
+              f"{', '.join(chosen)} on {_server(settings.database_url)} unsent: their relays "
+              f"publish them again to {settings.kafka_bootstrap}", yes)
+    for service in chosen:
+        engine = make_engine(settings.database_for(service), pool_size=1)
+        try:
+            marked = mark_unsent(engine, since, only)
+        finally:
+            engine.dispose()
+        detail = ", ".join(f"{topic} {count}" for topic, count in sorted(marked.items()))
+        click.echo(f"{service}: {marked.total()} event(s) to publish again"
+                   + (f" ({detail})" if detail else ""))
+
+
+def _known(names: tuple[str, ...], known: list[str], what: str) -> list[str]:
+    """``names`` (default: all ``known``); one line naming the unknown ones otherwise."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.ClickException(
+            f"unknown {what} {', '.join(map(repr, unknown))}; the {what}s are {', '.join(known)}")
+    return list(names or known)
+
+
 def _server(database_url: str) -> str:
     """host:port of a database URL (no user, no password)."""
     from urllib.parse import urlsplit

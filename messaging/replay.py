@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -66,6 +66,23 @@ def mark_unsent(
     with engine.begin() as conn:
         rows = conn.execute(text(_MARK_UNSENT.format(topics=only)), params).all()
     return Counter(dict(rows))
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """A moment: ISO 8601 (``2026-12-03T06:00``, UTC unless it names a zone) or an age
+    back from now (``90s``, ``15m``, ``12h``, ``7d``)."""
+    from messaging.retention import parse_age
+
+    try:
+        return (now or datetime.now(UTC)) - parse_age(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"not a time: {value!r} (use e.g. 2026-12-03T06:00, "
+                         "2026-12-03T06:00+01:00 or an age such as 90m)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def sent_per_topic(engine: Engine) -> dict[str, int]:
