@@ -11,11 +11,9 @@ roles) see everything.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -36,7 +34,7 @@ from accounting.service import (
     ManagementDay,
     Sessions,
 )
-from accounting.spreadsheet import neutralised
+from accounting.spreadsheet import csv_lines
 from auth.client import CurrentUser, current_user
 from messaging.service_app import UNPROCESSABLE
 from messaging.service_app import install_error_handlers as install_shared_error_handlers
@@ -327,24 +325,29 @@ AsOf = Annotated[OptionalMoment, Query(
 Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)]
 From = Annotated[OptionalIsoDate, Query(alias="from", description="Default: 29 days before `to`")]
 To = Annotated[OptionalIsoDate, Query(alias="to", description="Default: the current day")]
+StatementFrom = Annotated[OptionalIsoDate, Query(
+    alias="from", description="Only transactions recorded on this day or later (YYYY-MM-DD)")]
+StatementTo = Annotated[OptionalIsoDate, Query(
+    alias="to", description="Only transactions recorded on this day or earlier (YYYY-MM-DD)")]
+StatementType = Annotated[TransactionType | None, Query(
+    alias="type", description="Only transactions of this type")]
+STATEMENT_ERRORS = {400: _error("Invalid cursor"),
+                    422: _error("Not an ISO date, a range that ends before it starts,"
+                                " or an unknown type")}
+
+
+def statement_filter(books: Books, first: date | None, last: date | None,
+                     kind: str | None) -> service.StatementFilter:
+    """The filters of a statement; its days are those of ``ATES_TIMEZONE``."""
+    return service.StatementFilter(first, last, kind, books.settings.timezone)
 
 
 # -- CSV ----------------------------------------------------------------------------------
 
 
-def _csv_lines(rows: Iterable[list[str]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow([neutralised(cell) for cell in row])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-
-
 def csv_response(rows: Iterable[list[str]], filename: str) -> StreamingResponse:
     return StreamingResponse(
-        _csv_lines(rows),
+        csv_lines(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -356,7 +359,7 @@ def csv_response(rows: Iterable[list[str]], filename: str) -> StreamingResponse:
 def api_router(sessions: Sessions, books: Books) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["accounting"], responses=COMMON_ERRORS)
     _add_own_routes(router, sessions, books)
-    _add_account_routes(router, sessions)
+    _add_account_routes(router, sessions, books)
     _add_management_routes(router, sessions, books)
     _add_export_routes(router, sessions, books)
     _add_correction_routes(router, sessions, books)
@@ -369,12 +372,24 @@ def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None
         """The caller's balance and what they earned in the current day."""
         return AccountOut.of(service.account_summary(sessions, books, own_account(user)))
 
-    @router.get("/me/transactions", responses={400: _error("Invalid cursor")})
+    @router.get("/me/transactions", responses=STATEMENT_ERRORS)
     def my_transactions(user: Caller, cursor: Cursor = None,
-                        limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None
-                        ) -> LedgerPage:
-        """The caller's audit log, newest first (``as_of``: as it stood then)."""
-        return _ledger_page(sessions, own_account(user), cursor, limit, as_of)
+                        limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None,
+                        first: StatementFrom = None, last: StatementTo = None,
+                        kind: StatementType = None) -> LedgerPage:
+        """The caller's audit log, newest first (``as_of``: as it stood then; ``from``,
+        ``to``, ``type``: only those transactions)."""
+        statement = statement_filter(books, first, last, kind)
+        return _ledger_page(sessions, own_account(user), cursor, limit, as_of, statement)
+
+    @router.get("/me/transactions.csv", response_class=StreamingResponse,
+                responses={422: STATEMENT_ERRORS[422]})
+    def my_transactions_csv(user: Caller, first: StatementFrom = None,
+                            last: StatementTo = None, kind: StatementType = None
+                            ) -> StreamingResponse:
+        """The caller's statement as CSV, oldest first, with the same filters."""
+        return statement_csv(sessions, own_account(user),
+                             statement_filter(books, first, last, kind))
 
     @router.get("/me/days", responses={400: _error("Invalid cursor")})
     def my_days(user: Caller, cursor: Cursor = None,
@@ -385,12 +400,26 @@ def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None
 
 
 def _ledger_page(sessions: Sessions, account_id: uuid.UUID, cursor: str | None,
-                 limit: int, as_of: datetime | None = None) -> LedgerPage:
-    lines, next_cursor = service.audit_log(sessions, account_id, cursor, limit, as_of)
+                 limit: int, as_of: datetime | None = None,
+                 statement: service.StatementFilter = service.EVERYTHING) -> LedgerPage:
+    lines, next_cursor = service.audit_log(sessions, account_id, cursor, limit, as_of,
+                                           statement)
     return LedgerPage(items=[LedgerLineOut.of(line) for line in lines], next=next_cursor)
 
 
-def _add_account_routes(router: APIRouter, sessions: Sessions) -> None:
+def statement_csv(sessions: Sessions, account_id: uuid.UUID,
+                  statement: service.StatementFilter) -> StreamingResponse:
+    """One account's statement as a CSV download, streamed."""
+    rows = service.audit_log_csv_rows(sessions, account_id, statement)
+    return csv_response(rows, f"statement-{account_id}{_period_name(statement)}.csv")
+
+
+def _period_name(statement: service.StatementFilter) -> str:
+    parts = [str(part) for part in (statement.first, statement.last, statement.type) if part]
+    return "".join(f"-{part}" for part in parts)
+
+
+def _add_account_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
     @router.get("/accounts", responses={**FORBIDDEN, 400: _error("Invalid cursor")})
     def list_accounts(user: Caller, cursor: Cursor = None,
                       limit: Limit = service.DEFAULT_PAGE_SIZE) -> BalancePage:
@@ -402,16 +431,33 @@ def _add_account_routes(router: APIRouter, sessions: Sessions) -> None:
     @router.get(
         "/accounts/{account_id}/transactions",
         responses={403: _error("Another account, and neither admin nor accountant"),
-                   404: _error("No such account"), 400: _error("Invalid cursor")},
+                   404: _error("No such account"), **STATEMENT_ERRORS},
     )
     def account_transactions(account_id: uuid.UUID, user: Caller, cursor: Cursor = None,
-                             limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None
-                             ) -> LedgerPage:
+                             limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None,
+                             first: StatementFrom = None, last: StatementTo = None,
+                             kind: StatementType = None) -> LedgerPage:
         """An account's audit log, newest first (admins, accountants, or the account);
-        ``as_of`` a moment, the statement as it stood then."""
+        ``as_of`` a moment, the statement as it stood then; ``from``, ``to``, ``type``:
+        only those transactions."""
         ensure_may_see(user, account_id)
         known_account(sessions, account_id)
-        return _ledger_page(sessions, account_id, cursor, limit, as_of)
+        statement = statement_filter(books, first, last, kind)
+        return _ledger_page(sessions, account_id, cursor, limit, as_of, statement)
+
+    @router.get(
+        "/accounts/{account_id}/transactions.csv", response_class=StreamingResponse,
+        responses={403: _error("Another account, and neither admin nor accountant"),
+                   404: _error("No such account"), 422: STATEMENT_ERRORS[422]},
+    )
+    def account_transactions_csv(account_id: uuid.UUID, user: Caller,
+                                 first: StatementFrom = None, last: StatementTo = None,
+                                 kind: StatementType = None) -> StreamingResponse:
+        """An account's statement as CSV, oldest first, with the same filters (admins,
+        accountants, or the account)."""
+        ensure_may_see(user, account_id)
+        known_account(sessions, account_id)
+        return statement_csv(sessions, account_id, statement_filter(books, first, last, kind))
 
     @router.get(
         "/accounts/{account_id}/balance",

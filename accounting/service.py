@@ -13,7 +13,7 @@ import binascii
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Unpack
 
 from sqlalchemy import ColumnElement, Row, Select, func, select, text
@@ -395,15 +395,90 @@ def balance_at(sessions: Sessions, account_id: uuid.UUID, at: datetime) -> Balan
     return BalanceAt(account_id, at, last.balance_after, last.public_id)
 
 
+@dataclass(frozen=True)
+class StatementFilter:
+    """Which transactions of an account a statement shows: those recorded from the day
+    ``first`` to the day ``last`` (both included, days in ``zone``) of one ``type``; None
+    is no limit."""
+
+    first: date | None = None
+    last: date | None = None
+    type: str | None = None
+    zone: tzinfo = UTC
+
+    def __post_init__(self) -> None:
+        if self.first and self.last and self.last < self.first:
+            raise domain.InvalidRange(
+                f"the range ends ({self.last}) before it starts ({self.first})")
+        if self.type is not None and self.type not in domain.TRANSACTION_TYPES:
+            raise domain.InvalidRange(
+                f"type must be one of {', '.join(domain.TRANSACTION_TYPES)}")
+
+    @property
+    def by_time(self) -> bool:
+        return self.first is not None or self.last is not None
+
+    def starts(self) -> datetime | None:
+        return self.first and datetime.combine(self.first, time(), self.zone)
+
+    def ends(self) -> datetime | None:
+        """The first moment after the range."""
+        return self.last and datetime.combine(self.last + timedelta(days=1), time(), self.zone)
+
+
+EVERYTHING = StatementFilter()
+
+_FIRST_FROM = text(
+    """
+    SELECT id FROM transactions WHERE account_id = :account AND created_at >= :at
+    ORDER BY created_at, id LIMIT 1
+    """
+)
+_LAST_BEFORE = text(
+    """
+    SELECT id FROM transactions WHERE account_id = :account AND created_at < :at
+    ORDER BY created_at DESC, id DESC LIMIT 1
+    """
+)
+
+
+def _id_range(session: Session, account_id: uuid.UUID, statement: StatementFilter,
+              as_of: datetime | None = None) -> tuple[int, int] | None:
+    """The ids the statement's period spans, by at most two descents of the index on
+    (account, time): transaction times grow with ids (``ledger.lock_chain``), so the
+    period's transactions are those between its first and last ids. None: it has none."""
+    lowest, highest = 0, 2**63 - 1
+    start, end = statement.starts(), statement.ends()
+    if start is not None:
+        lowest = session.scalar(_FIRST_FROM, {"account": account_id, "at": start})
+    if end is not None:
+        highest = session.scalar(_LAST_BEFORE, {"account": account_id, "at": end})
+    if as_of is not None:
+        last = _last_transaction_at(session, account_id, as_of)
+        highest = last and min(highest, last.id)
+    if lowest is None or highest is None or highest < lowest:
+        return None
+    return lowest, highest
+
+
+def _in_statement(query: Select, ids: tuple[int, int], statement: StatementFilter) -> Select:
+    query = query.where(Transaction.id.between(*ids))
+    if statement.type is not None:
+        query = query.where(Transaction.type == statement.type)
+    return query
+
+
 def audit_log(
     sessions: Sessions,
     account_id: uuid.UUID,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     as_of: datetime | None = None,
+    statement: StatementFilter = EVERYTHING,
 ) -> tuple[list[LedgerLine], str | None]:
-    """Every transaction of the account, newest first; ``as_of`` a moment, only those
-    recorded by then (the first line's ``balance_after`` is the balance at that moment)."""
+    """The account's transactions that ``statement`` shows, newest first; ``as_of`` a
+    moment, only those recorded by then (without other filters the first line's
+    ``balance_after`` is the balance at that moment)."""
     _check_limit(limit)
     query = (
         _ledger_lines()
@@ -412,11 +487,10 @@ def audit_log(
         .limit(limit + 1)
     )
     with sessions() as session:
-        if as_of is not None:
-            last = _last_transaction_at(session, account_id, as_of)
-            if last is None:
-                return [], None
-            query = query.where(Transaction.id <= last.id)
+        ids = _id_range(session, account_id, statement, as_of)
+        if ids is None:
+            return [], None
+        query = _in_statement(query, ids, statement)
         if cursor:
             query = query.where(Transaction.id < _transaction_position(session, cursor))
         rows = session.execute(query).all()
@@ -528,6 +602,13 @@ def management_earnings(sessions: Sessions, books: Books, day: date | None = Non
     return management_days(sessions, day, day)[0]
 
 
+def first_management_day(sessions: Sessions) -> date | None:
+    """The first day with fees or rewards (the start of the day totals' key); None before
+    anything was booked."""
+    with sessions() as session:
+        return session.scalar(select(func.min(DayTotal.day)))
+
+
 def management_days(sessions: Sessions, first: date, last: date) -> list[ManagementDay]:
     """Management's earnings for every day from ``first`` to ``last``, oldest first."""
     days = domain.days_between(first, last)
@@ -568,14 +649,20 @@ MANAGEMENT_CSV_HEADER = ["day", "fees_charged", "rewards_paid", "earned"]
 
 
 def audit_log_csv_rows(
-    sessions: Sessions, account_id: uuid.UUID | None = None
+    sessions: Sessions, account_id: uuid.UUID | None = None,
+    statement: StatementFilter = EVERYTHING,
 ) -> Iterator[list[str]]:
-    """The audit log (of one account, or of all) as CSV rows, header first, oldest first."""
+    """The audit log (of one account, or of all) as CSV rows, header first, oldest first;
+    ``statement`` filters one account's."""
     yield AUDIT_LOG_CSV_HEADER
     query = _ledger_lines().order_by(Transaction.id).execution_options(yield_per=1000)
-    if account_id:
-        query = query.where(Transaction.account_id == account_id)
     with sessions() as session:
+        if account_id:
+            query = query.where(Transaction.account_id == account_id)
+            ids = _id_range(session, account_id, statement)
+            if ids is None:
+                return
+            query = _in_statement(query, ids, statement)
         for row in session.execute(query):
             yield _csv_line(_ledger_line(row))
 

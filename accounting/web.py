@@ -1,30 +1,36 @@
 """The accounting dashboard: server-rendered pages for people signed in through auth's SSO.
 
-Everyone sees their own account (balance, today's earnings, audit log, per-day history);
-admins and accountants also see management's earnings (a table and a bar chart drawn
-here, no script), every balance with each account's audit log, the CSV exports and the
-form that closes a day. Forms carry a CSRF token (``auth.client.FormGuard``).
+Everyone sees their own account (balance, today's earnings, a statement filtered by dates
+and type, its CSV, per-day history), kept up to date by ``static/account.js``: it listens
+to ``/events`` (Server-Sent Events of the ledger's ``NOTIFY``, see migration 0011) and
+fetches the page again when something is booked for the account. Admins and accountants
+also see management's earnings over a range of days (a table and a bar chart drawn here,
+no script), every balance with each account's statement, the CSV exports and the form
+that closes a day. Forms carry a CSRF token (``auth.client.FormGuard``); every page works
+without script.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from accounting import corrections, domain, service
-from accounting.api import sees_everything, status_for
+from accounting.api import sees_everything, statement_filter, status_for
 from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
 from auth.client import AuthClientConfig, CurrentUser
 from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
+from messaging import live
 from messaging.service_app import as_sentence
 from messaging.tracing import current_traceparent
 
@@ -32,6 +38,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20
 HISTORY_DAYS = 14
 CSRF_COOKIE = "ates_accounting_csrf"
+BOOKED_CHANNEL = "accounting_booked"  # migration 0011
 TYPE_NAMES = {domain.FEE: "Fee", domain.REWARD: "Reward", domain.PAYOUT: "Payout",
               domain.REVERSAL: "Reversal", domain.ADJUSTMENT: "Adjustment"}
 
@@ -64,6 +71,23 @@ class Bar:
     def negative(self) -> bool:
         return self.earned < 0
 
+    @property
+    def middle(self) -> float:
+        return round(self.x + self.width / 2, 2)
+
+    @property
+    def value_y(self) -> float:
+        """Where the bar's value is written: just beyond its end."""
+        return round(self.y + self.height + 12 if self.negative else self.y - 4, 2)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A mark of an axis: where, and what it says."""
+
+    at: float
+    label: str
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -71,33 +95,64 @@ class Chart:
     height: int
     baseline: float
     bars: list[Bar]
+    left: int = 0
+    bottom: float = 0
+    values: list[Tick] = field(default_factory=list)  # the money axis
+    days: list[Tick] = field(default_factory=list)  # the day axis
+    with_values: bool = False  # each bar's value written beside it
+    summary: str = ""
 
 
-CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 360, 160, 4
+CHART_WIDTH, CHART_HEIGHT = 480, 220
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 76, 4, 18, 30
+BARS_WITH_VALUES = 7  # more bars are too narrow for their values
+DAY_LABELS = 7
 
 
 def bar_chart(days: Sequence[ManagementDay]) -> Chart:
-    """One bar per day (oldest left), above the baseline for earnings, below for losses."""
+    """One bar per day (oldest left), above the baseline for earnings, below for losses,
+    with a money axis (highest, zero, lowest), a day axis and a summary in words."""
     top = max([0, *(day.earned for day in days)])
     bottom = min([0, *(day.earned for day in days)])
     span = (top - bottom) or 1
-    usable = CHART_HEIGHT - 2 * CHART_PAD
-    baseline = CHART_PAD + usable * top / span
-    slot = CHART_WIDTH / max(len(days), 1)
+    usable = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
+    baseline = PLOT_TOP + usable * top / span
+    slot = (CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT) / max(len(days), 1)
     bars = []
     for index, day in enumerate(days):
         height = usable * abs(day.earned) / span
         y = baseline - height if day.earned >= 0 else baseline
-        bars.append(Bar(round(index * slot + slot * 0.15, 2), round(y, 2), round(slot * 0.7, 2),
-                        round(height, 2), day.day, day.earned))
-    return Chart(CHART_WIDTH, CHART_HEIGHT, round(baseline, 2), bars)
+        bars.append(Bar(round(PLOT_LEFT + index * slot + slot * 0.15, 2), round(y, 2),
+                        round(slot * 0.7, 2), round(height, 2), day.day, day.earned))
+    values = [Tick(round(PLOT_TOP + usable * (top - value) / span, 2), money(value))
+              for value in sorted({top, 0, bottom}, reverse=True)]
+    return Chart(CHART_WIDTH, CHART_HEIGHT, round(baseline, 2), bars, PLOT_LEFT,
+                 CHART_HEIGHT - PLOT_BOTTOM, values, _day_ticks(bars),
+                 0 < len(bars) <= BARS_WITH_VALUES, chart_summary(days))
+
+
+def _day_ticks(bars: Sequence[Bar]) -> list[Tick]:
+    step = max(1, math.ceil(len(bars) / DAY_LABELS))
+    shown = bars[::-1][::step][::-1]  # the latest day always has its label
+    short = len({bar.day.year for bar in bars}) == 1
+    return [Tick(bar.middle, bar.day.strftime("%b %d") if short else bar.day.isoformat())
+            for bar in shown]
+
+
+def chart_summary(days: Sequence[ManagementDay]) -> str:
+    """The chart in one sentence, for those who do not see it."""
+    if not days:
+        return "Nothing earned yet."
+    best = max(days, key=lambda day: day.earned)
+    worst = min(days, key=lambda day: day.earned)
+    total = sum(day.earned for day in days)
+    noun = "day" if len(days) == 1 else "days"
+    return (f"Management earned {money(total)} over {len(days)} {noun}, {days[0].day} to"
+            f" {days[-1].day}; best day {best.day} ({money(best.earned)}), worst day"
+            f" {worst.day} ({money(worst.earned)}). The table below lists every day.")
 
 
 # -- pages --------------------------------------------------------------------------------
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 def _parse_day(raw: str | None) -> date | None:
@@ -114,12 +169,32 @@ def _account_id(raw: str) -> uuid.UUID | None:
         return None
 
 
+@dataclass(frozen=True)
+class StatementQuery:
+    """The statement's filters and page as the address gives them (text, maybe wrong)."""
+
+    first: str = ""
+    last: str = ""
+    type: str = ""
+    cursor: str = ""
+
+    def filters(self) -> dict[str, str]:
+        """The filters set, as query parameters."""
+        named = {"from": self.first, "to": self.last, "type": self.type}
+        return {name: value for name, value in named.items() if value}
+
+    def url(self, path: str, **more: str) -> str:
+        query = urlencode({**self.filters(), **more})
+        return f"{path}?{query}" if query else path
+
+
 class Dashboard(DashboardPages):
     def __init__(self, sessions: Sessions, books: Books, auth: AuthClientConfig,
                  links: DashboardLinks):
         super().__init__(templates, auth, CSRF_COOKIE, links)
         self.sessions = sessions
         self.books = books
+        self.live = live.LiveFeed(live.conninfo_of(sessions.kw["bind"]), BOOKED_CHANNEL)
 
     # --- rendering ------------------------------------------------------------------
 
@@ -139,49 +214,75 @@ class Dashboard(DashboardPages):
 
     # --- one account ----------------------------------------------------------------
 
+    def _statement(self, query: StatementQuery) -> service.StatementFilter:
+        return statement_filter(self.books, _parse_day(query.first), _parse_day(query.last),
+                                query.type or None)
+
     def account_page(self, request: Request, user: CurrentUser, account_id: uuid.UUID,
-                     cursor: str | None, path: str, notice: str | None = None
-                     ) -> HTMLResponse:
+                     query: StatementQuery, path: str) -> HTMLResponse:
         own = user.id == str(account_id)
         account = service.find_account(self.sessions, account_id)
         if account is None and not own:
             return self.message(request, user, "Not found", "No such account.", 404)
         try:
-            lines, next_cursor = service.audit_log(self.sessions, account_id, cursor, PAGE_SIZE)
+            statement = self._statement(query)
+            lines, next_cursor = service.audit_log(self.sessions, account_id,
+                                                   query.cursor or None, PAGE_SIZE,
+                                                   statement=statement)
         except domain.AccountingError as error:
             return self.refused(request, user, error, link=path)
         days, _ = service.account_days(self.sessions, account_id, limit=HISTORY_DAYS)
         context = {
-            "own": own, "account": account,
+            "own": own, "account": account, "query": query, "filtered": statement.by_time
+            or statement.type is not None,
             "summary": service.account_summary(self.sessions, self.books, account_id),
             "lines": lines, "days": days,
-            "next_url": next_cursor and f"{path}?{urlencode({'cursor': next_cursor})}",
-            "first_url": cursor and path,
-            "notice": NOTICES.get(notice or ""),
+            "next_url": next_cursor and query.url(path, cursor=next_cursor),
+            "first_url": query.cursor and query.url(path),
+            "csv_url": query.url(f"/api/accounts/{account_id}/transactions.csv"),
+            "events_url": f"/events?{urlencode({'account': str(account_id)})}",
+            "clear_url": path,
         }
         return self.render(request, user, "account.html", context)
 
-    def my_account(self, request: Request, user: CurrentUser, cursor: str | None
+    def my_account(self, request: Request, user: CurrentUser, query: StatementQuery
                    ) -> HTMLResponse:
         account_id = _account_id(user.id)
         if account_id is None:
             return self.message(request, user, "No account",
                                 "Service clients have no account of their own.", 403)
-        return self.account_page(request, user, account_id, cursor, "/")
+        return self.account_page(request, user, account_id, query, "/")
 
-    def other_account(self, request: Request, user: CurrentUser, raw_id: str,
-                      cursor: str | None, notice: str | None = None) -> HTMLResponse:
+    def _may_see(self, request: Request, user: CurrentUser, raw_id: str
+                 ) -> uuid.UUID | HTMLResponse:
         account_id = _account_id(raw_id)
         if account_id is not None and user.id == str(account_id):
-            return self.account_page(request, user, account_id, cursor,
-                                     f"/accounts/{account_id}", notice)
+            return account_id
         if not sees_everything(user):
             return self.message(request, user, "Not allowed",
                                 "You may only see your own account.", 403)
         if account_id is None:
             return self.message(request, user, "Not found", "No such account.", 404)
-        return self.account_page(request, user, account_id, cursor, f"/accounts/{account_id}",
-                                 notice)
+        return account_id
+
+    def other_account(self, request: Request, user: CurrentUser, raw_id: str,
+                      query: StatementQuery) -> HTMLResponse:
+        account_id = self._may_see(request, user, raw_id)
+        if not isinstance(account_id, uuid.UUID):
+            return account_id
+        return self.account_page(request, user, account_id, query, f"/accounts/{account_id}")
+
+    # --- live updates ---------------------------------------------------------------
+
+    def events(self, request: Request, user: CurrentUser, raw_id: str | None) -> Response:
+        """Server-Sent Events: ``ready`` once listening, then ``change`` whenever something
+        is booked for the account (the visitor's own unless ``raw_id`` names another)."""
+        account_id = self._may_see(request, user, raw_id or user.id)
+        if not isinstance(account_id, uuid.UUID):
+            return account_id
+        return StreamingResponse(live.event_stream(self.live, _booked_for(account_id)),
+                                 media_type="text/event-stream",
+                                 headers={"X-Accel-Buffering": "no"})
 
     # --- corrections ----------------------------------------------------------------
 
@@ -217,28 +318,45 @@ class Dashboard(DashboardPages):
                                 key or None, current_traceparent())
         except domain.AccountingError as error:
             return self.refused(request, user, error, link=back)
-        return _see_other(f"{back}?notice=reversed")
+        return self.redirect(back, notice="Reversed: the reversal is booked today.")
 
     # --- management -----------------------------------------------------------------
 
+    def _report_days(self, raw_first: str | None, raw_last: str | None
+                     ) -> tuple[date, date, list[ManagementDay]]:
+        """The range asked for (by default the last ``HISTORY_DAYS`` days) and its days
+        from the first with fees or rewards on: none before anything was booked."""
+        last = _parse_day(raw_last) or service.open_day(self.sessions, self.books)
+        first = _parse_day(raw_first) or last - timedelta(days=HISTORY_DAYS - 1)
+        domain.days_between(first, last)  # refuses a range that ends before it starts
+        if (last - first).days >= service.MAX_REPORT_DAYS:
+            raise domain.InvalidRange(f"a report covers at most {service.MAX_REPORT_DAYS} days")
+        with_data = service.first_management_day(self.sessions)
+        if with_data is None or with_data > last:
+            return first, last, []
+        return first, last, service.management_days(self.sessions, max(first, with_data), last)
+
     def management_page(self, request: Request, user: CurrentUser, cursor: str | None,
-                        notice: str | None, paid: str | None) -> HTMLResponse:
+                        raw_first: str | None, raw_last: str | None) -> HTMLResponse:
         if not sees_everything(user):
             return self.not_allowed(request, user)
         try:
             balances, next_cursor = service.list_balances(self.sessions, cursor, PAGE_SIZE)
+            first, last, days = self._report_days(raw_first, raw_last)
         except domain.AccountingError as error:
             return self.refused(request, user, error, link="/management")
         today = service.open_day(self.sessions, self.books)
-        first = today - timedelta(days=HISTORY_DAYS - 1)
-        days = service.management_days(self.sessions, first, today)
+        shown = {"from": first.isoformat(), "to": last.isoformat()}
+        asked = {name: value for name, value in (("from", raw_first), ("to", raw_last)) if value}
+        page_url = f"/management?{urlencode(asked)}".rstrip("?")
         context = {
-            "today": days[-1], "days": list(reversed(days)), "chart": bar_chart(days),
-            "balances": balances, "names": _names(balances),
-            "export_query": urlencode({"from": first.isoformat(), "to": today.isoformat()}),
-            "notice": _notice(notice, paid), "open_day": today,
-            "next_url": next_cursor and f"/management?{urlencode({'cursor': next_cursor})}",
-            "first_url": cursor and "/management",
+            "today": service.management_earnings(self.sessions, self.books, today),
+            "days": list(reversed(days)), "chart": bar_chart(days), "first": first,
+            "last": last, "balances": balances, "names": _names(balances),
+            "export_query": urlencode(shown), "open_day": today,
+            "next_url": next_cursor and
+            f"/management?{urlencode({**asked, 'cursor': next_cursor})}",
+            "first_url": cursor and page_url,
         }
         return self.render(request, user, "management.html", context)
 
@@ -266,38 +384,53 @@ class Dashboard(DashboardPages):
         except domain.AccountingError as error:
             return self.refused(request, user, error, link="/management")
         if not closed:
-            return _see_other("/management?notice=already-closed")
+            return self.redirect("/management", notice="That day was already closed.")
         paid = sum(day.total_paid for day in closed)
-        return _see_other(f"/management?{urlencode({'notice': 'closed', 'paid': paid})}")
+        return self.redirect("/management", notice=f"Day closed. Paid out: {money(paid)}.")
 
 
-# Pages say what just happened through a fixed code in the URL, never through free text.
-NOTICES = {"closed": "Day closed.", "already-closed": "That day was already closed.",
-           "reversed": "Reversed: the reversal is booked today."}
+def _booked_for(account_id: uuid.UUID):
+    """Whether a message of the ledger's trigger concerns ``account_id``."""
+    wanted = str(account_id)
 
+    def concerns(message: live.Message) -> bool:
+        accounts = message.get("accounts")
+        return accounts == "all" or (isinstance(accounts, list) and wanted in accounts)
 
-def _notice(code: str | None, paid: str | None) -> str | None:
-    text = NOTICES.get(code or "")
-    if text is not None and code == "closed" and paid and paid.isdigit():
-        text += f" Paid out: {money(int(paid))}."
-    return text
+    return concerns
 
 
 def _names(balances: list[AccountBalance]) -> dict[uuid.UUID, str]:
     return {b.account_id: b.full_name or b.email or str(b.account_id) for b in balances}
 
 
+def _statement_query(cursor: str | None = None,
+                     first: Annotated[str | None, Query(alias="from")] = None,
+                     last: Annotated[str | None, Query(alias="to")] = None,
+                     kind: Annotated[str | None, Query(alias="type")] = None
+                     ) -> StatementQuery:
+    return StatementQuery(first or "", last or "", kind or "", cursor or "")
+
+
+Statement = Annotated[StatementQuery, Depends(_statement_query)]
+
+
 def web_router(dashboard: Dashboard) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
-    def my_account(request: Request, user: Visitor, cursor: str | None = None) -> Response:
-        return dashboard.my_account(request, user, cursor)
+    def my_account(request: Request, user: Visitor, query: Statement) -> Response:
+        return dashboard.my_account(request, user, query)
 
     @router.get("/accounts/{account_id}")
-    def account(request: Request, user: Visitor, account_id: str,
-                cursor: str | None = None, notice: str | None = None) -> Response:
-        return dashboard.other_account(request, user, account_id, cursor, notice)
+    def account(request: Request, user: Visitor, account_id: str, query: Statement
+                ) -> Response:
+        return dashboard.other_account(request, user, account_id, query)
+
+    @router.get("/events")
+    async def events(request: Request, user: Visitor, account: str | None = None
+                     ) -> Response:
+        return dashboard.events(request, user, account)
 
     @router.get("/transactions/{transaction_id}/reverse")
     def reverse_page(request: Request, user: Visitor, transaction_id: str) -> Response:
@@ -312,8 +445,9 @@ def web_router(dashboard: Dashboard) -> APIRouter:
 
     @router.get("/management")
     def management(request: Request, user: Visitor, cursor: str | None = None,
-                   notice: str | None = None, paid: str | None = None) -> Response:
-        return dashboard.management_page(request, user, cursor, notice, paid)
+                   first: Annotated[str | None, Query(alias="from")] = None,
+                   last: Annotated[str | None, Query(alias="to")] = None) -> Response:
+        return dashboard.management_page(request, user, cursor, first, last)
 
     @router.get("/close-day")
     def close_day_page(request: Request, user: Visitor, date: str | None = None) -> Response:
