@@ -15,17 +15,23 @@ def analytics_group() -> None:
 @analytics_group.command("rebuild")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds the replay may take.")
+@click.option("--force", is_flag=True,
+              help="Rebuild even when the topics no longer reach back to the events the "
+                   "dashboard holds (a memory-only broker that restarted).")
 @yes_option
 @progress_option
-def rebuild_command(timeout: float, yes: bool, show_progress: bool | None) -> None:
+def rebuild_command(timeout: float, force: bool, yes: bool, show_progress: bool | None) -> None:
     """Empty the projection and replay every topic from the beginning."""
     from analytics.app import engine_for
+    from analytics.rebuild_guard import TopicsForgot, check_topics_reach_back
     from analytics.stream import rebuild
     from messaging.settings import Settings
 
     settings = Settings.from_env()
     engine = engine_for(settings)
     url = engine.url
+    if not force:
+        _refuse_when_topics_forgot(engine, settings, check_topics_reach_back, TopicsForgot)
     confirmed(f"Empty the analytics dashboard in database {url.database} on "
               f"{url.host}:{url.port} and replay every event from {settings.kafka_bootstrap}"
               " (the dashboard is incomplete until the replay ends)", yes)
@@ -37,6 +43,20 @@ def rebuild_command(timeout: float, yes: bool, show_progress: bool | None) -> No
     finally:
         engine.dispose()
     click.echo(f"analytics rebuilt from {read} message(s)")
+
+
+def _refuse_when_topics_forgot(engine, settings, check, forgot) -> None:
+    from confluent_kafka import KafkaException
+
+    try:
+        check(engine, settings)
+    except forgot as error:
+        engine.dispose()
+        raise click.ClickException(f"refusing to rebuild: {error}") from error
+    except KafkaException as error:
+        engine.dispose()
+        raise click.ClickException(
+            f"cannot read the topics on {settings.kafka_bootstrap}: {error}") from error
 
 
 commands = [analytics_group]
