@@ -48,21 +48,13 @@ class DashboardLinks:
 ADMIN = "admin"
 
 
-def dashboards_for(user: Any, links: DashboardLinks, service: str = ""
-                   ) -> list[tuple[str, str, str]]:
-    """(name, text, url) of every dashboard ``user``'s role may open, in the frame's order.
-
-    Everyone has tasks and an account; analytics and the account administration are the
-    admins'. The current service's own pages are linked by path, the others by URL.
-    """
-    def url(name: str, base: str, path: str = "") -> str:
-        return (path or "/") if name == service else f"{base}{path}"
-
-    shown = [("tasks", "Tasks", url("tasks", links.tasks)),
-             ("accounting", "Accounting", url("accounting", links.accounting))]
+def dashboards_for(user: Any, links: DashboardLinks) -> list[tuple[str, str, str]]:
+    """(service, text, url) of every dashboard ``user``'s role may open, in the frame's
+    order: everyone has tasks and an account; analytics and the accounts are the admins'."""
+    shown = [("tasks", "Tasks", links.tasks), ("accounting", "Accounting", links.accounting)]
     if getattr(user, "role", None) == ADMIN:
-        shown.append(("analytics", "Analytics", url("analytics", links.analytics)))
-        shown.append(("auth", "Accounts", url("auth", links.auth, "/admin/accounts")))
+        shown += [("analytics", "Analytics", links.analytics),
+                  ("auth", "Accounts", f"{links.auth}/admin/accounts")]
     return shown
 
 

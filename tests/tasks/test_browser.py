@@ -8,6 +8,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests.auth.support import People, Person
+from tests.axe import assert_accessible
 from tests.tasks.support import feed_replica
 
 PHONE = {"viewport": {"width": 390, "height": 844}}
@@ -21,7 +22,7 @@ def sign_in(page: Page, person: Person) -> None:
 
 
 def create_task(page: Page, title: str, jira_id: str = "", description: str = "") -> None:
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="New task").click()
+    page.get_by_role("navigation", name="Tasks pages").get_by_role("link", name="New task").click()
     page.fill("#title", title)
     page.fill("#jira-id", jira_id)
     page.fill("#description", description)
@@ -43,35 +44,51 @@ def test_a_worker_completes_a_task_and_a_manager_reshuffles(tasks_url, engine, s
     worker = browser_context(**PHONE).new_page()
 
     worker.goto(f"{tasks_url}/")
+    assert_accessible(worker, "the provider's sign-in page")
     sign_in(worker, people.worker)
     expect(worker.get_by_role("heading", level=1)).to_have_text("My tasks")
+    assert_accessible(worker, "no tasks yet")
     worker.get_by_role("link", name="New task").first.click()
     worker.fill("#title", "[UBERPOP-7] Feed the parrots")
     worker.get_by_role("button", name="Create task").click()
     expect(worker.get_by_role("alert")).to_contain_text("Title must not contain [ or ]")
+    assert_accessible(worker, "the new task form refusing a title")
     assert_fits_a_phone(worker, tmp_path / "new-task.png")
     create_task(worker, "Feed the parrots", "uberpop-7", "Millet and fresh water, twice a day.")
     expect(worker.locator("section.card dl")).to_contain_text("Kesha Worker")
+    assert_accessible(worker, "a new task's page")
     worker.get_by_role("link", name="My tasks").first.click()
+    assert_accessible(worker, "my tasks")
     worker.get_by_role("button", name="Complete").click()
     expect(worker.get_by_role("status")).to_have_text("Task done: millet in the bowl.")
+    assert_accessible(worker, "my tasks after completing one")
     create_task(worker, "Clean the cage with a very long title that has to wrap on a phone")
     worker.goto(f"{tasks_url}/?status=all")
     expect(worker.locator(".task")).to_have_count(2)
     expect(worker.locator(".status.done")).to_contain_text("millet in a bowl")
+    assert_accessible(worker, "all my tasks")
     assert_fits_a_phone(worker, tmp_path / "my-tasks.png")
+    worker.goto(f"{tasks_url}/?view=board")
+    assert_accessible(worker, "my board")
+    worker.goto(f"{tasks_url}/no/such/page")
+    expect(worker.get_by_role("heading", level=1)).to_have_text("Page not found")
+    assert_accessible(worker, "an unknown page")
 
     manager = browser_context(**PHONE).new_page()
     manager.goto(f"{tasks_url}/all")
     sign_in(manager, people.manager)
     manager.get_by_role("link", name="Reshuffle").click()
     expect(manager.get_by_role("heading", level=1)).to_have_text("Reshuffle open tasks?")
+    assert_accessible(manager, "the reshuffle page")
     assert_fits_a_phone(manager, tmp_path / "reshuffle.png")
     manager.get_by_role("button", name="Yes, reshuffle").click()
 
     expect(manager.get_by_role("status")).to_have_text(
         "Reshuffle done. Open tasks handed out again: 1.")
+    assert_accessible(manager, "all tasks after a reshuffle")
     assert_fits_a_phone(manager, tmp_path / "all-tasks.png")
+    manager.goto(f"{tasks_url}/all?q=parrots&assignee=Kesha&sort=title&view=board")
+    assert_accessible(manager, "a search on the board")
 
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
@@ -129,6 +146,7 @@ def test_keyboard_shortcuts_open_help_search_and_a_new_task(tasks_url, engine, s
     help_dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
     expect(help_dialog).to_be_visible()
     expect(help_dialog).to_contain_text("New task")
+    assert_accessible(page, "the keyboard shortcuts help")
     page.keyboard.press("Escape")
     expect(help_dialog).to_be_hidden()
 
