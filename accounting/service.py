@@ -422,8 +422,10 @@ class StatementFilter:
         return self.first and datetime.combine(self.first, time(), self.zone)
 
     def ends(self) -> datetime | None:
-        """The first moment after the range."""
-        return self.last and datetime.combine(self.last + timedelta(days=1), time(), self.zone)
+        """The first moment after the range (None: there is none)."""
+        if self.last is None or self.last == date.max:
+            return None
+        return datetime.combine(self.last + timedelta(days=1), time(), self.zone)
 
 
 EVERYTHING = StatementFilter()

@@ -104,7 +104,8 @@ class Chart:
 
 
 CHART_WIDTH, CHART_HEIGHT = 480, 220
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 76, 4, 18, 30
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 76, 4, 18, 44
+TICK_SPACING = 16  # closer ticks would write over each other
 BARS_WITH_VALUES = 7  # more bars are too narrow for their values
 DAY_LABELS = 7
 
@@ -124,11 +125,22 @@ def bar_chart(days: Sequence[ManagementDay]) -> Chart:
         y = baseline - height if day.earned >= 0 else baseline
         bars.append(Bar(round(PLOT_LEFT + index * slot + slot * 0.15, 2), round(y, 2),
                         round(slot * 0.7, 2), round(height, 2), day.day, day.earned))
-    values = [Tick(round(PLOT_TOP + usable * (top - value) / span, 2), money(value))
-              for value in sorted({top, 0, bottom}, reverse=True)]
+    values = _money_ticks(top, bottom, usable)
     return Chart(CHART_WIDTH, CHART_HEIGHT, round(baseline, 2), bars, PLOT_LEFT,
                  CHART_HEIGHT - PLOT_BOTTOM, values, _day_ticks(bars),
                  0 < len(bars) <= BARS_WITH_VALUES, chart_summary(days))
+
+
+def _money_ticks(top: int, bottom: int, usable: float) -> list[Tick]:
+    """Zero, and the highest and lowest values unless too close to zero to be read."""
+    span = (top - bottom) or 1
+
+    def at(value: int) -> float:
+        return round(PLOT_TOP + usable * (top - value) / span, 2)
+
+    zero = at(0)
+    ends = [value for value in (top, bottom) if value and abs(at(value) - zero) >= TICK_SPACING]
+    return [Tick(at(value), money(value)) for value in sorted({*ends, 0}, reverse=True)]
 
 
 def _day_ticks(bars: Sequence[Bar]) -> list[Tick]:

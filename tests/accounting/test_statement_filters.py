@@ -3,7 +3,7 @@ read through the account's indexes, paged by keyset."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -79,6 +79,13 @@ def test_the_days_of_a_statement_are_those_of_its_time_zone(sessions, books, clo
     next_in_berlin, _ = statement(sessions, worker, first=TOMORROW, zone=berlin)
 
     assert len(in_utc) == 1 and in_berlin == [] and len(next_in_berlin) == 1
+
+
+def test_the_first_and_last_days_of_the_calendar_are_ranges_too(sessions, three_days):
+    everything, _ = statement(sessions, three_days, first=date.min, last=date.max,
+                              zone=ZoneInfo("Europe/Berlin"))
+
+    assert len(everything) == 6
 
 
 def test_filters_that_make_no_sense_are_refused():

@@ -363,3 +363,11 @@ def test_the_live_stream_is_for_the_accounts_one_may_see(dashboard, browsers, pe
 
     assert other.status_code == 403
     assert anonymous.status_code == 303
+
+
+def test_the_money_axis_leaves_out_a_value_too_close_to_zero_to_be_read():
+    day = date(2026, 11, 20)
+
+    chart = bar_chart([ManagementDay(day, 100, 0), ManagementDay(day, 0, 10_000)])
+
+    assert [tick.label for tick in chart.values] == ["$0.00", "-$100.00"]
