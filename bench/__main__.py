@@ -8,7 +8,7 @@ import importlib.util
 from bench.common import format_table
 
 BENCHES = ("messaging", "replicas", "reshuffle", "tasks_api", "ledger", "analytics", "scaling",
-           "platform", "scale")
+           "platform", "scale", "signin")
 
 
 def main() -> None:
