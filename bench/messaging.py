@@ -1,20 +1,28 @@
-"""Events/s through outbox -> relay -> Kafka -> consumer with inbox, beside raw baselines.
+"""Events/s through outbox -> relay -> broker -> consumer with inbox, beside raw baselines,
+on each broker the platform runs on: Tansu (the light default) and Apache Kafka (one local
+KRaft node, the pinned version of ``deploy/kafka``).
 
 Baselines, measured in the same run on the same servers:
 - raw psycopg: ``executemany`` of the same rows into a plain table;
-- raw Kafka: plain confluent-kafka produce + consume of the same messages.
+- raw broker: plain confluent-kafka produce + consume of the same messages, on that broker.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import psycopg
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 
 from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
+from deploy.kafka import ApacheKafka, KafkaUnavailable, kafka_version
 from event_schemas import default_registry
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
 from messaging.db import ensure_database, make_engine, make_session_factory
@@ -170,32 +178,66 @@ def _count(engine) -> int:
         return conn.execute(select(func.count()).select_from(effects)).scalar()
 
 
+@contextmanager
+def apache_kafka() -> Iterator[ApacheKafka]:
+    """One Apache Kafka node on a throwaway data folder; a clear one-line error when Java,
+    Maven or the jars are missing."""
+    base = Path(tempfile.mkdtemp(prefix="ates-bench-kafka-"))
+    broker = ApacheKafka(base, nodes=1)
+    try:
+        try:
+            broker.start()
+        except KafkaUnavailable as exc:
+            raise SystemExit(f"bench.messaging on Apache Kafka: {exc}") from None
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def brokers() -> dict[str, Callable[[], AbstractContextManager]]:
+    """Each broker the pipeline is measured on, by name, with how to start one."""
+    return {"Tansu": kafka_broker, f"Apache Kafka {kafka_version()}": apache_kafka}
+
+
+def broker_results(pg, bootstrap: str, broker: str, events: list, raw_db: float
+                   ) -> list[Result]:
+    """The pipeline on one broker, beside raw psycopg and raw produce+consume on it."""
+    settings = Settings(
+        database_url=pg.url,
+        kafka_bootstrap=bootstrap,
+        topic_prefix="bench.",
+        kafka_session_timeout_ms=2000,
+    )
+    ensure_topics(settings)
+    # Each broker's pipeline writes into a database of its own.
+    url = with_database(pg.url, "bench_pipeline_" + "".join(c for c in broker if c.isalnum()))
+    ensure_database(url)
+    engine = make_engine(url)
+    raw_broker = raw_kafka_rate(settings, make_events(len(events)))
+    pipeline = pipeline_rate(engine, settings, events)
+    engine.dispose()
+    name = f"pipeline on {broker} (events/s)"
+    return [
+        Result("messaging", name, pipeline, "events/s", "psycopg executemany (rows/s)", raw_db),
+        Result("messaging", name, pipeline, "events/s", f"raw produce+consume, {broker}",
+               raw_broker),
+    ]
+
+
 def run(events: int = 20000) -> list[Result]:
     batch = make_events(events)
-    with postgres_server() as pg, kafka_broker() as broker:
-        settings = Settings(
-            database_url=pg.url,
-            kafka_bootstrap=broker.bootstrap,
-            topic_prefix="bench.",
-            kafka_session_timeout_ms=2000,
-        )
-        ensure_topics(settings)
+    results = []
+    with postgres_server() as pg:
         url = with_database(pg.url, "bench_messaging")
         ensure_database(url)
-        engine = make_engine(url)
         raw_db = raw_psycopg_rate(
             f"postgresql://postgres@{pg.host}:{pg.port}/bench_messaging", batch
         )
-        raw_kafka = raw_kafka_rate(settings, make_events(events))
-        pipeline = pipeline_rate(engine, settings, batch)
-        engine.dispose()
-    name = "outbox -> Kafka -> consumer+inbox (events/s)"
-    return [
-        Result("messaging", name, pipeline, "events/s", "psycopg executemany (rows/s)", raw_db),
-        Result(
-            "messaging", name, pipeline, "events/s", "confluent-kafka produce+consume", raw_kafka
-        ),
-    ]
+        for broker, start in brokers().items():
+            with start() as server:
+                results += broker_results(pg, server.bootstrap, broker, batch, raw_db)
+    return results
 
 
 def main() -> None:
