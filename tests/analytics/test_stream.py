@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import date, timedelta
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from analytics import service
 from analytics.domain import DayEarnings, Period
 from analytics.models import Task
+from analytics.stream import ProjectionStream, Projector
 from messaging.dlq import read_dead_letters
+from messaging.kafka import consumer_config
 from tests.analytics.conftest import (
     DAY,
     RunningProjector,
@@ -21,11 +25,14 @@ from tests.analytics.conftest import (
     build,
     completed,
     day_closed,
+    handled_ids,
+    key_of,
     new_id,
     poll_until,
     priced,
     settings_for,
     task_state,
+    topic_of,
     transaction,
     wait_handled,
 )
@@ -225,3 +232,99 @@ def test_an_oversized_broken_event_is_dead_lettered_truncated_and_the_projector_
     assert letter.truncated and letter.original_size == len(raw)
     assert letter.event_id == huge["id"] and letter.consumer == "analytics"
     assert not live_projector.failures and live_projector.thread.is_alive()
+
+
+class LosesTheDatabaseOnce(Projector):
+    """Fails the first batch holding the given event, as a database that went away would."""
+
+    def __init__(self, *args, failing_event_id: str, **options):
+        super().__init__(*args, **options)
+        self.failing_event_id = failing_event_id.encode()
+        self.failed = False
+
+    def project(self, messages, stop) -> None:
+        if not self.failed and any(self.failing_event_id in m.value() for m in messages):
+            self.failed = True
+            raise ConnectionError("the database went away")
+        super().project(messages, stop)
+
+
+def committed_offsets(settings, group_id: str, partitions) -> dict[tuple[str, int], int]:
+    consumer = Consumer(consumer_config(settings, group_id))
+    try:
+        found = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+
+
+def publish_noting_offsets(topics: Topics, events) -> list[tuple[str, int, int]]:
+    """Publishes ``events``; returns the topic, partition and offset each was stored at."""
+    stored = []
+    for event in events:
+        topics.producer.produce(
+            topics.settings.topic(topic_of(event)), key=key_of(event).encode(),
+            value=event.to_json(),
+            on_delivery=lambda _, message: stored.append(
+                (message.topic(), message.partition(), message.offset())),
+        )
+    topics.flush()
+    return stored
+
+
+class StreamThread:
+    def __init__(self, settings, projector: Projector, group_id: str):
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+        stream = ProjectionStream(settings, projector, group_id)
+        self.thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _run(self, stream: ProjectionStream) -> None:
+        try:
+            stream.run(self.stop)
+        except BaseException as exc:
+            self.failures.append(exc)
+
+    def stopped(self) -> list[BaseException]:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+        return self.failures
+
+
+def test_a_failed_batch_and_what_follows_it_are_read_again_and_applied_once(
+    engine, sessions, analytics_engine, postgres_server, kafka_broker, analytics_database_url
+):
+    settings = settings_for(postgres_server.url, kafka_broker.bootstrap, analytics_database_url)
+    topics, group_id = Topics(settings), "analytics-redelivery"
+    task_id = new_id()
+    before = [priced(new_id(), 2000 + n) for n in range(20)]
+    failing = priced(task_id, reward=3000)
+    after = [priced(task_id, reward=3001 + n) for n in range(5)]  # same partition, later
+    usual = Projector.create(analytics_engine, settings)
+    projector = LosesTheDatabaseOnce(analytics_engine, usual.handlers, usual.dead_letters,
+                                     failing_event_id=failing.id)
+
+    first = StreamThread(settings, projector, group_id)
+    topics.publish(*before)
+    wait_handled(engine, before)
+    stored = publish_noting_offsets(topics, [failing, *after])
+    poll_until(lambda: not first.thread.is_alive(), what="the projector to stop on the failure")
+    assert [str(f.__cause__) for f in first.stopped()] == ["the database went away"]
+
+    assert not {e.id for e in [failing, *after]} & handled_ids(engine)
+    [(topic, partition, failing_offset)] = {stored[0]}
+    assert {(t, p) for t, p, _ in stored} == {(topic, partition)}
+    committed = committed_offsets(settings, group_id, [(topic, partition)])
+    assert committed.get((topic, partition), 0) <= failing_offset
+
+    second = StreamThread(settings, projector, group_id)
+    everything = [*before, failing, *after]
+    wait_handled(engine, everything)
+    last_offset = max(offset for _, _, offset in stored)
+    poll_until(lambda: committed_offsets(settings, group_id, [(topic, partition)]) == {
+        (topic, partition): last_offset + 1}, what="the applied messages to be committed")
+    assert second.stopped() == []
+    with sessions() as session:
+        assert session.get(Task, task_id).reward == 3000  # the first price, read again
