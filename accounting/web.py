@@ -104,7 +104,7 @@ class Chart:
 
 
 CHART_WIDTH, CHART_HEIGHT = 480, 220
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 76, 4, 18, 44
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 96, 4, 18, 44
 TICK_SPACING = 16  # closer ticks would write over each other
 BARS_WITH_VALUES = 7  # more bars are too narrow for their values
 DAY_LABELS = 7
