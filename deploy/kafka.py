@@ -42,6 +42,11 @@ JVM_OPTIONS = [
 ]
 
 
+# How long nodes may take to register: three JVMs starting at once on a busy two-core
+# machine have taken over two minutes.
+READY_SECONDS = 300
+
+
 class KafkaUnavailable(RuntimeError):
     """Apache Kafka cannot run here; the message says what is missing, in one line."""
 
@@ -318,7 +323,7 @@ class ApacheKafka:
                         f"port {port} on {self.host} is in use: Apache Kafka cannot listen "
                         "there (set ATES_KAFKA_PORT or stop what holds it)")
 
-    def start(self, timeout: float = 120) -> ApacheKafka:
+    def start(self, timeout: float = READY_SECONDS) -> ApacheKafka:
         self._prepare()
         self._check_ports(self.ids)
         try:
@@ -341,7 +346,7 @@ class ApacheKafka:
         log.close()
         self._pid_path(node).write_text(f"{self.processes[node].pid}\n")
 
-    def wait_ready(self, timeout: float = 120, nodes: list[int] | None = None) -> None:
+    def wait_ready(self, timeout: float = READY_SECONDS, nodes: list[int] | None = None) -> None:
         """Until every running node (or ``nodes``) is registered and serves metadata."""
         from confluent_kafka.admin import AdminClient
 
@@ -386,7 +391,7 @@ class ApacheKafka:
         self._pid_path(node).unlink(missing_ok=True)
         return pid
 
-    def start_node(self, node: int, timeout: float = 120) -> int:
+    def start_node(self, node: int, timeout: float = READY_SECONDS) -> int:
         """Start one stopped node again on its ports and data; waits until registered."""
         if self.running(node):
             raise RuntimeError(f"Kafka node {node} is still running (pid {self.pid(node)})")
