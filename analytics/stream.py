@@ -1,13 +1,13 @@
 """The projector: a faust-streaming application that keeps the analytics database.
 
-One agent reads ``accounting-lifecycle``, ``tasks-lifecycle`` and ``tasks-stream`` in
-batches. Each batch is validated against ``event_schemas``; its new events (the inbox
-filters ids already handled) are applied in one database transaction together with their
-inbox rows, and only then are the messages acknowledged, so faust commits their offsets.
-An event that can never be applied (invalid, unknown version, a bug) goes to
-``<topic>.dlq`` with the error, in the format of ``messaging.dlq``, and the batch moves on
-once the broker has stored its dead letters (retried until it has: a letter too big for
-it is truncated, never dropped).
+One agent reads the topics of ``analytics.consumers.CONSUMED_TOPICS`` in batches. Each
+batch is validated against ``event_schemas``; its new events (the inbox filters ids
+already handled) are applied in one database transaction together with their inbox rows,
+and only then are the messages acknowledged, so faust commits their offsets. An event
+that can never be applied (invalid, unknown version, a bug) goes to ``<topic>.dlq`` with
+the error, in the format of ``messaging.dlq``, and the batch moves on once the broker has
+stored its dead letters (retried until it has: a letter too big for it is truncated,
+never dropped).
 
 The worker thread runs faust on an event loop of its own; database work runs in a helper
 thread so the loop keeps serving the consumer group meanwhile, and keeps taking messages:
