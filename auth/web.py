@@ -33,8 +33,7 @@ BAD_CREDENTIALS = "Invalid email or password."
 NOTICES = {"created": "Account created.", "saved": "Saved.", "deactivated": "Deactivated.",
            "deleted": "Account deleted."}
 # The frame's look and icon, shared with the dashboards (which serve them from /static too).
-SHARED_ASSETS = {"dashboard.css": "text/css", "auth.css": "text/css",
-                 "ates.svg": "image/svg+xml"}
+SHARED_ASSETS = {"dashboard.css": "text/css", "ates.svg": "image/svg+xml"}
 THROTTLED = "Too many failed sign-in attempts. Please wait {minutes} minutes and try again."
 
 
