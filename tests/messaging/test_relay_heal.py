@@ -16,6 +16,7 @@ from deploy.embedded import TansuBroker, free_port
 from messaging.consumer import ConsumerRuntime
 from messaging.kafka import ensure_topics
 from messaging.relay import Relay
+from messaging.replay import BrokerState, BrokerWatch
 from messaging.tables import outbox as outbox_table
 from tests.e2e.platform import wait_until
 from tests.messaging.conftest import (
@@ -208,3 +209,18 @@ def test_a_consumer_applies_every_event_once_across_a_broker_that_forgot_under_l
     applied = Counter(row.event_id for row in effect_rows(engine))
     assert set(applied) == {e.id for e in written}, "no event lost"
     assert max(applied.values()) == 1, "no event applied twice"
+
+
+def test_an_acknowledgement_lower_than_one_before_marks_its_topic_lost():
+    watch = BrokerWatch()
+    for offset in range(10):
+        watch.acknowledged("topic", 0, offset)
+    assert watch.lost_topics(BrokerState("cluster", {"topic": {0: 10}})) == {}
+    watch.acknowledged("topic", 0, 10)
+    assert not watch.doubt
+    watch.acknowledged("topic", 0, 3)  # the broker counts from the start again
+    assert watch.doubt
+    assert watch.lost_topics(BrokerState("cluster", {"topic": {0: 11}})) == {
+        "topic": "offsets-lower"}
+    assert not watch.doubt
+    assert watch.lost_topics(BrokerState("cluster", {"topic": {0: 12}})) == {}
