@@ -8,6 +8,10 @@ migrated database and a fresh consumer group, the tasks consumer and the account
 consumer (their own handlers, as ``ates serve <svc> --role workers --only consumer`` runs
 them) apply them; the clock runs from the first poll until every event is in the inbox.
 
+Beside each rate it prints the sizes of the batches the runtime handed over (a batch
+statement pays off only when the batches are large) and the machine's load average
+(other work on the same cores slows every figure alike; the ratio to the baseline holds).
+
 The raw baseline is the same runtime on the same topic with a handler doing one plain
 ``INSERT`` per event into a table without indexes: what the consumer runtime itself
 allows (validation, inbox, commits), measured in the same run.
@@ -15,6 +19,8 @@ allows (validation, inbox, commits), measured in the same run.
 
 from __future__ import annotations
 
+import os
+import statistics
 import threading
 import time
 import uuid
@@ -106,6 +112,7 @@ def _rate(settings: Settings, url: str, handlers: HandlerRegistry, events: int) 
     engine = make_engine(url)
     group = f"replicas-{uuid.uuid4().hex[:8]}"
     runtime = ConsumerRuntime(group, engine, settings, handlers, ["accounts-stream"])
+    batches = _count_batches(runtime)
     stop = threading.Event()
     worker = threading.Thread(target=runtime.run, args=(stop,), daemon=True)
     started = time.perf_counter()
@@ -121,13 +128,30 @@ def _rate(settings: Settings, url: str, handlers: HandlerRegistry, events: int) 
         stop.set()
         worker.join(60)
         engine.dispose()
+    print(f"  {len(batches):,} batches, median {statistics.median(batches or [0]):,.0f} "
+          f"events (largest {max(batches or [0]):,}); load average "
+          f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}", flush=True)
     return events / seconds
+
+
+def _count_batches(runtime: ConsumerRuntime) -> list[int]:
+    """The number of events of each batch ``runtime`` handles from now on."""
+    sizes: list[int] = []
+    poll_once = runtime.poll_once
+
+    def counted(*args, **kwargs) -> int:
+        handled = poll_once(*args, **kwargs)
+        if handled:
+            sizes.append(handled)
+        return handled
+
+    runtime.poll_once = counted
+    return sizes
 
 
 def _applied(engine) -> int:
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(inbox)).scalar_one()
-
 
 
 if __name__ == "__main__":
