@@ -202,17 +202,13 @@ class Person:
             "code_challenge_method": "S256"}
         self.form: dict[str, str] = {}
 
-    def _browser(self, cookies: httpx.Cookies | None = None) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(local_address=self.address)
-        return httpx.AsyncClient(base_url=self.auth_url, transport=transport, timeout=TIMEOUT,
-                                 cookies=cookies)
-
-    async def reconnect(self) -> None:
-        """A fresh connection with the same cookies: the server may have closed the idle
-        one while the others were opening their pages."""
-        cookies = self.http.cookies
-        await self.http.aclose()
-        self.http = self._browser(cookies)
+    def _browser(self) -> httpx.AsyncClient:
+        # A connection a request: uvicorn closes one idle for 5 s, which a loaded machine
+        # reaches between two requests of a person, and a closed one would fail the run.
+        return httpx.AsyncClient(
+            base_url=self.auth_url, timeout=TIMEOUT,
+            transport=httpx.AsyncHTTPTransport(local_address=self.address,
+                                               limits=httpx.Limits(max_keepalive_connections=0)))
 
     async def open_login_page(self) -> None:
         response = await self.http.get("/oauth/authorize", params=self.authorize,
@@ -251,7 +247,6 @@ async def burst(auth_url: str, logins: list[tuple[str, str]]) -> list[float]:
               for n, (email, password) in enumerate(logins)]
     try:
         await asyncio.gather(*(person.open_login_page() for person in people))
-        await asyncio.gather(*(person.reconnect() for person in people))
         return list(await asyncio.gather(*(person.sign_in() for person in people)))
     finally:
         await asyncio.gather(*(person.http.aclose() for person in people))
