@@ -23,9 +23,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import prometheus_client
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from prometheus_client import Counter as PrometheusCounter
 from sqlalchemy import Engine, text
 
 from messaging.db import array_literal
@@ -34,7 +34,7 @@ from messaging.tables import outbox
 
 log = structlog.get_logger("messaging.replay")
 
-REPUBLISHED = PrometheusCounter(
+REPUBLISHED = prometheus_client.Counter(
     "ates_outbox_republished_total",
     "Outbox events marked unsent again because the broker lost them, by why.",
     ["outbox", "topic", "reason"],
