@@ -1,5 +1,6 @@
 """The events accounting emits: their names, version and time format, and the builder of
-those written one at a time (those written in bulk are rendered by ``accounting.bulk_sql``)."""
+those written one at a time (those written in bulk are rendered by the statements of
+``accounting.bulk_sql``, through ``messaging.bulk_events``)."""
 
 from __future__ import annotations
 
