@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from messaging.kafka import ensure_topics
-from tests.conftest import broker_under_test
 from tests.e2e.platform import (
     Traffic,
     dead_letter_count,
@@ -19,9 +16,6 @@ from tests.e2e.platform import (
     unsent_outbox,
     wait_until,
 )
-
-pytestmark = pytest.mark.skipif(broker_under_test() == "kafka",
-                                reason="Apache Kafka keeps its log: only Tansu forgets")
 
 
 def sent_events(platform, engine) -> int:
