@@ -546,14 +546,17 @@ def list_balances(
     """Every known account with its balance, in a stable order."""
     _check_limit(limit)
     after = decode_cursor(cursor) if cursor else None
-    query = (
-        select(Balance, Account)
-        .outerjoin(Account, Account.public_id == Balance.account_id)
-        .order_by(Balance.account_id)
-        .limit(limit + 1)
-    )
+    page = select(Balance).order_by(Balance.account_id).limit(limit + 1)
     if after is not None:
-        query = query.where(Balance.account_id > after)
+        page = page.where(Balance.account_id > after)
+    # The page is cut before the join: joined whole, the planner may merge the two tables
+    # from their first rows, reading every account before a deep page.
+    paged = aliased(Balance, page.subquery())
+    query = (
+        select(paged, Account)
+        .outerjoin(Account, Account.public_id == paged.account_id)
+        .order_by(paged.account_id)
+    )
     with sessions() as session:
         rows = session.execute(query).all()
     items = [_account_balance(balance, account) for balance, account in rows[:limit]]

@@ -79,3 +79,43 @@ def test_the_gauges_behind_the_alerts_see_a_missed_close_and_waiting_mails(
     assert metrics.ended_days_not_closed(sessions, books) == 0
     clock.advance(minutes=20)
     assert metrics.oldest_due_mail_age(sessions, clock()) == pytest.approx(1200, abs=1)
+
+
+def test_a_page_of_balances_reads_only_its_own_accounts(sessions, engine):
+    """The balances page joins the replica's names to its own rows only: a page deep in a
+    million accounts reads as few account rows as the first page."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO accounts (public_id, email, full_name, role, active)"
+            " SELECT gen_random_uuid(), 'p' || n || '@example.com', 'Popug ' || n, 'worker',"
+            " true FROM generate_series(1, 20000) AS n"))
+        connection.execute(text("INSERT INTO balances (account_id) SELECT public_id FROM accounts"))
+        connection.execute(text("ANALYZE accounts"))
+        connection.execute(text("ANALYZE balances"))
+    page, cursor = service.list_balances(sessions, limit=50)
+    for _ in range(3):
+        page, cursor = service.list_balances(sessions, cursor, limit=50)
+    assert len(page) == 50 and all(b.full_name for b in page)
+
+    seen: list[tuple[str, dict]] = []
+
+    def record(conn, cursor, statement, parameters, *args) -> None:
+        if "balances" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        service.list_balances(sessions, cursor, limit=50)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    [(statement, parameters)] = seen
+    with engine.connect() as connection:
+        [[plan]] = connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).all()
+    assert rows_read_from(plan[0]["Plan"], "accounts") <= 51
+
+
+def rows_read_from(node: dict, table: str) -> int:
+    own = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+    read = own if node.get("Relation Name") == table else 0
+    return read + sum(rows_read_from(child, table) for child in node.get("Plans", []))
