@@ -12,10 +12,7 @@ keyboard shortcuts and live updates: it listens to ``/events`` (Server-Sent Even
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from auth.client import AuthClientConfig, CurrentUser
 from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
-from messaging import text_input
+from messaging import live, text_input
 from messaging.service_app import UNPROCESSABLE, as_sentence
 from messaging.tracing import current_traceparent
 from tasks import domain, service
@@ -50,11 +47,6 @@ VIEWS = (LIST, BOARD)
 SORT_NAMES = {service.NEWEST: "Newest first", service.OLDEST: "Oldest first",
               service.TITLE: "Title A to Z"}
 HISTORY_SHOWN = 100
-# A live stream ends after this long and the browser opens a new one (``retry``), so a
-# server that stops waits no longer than this for its streams.
-STREAM_SECONDS = 55.0
-KEEP_ALIVE_SECONDS = 15.0
-RETRY_MILLISECONDS = 1000
 
 templates = page_templates(Path(__file__).parent / "templates")
 templates.env.globals["status_pictures"] = STATUS_PICTURES
@@ -231,22 +223,8 @@ class Board(DashboardPages):
 
     def events(self, request: Request) -> StreamingResponse:
         """Server-Sent Events: ``ready`` once listening, then ``change`` for every change."""
-        return StreamingResponse(self._event_stream(), media_type="text/event-stream",
+        return StreamingResponse(live.event_stream(self.live), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
-
-    async def _event_stream(self) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        async with self.live.subscribe() as changes:
-            yield f"retry: {RETRY_MILLISECONDS}\nevent: ready\ndata: {{}}\n\n"
-            ends = loop.time() + STREAM_SECONDS
-            while (left := ends - loop.time()) > 0:
-                try:
-                    change = await asyncio.wait_for(changes.get(),
-                                                    min(left, KEEP_ALIVE_SECONDS))
-                except TimeoutError:
-                    yield ": still here\n\n"
-                    continue
-                yield f"event: change\ndata: {json.dumps(change)}\n\n"
 
     # --- creating -------------------------------------------------------------------
 
