@@ -3,6 +3,7 @@ reading, settings on the test servers, and ASGI apps over real HTTP."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
@@ -161,3 +162,25 @@ def _wait_until_started(server: uvicorn.Server, thread: threading.Thread,
         if time.monotonic() > deadline:
             raise TimeoutError(f"the app server did not start within {timeout}s")
         time.sleep(0.02)
+
+
+def read_server_sent_events(http, url: str) -> tuple[queue.Queue, threading.Thread]:
+    """Read ``url``'s Server-Sent Events in a thread: the content type first, then
+    ``(event, data)`` pairs, until the first ``change``."""
+    events: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    def read() -> None:
+        kind = ""
+        with http.stream("GET", url) as stream:
+            events.put(("content-type", stream.headers["content-type"]))
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.put((kind, line.removeprefix("data: ")))
+                    if kind == "change":
+                        return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return events, reader

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
-import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -20,6 +18,7 @@ from messaging.live import LiveFeed, conninfo_of
 from tests.accounting.conftest import add_account, assign, charge, complete, new_id
 from tests.accounting.support import book_task, feed_replica
 from tests.auth.support import Browsers, People
+from tests.helpers import read_server_sent_events
 
 T = TypeVar("T")
 WAIT = 10.0  # a deadline for what should come at once, never a measure of speed
@@ -115,22 +114,7 @@ def test_an_account_page_streams_only_its_own_bookings(accounting_url, engine, s
                                                        live_books, people: People, browsers):
     feed_replica(sessions, people.worker, people.other_worker)
     browser, _ = browsers.sign_in(accounting_url, people.worker)
-    events: queue.Queue[tuple[str, str]] = queue.Queue()
-
-    def read() -> None:
-        kind = ""
-        with browser.http.stream("GET", f"{accounting_url}/events") as stream:
-            events.put(("content-type", stream.headers["content-type"]))
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.put((kind, line.removeprefix("data: ")))
-                    if kind == "change":
-                        return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    events, reader = read_server_sent_events(browser.http, f"{accounting_url}/events")
     assert events.get(timeout=WAIT) == ("content-type", "text/event-stream; charset=utf-8")
     assert events.get(timeout=WAIT) == ("ready", "{}")
     book_task(sessions, live_books, people.other_worker, "Not theirs", done=False)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
-import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -19,6 +17,7 @@ from sqlalchemy import text
 from tasks import domain, service
 from tasks.live import CHANNEL, RESYNC, LiveFeed, conninfo_of
 from tests.auth.support import Browsers
+from tests.helpers import read_server_sent_events
 from tests.tasks.conftest import actor, insert_open_tasks
 from tests.tasks.support import create_via_api, feed_replica
 
@@ -155,22 +154,7 @@ def test_the_board_streams_changes_as_server_sent_events(tasks_url, engine, sess
                                                          browsers):
     feed_replica(sessions, people.worker, people.manager)
     browser, _ = browsers.sign_in(tasks_url, people.worker)
-    events: queue.Queue[tuple[str, str]] = queue.Queue()
-
-    def read() -> None:
-        kind = ""
-        with browser.http.stream("GET", f"{tasks_url}/events") as stream:
-            events.put(("content-type", stream.headers["content-type"]))
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.put((kind, line.removeprefix("data: ")))
-                    if kind == "change":
-                        return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    events, reader = read_server_sent_events(browser.http, f"{tasks_url}/events")
     assert events.get(timeout=WAIT) == ("content-type", "text/event-stream; charset=utf-8")
     assert events.get(timeout=WAIT) == ("ready", "{}")
     task = create_via_api(tasks_url, people.manager, "Feed the parrots")
