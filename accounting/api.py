@@ -36,9 +36,9 @@ from accounting.service import (
 )
 from accounting.spreadsheet import csv_lines
 from auth.client import CurrentUser, current_user
-from messaging.service_app import UNPROCESSABLE
-from messaging.service_app import install_error_handlers as install_shared_error_handlers
-from messaging.tracing import current_traceparent
+from platform_kit.service_app import UNPROCESSABLE
+from platform_kit.service_app import install_error_handlers as install_shared_error_handlers
+from platform_kit.tracing import current_traceparent
 
 ACCOUNTING_ROLES = ("admin", "accountant")
 DEFAULT_REPORT_DAYS = 30

@@ -27,16 +27,16 @@ from auth.client import (
 )
 from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
-from messaging.db import make_engine, make_session_factory
 from messaging.relay import run_relay_forever
-from messaging.service_app import (
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.service_app import (
     broker_check,
     create_service_app,
     database_check,
     disposing,
     smtp_check,
 )
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 SERVICE = "accounting"
 

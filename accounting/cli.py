@@ -34,7 +34,7 @@ def close_day(day: str | None, yes: bool, show_progress: bool | None) -> None:
     from accounting.closing import closing_target
     from accounting.ledger import Books, last_closed_day
     from accounting.settings import AccountingSettings
-    from messaging.db import make_session_factory
+    from platform_kit.db import make_session_factory
 
     settings = AccountingSettings.from_env()
     engine = engine_for(settings.platform)

@@ -30,8 +30,8 @@ from accounting.events import TASK_PRICED, TRANSACTION_APPLIED, AccountingEvents
 from accounting.models import BillingDay
 from accounting.settings import AccountingSettings
 from messaging.bulk_events import EventsOfRows, Json, number, quoted
-from messaging.db import array_literal
 from messaging.outbox import Outbox
+from platform_kit.db import array_literal
 
 # Any constant will do, as long as every process of the accounting service uses it.
 DAY_LOCK = 0x6C6564676572  # "ledger"

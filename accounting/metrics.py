@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from accounting import closing, verify
 from accounting.models import NegativeBalanceCount, PayoutEmail
-from messaging.metrics import scrape_gauge
+from platform_kit.metrics import scrape_gauge
 
 if TYPE_CHECKING:
     from accounting.closing import ClosedDay

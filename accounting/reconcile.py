@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 from accounting.domain import FEE, REWARD
 from messaging.dlq import QUIET_SECONDS
 from messaging.groups import committed_offsets, consumer_group_of
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 TASKS_TOPIC = "tasks-lifecycle"
 BOOKED_AS = {"task.assigned": FEE, "task.completed": REWARD}

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from accounting import service
 from accounting.ledger import Books
-from messaging.db import make_session_factory
+from platform_kit.db import make_session_factory
 
 log = structlog.get_logger("accounting.scheduler")
 

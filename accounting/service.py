@@ -33,7 +33,7 @@ from accounting.ledger import (
 )
 from accounting.models import Account, Balance, DayTotal, LedgerTransaction, Task
 from auth import replica
-from messaging.db import array_literal
+from platform_kit.db import array_literal
 
 Sessions = sessionmaker[Session]
 

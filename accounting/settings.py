@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import time
 from zoneinfo import ZoneInfo
 
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 CLOSE_TIME_ENV = "ATES_ACCOUNTING_CLOSE_TIME"
 MAIL_FROM_ENV = "ATES_ACCOUNTING_MAIL_FROM"

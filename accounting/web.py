@@ -30,9 +30,9 @@ from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
 from auth.client import AuthClientConfig, CurrentUser
 from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
-from messaging import live
-from messaging.service_app import as_sentence
-from messaging.tracing import current_traceparent
+from platform_kit import live
+from platform_kit.service_app import as_sentence
+from platform_kit.tracing import current_traceparent
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20

@@ -22,7 +22,7 @@ from analytics.service import (
     Summary,
 )
 from auth.client import CurrentUser, require_role
-from messaging.openapi import error
+from platform_kit.openapi import error
 
 HISTORY_DEFAULT_DAYS = 30
 HISTORY_MAX_DAYS = 366

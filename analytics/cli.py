@@ -25,7 +25,7 @@ def rebuild_command(timeout: float, force: bool, yes: bool, show_progress: bool 
     from analytics.app import engine_for
     from analytics.rebuild_guard import TopicsForgot, check_topics_reach_back
     from analytics.stream import rebuild
-    from messaging.settings import Settings
+    from platform_kit.settings import Settings
 
     settings = Settings.from_env()
     engine = engine_for(settings)

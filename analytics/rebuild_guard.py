@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select
 
 from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME
 from messaging.replay import BrokerProbe
-from messaging.settings import Settings
 from messaging.tables import inbox
+from platform_kit.settings import Settings
 
 
 class TopicsForgot(Exception):

@@ -51,11 +51,11 @@ from analytics.consumers import (
 )
 from event_schemas import SchemaRegistry
 from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted, next_offsets
-from messaging.db import make_session_factory
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
-from messaging.metrics import LagGauge
-from messaging.settings import Settings
+from platform_kit.db import make_session_factory
+from platform_kit.metrics import LagGauge
+from platform_kit.settings import Settings
 
 log = structlog.get_logger("analytics.stream")
 

@@ -20,7 +20,7 @@ from auth.service import (
     SelfLockout,
 )
 from auth.verification import CurrentUser
-from messaging.text_input import OptionalText, Text
+from platform_kit.text_input import OptionalText, Text
 
 
 class NewAccount(BaseModel):

@@ -27,12 +27,12 @@ from auth.service import AccountNotFound, AccountService
 from auth.sessions import SignedIn, find_session
 from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
 from auth.web import WebPages, web_router
-from messaging.db import make_engine, make_session_factory
 from messaging.outbox import Outbox
 from messaging.relay import run_relay_forever
-from messaging.security_headers import PagePolicy, distinct_origins, inline_style_hashes
-from messaging.service_app import broker_check, create_service_app, database_check
-from messaging.settings import Settings
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.security_headers import PagePolicy, distinct_origins, inline_style_hashes
+from platform_kit.service_app import broker_check, create_service_app, database_check
+from platform_kit.settings import Settings
 
 SERVICE = "auth"
 PAGE_TEMPLATES = Path(__file__).parent / "templates"

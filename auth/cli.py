@@ -43,8 +43,8 @@ def auth_group() -> None:
 
 def _signing_keys():
     from auth.keys import SigningKeys
-    from messaging.db import make_engine
-    from messaging.settings import Settings
+    from platform_kit.db import make_engine
+    from platform_kit.settings import Settings
 
     engine = make_engine(Settings.from_env().database_for("auth"), pool_size=1)
     return SigningKeys(engine, AuthConfig.from_env().retired_key_publication)
@@ -68,7 +68,7 @@ def prune_keys() -> None:
 def seed(admin_password: str | None) -> None:
     """Create the demo accounts that are missing and print their logins."""
     from auth.seed import seed_demo_accounts
-    from messaging.settings import Settings
+    from platform_kit.settings import Settings
 
     for login in seed_demo_accounts(Settings.from_env(), admin_password):
         password = login["password"] or "(unchanged)"
@@ -87,9 +87,9 @@ def set_password(email: str, password_stdin: bool) -> None:
 
     from auth.domain import InvalidAccountData
     from auth.service import AccountChanges, AccountService
-    from messaging.db import make_engine, make_session_factory
     from messaging.outbox import Outbox
-    from messaging.settings import Settings
+    from platform_kit.db import make_engine, make_session_factory
+    from platform_kit.settings import Settings
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

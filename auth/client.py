@@ -70,7 +70,7 @@ from auth.guards import (
 )
 from auth.replica import AccountReplica
 from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
-from messaging.security_headers import PagePolicy, inline_style_hashes, origin_of
+from platform_kit.security_headers import PagePolicy, inline_style_hashes, origin_of
 
 __all__ = [
     "ROLES",

@@ -10,7 +10,7 @@
   (``dashboard.css``, the look of every dashboard; ``ates.svg``, the default favicon);
 - :class:`DashboardPages`: renders a page with the signed-in user, the links to the other
   dashboards and a CSRF token for its forms (never cached nor framed: the security
-  headers of ``messaging.security_headers`` see to that), and carries a notice across
+  headers of ``platform_kit.security_headers`` see to that), and carries a notice across
   a redirect in a short-lived signed cookie (never in the URL, so a link cannot make a
   page say something that did not happen).
 """
@@ -30,7 +30,7 @@ from auth.forms import FormGuard
 from auth.guards import page_user
 from auth.pages import SHARED_TEMPLATES, DashboardLinks, Notices, add_frame_globals
 from auth.verification import CurrentUser
-from messaging.service_app import add_page_filters
+from platform_kit.service_app import add_page_filters
 
 __all__ = ["CsrfField", "DashboardLinks", "DashboardPages", "Notices", "Visitor",
            "mount_static", "page_templates"]

@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
 from auth.verification import CurrentUser, InvalidToken
-from messaging.openapi import BEARER
+from platform_kit.openapi import BEARER
 
 # Declares the bearer scheme in the OpenAPI description; the header itself is read below.
 BearerScheme = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]

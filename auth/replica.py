@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from event_schemas import Event
-from messaging.db import array_literal
+from platform_kit.db import array_literal
 
 
 class AccountReplica:

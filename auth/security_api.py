@@ -22,7 +22,7 @@ from auth.security import (
 )
 from auth.security_pages import RESET_THROTTLED, SecurityPages
 from auth.verification import CurrentUser
-from messaging.text_input import Text
+from platform_kit.text_input import Text
 
 Admin = Annotated[CurrentUser, Depends(require_role(Role.ADMIN))]
 Caller = Annotated[CurrentUser, Depends(current_user)]

@@ -31,8 +31,8 @@ from auth.security import (
 )
 from auth.service import AccountNotFound
 from auth.sessions import SignedIn
-from messaging.service_app import as_sentence
-from messaging.text_input import first_problem
+from platform_kit.service_app import as_sentence
+from platform_kit.text_input import first_problem
 
 PENDING_COOKIE = "ates_auth_pending"
 PENDING_MAX_AGE = 600

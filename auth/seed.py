@@ -6,10 +6,10 @@ import secrets
 
 from auth.config import AuthConfig
 from auth.service import AccountService
-from messaging.db import make_engine, make_session_factory
-from messaging.migrations import upgrade
 from messaging.outbox import Outbox
-from messaging.settings import Settings
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 
 ADMIN_EMAIL = "admin@popug.inc"
 DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (

@@ -25,8 +25,8 @@ from auth.service import (
     SelfLockout,
 )
 from auth.sessions import SignedIn, find_session
-from messaging.service_app import as_sentence
-from messaging.text_input import displayable, first_problem
+from platform_kit.service_app import as_sentence
+from platform_kit.text_input import displayable, first_problem
 
 BAD_CREDENTIALS = "Invalid email or password."
 # What the page after a form says happened (a signed cookie, never the URL).

@@ -30,10 +30,10 @@ from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME
 from analytics.stream import CatchUp, ProjectionStream, Projector, end_offsets
 from bench.common import Result, command_line, kafka_broker, postgres_server, rate
 from event_schemas import Event, default_registry
-from messaging.db import make_engine
 from messaging.kafka import consumer_config, ensure_topics, produce_waiting, producer_config
-from messaging.migrations import upgrade
-from messaging.settings import Settings, with_database
+from platform_kit.db import make_engine
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings, with_database
 
 DAY = date(2026, 11, 22)
 POPUGS = 200

@@ -39,13 +39,13 @@ from accounting.ledger import Books, TaskCharge, ensure_priced
 from accounting.settings import AccountingSettings
 from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
 from event_schemas import Event, default_registry
-from messaging.db import make_engine, make_session_factory
 from messaging.kafka import ensure_topics, produce_waiting, producer_config
-from messaging.migrations import upgrade
 from messaging.outbox import events_of
 from messaging.relay import Relay
-from messaging.settings import Settings
 from messaging.tables import outbox
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 
 BATCH = 500
 DAY = date(2026, 11, 22)

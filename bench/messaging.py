@@ -25,12 +25,12 @@ from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres
 from deploy.kafka import ApacheKafka, KafkaUnavailable, kafka_version
 from event_schemas import default_registry
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
-from messaging.db import ensure_database, make_engine, make_session_factory
 from messaging.kafka import consumer_config, ensure_topics, producer_config
 from messaging.outbox import Outbox
 from messaging.relay import Relay
-from messaging.settings import Settings, with_database
 from messaging.tables import create_messaging_tables
+from platform_kit.db import ensure_database, make_engine, make_session_factory
+from platform_kit.settings import Settings, with_database
 
 metadata = MetaData()
 effects = Table(

@@ -55,11 +55,11 @@ from bench.common import Result, format_table
 from deploy.embedded import free_port
 from deploy.serve import available_services
 from deploy.stack import Stack, StackConfig
-from messaging.db import ensure_database, make_engine, make_session_factory
 from messaging.kafka import ensure_topics
-from messaging.migrations import upgrade
 from messaging.outbox import Outbox
-from messaging.settings import Settings, with_database
+from platform_kit.db import ensure_database, make_engine, make_session_factory
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings, with_database
 from tasks.events import TaskEvents, TaskState
 from tasks.models import Account, Task
 from tasks.settings import DEFAULT_TASK_EVENT_VERSION

@@ -31,11 +31,11 @@ from sqlalchemy import Column, MetaData, Table, Text, func, select
 from bench.common import Result, command_line, kafka_broker, postgres_server
 from event_schemas import default_registry
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
-from messaging.db import ensure_database, make_engine
 from messaging.kafka import ensure_topics, produce_waiting, producer_config
-from messaging.migrations import upgrade
-from messaging.settings import Settings, with_database
 from messaging.tables import create_messaging_tables, inbox
+from platform_kit.db import ensure_database, make_engine
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings, with_database
 
 TIMEOUT_SECONDS = 600.0
 _plain = MetaData()

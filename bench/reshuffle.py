@@ -27,9 +27,9 @@ import psycopg
 
 from bench.common import Result, Stopwatch, command_line, postgres_server
 from deploy.embedded import EmbeddedPostgres
-from messaging.db import make_engine, make_session_factory
-from messaging.migrations import upgrade
-from messaging.settings import Settings
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 from tasks import service
 from tasks.events import TaskEvents, TaskState
 from tasks.settings import TasksSettings

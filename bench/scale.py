@@ -64,7 +64,7 @@ from bench.scale_seed import ACCOUNT, TASK, Plan, derived_id
 from deploy.embedded import free_port
 from deploy.serve import available_services
 from deploy.stack import Stack, StackConfig
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 DEFAULT_USERS = (1_000, 100_000, 1_000_000)
 ADMIN_PASSWORD = "scale-bench-admin-password"
@@ -166,8 +166,8 @@ def write_sample(settings: Settings, plan: Plan) -> Sample:
 
     from auth.models import Account as AuthAccount
     from event_schemas import default_registry
-    from messaging.db import make_engine, make_session_factory
     from messaging.outbox import Outbox
+    from platform_kit.db import make_engine, make_session_factory
     from tasks.events import TaskEvents, TaskState
     from tasks.models import Task
     from tasks.settings import DEFAULT_TASK_EVENT_VERSION

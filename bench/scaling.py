@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 from bench.common import Result, command_line, kafka_broker, postgres_server
 from bench.messaging import effects, make_events, metadata
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
-from messaging.db import ensure_database, make_engine
 from messaging.kafka import ensure_topics, producer_config
-from messaging.settings import Settings, with_database
 from messaging.tables import create_messaging_tables
+from platform_kit.db import ensure_database, make_engine
+from platform_kit.settings import Settings, with_database
 
 JOIN_TIMEOUT_SECONDS = 60.0
 

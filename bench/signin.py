@@ -54,10 +54,10 @@ from auth.service import AccountService
 from auth.token_flow import TokenFlowError, _code_from, hidden_inputs
 from bench.common import Result, command_line, kafka_broker, postgres_server
 from deploy.embedded import free_port
-from messaging.db import make_engine, make_session_factory
-from messaging.migrations import upgrade
 from messaging.outbox import Outbox
-from messaging.settings import Settings
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 
 P50_AIM_SECONDS = 1.0
 P95_AIM_SECONDS = 2.0

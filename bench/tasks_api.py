@@ -47,9 +47,9 @@ from auth.client import AuthClientConfig, JwksCache, TokenVerifier
 from auth.config import AUDIENCE
 from bench.common import Result, command_line, kafka_broker, postgres_server
 from deploy.embedded import free_port
-from messaging.db import make_engine
-from messaging.migrations import upgrade
-from messaging.settings import Settings
+from platform_kit.db import make_engine
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 from tasks.models import Task
 
 ISSUER = "http://127.0.0.1:1"  # never called: the keys are handed to the verifier

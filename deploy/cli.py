@@ -13,7 +13,7 @@ from deploy.console import confirmed, progress, progress_option, use_stack_env, 
 from deploy.mailsink import mailsink_cli
 from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve, worker_names
 from event_schemas.cli import schemas_cli
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 # Commands that start the platform or one of its parts: they never read a stack file.
 _NOT_OPERATOR_COMMANDS = {"up", "serve", "mailsink", "schemas"}
@@ -65,7 +65,7 @@ def serve_cmd(service: str, role: str, host: str, port: int | None, only: str) -
 @click.argument("services", nargs=-1)
 def migrate(services: tuple[str, ...]) -> None:
     """Apply database migrations (default: every service)."""
-    from messaging.migrations import upgrade
+    from platform_kit.migrations import upgrade
 
     known = available_services()
     unknown = [name for name in services if name not in known]
@@ -87,7 +87,7 @@ def dlq() -> None:
 
 def _dlq_topic(settings: Settings, topic: str) -> str:
     """The Kafka dead-letter topic of a logical TOPIC; a clear error for an unknown one."""
-    from messaging.settings import LOGICAL_TOPICS
+    from platform_kit.settings import LOGICAL_TOPICS
 
     if topic not in LOGICAL_TOPICS:
         raise click.ClickException(
@@ -205,8 +205,8 @@ def consumers_reset(service: str, yes: bool, show_progress: bool | None) -> None
 def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None, yes: bool,
           show_progress: bool | None) -> None:
     """Delete delivered outbox events (and, if asked, old inbox records)."""
-    from messaging.db import make_engine
     from messaging.retention import parse_age, prune_inbox, prune_outbox
+    from platform_kit.db import make_engine
 
     try:
         ages = parse_age(outbox_age), parse_age(inbox_age) if inbox_age else None
@@ -251,9 +251,9 @@ def outbox_replay(since_text: str, services: tuple[str, ...], topics: tuple[str,
     """Publish again the events the outboxes still hold that were sent since a time (a
     topic lost on the broker): they are marked unsent and each service's relay publishes
     them again, in order; consumers skip those they already applied."""
-    from messaging.db import make_engine
     from messaging.replay import mark_unsent, parse_since
-    from messaging.settings import LOGICAL_TOPICS
+    from platform_kit.db import make_engine
+    from platform_kit.settings import LOGICAL_TOPICS
 
     try:
         since = parse_since(since_text)

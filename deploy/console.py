@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from messaging.settings import (
+from platform_kit.settings import (
     DEFAULT_DATABASE_URL,
     read_stack_env,
     stack_env_path,

@@ -71,7 +71,7 @@ def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, ti
 # How every PostgreSQL server of the platform runs: this one, deploy/docker-compose.yml and
 # deploy/k8s/postgres.yaml (a test keeps them equal).
 # - max_connections: every service process keeps a pool of up to 50 (20 kept, 30 more at
-#   peaks: messaging.db.make_engine), and the four web apps alone serve 40 threads each.
+#   peaks: platform_kit.db.make_engine), and the four web apps alone serve 40 threads each.
 # - random_page_cost: a page read at random costs about what a sequential one does when
 #   the data is in memory or on SSD (the default of 4 assumes spinning disks). With the
 #   default, a batch looking up 500 ids by index is planned as a scan of the whole table

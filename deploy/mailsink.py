@@ -34,7 +34,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
-from messaging.security_headers import PagePolicy, SecurityHeaders, inline_style_hashes
+from platform_kit.security_headers import PagePolicy, SecurityHeaders, inline_style_hashes
 
 Mail = dict[str, Any]
 Predicate = Callable[[list[Mail]], bool]

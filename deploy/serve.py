@@ -20,10 +20,10 @@ import structlog
 import uvicorn
 
 from messaging.kafka import ensure_topics
-from messaging.logs import configure_logging
-from messaging.metrics import serve_metrics
-from messaging.settings import Settings
-from messaging.tracing import configure_tracing
+from platform_kit.logs import configure_logging
+from platform_kit.metrics import serve_metrics
+from platform_kit.settings import Settings
+from platform_kit.tracing import configure_tracing
 
 log = structlog.get_logger("deploy.serve")
 

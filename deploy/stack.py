@@ -59,8 +59,8 @@ from deploy.embedded import (
 from deploy.kafka import ApacheKafka, KafkaUnavailable
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
 from messaging.kafka import ensure_topics
-from messaging.migrations import upgrade
-from messaging.settings import STACK_ENV_FILE, Settings, write_stack_env
+from platform_kit.migrations import upgrade
+from platform_kit.settings import STACK_ENV_FILE, Settings, write_stack_env
 
 HOST = "127.0.0.1"
 SECRETS_FILE = "secrets.json"

@@ -40,12 +40,13 @@ from event_schemas import (
     UnknownEventVersion,
     default_registry,
 )
-from messaging import event_telemetry, metrics, tracing
-from messaging.db import array_literal, make_session_factory
+from messaging import event_telemetry
 from messaging.dlq import DeadLetterPublisher, redriven_for
 from messaging.kafka import consumer_config, producer_config
-from messaging.settings import Settings
 from messaging.tables import inbox
+from platform_kit import metrics, tracing
+from platform_kit.db import array_literal, make_session_factory
+from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.consumer")
 

@@ -25,7 +25,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from messaging.kafka import produce_waiting, producer_config
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.dlq")
 

@@ -15,7 +15,7 @@ from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter
 
 from event_schemas import Event
-from messaging import metrics, tracing
+from platform_kit import metrics, tracing
 
 
 def header_traceparent(message) -> str | None:

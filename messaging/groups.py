@@ -10,7 +10,7 @@ import importlib
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 
 def consumer_group_of(service: str, settings: Settings) -> tuple[str, list[str]]:

@@ -7,7 +7,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 
 def producer_config(settings: Settings, **overrides) -> dict:

@@ -31,10 +31,10 @@ from messaging.bulk_events import (
     event_headers,
     insert_from_select,
 )
-from messaging.db import array_literal
-from messaging.settings import Settings
 from messaging.tables import outbox
-from messaging.tracing import current_traceparent
+from platform_kit.db import array_literal
+from platform_kit.settings import Settings
+from platform_kit.tracing import current_traceparent
 
 
 class RenderedEvent(NamedTuple):

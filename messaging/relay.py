@@ -23,13 +23,13 @@ from confluent_kafka import KafkaError, Producer
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Connection, Engine, func, select, text
 
-from messaging import metrics, tracing
-from messaging.db import array_literal
 from messaging.kafka import produce_waiting, producer_config
 from messaging.outbox import Renderer, UnknownRenderer, events_of
 from messaging.replay import Healer
-from messaging.settings import Settings
 from messaging.tables import outbox
+from platform_kit import metrics, tracing
+from platform_kit.db import array_literal
+from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.relay")
 

@@ -28,9 +28,9 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from sqlalchemy import Engine, text
 
-from messaging.db import array_literal
-from messaging.settings import Settings
 from messaging.tables import outbox
+from platform_kit.db import array_literal
+from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.replay")
 

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from auth.client import CurrentUser, current_user
-from messaging.service_app import UNPROCESSABLE
-from messaging.service_app import install_error_handlers as install_shared_error_handlers
-from messaging.text_input import OptionalText, Text
-from messaging.tracing import current_traceparent
+from platform_kit.service_app import UNPROCESSABLE
+from platform_kit.service_app import install_error_handlers as install_shared_error_handlers
+from platform_kit.text_input import OptionalText, Text
+from platform_kit.tracing import current_traceparent
 from tasks import domain, service
 from tasks.service import Sessions, TaskView
 from tasks.settings import TasksSettings

@@ -17,11 +17,11 @@ from auth.client import (
 )
 from auth.dashboard_ui import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
-from messaging.db import make_engine, make_session_factory
-from messaging.metrics import scrape_gauge
 from messaging.relay import run_relay_forever
-from messaging.service_app import broker_check, create_service_app, database_check, disposing
-from messaging.settings import Settings
+from platform_kit.db import make_engine, make_session_factory
+from platform_kit.metrics import scrape_gauge
+from platform_kit.service_app import broker_check, create_service_app, database_check, disposing
+from platform_kit.settings import Settings
 from tasks import service
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers

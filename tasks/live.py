@@ -2,7 +2,7 @@
 
 A change (a new task, a completion, a reshuffle) is announced on ``CHANNEL`` in its own
 transaction; every web process's :class:`LiveFeed` hears it and hands it to the board's
-Server-Sent Events streams (see :mod:`messaging.live`). The board only reloads its list
+Server-Sent Events streams (see :mod:`platform_kit.live`). The board only reloads its list
 on any message.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from messaging import live
-from messaging.live import RESYNC, conninfo_of
+from platform_kit import live
+from platform_kit.live import RESYNC, conninfo_of
 
 CHANNEL = "tasks_changed"
 

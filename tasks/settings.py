@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 TASK_EVENT_VERSION_ENV = "ATES_TASKS_EVENT_VERSION"
 TASK_EVENT_VERSIONS = (1, 2)

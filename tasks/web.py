@@ -23,9 +23,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from auth.client import AuthClientConfig, CurrentUser
 from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
-from messaging import live, text_input
-from messaging.service_app import UNPROCESSABLE, as_sentence
-from messaging.tracing import current_traceparent
+from platform_kit import live, text_input
+from platform_kit.service_app import UNPROCESSABLE, as_sentence
+from platform_kit.tracing import current_traceparent
 from tasks import domain, service
 from tasks.api import actor_of, status_for
 from tasks.live import LiveFeed, conninfo_of

@@ -22,9 +22,9 @@ import pytest
 from deploy.embedded import EmbeddedPostgres, TansuBroker, free_port
 from deploy.kafka import ApacheKafka
 from deploy.mailsink import MailSink
-from messaging.db import drop_database, ensure_database, make_engine
 from messaging.kafka import ensure_topics
-from messaging.settings import Settings, with_database
+from platform_kit.db import drop_database, ensure_database, make_engine
+from platform_kit.settings import Settings, with_database
 
 
 @pytest.fixture(scope="session")

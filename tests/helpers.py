@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from deploy.embedded import free_port
 from event_schemas import Event, default_registry
-from messaging.db import drop_database, make_engine, make_session_factory
-from messaging.migrations import upgrade
 from messaging.outbox import Renderer, events_of
-from messaging.settings import Settings, with_database
 from messaging.tables import outbox
+from platform_kit.db import drop_database, make_engine, make_session_factory
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings, with_database
 
 
 @contextmanager

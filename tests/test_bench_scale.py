@@ -16,8 +16,8 @@ from auth.config import FAST_PASSWORD_HASHING
 from auth.passwords import Passwords
 from bench import scale_seed
 from bench.scale_seed import Plan, derived_id, dsn
-from messaging.db import make_session_factory
-from messaging.migrations import upgrade
+from platform_kit.db import make_session_factory
+from platform_kit.migrations import upgrade
 from tasks import service as tasks_service
 
 

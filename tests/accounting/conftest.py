@@ -19,7 +19,7 @@ from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from event_schemas import Event, default_registry
 from messaging.kafka import producer_config
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 from tests import helpers
 from tests.helpers import StoredEvent, add_replica_account, database_fixtures
 

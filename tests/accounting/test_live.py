@@ -14,7 +14,7 @@ import pytest
 
 from accounting import service
 from accounting.web import BOOKED_CHANNEL
-from messaging.live import LiveFeed, conninfo_of
+from platform_kit.live import LiveFeed, conninfo_of
 from tests.accounting.conftest import add_account, assign, charge, complete, new_id
 from tests.accounting.support import book_task, feed_replica
 from tests.auth.support import Browsers, People

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from accounting.models import Base
-from messaging.migrations import upgrade
 from messaging.tables import messaging_metadata
+from platform_kit.migrations import upgrade
 
 
 def test_migrations_match_the_models(engine):

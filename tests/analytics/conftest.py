@@ -21,8 +21,8 @@ from analytics.service import projection_rows
 from analytics.stream import Projector, ReceivedMessage, run_projector
 from event_schemas import Event, default_registry
 from messaging.kafka import ensure_topics, producer_config
-from messaging.settings import Settings
 from messaging.tables import inbox
+from platform_kit.settings import Settings
 from tests.helpers import database_fixtures, settings_on
 
 DAY = date(2026, 11, 22)

@@ -10,8 +10,8 @@ from accounting.closing import RENDERERS
 from accounting.ledger import Books, TaskCharge
 from accounting.settings import AccountingSettings
 from analytics import service as analytics
-from messaging.db import make_session_factory
 from messaging.relay import Relay
+from platform_kit.db import make_session_factory
 from tests.analytics.conftest import RunningProjector, poll_until
 from tests.helpers import engine_of, migrated_database
 

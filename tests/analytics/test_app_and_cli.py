@@ -15,8 +15,8 @@ from analytics.app import create_app, workers
 from analytics.models import Base
 from auth.client import AuthClientConfig
 from deploy.cli import main
-from messaging.settings import Settings
 from messaging.tables import messaging_metadata
+from platform_kit.settings import Settings
 from tests.analytics.conftest import Topics, new_id, priced, settings_for, wait_handled
 from tests.helpers import serve_app
 

@@ -10,7 +10,7 @@ import pytest
 from analytics.app import create_app
 from deploy.embedded import free_port
 from event_schemas import Event, default_registry
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 from tests.analytics.conftest import (
     DAY,
     at,

@@ -10,8 +10,8 @@ from alembic import command
 from sqlalchemy import text
 
 from analytics import service
-from messaging.db import make_session_factory
-from messaging.migrations import alembic_config, upgrade
+from platform_kit.db import make_session_factory
+from platform_kit.migrations import alembic_config, upgrade
 from tests.analytics.conftest import DAY
 
 ALICE, BOB = uuid.UUID(int=1), uuid.UUID(int=2)

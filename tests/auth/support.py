@@ -42,10 +42,10 @@ from auth.service import AccountService
 from auth.token_flow import hidden_inputs, obtain_tokens
 from deploy.embedded import free_port
 from deploy.serve import web_server
-from messaging.db import drop_database, make_engine
 from messaging.kafka import ensure_topics
-from messaging.migrations import upgrade
-from messaging.settings import Settings
+from platform_kit.db import drop_database, make_engine
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 from tests.helpers import serve_app
 
 TEST_PASSWORD = "correct horse battery"

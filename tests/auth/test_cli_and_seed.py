@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from auth.seed import ADMIN_EMAIL, DEMO_ACCOUNTS, seed_demo_accounts
 from auth.service import AccountService
 from deploy.cli import main
-from messaging.db import drop_database, make_engine, make_session_factory
 from messaging.outbox import Outbox
+from platform_kit.db import drop_database, make_engine, make_session_factory
 from tests.auth.support import Login, RunningProvider, bearer, isolated_settings
 
 

@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect
 
 from auth.models import Base
-from messaging.migrations import alembic_config, upgrade
 from messaging.tables import messaging_metadata
+from platform_kit.migrations import alembic_config, upgrade
 
 
 def described_by_code() -> MetaData:

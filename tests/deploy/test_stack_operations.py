@@ -15,7 +15,7 @@ import pytest
 
 from deploy.embedded import free_port
 from deploy.serve import available_services
-from messaging.settings import read_stack_env
+from platform_kit.settings import read_stack_env
 from tests.deploy.test_stack import wait_for_line
 
 ADMIN_PASSWORD = "correct-horse-battery"

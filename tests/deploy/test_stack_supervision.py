@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from deploy.embedded import free_port
-from messaging.db import make_engine
-from messaging.service_app import create_service_app
+from platform_kit.db import make_engine
+from platform_kit.service_app import create_service_app
 from tests.deploy.test_stack import wait_for_line
 from tests.deploy.test_stack_operations import RunningStack
 

@@ -30,8 +30,8 @@ from auth.token_flow import obtain_tokens
 from deploy.embedded import free_port
 from deploy.serve import available_services
 from deploy.stack import Stack, StackConfig
-from messaging.db import make_engine
-from messaging.settings import Settings
+from platform_kit.db import make_engine
+from platform_kit.settings import Settings
 
 ADMIN_PASSWORD = "e2e-admin-password"
 PASSWORD = "e2e popug password"

@@ -129,7 +129,7 @@ def test_rolling_restart_of_every_node_during_a_reshuffle(platform, api, model, 
 JOINER = """
 import os, sys, threading
 from deploy.serve import service_module
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 
 consume = service_module("accounting").workers(Settings.from_env())["consumer"]
 print("ready", flush=True)

@@ -7,10 +7,10 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, sel
 
 from event_schemas import default_registry
 from messaging.consumer import ConsumerRuntime, HandlerRegistry
-from messaging.db import make_session_factory
 from messaging.dlq import read_all
 from messaging.outbox import Outbox
 from messaging.tables import create_messaging_tables
+from platform_kit.db import make_session_factory
 
 effects_metadata = MetaData()
 effects = Table(

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import text
 
-from messaging.db import array_literal
+from platform_kit.db import array_literal
 
 TRICKY = ["plain", "", "with,comma", 'a "quoted" word', "back\\slash", "{braces}", "NULL",
           " spaced ", "ünïcödé", "new\nline", None]

@@ -6,7 +6,7 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
-from messaging.service_app import create_service_app
+from platform_kit.service_app import create_service_app
 
 PAGE = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 SECRET = "password=hunter2 in a stack frame"

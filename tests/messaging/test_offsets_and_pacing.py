@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messaging import metrics
 from messaging.consumer import next_offsets
+from platform_kit import metrics
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from deploy.embedded import free_port
-from messaging.service_app import broker_check, create_service_app, database_check, smtp_check
+from platform_kit.service_app import broker_check, create_service_app, database_check, smtp_check
 from tests.helpers import serve_app
 
 

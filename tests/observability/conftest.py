@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from messaging import tracing
 from messaging.tables import create_messaging_tables
+from platform_kit import tracing
 
 
 def reading(name: str, **labels: str) -> float:

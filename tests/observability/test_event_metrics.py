@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 
 from analytics.stream import live_group_id
 from messaging.consumer import PermanentError, TransientError
-from messaging.db import make_session_factory
 from messaging.dlq import read_all, read_dead_letters
 from messaging.kafka import producer_config
 from messaging.outbox import Outbox
 from messaging.relay import Relay
 from messaging.tables import inbox, outbox
+from platform_kit.db import make_session_factory
 from tests.analytics.conftest import RunningProjector, Topics, new_id, transaction, wait_handled
 from tests.helpers import engine_of, migrated_database
 from tests.messaging.conftest import account_event, handlers_recording, make_runtime, poll_until

@@ -6,8 +6,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry.trace import SpanKind
 
-from messaging.service_app import create_service_app
-from messaging.tracing import current_traceparent
+from platform_kit.service_app import create_service_app
+from platform_kit.tracing import current_traceparent
 from tests.observability.conftest import Spans, reading, scraped
 
 ITEM = "/items/{item_id}"

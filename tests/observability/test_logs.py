@@ -12,11 +12,11 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 
-from messaging.db import make_session_factory
-from messaging.logs import configure_logging
 from messaging.outbox import Outbox
 from messaging.relay import Relay
-from messaging.service_app import create_service_app
+from platform_kit.db import make_session_factory
+from platform_kit.logs import configure_logging
+from platform_kit.service_app import create_service_app
 from tests.messaging.conftest import account_event, handlers_recording, make_runtime, poll_until
 from tests.observability.conftest import Spans
 

@@ -15,7 +15,7 @@ from accounting.ledger import Books
 from accounting.mailer import Mailer
 from accounting.settings import AccountingSettings
 from deploy.embedded import free_port
-from messaging.db import make_session_factory
+from platform_kit.db import make_session_factory
 from tasks import app as tasks_app
 from tests.accounting.conftest import add_account, assign, balance_of, complete
 from tests.helpers import engine_of, migrated_database

@@ -16,11 +16,11 @@ from accounting.ledger import Books
 from accounting.settings import AccountingSettings
 from deploy.embedded import free_port
 from event_schemas import default_registry
-from messaging import tracing
-from messaging.db import make_session_factory
 from messaging.outbox import Outbox
 from messaging.relay import Relay
 from messaging.tables import inbox, outbox
+from platform_kit import tracing
+from platform_kit.db import make_session_factory
 from tests.accounting.conftest import poll_until
 from tests.analytics.conftest import RunningProjector
 from tests.analytics.conftest import poll_until as wait_until

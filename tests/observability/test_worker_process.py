@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from deploy.embedded import free_port
-from messaging.db import make_session_factory
 from messaging.outbox import Outbox
+from platform_kit.db import make_session_factory
 from tests.helpers import engine_of, migrated_database
 from tests.messaging.conftest import account_event
 from tests.observability.conftest import scraped

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from deploy.embedded import free_port
-from messaging.db import make_session_factory
-from messaging.settings import Settings
+from platform_kit.db import make_session_factory
+from platform_kit.settings import Settings
 from tasks import service
 from tasks.models import Task
 from tasks.settings import TasksSettings

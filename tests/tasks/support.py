@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth.config import LoginThrottling
-from messaging.settings import Settings
+from platform_kit.settings import Settings
 from tasks import service
 from tasks.app import create_app
 from tests.auth.support import (

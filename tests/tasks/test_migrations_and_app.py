@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from deploy.embedded import free_port
 from messaging.dlq import read_all
-from messaging.migrations import upgrade
-from messaging.settings import Settings
 from messaging.tables import messaging_metadata
+from platform_kit.migrations import upgrade
+from platform_kit.settings import Settings
 from tasks import app, service
 from tasks.models import Base
 from tasks.settings import TasksSettings

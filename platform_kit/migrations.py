@@ -13,7 +13,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from messaging.db import ensure_database
+from platform_kit.db import ensure_database
 
 
 def migrations_dir(service: str) -> Path:

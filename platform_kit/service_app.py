@@ -33,12 +33,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from starlette.routing import Match
 
-from messaging.error_pages import install_error_pages
-from messaging.http_telemetry import RequestTelemetry
-from messaging.metrics import DEPENDENCY_UP
-from messaging.openapi import document_errors
-from messaging.security_headers import PagePolicy, SecurityHeaders
-from messaging.text_input import StorableQueryAndPath
+from platform_kit.error_pages import install_error_pages
+from platform_kit.http_telemetry import RequestTelemetry
+from platform_kit.metrics import DEPENDENCY_UP
+from platform_kit.openapi import document_errors
+from platform_kit.security_headers import PagePolicy, SecurityHeaders
+from platform_kit.text_input import StorableQueryAndPath
 
 ReadinessCheck = Callable[[], None]
 UNPROCESSABLE = 422

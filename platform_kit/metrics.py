@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-log = structlog.get_logger("messaging.metrics")
+log = structlog.get_logger("platform_kit.metrics")
 
 HTTP_REQUESTS = Counter(
     "ates_http_requests_total",

@@ -14,7 +14,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from messaging.security_headers import PagePolicy
+from platform_kit.security_headers import PagePolicy
 
 INTERNAL_ERROR = 500
 TITLES = {

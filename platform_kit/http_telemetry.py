@@ -18,7 +18,7 @@ import structlog
 from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from messaging import metrics, tracing
+from platform_kit import metrics, tracing
 
 REQUEST_ID_HEADER = "x-request-id"
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
