@@ -130,8 +130,8 @@ def test_paths_the_docs_cite_exist():
     cited = set()
     for doc in (RUNBOOK, ARCHITECTURE, K8S_README):
         text = doc.read_text()
-        cited |= set(re.findall(r"`((?:event_schemas|deploy|docs|messaging|platform_kit|tasks|accounting|"
-                                r"analytics|auth)/[\w./-]+\.(?:py|json|lock|md|yml|yaml))`",
+        cited |= set(re.findall(r"`((?:event_schemas|deploy|docs|messaging|platform_kit|tasks|"
+                                r"accounting|analytics|auth)/[\w./-]+\.(?:py|json|lock|md|yml|yaml))`",
                                 text))
         for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (doc.parent / link).resolve().exists(), f"{doc.name}: broken link {link}"
