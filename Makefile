@@ -59,8 +59,11 @@ KAFKA_SUITES := tests/messaging tests/analytics/test_stream.py tests/analytics/t
 test-kafka: install chromium kafka
 	ATES_TEST_BROKER=kafka $(BIN)/python -m pytest $(KAFKA_SUITES)
 
+## Style and strict types (mypy --strict, settings in pyproject.toml) of every package.
+TYPED := platform_kit messaging event_schemas auth tasks accounting analytics deploy
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy $(TYPED)
 
 ## Benchmarks: each figure beside a raw baseline measured in the same run.
 bench: install wrk
