@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 
@@ -28,7 +28,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE = "https://ates.popug.inc/schemas"
 KINDS = ("cud", "business")
 CATALOG_FIELDS = ("domain", "topic", "kind", "key", "producer", "consumers", "description")
-FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+FORMAT_CHECKER: FormatChecker = Draft202012Validator.FORMAT_CHECKER
 MAX_REPORTED_ERRORS = 10
 MAX_MESSAGE_CHARS = 300
 
@@ -39,7 +39,8 @@ def _strict_integer(_checker: object, instance: object) -> bool:
 
 
 # Draft 2020-12 with one change: floats with a zero fraction do not count as integers.
-StrictValidator = validators.extend(
+# (The jsonschema stubs leave ``extend`` unannotated; it returns a validator class.)
+StrictValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
 )
@@ -240,6 +241,7 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _holds_float(data: Any) -> bool:
+    values: Iterable[Any]
     if type(data) is dict:
         values = data.values()
     elif type(data) is list:

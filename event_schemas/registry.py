@@ -97,7 +97,7 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _load_json_object(raw: bytes | str | dict) -> dict[str, Any]:
+def _load_json_object(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict):
         return copy.deepcopy(raw)
     try:
@@ -254,7 +254,7 @@ class SchemaRegistry:
             raise InvalidEnvelope(f"traceparent {traceparent!r} is not a W3C trace context")
         return event
 
-    def parse(self, raw: bytes | str | dict) -> Event:
+    def parse(self, raw: bytes | str | dict[str, Any]) -> Event:
         """An event from its structured JSON form, with envelope and data validated."""
         envelope = _load_json_object(raw)
         _check_envelope(envelope)

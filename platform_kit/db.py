@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, **options) -> Engine:
+def make_engine(url: str, **options: Any) -> Engine:
     options.setdefault("pool_pre_ping", True)
     # As many kept connections as a web app's 40 request threads plus its workers can
     # hold at once: beyond ``pool_size``, every connection given back is closed, and the

@@ -14,7 +14,7 @@ from typing import TextIO
 
 import structlog
 from opentelemetry import trace
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 
 def add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -35,7 +35,7 @@ def configure_logging(service: str | None = None, level: str | None = None,
     """
     level = (level or os.environ.get("ATES_LOG_LEVEL") or "INFO").upper()
     stream = stream or sys.stdout
-    shared = [
+    shared: list[Processor] = [
         *([_Service(service)] if service else []),
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -65,11 +65,11 @@ class _Service:
         return event_dict
 
 
-class _JsonHandler(logging.StreamHandler):
+class _JsonHandler(logging.StreamHandler[TextIO]):
     """Marks the handler this module installed, so configuring again replaces it."""
 
 
-def _route_standard_logging(shared: list, level: str, stream: TextIO) -> None:
+def _route_standard_logging(shared: list[Processor], level: str, stream: TextIO) -> None:
     handler = _JsonHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

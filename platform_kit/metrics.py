@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = structlog.get_logger("platform_kit.metrics")
@@ -150,7 +151,7 @@ class _QueriedGauges(Collector):
                 continue
             yield GaugeMetricFamily(gauge.name, gauge.documentation, value=value)
 
-    def describe(self) -> list:
+    def describe(self) -> list[Metric]:
         # Names come and go at run time: nothing to check when registering.
         return []
 
@@ -169,7 +170,7 @@ def scrape_gauge(name: str, documentation: str, read: Callable[[], float]) -> No
 # -- worker processes -----------------------------------------------------------------------
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0"):
+def serve_metrics(port: int, host: str = "0.0.0.0") -> WSGIServer:
     """Serve the default registry on ``http://host:port/metrics`` from a daemon thread
     (for processes without a web app); returns the HTTP server."""
     server, _thread = start_http_server(port, addr=host)

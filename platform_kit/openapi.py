@@ -84,7 +84,7 @@ def with_errors(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _document_operation(operation: dict[str, Any], shared_parameters: list) -> None:
+def _document_operation(operation: dict[str, Any], shared_parameters: list[dict[str, Any]]) -> None:
     parameters = [*shared_parameters, *operation.get("parameters", [])]
     places = {parameter.get("in") for parameter in parameters}
     expected: dict[str, str] = {}
