@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from analytics.domain import CompletedTask, DayEarnings, InvalidCursor, Period
-from analytics.service import (
+from analytics.domain import CompletedTask, DayEarnings, Period
+from analytics.queries import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     AccountBalance,
@@ -21,7 +21,9 @@ from analytics.service import (
     NegativeBalances,
     Summary,
 )
-from auth.client import CurrentUser, require_role
+from auth_client.guards import require_role
+from auth_client.verification import CurrentUser
+from platform_kit.cursor import InvalidCursor
 from platform_kit.openapi import error
 
 HISTORY_DEFAULT_DAYS = 30
@@ -197,7 +199,7 @@ class DaysOut(BaseModel):
     next: str | None
 
 
-INVALID = {400: error("An invalid cursor, period or range")}
+INVALID: dict[int | str, dict[str, Any]] = {400: error("An invalid cursor, period or range")}
 
 
 def api_router(analytics: Analytics) -> APIRouter:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
 from deploy.console import confirmed, progress, progress_option, yes_option
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from platform_kit.settings import Settings
 
 
 @click.group("analytics")
@@ -45,7 +53,9 @@ def rebuild_command(timeout: float, force: bool, yes: bool, show_progress: bool 
     click.echo(f"analytics rebuilt from {read} message(s)")
 
 
-def _refuse_when_topics_forgot(engine, settings, check, forgot) -> None:
+def _refuse_when_topics_forgot(engine: Engine, settings: Settings,
+                               check: Callable[[Engine, Settings], None],
+                               forgot: type[Exception]) -> None:
     from confluent_kafka import KafkaException
 
     try:

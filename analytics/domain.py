@@ -3,11 +3,8 @@ task and the geometry of the per-day chart. No database, no broker, no clock."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import struct
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -225,27 +222,44 @@ def balances_added(nets: Mapping[tuple[uuid.UUID, date], int]
     return per_account
 
 
-class InvalidCursor(ValueError):
-    def __init__(self) -> None:
-        super().__init__("invalid cursor")
+# --- tasks and billing days, as their events tell them --------------------------------------
 
 
-_BALANCE_CURSOR = struct.Struct(">q16s")
+@dataclass(frozen=True)
+class TaskTitle:
+    """A version of a task's title and Jira id (``task.created``, ``task.updated``)."""
+
+    task_id: uuid.UUID
+    title: str
+    jira_id: str | None
+    version: int
 
 
-def encode_balance_cursor(balance: int, account_id: uuid.UUID) -> str:
-    """Opaque to clients: where the last item of a page of balances stands."""
-    packed = _BALANCE_CURSOR.pack(balance, account_id.bytes)
-    return base64.urlsafe_b64encode(packed).rstrip(b"=").decode()
+@dataclass(frozen=True)
+class TaskPrices:
+    """What a task costs its assignee and pays on completion (``task.priced``)."""
+
+    task_id: uuid.UUID
+    fee: int
+    reward: int
 
 
-def decode_balance_cursor(cursor: str) -> tuple[int, uuid.UUID]:
-    try:
-        packed = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        balance, account = _BALANCE_CURSOR.unpack(packed)
-    except (ValueError, binascii.Error, struct.error):
-        raise InvalidCursor() from None
-    return balance, uuid.UUID(bytes=account)
+@dataclass(frozen=True)
+class TaskCompletion:
+    """When a task was completed (``task.completed``)."""
+
+    task_id: uuid.UUID
+    completed_at: datetime
+
+
+@dataclass(frozen=True)
+class DayClosed:
+    """A billing day accounting closed (``billing_cycle.closed``)."""
+
+    day: date
+    closed_at: datetime
+    accounts_paid: int
+    total_paid: int
 
 
 # --- the most expensive task --------------------------------------------------------------
@@ -343,7 +357,7 @@ class ChartGeometry:
         return " ".join(f"{p.x},{p.y}" for p in self.points)
 
 
-def _scale(low: int, high: int, top: float, height: float):
+def _scale(low: int, high: int, top: float, height: float) -> Callable[[int], float]:
     span = (high - low) or 1
 
     def y(value: int) -> float:
@@ -380,7 +394,8 @@ def chart_geometry(days: Sequence[ChartDay], layout: ChartLayout = ChartLayout()
     )
 
 
-def _value_labels(values: set[int], y, x: float, text=str) -> list[AxisLabel]:
+def _value_labels(values: set[int], y: Callable[[int], float], x: float,
+                  text: Callable[[int], str] = str) -> list[AxisLabel]:
     return [AxisLabel(text(value), x, y(value)) for value in sorted(values)]
 
 

@@ -47,7 +47,7 @@ def check_topics_reach_back(engine: Engine, settings: Settings) -> None:
 def applied_events(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(inbox)
-                           .where(inbox.c.consumer == CONSUMER_NAME))
+                           .where(inbox.c.consumer == CONSUMER_NAME)) or 0
 
 
 def _memory_only(cluster_id: str | None) -> bool:

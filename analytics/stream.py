@@ -30,9 +30,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 import faust
@@ -40,15 +41,13 @@ import structlog
 from confluent_kafka import Consumer, Producer, TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, EventT, Message, ServiceT
+from faust.types.transports import ConsumerT, TransportT
+from mode import Service
 from sqlalchemy import Engine
 
-from analytics import service
-from analytics.consumers import (
-    CONSUMED_TOPICS,
-    CONSUMER_NAME,
-    make_handlers,
-)
+from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
+from analytics.service import AnalyticsService
 from event_schemas import SchemaRegistry
 from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted, next_offsets
 from messaging.dlq import DeadLetterPublisher
@@ -69,6 +68,18 @@ REPLAY_QUIET_SECONDS = 1.0
 TopicPartitionKey = tuple[str, int]
 
 
+class Progress(Protocol):
+    """What a replay tells of its progress (a tqdm bar will do)."""
+
+    @property
+    def total(self) -> float | None: ...
+
+    @total.setter
+    def total(self, value: float) -> None: ...
+
+    def update(self, n: int) -> object: ...
+
+
 @dataclass(frozen=True)
 class ReceivedMessage:
     """A consumed record, with the accessors of a confluent-kafka ``Message`` (so dead
@@ -78,13 +89,14 @@ class ReceivedMessage:
     partition_number: int
     offset_number: int
     key_bytes: bytes | None
-    value_bytes: bytes
+    value_bytes: bytes | None
     header_items: list[tuple[str, bytes]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, message: faust.types.Message) -> ReceivedMessage:
+    def of(cls, message: Message) -> ReceivedMessage:
         headers = message.headers or []
-        items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+        items = cast(list[tuple[str, bytes]],
+                     list(headers.items()) if isinstance(headers, dict) else list(headers))
         return cls(message.topic, message.partition, message.offset, message.key,
                    message.value, items)
 
@@ -100,7 +112,7 @@ class ReceivedMessage:
     def key(self) -> bytes | None:
         return self.key_bytes
 
-    def value(self) -> bytes:
+    def value(self) -> bytes | None:
         return self.value_bytes
 
     def headers(self) -> list[tuple[str, bytes]]:
@@ -112,15 +124,14 @@ class Projector(EventProcessor):
 
     def __init__(self, engine: Engine, handlers: HandlerRegistry,
                  dead_letters: DeadLetterPublisher, registry: SchemaRegistry | None = None,
-                 **options):
+                 **options: Any) -> None:
         super().__init__(CONSUMER_NAME, make_session_factory(engine), handlers, dead_letters,
                          registry, **options)
 
     @classmethod
-    def create(cls, engine: Engine, settings: Settings, **options) -> Projector:
-        handlers = make_handlers(ZoneInfo(settings.timezone)).limited_to(
-            settings.accepted_event_versions
-        )
+    def create(cls, engine: Engine, settings: Settings, **options: Any) -> Projector:
+        projection = AnalyticsService(make_session_factory(engine), ZoneInfo(settings.timezone))
+        handlers = make_handlers(projection).limited_to(settings.accepted_event_versions)
         dead_letters = DeadLetterPublisher(Producer(producer_config(settings)), CONSUMER_NAME)
         return cls(engine, handlers, dead_letters, **options)
 
@@ -137,7 +148,8 @@ class CatchUp:
     """
 
     def __init__(self, ends: dict[TopicPartitionKey, int], quiet: float = REPLAY_QUIET_SECONDS,
-                 clock: Callable[[], float] = time.monotonic, progress=None):
+                 clock: Callable[[], float] = time.monotonic,
+                 progress: Progress | None = None) -> None:
         self.pending = dict(ends)
         self.progress = progress
         if progress is not None:
@@ -187,11 +199,11 @@ class StreamLag:
     """The lag gauge of the partitions batches came from: the end offset the consumer last
     fetched minus the next offset to read."""
 
-    def __init__(self, group_id: str):
+    def __init__(self, group_id: str) -> None:
         self.gauge = LagGauge(group_id)
         self.lags: dict[TopicPartitionKey, int] = {}
 
-    def saw(self, consumer, messages: list[ReceivedMessage]) -> None:
+    def saw(self, consumer: ConsumerT, messages: list[ReceivedMessage]) -> None:
         for key, next_offset in next_offsets(messages).items():
             try:
                 end = consumer.highwater(TP(*key))
@@ -211,8 +223,8 @@ class StreamConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, handing fetched messages to the stream without a race
     of asyncio tasks per message while the stream's buffer has room for it."""
 
-    async def _drain_messages(self, fetcher) -> None:  # pragma: no cover (faust's loop)
-        fetcher_stopped = fetcher._stopped.is_set
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (faust's loop)
+        fetcher_stopped = cast(Service, fetcher)._stopped.is_set
         try:
             while not (self._stopped.is_set() or fetcher_stopped()):
                 self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
@@ -230,7 +242,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
 
-    async def _deliver_all(self, records) -> None:
+    async def _deliver_all(self, records: AsyncIterator[tuple[TP, Message]]) -> None:
         delivered = 0
         async for tp, message in records:
             delivered += 1
@@ -249,7 +261,7 @@ class StreamConsumer(faust_aiokafka.Consumer):
             await self._hand_over(message)
             self._read_offset[tp] = message.offset
 
-    async def _hand_over(self, message) -> None:
+    async def _hand_over(self, message: Message) -> None:
         if self.flow_active and not any(channel.queue.full() for channel in self.app.topics):
             await self.callback(message)
         else:  # it may wait for room: a rebalance stopping the flow must not wait for it
@@ -263,10 +275,10 @@ class StreamTransport(faust_aiokafka.Transport):
 class StreamApp(faust.App):
     """A faust app with the tuned consumer, and without the monitor sensor."""
 
-    def _new_transport(self):
+    def _new_transport(self) -> TransportT:
         return StreamTransport(self.conf.broker_consumer, self)
 
-    def on_init_dependencies(self):
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
         dependencies = super().on_init_dependencies()
         self.sensors.remove(self.monitor)
         return dependencies
@@ -276,27 +288,29 @@ class BatchApplier:
     """Applies taken batches one after another in a helper thread while the stream keeps
     taking: what is taken meanwhile waits, and becomes the next batch."""
 
-    def __init__(self, projector: Projector, stream: faust.StreamT, halt: threading.Event,
-                 failures: list[BaseException], after_batch: Callable[[list], None],
-                 max_batch: int = MAX_BATCH_SIZE):
+    def __init__(self, projector: Projector, stream: faust.StreamT[bytes],
+                 halt: threading.Event, failures: list[BaseException],
+                 after_batch: Callable[[list[ReceivedMessage]], None],
+                 max_batch: int = MAX_BATCH_SIZE) -> None:
         self.projector = projector
         self.stream = stream
         self.halt = halt
         self.failures = failures
         self.after_batch = after_batch
         self.max_batch = max_batch
-        self.waiting: list = []
-        self.task: asyncio.Task | None = None
+        self.waiting: list[EventT[bytes]] = []
+        self.task: asyncio.Task[None] | None = None
         self.progress = asyncio.Condition()
 
-    async def add(self, events) -> None:
+    async def add(self, events: Iterable[EventT[bytes]]) -> None:
         """Queue ``events`` for applying; waits while a full batch is already waiting."""
         self.waiting.extend(events)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._apply_waiting())
+        task = self.task
         async with self.progress:
             await self.progress.wait_for(
-                lambda: len(self.waiting) < self.max_batch or self.task.done()
+                lambda: len(self.waiting) < self.max_batch or task.done()
             )
 
     async def settle(self) -> None:
@@ -317,7 +331,7 @@ class BatchApplier:
             async with self.progress:
                 self.progress.notify_all()
 
-    async def _apply(self, events: list) -> bool:
+    async def _apply(self, events: list[EventT[bytes]]) -> bool:
         messages = [ReceivedMessage.of(event.message) for event in events]
         try:
             await asyncio.to_thread(self.projector.project, messages, self.halt)
@@ -397,11 +411,15 @@ class ProjectionStream:
                 catch_up.saw(messages)
 
         @app.agent(source, name=f"{self.group_id}.project")
-        async def project(stream: faust.StreamT) -> None:
+        async def project(stream: faust.StreamT[bytes]) -> None:
             applier = BatchApplier(self.projector, stream, halt, failures, after_batch,
                                    self.max_batch)
+            # The agent's stream is a faust.Stream; noack_take yields its events, so that
+            # they are acknowledged only once applied.
+            taken = cast(faust.Stream[bytes], stream).noack_take(
+                self.batch_size, within=self.batch_wait)
             try:
-                async for events in stream.noack_take(self.batch_size, within=self.batch_wait):
+                async for events in cast(AsyncIterator[Sequence[EventT[bytes]]], taken):
                     if halt.is_set():
                         return
                     await applier.add(events)
@@ -444,7 +462,7 @@ def run_projector(engine: Engine, settings: Settings, stop: threading.Event) -> 
 
 
 def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0,
-            progress=None) -> int:
+            progress: Progress | None = None) -> int:
     """Empty the projection, then replay every topic from its beginning under a fresh
     consumer group until the ends they had at the start; returns the messages read.
 
@@ -452,8 +470,7 @@ def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0,
     the inbox, so the replay skips it, and every effect commutes. ``progress`` (like a
     tqdm bar: ``total``, ``update(n)``) is told the messages to read and those read.
     """
-    with make_session_factory(engine)() as session, session.begin():
-        service.reset_projection(session)
+    AnalyticsService(make_session_factory(engine), ZoneInfo(settings.timezone)).reset()
     topics = [settings.topic(t) for t in CONSUMED_TOPICS]
     catch_up = CatchUp(end_offsets(settings, topics), progress=progress)
     group_id = f"{live_group_id(settings)}-rebuild-{uuid.uuid4().hex[:12]}"

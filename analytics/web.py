@@ -1,6 +1,6 @@
 """The admin dashboard: today's figures, the popugs in the red by name, the most expensive
 tasks around a chosen date and a per-day chart drawn as inline SVG (no script), in the
-frame every aTES dashboard shares (``auth.dashboard_ui``)."""
+frame every aTES dashboard shares (``dashboard_kit.pages``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse
 
 from analytics.api import HISTORY_DEFAULT_DAYS, BadRequest, parse_day
 from analytics.domain import ChartDay, Period, chart_geometry, describe_chart, format_cents
-from analytics.service import Analytics, DayHistory
-from auth.client import AuthClientConfig
-from auth.dashboard_ui import DashboardLinks, DashboardPages, Visitor, page_templates
+from analytics.queries import Analytics, DayHistory
+from auth_client.sign_in import AuthClientConfig
+from dashboard_kit.pages import DashboardLinks, DashboardPages, Visitor, page_templates
 
 STATIC_DIR = Path(__file__).parent / "static"
 CSRF_COOKIE = "ates_analytics_csrf"

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.models import PROJECTION_TABLES
-from analytics.service import projection_rows
+from analytics.queries import projection_rows
 from analytics.stream import Projector, ReceivedMessage, run_projector
 from event_schemas import Event, default_registry
 from messaging.kafka import ensure_topics, producer_config

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analytics import service
+from analytics import queries
 from analytics.domain import Period
-from analytics.service import Analytics
+from analytics.queries import Analytics
 from tests.analytics.conftest import DAY, at, completed, day_closed, new_id, priced
 
 NEXT_DAY = DAY + timedelta(days=1)
@@ -24,7 +24,7 @@ def analytics_at(sessions, hour: int) -> Analytics:
 
 def completion_day(sessions, day):
     with sessions() as session:
-        task = service.most_expensive_task(session, Period.DAY, day).task
+        task = queries.most_expensive_task(session, Period.DAY, day).task
     return None if task is None else task.completed_day
 
 
@@ -58,7 +58,7 @@ def test_a_completion_after_the_day_was_ended_belongs_to_the_next_day(
         project(close)
 
     with sessions() as session:
-        on_the_day = service.most_expensive_task(session, Period.DAY, DAY).task
-        next_day = service.most_expensive_task(session, Period.DAY, NEXT_DAY).task
+        on_the_day = queries.most_expensive_task(session, Period.DAY, DAY).task
+        next_day = queries.most_expensive_task(session, Period.DAY, NEXT_DAY).task
     assert (str(on_the_day.task_id), on_the_day.completed_day) == (early, DAY)
     assert (str(next_day.task_id), next_day.completed_day) == (late, NEXT_DAY)

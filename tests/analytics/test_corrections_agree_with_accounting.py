@@ -12,7 +12,7 @@ from accounting import service as accounting
 from accounting.closing import RENDERERS
 from accounting.ledger import Books
 from accounting.settings import AccountingSettings
-from analytics import service as analytics
+from analytics import queries as analytics
 from messaging.relay import Relay
 from platform_kit.db import make_session_factory
 from tests.analytics.conftest import RunningProjector, poll_until

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import text
 
-from analytics import service
+from analytics import queries
 from analytics.stream import rebuild
 from tests.analytics import test_dashboard as served
 from tests.analytics.conftest import (
@@ -32,7 +32,7 @@ dashboard = served.dashboard
 
 def negative_names(sessions) -> list[str | None]:
     with sessions() as session:
-        return [b.name for b in service.negative_balances(session).accounts]
+        return [b.name for b in queries.negative_balances(session).accounts]
 
 
 def summary_accounts(dashboard: str, token: str) -> list[dict]:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from analytics import service
+from analytics import queries
+from analytics.consumers import task_prices
 from analytics.domain import DayEarnings, Period
 from analytics.models import Task
+from analytics.service import AnalyticsService
 from analytics.stream import Projector
 from messaging.consumer import HandlerRegistry
 from tests.analytics.conftest import (
@@ -35,8 +38,8 @@ def test_completion_day_is_taken_in_the_platform_time_zone(engine, sessions, dir
     DirectDelivery(tokyo)(priced(task_id, 3300), completed(task_id, at(DAY, 23, 30)))
 
     with sessions() as session:
-        on_the_utc_day = service.most_expensive_task(session, Period.DAY, DAY).task
-        next_day = service.most_expensive_task(session, Period.DAY, DAY + timedelta(days=1)).task
+        on_the_utc_day = queries.most_expensive_task(session, Period.DAY, DAY).task
+        next_day = queries.most_expensive_task(session, Period.DAY, DAY + timedelta(days=1)).task
     assert on_the_utc_day is None
     assert next_day.reward == 3300 and next_day.completed_day == DAY + timedelta(days=1)
 
@@ -54,8 +57,8 @@ def test_redelivered_events_change_nothing_in_the_same_batch_or_later(
     assert snapshot(sessions) == once
     assert inbox_size(engine) == 2
     with sessions() as session:
-        assert service.earnings_on(session, DAY) == DayEarnings(fees=1500, rewards=2000)
-        assert service.negative_balances_now(session) == []
+        assert queries.earnings_on(session, DAY) == DayEarnings(fees=1500, rewards=2000)
+        assert queries.negative_balances_now(session) == []
 
 
 def test_a_later_day_decides_the_balance_even_if_applied_earlier_in_the_batch(
@@ -69,8 +72,8 @@ def test_a_later_day_decides_the_balance_even_if_applied_earlier_in_the_batch(
         transaction(popug, "fee", 1500, -1500, applied_at=at(DAY, 10)),
     )
     with sessions() as session:
-        negative = service.negative_balances_now(session)
-        days = service.history(session, DAY, next_day)
+        negative = queries.negative_balances_now(session)
+        days = queries.history(session, DAY, next_day)
     assert [b.balance for b in negative] == [-2500]
     assert [d.negative_balances for d in days] == [0, 1]
 
@@ -89,6 +92,7 @@ def test_an_event_that_keeps_failing_is_dead_lettered_and_a_transient_failure_re
     engine, sessions
 ):
     calls = {"transient": 0}
+    prices = AnalyticsService(sessions, ZoneInfo("UTC"))
 
     def flaky_prices(session, events):
         if any(e.data["reward"] == 2222 for e in events):
@@ -96,7 +100,7 @@ def test_an_event_that_keeps_failing_is_dead_lettered_and_a_transient_failure_re
         if any(e.data["reward"] == 3333 for e in events) and calls["transient"] < 2:
             calls["transient"] += 1
             raise ConnectionError("database went away")
-        service.apply_task_prices(session, events)
+        prices.apply_task_prices(session, [task_prices(e.data) for e in events])
 
     handlers = HandlerRegistry()
     handlers.register_batch("task.priced", [1], flaky_prices)
@@ -145,8 +149,8 @@ def test_balances_of_transactions_booked_at_one_instant_are_the_sums_of_their_am
             project(event)
 
     with sessions() as session:
-        negative = service.negative_balances_now(session)
-        days = service.history(session, DAY - timedelta(days=1), next_day + timedelta(days=1))
+        negative = queries.negative_balances_now(session)
+        days = queries.history(session, DAY - timedelta(days=1), next_day + timedelta(days=1))
     assert [(str(b.account_id), b.balance) for b in negative] == [(alice, -500)]
     assert [d.negative_balances for d in days] == [0, 1, 1, 1]
     nets = {(str(a), day): net for a, day, net in snapshot(sessions)["account_day_nets"]}

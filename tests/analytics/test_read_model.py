@@ -7,21 +7,23 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from analytics import service
+from analytics import queries
 from analytics.domain import (
     BalanceUpdate,
     CompletedTask,
-    InvalidCursor,
     Period,
     most_expensive,
     negative_changes,
     period_bounds,
 )
 from analytics.models import AccountDayNet, Task
+from analytics.service import AnalyticsService
 from event_schemas import Event
+from platform_kit.cursor import InvalidCursor
 from tests.analytics.conftest import DAY, at, completed, new_id, priced, snapshot, transaction
 
 FIRST = DAY - timedelta(days=20)
@@ -66,11 +68,11 @@ def negative_now(nets: dict[uuid.UUID, dict[date, int]]) -> list[tuple[uuid.UUID
     return sorted(((a, b) for a, b in balances.items() if b < 0), key=lambda x: (x[1], x[0]))
 
 
-def every_page(sessions, limit: int) -> list[service.NegativeBalances]:
+def every_page(sessions, limit: int) -> list[queries.NegativeBalances]:
     pages, cursor = [], None
     with sessions() as session:
         while True:
-            pages.append(service.negative_balances(session, cursor, limit))
+            pages.append(queries.negative_balances(session, cursor, limit))
             cursor = pages[-1].next
             if cursor is None:
                 return pages
@@ -93,19 +95,18 @@ def test_balances_count_and_negative_days_equal_the_nets_in_any_arrival_order(
     assert {page.count for page in pages} == {len(expected)}
     last = DAY + timedelta(days=2)
     with sessions() as session:
-        assert service.negative_balances_now(session) == [
-            service.AccountBalance(a, b) for a, b in expected]
-        days = service.history(session, FIRST - timedelta(days=1), last)
+        assert queries.negative_balances_now(session) == [
+            queries.AccountBalance(a, b) for a, b in expected]
+        days = queries.history(session, FIRST - timedelta(days=1), last)
     assert [d.negative_balances for d in days] == [
         negative_at_end_of(nets, d.day) for d in days]
 
     kept = snapshot(sessions)
-    with sessions() as session, session.begin():
-        service.derive_balances(session)
+    projection = AnalyticsService(sessions, ZoneInfo("UTC"))
+    projection.derive_balances()
     assert {t: kept[t] for t in READ_MODEL} == {t: snapshot(sessions)[t] for t in READ_MODEL}
 
-    with sessions() as session, session.begin():
-        service.reset_projection(session)
+    projection.reset()
     deliver_in_random_batches(project, list(reversed(events)), random.Random(seed + 100))
     assert snapshot(sessions) == kept
 
@@ -114,11 +115,11 @@ def test_a_page_after_the_last_is_empty_and_a_bad_cursor_is_refused(sessions, pr
     popug = new_id()
     project(transaction(popug, "fee", 1500, -1500))
     with sessions() as session:
-        first = service.negative_balances(session, limit=1)
+        first = queries.negative_balances(session, limit=1)
         assert (first.count, first.next) == (1, None)
         for cursor in ("not a cursor", "AAAA", "!!"):
             with pytest.raises(InvalidCursor):
-                service.negative_balances(session, cursor)
+                queries.negative_balances(session, cursor)
 
 
 def test_a_change_of_an_earlier_day_moves_the_days_after_it(sessions, project):
@@ -128,8 +129,8 @@ def test_a_change_of_an_earlier_day_moves_the_days_after_it(sessions, project):
     project(transaction(popug, "reward", 1500, 0, day=d3))  # out of the red on d3
     project(transaction(popug, "fee", 700, 0, day=d1))  # from d1 on, and still on d3
     with sessions() as session:
-        days = service.history(session, d1, d3)
-        count = service.negative_count(session)
+        days = queries.history(session, d1, d3)
+        count = queries.negative_count(session)
     assert [d.negative_balances for d in days] == [1, 1, 1]
     assert count == 1
     assert snapshot(sessions)["negative_count_changes"] == [(d1, 1)]
@@ -182,7 +183,7 @@ def test_the_most_expensive_task_of_each_period_is_the_highest_reward_completed_
         for period in Period:
             first, last = period_bounds(period, day)
             with sessions() as session:
-                found = service.most_expensive_task(session, period, day)
+                found = queries.most_expensive_task(session, period, day)
             assert (found.first, found.last) == (first, last)
             assert found.task == most_expensive(
                 t for t in tasks if first <= t.completed_day <= last), (period, day)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, event, text
 
-from analytics import service
+from analytics import queries
 from analytics.domain import Period
+from analytics.service import AnalyticsService
 from tests.analytics.conftest import DAY, at, completed, priced, transaction
 from tests.analytics.test_dashboard import account_state
 
@@ -47,8 +49,7 @@ def large_projection(engine, sessions) -> Engine:
                    'worker', true, 1, 1
             FROM generate_series(1, :accounts) AS i
         """), {"accounts": ACCOUNTS})
-    with sessions() as session, session.begin():
-        service.derive_balances(session)
+    AnalyticsService(sessions, ZoneInfo("UTC")).derive_balances()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(
             "ANALYZE account_day_nets, account_balances, negative_count_changes, tasks, accounts"))
@@ -107,16 +108,16 @@ def test_the_tables_are_large_enough_for_a_whole_table_scan_to_be_chosen(large_p
 
 def test_the_summary_its_pages_and_the_history_read_no_whole_table(large_projection, sessions):
     with sessions() as session:
-        first = service.summary(session, DAY)
+        first = queries.summary(session, DAY)
     assert first.negative.count > 1000 and first.negative.next
     assert all(b.name and b.name.startswith("Popug ") for b in first.negative.accounts)
 
     def read() -> None:
         with sessions() as session:
-            service.summary(session, DAY)
-            service.negative_balances(session, first.negative.next, 500)
-            service.first_day_with_data(session)
-            service.history(session, DAY - timedelta(days=365), DAY)
+            queries.summary(session, DAY)
+            queries.negative_balances(session, first.negative.next, 500)
+            queries.first_day_with_data(session)
+            queries.history(session, DAY - timedelta(days=365), DAY)
 
     assert_no_whole_table_scan(large_projection, read)
 
@@ -126,7 +127,7 @@ def test_the_names_of_a_page_are_looked_up_by_primary_key_for_its_rows_only(
 ):
     def read() -> None:
         with sessions() as session:
-            service.negative_balances(session, limit=50)
+            queries.negative_balances(session, limit=50)
 
     page = next(s for s in statements_run(large_projection, read) if "accounts" in s[0])
     nodes = plan_of(large_projection, *page)
@@ -141,12 +142,12 @@ def test_the_most_expensive_task_of_a_day_week_or_month_reads_no_whole_table(
 ):
     day = DAY - timedelta(days=10)
     with sessions() as session:
-        assert all(service.most_expensive_task(session, p, day).task for p in Period)
+        assert all(queries.most_expensive_task(session, p, day).task for p in Period)
 
     def read() -> None:
         with sessions() as session:
             for period in Period:
-                service.most_expensive_task(session, period, day)
+                queries.most_expensive_task(session, period, day)
 
     assert_no_whole_table_scan(large_projection, read)
 

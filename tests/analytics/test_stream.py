@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from analytics import service
+from analytics import queries
 from analytics.domain import DayEarnings, Period
 from analytics.models import Task
 from analytics.stream import ProjectionStream, Projector
@@ -71,7 +71,7 @@ def test_earnings_and_negative_balances_from_shuffled_and_repeated_transactions(
     wait_handled(engine, events)
 
     with sessions() as session:
-        result = service.summary(session, DAY)
+        result = queries.summary(session, DAY)
     assert result.earnings == DayEarnings(fees=4500, rewards=3000)
     assert result.earnings.management_earned == 1500
     assert [(str(b.account_id), b.balance) for b in result.negative_balances] == [(bob, -3000)]
@@ -93,8 +93,8 @@ def test_a_task_completed_before_it_is_priced_or_titled_still_counts(topics, eng
     wait_handled(engine, events)
 
     with sessions() as session:
-        top = service.most_expensive_task(session, Period.DAY, DAY).task
-        both = sorted(service.most_expensive_task(session, p, DAY).task.task_id for p in Period)
+        top = queries.most_expensive_task(session, Period.DAY, DAY).task
+        both = sorted(queries.most_expensive_task(session, p, DAY).task.task_id for p in Period)
     assert (str(top.task_id), top.title, top.jira_id, top.reward) == (
         fixed, "Fix the button", "UBERPOP-42", 3900)
     assert {str(t) for t in both} == {fixed}
@@ -127,7 +127,7 @@ def test_most_expensive_task_respects_iso_week_and_month_boundaries(topics, engi
 
     def winner(period: Period, day: date) -> date | None:
         with sessions() as session:
-            found = service.most_expensive_task(session, period, day).task
+            found = queries.most_expensive_task(session, period, day).task
         return found.completed_day if found else None
 
     assert winner(Period.WEEK, date(2026, 12, 31)) == date(2027, 1, 1)
@@ -157,7 +157,7 @@ def test_one_generated_day_earns_fees_minus_rewards(topics, engine, sessions):
     wait_handled(engine, events)
 
     with sessions() as session:
-        result = service.summary(session, DAY)
+        result = queries.summary(session, DAY)
     assert result.earnings.management_earned == fees - rewards
     assert {str(b.account_id): b.balance for b in result.negative_balances} == {
         p: b for p, b in balances.items() if b < 0}
@@ -180,7 +180,7 @@ def test_history_counts_accounts_negative_at_each_day_end(topics, engine, sessio
     wait_handled(engine, events)
 
     with sessions() as session:
-        days = service.history(session, first - timedelta(days=1), third + timedelta(days=1))
+        days = queries.history(session, first - timedelta(days=1), third + timedelta(days=1))
     assert [(d.negative_balances, d.earnings.management_earned, d.closed) for d in days] == [
         (0, 0, False), (2, 2500, True), (1, -3000, True), (0, -2000, False), (0, 0, False)]
 
@@ -210,7 +210,7 @@ def test_broken_events_go_to_the_dead_letter_topic_and_the_rest_moves_on(
     other = read_dead_letters(stream_settings, stream_settings.dlq_topic("tasks-stream"))
     assert [letter.error.split(":")[0] for letter in other] == ["UnknownEventType"]
     with sessions() as session:
-        assert service.most_expensive_task(session, Period.DAY, DAY).task.reward == 3100
+        assert queries.most_expensive_task(session, Period.DAY, DAY).task.reward == 3100
 
 
 def test_an_oversized_broken_event_is_dead_lettered_truncated_and_the_projector_keeps_going(
