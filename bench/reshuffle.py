@@ -8,7 +8,7 @@ seeds the workers and the open tasks, then alternates, ``--rounds`` times:
 - the raw baseline: one set-based ``UPDATE`` giving every open task a random worker, plus
   a ``COPY`` of as many outbox rows (prepared beforehand, each with a real ``task.updated``
   payload), in one transaction;
-- a real reshuffle (``tasks.service.reshuffle``): the same ``UPDATE`` returning what the
+- a real reshuffle (``TasksService.reshuffle``): the same ``UPDATE`` returning what the
   events need, and a ``task.updated`` and a ``task.assigned`` event per task in the outbox.
 
 Between rounds the outbox is emptied and the tasks vacuumed, so each round starts alike.
@@ -18,10 +18,12 @@ It prints the median of each and their ratio.
 from __future__ import annotations
 
 import json
+import random
 import struct
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import psycopg
 
@@ -63,7 +65,7 @@ def _measure(
     """(raw baseline, reshuffle) seconds for each round."""
     settings = TasksSettings(Settings(database_url=server.url))
     url = settings.platform.database_for("tasks")
-    upgrade("tasks", url)
+    upgrade("tasks.migrations", url)
     connection = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
     engine = make_engine(url)
     sessions = make_session_factory(engine)
@@ -84,7 +86,9 @@ def _measure(
 
 
 def _reshuffle_all(sessions, settings: TasksSettings, admin: service.Actor, tasks: int) -> None:
-    reassigned = service.reshuffle(sessions, settings, admin)
+    commands = service.TasksService.from_settings(
+        sessions, settings, clock=partial(datetime.now, UTC), random=random.SystemRandom())
+    reassigned = commands.reshuffle(admin)
     if reassigned != tasks:
         raise RuntimeError(f"reshuffle reassigned {reassigned} tasks, not {tasks}")
 

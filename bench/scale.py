@@ -417,7 +417,7 @@ class _Size:
 
     async def _requests(self, http: httpx.AsyncClient) -> dict:
         from accounting.service import encode_cursor as balance_cursor
-        from tasks.service import encode_cursor as task_cursor
+        from platform_kit.cursor import encode_id as task_cursor
 
         spec, rng, urls = self.spec, self.rng, self.spec.urls
         admin = _bearer(await platform_load.sign_in(urls["auth"], *spec.admin))

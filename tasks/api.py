@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi import status as http
@@ -16,17 +16,20 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from auth.client import CurrentUser, current_user
+from auth_client.guards import current_user
+from auth_client.verification import CurrentUser
+from platform_kit.cursor import InvalidCursor
 from platform_kit.service_app import UNPROCESSABLE
 from platform_kit.service_app import install_error_handlers as install_shared_error_handlers
 from platform_kit.text_input import OptionalText, Text
 from platform_kit.tracing import current_traceparent
-from tasks import domain, service
-from tasks.service import Sessions, TaskView
-from tasks.settings import TasksSettings
+from tasks import domain, queries
+from tasks.queries import TaskQueries, TaskView
+from tasks.service import Actor, TasksService
 
-ERROR_STATUS: dict[type[domain.TaskError], int] = {
+ERROR_STATUS: dict[type[Exception], int] = {
     domain.ValidationError: UNPROCESSABLE,
+    InvalidCursor: UNPROCESSABLE,
     domain.NoEligibleAssignee: http.HTTP_409_CONFLICT,
     domain.TaskNotFound: http.HTTP_404_NOT_FOUND,
     domain.NotAssignee: http.HTTP_403_FORBIDDEN,
@@ -47,20 +50,20 @@ class TaskIdSegment(StringConvertor):
 register_url_convertor("task_id", TaskIdSegment())
 
 TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
-TaskSort = Literal["newest", "oldest", "title"]  # service.SORTS
+TaskSort = Literal["newest", "oldest", "title"]  # queries.SORTS
 
 
-def status_for(error: domain.TaskError) -> int:
+def status_for(error: Exception) -> int:
     return next(
         (code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)),
         http.HTTP_400_BAD_REQUEST,
     )
 
 
-def actor_of(user: CurrentUser) -> service.Actor:
+def actor_of(user: CurrentUser) -> Actor:
     """The acting account; service clients (whose ``sub`` is a client id) are refused."""
     try:
-        return service.Actor(id=uuid.UUID(user.id), role=user.role)
+        return Actor(id=uuid.UUID(user.id), role=user.role)
     except ValueError:
         raise HTTPException(
             http.HTTP_403_FORBIDDEN, "this needs a person's account, not a service client"
@@ -115,7 +118,7 @@ class TaskPage(BaseModel):
     next: str | None = Field(description="Pass as ?cursor= for the next page; null at the end")
     total: int = Field(description="How many tasks match, over every page")
     total_exact: bool = Field(
-        description=f"false when `total` is an estimate (beyond {service.COUNT_EXACTLY_UP_TO} "
+        description=f"false when `total` is an estimate (beyond {queries.COUNT_EXACTLY_UP_TO} "
         "matching tasks, unless only open tasks are asked for)"
     )
 
@@ -128,11 +131,13 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-def _error(description: str) -> dict:
+def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
 
-COMMON_ERRORS = {401: _error("No valid access token"), 422: _error("Malformed request")}
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("No valid access token"), 422: _error("Malformed request")
+}
 
 Caller = Annotated[CurrentUser, Depends(current_user)]
 
@@ -140,7 +145,7 @@ Caller = Annotated[CurrentUser, Depends(current_user)]
 # -- routes -------------------------------------------------------------------------------
 
 
-def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
+def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
     router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=COMMON_ERRORS)
 
     @router.post(
@@ -152,8 +157,6 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
         """Create an open task, assigned to a random active account that is neither admin
         nor manager."""
         task = service.create_task(
-            sessions,
-            settings,
             actor_of(user),
             body.title,
             body.jira_id,
@@ -184,19 +187,18 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
         ] = None,
         sort: TaskSort = "newest",
         cursor: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-        limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = service.DEFAULT_PAGE_SIZE,
+        limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = queries.DEFAULT_PAGE_SIZE,
     ) -> TaskPage:
         """Tasks matching every given filter, one page at a time (newest first unless
         `sort` says otherwise), with how many match in all."""
-        conditions = {
+        conditions: dict[str, queries.Condition] = {
             "assignee": _account_filter(assignee, user, "assignee"), "status": status, "q": q,
             "creator": _account_filter(creator, user, "creator"),
             "assignee_name": assignee_name, "creator_name": creator_name,
         }
-        items, next_cursor = service.list_tasks(
-            sessions, cursor=cursor, limit=limit, sort=sort, **conditions
-        )
-        total = service.count_tasks(sessions, **conditions)
+        items, next_cursor = reads.list_tasks(cursor=cursor, limit=limit, sort=sort,
+                                              **conditions)
+        total = reads.count_tasks(**conditions)
         return TaskPage(items=[TaskOut.of(task) for task in items], next=next_cursor,
                         total=total.count, total_exact=total.exact)
 
@@ -209,14 +211,12 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
     )
     def reshuffle(user: Caller) -> Reshuffled:
         """Give every open task a uniformly random eligible assignee (admins, managers)."""
-        count = service.reshuffle(
-            sessions, settings, actor_of(user), traceparent=current_traceparent()
-        )
+        count = service.reshuffle(actor_of(user), traceparent=current_traceparent())
         return Reshuffled(reassigned=count)
 
     @router.get("/{task_id:task_id}", responses={404: _error("No such task")})
     def get_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
-        return TaskOut.of(service.get_task(sessions, task_id))
+        return TaskOut.of(reads.get_task(task_id))
 
     @router.post(
         "/{task_id}/complete",
@@ -228,9 +228,8 @@ def api_router(sessions: Sessions, settings: TasksSettings) -> APIRouter:
     )
     def complete_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
         """Mark one of the caller's open tasks done."""
-        task = service.complete_task(
-            sessions, settings, actor_of(user), task_id, traceparent=current_traceparent()
-        )
+        task = service.complete_task(actor_of(user), task_id,
+                                     traceparent=current_traceparent())
         return TaskOut.of(task)
 
     return router
@@ -253,4 +252,5 @@ def _account_filter(account: str | None, user: CurrentUser, name: str) -> uuid.U
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    install_shared_error_handlers(app, domain.TaskError, status_for)
+    for error in (domain.TaskError, InvalidCursor):
+        install_shared_error_handlers(app, error, status_for)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from event_schemas import Event, SchemaRegistry, default_registry, task_v2_to_v1
 
@@ -50,7 +50,7 @@ class TaskState:
     version: int
 
     @classmethod
-    def of(cls, task: Any) -> TaskState:
+    def of(cls, task: Any) -> Self:
         return cls(**{name: getattr(task, name) for name in cls.__dataclass_fields__})
 
 

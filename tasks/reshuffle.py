@@ -46,6 +46,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -126,7 +127,9 @@ def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, a
         return 0
     renderer = ReshuffleEvents(events, at)
     reassigned, after = 0, 0
-    cursor = session.connection().connection.driver_connection.cursor()
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
     with cursor:
         while last := _last_of_chunk(cursor, after):
             rows = cursor.execute(
@@ -140,9 +143,12 @@ def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, a
     return reassigned
 
 
-def _last_of_chunk(cursor, after: int) -> int | None:
+def _last_of_chunk(cursor: psycopg.Cursor[Any], after: int) -> int | None:
     """The id of the last of the next ``CHUNK`` open tasks after ``after`` (None: no more)."""
-    return cursor.execute(_LAST_OF_CHUNK, {"after": after, "chunk": CHUNK}).fetchone()[0]
+    row = cursor.execute(_LAST_OF_CHUNK, {"after": after, "chunk": CHUNK}).fetchone()
+    assert row is not None
+    last: int | None = row[0]
+    return last
 
 
 def _hold_assignee_pool(session: Session) -> int:
@@ -219,7 +225,7 @@ class ReshuffleEvents:
         )
         return event_template(event, self.JSON_SLOTS, self.NUMBER_SLOTS)
 
-    def render(self, rows: Sequence[tuple]) -> Iterator[PreparedEvent]:
+    def render(self, rows: Sequence[tuple[Any, ...]]) -> Iterator[PreparedEvent]:
         """``task.updated`` then ``task.assigned`` for each row of the reassigning UPDATE."""
         state_version = self.state_version
         event_ids = random_event_ids(2 * len(rows))
@@ -259,9 +265,10 @@ class ReshuffleEvents:
     def _title(self, title: str, jira_id: str | None) -> str:
         if self.state_version == 2 or jira_id is None:
             return title
-        return task_v2_to_v1(_V1_TITLE_STUB | {"title": title, "jira_id": jira_id})["title"]
+        folded: str = task_v2_to_v1(_V1_TITLE_STUB | {"title": title, "jira_id": jira_id})["title"]
+        return folded
 
-    def _check(self, row: tuple, updated: str, assigned: str) -> None:
+    def _check(self, row: tuple[Any, ...], updated: str, assigned: str) -> None:
         """Validate a rendered pair and compare it with the regular builder's events."""
         task, previous_assignee_id = _state_of(row), uuid.UUID(row[2])
         expected = [
@@ -289,7 +296,7 @@ _V1_TITLE_STUB = {
 }
 
 
-def _state_of(row: tuple) -> TaskState:
+def _state_of(row: tuple[Any, ...]) -> TaskState:
     task_id, assignee_id, _, title, jira_id, description, created_at, version = row
     return TaskState(
         public_id=uuid.UUID(task_id),

@@ -21,16 +21,25 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from auth.client import AuthClientConfig, CurrentUser
-from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
+from auth_client.sign_in import AuthClientConfig
+from auth_client.verification import CurrentUser
+from dashboard_kit.pages import (
+    CsrfField,
+    DashboardLinks,
+    DashboardPages,
+    Visitor,
+    as_sentence,
+    page_templates,
+)
 from platform_kit import live, text_input
-from platform_kit.service_app import UNPROCESSABLE, as_sentence
+from platform_kit.cursor import InvalidCursor
+from platform_kit.service_app import UNPROCESSABLE
 from platform_kit.tracing import current_traceparent
-from tasks import domain, service
+from tasks import domain, queries
 from tasks.api import actor_of, status_for
 from tasks.live import LiveFeed, conninfo_of
-from tasks.service import Sessions, TaskView
-from tasks.settings import TasksSettings
+from tasks.queries import TaskQueries, TaskView
+from tasks.service import TasksService
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 20
@@ -44,8 +53,8 @@ COMPLETED = "Task done: millet in the bowl."
 RESHUFFLED = "Reshuffle done. Open tasks handed out again: {count:,}."
 LIST, BOARD = "list", "board"
 VIEWS = (LIST, BOARD)
-SORT_NAMES = {service.NEWEST: "Newest first", service.OLDEST: "Oldest first",
-              service.TITLE: "Title A to Z"}
+SORT_NAMES = {queries.NEWEST: "Newest first", queries.OLDEST: "Oldest first",
+              queries.TITLE: "Title A to Z"}
 HISTORY_SHOWN = 100
 
 templates = page_templates(Path(__file__).parent / "templates")
@@ -53,7 +62,7 @@ templates.env.globals["status_pictures"] = STATUS_PICTURES
 templates.env.globals["sort_names"] = SORT_NAMES
 
 
-def _total_text(total: service.Total) -> str:
+def _total_text(total: queries.Total) -> str:
     noun = "task" if total.count == 1 else "tasks"
     return f"{total.count:,} {noun}" if total.exact else f"about {total.count:,} {noun}"
 
@@ -101,8 +110,8 @@ class ListQuery:
     def problem(self, listing: Listing) -> str | None:
         if self.status and self.status not in STATUS_FILTERS:
             return f"Tasks are {', '.join(STATUS_FILTERS)}, not {self.status!r}."
-        if self.sort and self.sort not in service.SORTS:
-            return f"Tasks are sorted {', '.join(service.SORTS)}, not {self.sort!r}."
+        if self.sort and self.sort not in queries.SORTS:
+            return f"Tasks are sorted {', '.join(queries.SORTS)}, not {self.sort!r}."
         if self.view and self.view not in VIEWS:
             return f"Tasks are shown as a {' or a '.join(VIEWS)}, not {self.view!r}."
         return None
@@ -130,12 +139,12 @@ def _task_id(raw: str) -> uuid.UUID:
 
 
 class Board(DashboardPages):
-    def __init__(self, sessions: Sessions, settings: TasksSettings, auth: AuthClientConfig,
+    def __init__(self, service: TasksService, reads: TaskQueries, auth: AuthClientConfig,
                  links: DashboardLinks):
         super().__init__(templates, auth, CSRF_COOKIE, links)
-        self.sessions = sessions
-        self.settings = settings
-        self.live = LiveFeed(conninfo_of(sessions.kw["bind"]))
+        self.service = service
+        self.reads = reads
+        self.live = LiveFeed(conninfo_of(reads.sessions.kw["bind"]))
 
     # --- rendering ------------------------------------------------------------------
 
@@ -160,12 +169,12 @@ class Board(DashboardPages):
             return self.message(request, user, "Unknown filter", problem, 422, link=listing.path)
         status = wanted.status or listing.default_status
         view = wanted.view or LIST
-        conditions = {
+        conditions: dict[str, queries.Condition] = {
             "assignee": actor_of(user).id if listing is MY_TASKS else None,
             "q": wanted.q or None, "creator_name": wanted.creator or None,
             "assignee_name": (wanted.assignee or None) if listing is ALL_TASKS else None,
         }
-        sort = wanted.sort or service.NEWEST
+        sort = wanted.sort or queries.NEWEST
         try:
             if view == BOARD:
                 columns = [self._column(listing, wanted, status_name, sort, conditions)
@@ -174,15 +183,15 @@ class Board(DashboardPages):
             else:
                 columns = []
                 only = None if status == ALL_STATUSES else status
-                tasks, next_cursor = service.list_tasks(
-                    self.sessions, status=only, cursor=cursor, limit=PAGE_SIZE, sort=sort,
-                    **conditions)
-                total = service.count_tasks(self.sessions, status=only, **conditions)
+                tasks, next_cursor = self.reads.list_tasks(
+                    status=only, cursor=cursor, limit=PAGE_SIZE, sort=sort, **conditions)
+                total = self.reads.count_tasks(status=only, **conditions)
+        except InvalidCursor:
+            return self.message(request, user, "Page not found",
+                                "This page link is no longer valid.", 422, link=listing.path)
         except domain.ValidationError as error:
-            text = ("This page link is no longer valid." if "cursor" in str(error)
-                    else as_sentence(str(error)))
-            return self.message(request, user, "Page not found" if "cursor" in str(error)
-                                else "Unknown filter", text, 422, link=listing.path)
+            return self.message(request, user, "Unknown filter", as_sentence(str(error)), 422,
+                                link=listing.path)
         context = {
             "listing": listing, "status": status, "view": view, "wanted": wanted,
             "sort": sort, "tasks": tasks, "columns": columns, "total": total,
@@ -196,23 +205,23 @@ class Board(DashboardPages):
         return self.render(request, user, "tasks.html", context)
 
     def _column(self, listing: Listing, wanted: ListQuery, status: str, sort: str,
-                conditions: dict[str, Any]) -> dict[str, Any]:
-        tasks, more = service.list_tasks(self.sessions, status=status, limit=PAGE_SIZE,
-                                         sort=sort, **conditions)
+                conditions: dict[str, queries.Condition]) -> dict[str, Any]:
+        tasks, more = self.reads.list_tasks(status=status, cursor=None, limit=PAGE_SIZE,
+                                            sort=sort, **conditions)
         return {"status": status, "tasks": tasks,
-                "total": service.count_tasks(self.sessions, status=status, **conditions),
+                "total": self.reads.count_tasks(status=status, **conditions),
                 "more_url": more and wanted.url(listing, status=status, view=LIST)}
 
     def _names(self, tasks: list[TaskView], *more: uuid.UUID | None) -> dict[uuid.UUID, str]:
         wanted = {task.assignee_id for task in tasks} | {task.created_by for task in tasks}
-        return service.account_names(self.sessions, {a for a in wanted | set(more) if a})
+        return self.reads.account_names({a for a in wanted | set(more) if a})
 
     def task_page(self, request: Request, user: CurrentUser, raw_id: str) -> HTMLResponse:
         try:
-            task = service.get_task(self.sessions, _task_id(raw_id))
+            task = self.reads.get_task(_task_id(raw_id))
         except domain.TaskError as error:
             return self.refused(request, user, error)
-        history = service.task_history(self.sessions, task.id, HISTORY_SHOWN)
+        history = self.reads.task_history(task.id, HISTORY_SHOWN)
         people = [p for entry in history
                   for p in (entry.assignee_id, entry.previous_assignee_id, entry.actor_id)]
         context = {"task": task, "history": history, "history_shown": HISTORY_SHOWN,
@@ -244,9 +253,9 @@ class Board(DashboardPages):
             shown = TaskForm(**{k: text_input.displayable(v) for k, v in asdict(form).items()})
             return self.new_task_page(request, user, shown, problem, UNPROCESSABLE)
         try:
-            task = service.create_task(
-                self.sessions, self.settings, actor_of(user), form.title, form.jira_id,
-                form.description, traceparent=current_traceparent())
+            task = self.service.create_task(
+                actor_of(user), form.title, form.jira_id, form.description,
+                traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.new_task_page(request, user, form, str(error), status_for(error))
         return self.redirect(f"/tasks/{task.id}", notice=CREATED)
@@ -258,8 +267,8 @@ class Board(DashboardPages):
         if not self.forms.is_valid(request, csrf_token):
             return self.expired_form(request, user)
         try:
-            service.complete_task(self.sessions, self.settings, actor_of(user),
-                                  _task_id(raw_id), traceparent=current_traceparent())
+            self.service.complete_task(actor_of(user), _task_id(raw_id),
+                                       traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.refused(request, user, error)
         return self.redirect("/", notice=COMPLETED)
@@ -271,15 +280,14 @@ class Board(DashboardPages):
             domain.ensure_may_reshuffle(user.role)
         except domain.Forbidden as refusal:
             return self.refused(request, user, refusal)
-        open_tasks = service.count_open_tasks(self.sessions)
+        open_tasks = self.reads.count_open_tasks()
         return self.render(request, user, "reshuffle.html", {"open_tasks": open_tasks})
 
     def reshuffle(self, request: Request, user: CurrentUser, csrf_token: str) -> Response:
         if not self.forms.is_valid(request, csrf_token):
             return self.expired_form(request, user)
         try:
-            count = service.reshuffle(self.sessions, self.settings, actor_of(user),
-                                      traceparent=current_traceparent())
+            count = self.service.reshuffle(actor_of(user), traceparent=current_traceparent())
         except domain.TaskError as error:
             return self.refused(request, user, error)
         return self.redirect(ALL_TASKS.path, notice=RESHUFFLED.format(count=count))

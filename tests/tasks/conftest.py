@@ -3,9 +3,11 @@ provider and one tasks app served over HTTP for the tests that need them."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -14,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from deploy.embedded import free_port
 from platform_kit.db import make_session_factory
 from platform_kit.settings import Settings
-from tasks import service
+from tasks import consumers, service
 from tasks.models import Task
+from tasks.service import TasksService
 from tasks.settings import TasksSettings
 from tests.auth.support import People, RunningProvider
 from tests.helpers import add_replica_account, database_fixtures, settings_on
@@ -37,6 +40,14 @@ def tasks_settings(postgres_server, tasks_database_url) -> TasksSettings:
         database_url=postgres_server.url, service_database_urls={"tasks": tasks_database_url}
     )
     return TasksSettings(platform)
+
+
+def commands(sessions: sessionmaker[Session], settings: TasksSettings,
+             rng: random.Random | None = None) -> TasksService:
+    """The commands over the test database: the real clock, and ``rng``'s draws (the
+    system's when none is given)."""
+    return TasksService.from_settings(sessions, settings, clock=lambda: datetime.now(UTC),
+                                      random=rng or random.SystemRandom())
 
 
 @dataclass(frozen=True)
@@ -62,12 +73,12 @@ class Team:
 def add_account(
     sessions: sessionmaker[Session], role: str = "worker", active: bool = True
 ) -> uuid.UUID:
-    return add_replica_account(service, sessions, uuid.uuid4(), role, f"Popug {role}", active)
+    return add_replica_account(consumers, sessions, uuid.uuid4(), role, f"Popug {role}", active)
 
 
 def delete_account(sessions: sessionmaker[Session], account_id: uuid.UUID) -> None:
     with sessions() as session, session.begin():
-        service.apply_account_deleted(session, account_id, version=2)
+        consumers.apply_account_deleted(session, account_id, version=2)
 
 
 def make_team(sessions: sessionmaker[Session], workers: int = 2) -> Team:

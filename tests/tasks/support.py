@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from auth.config import LoginThrottling
 from platform_kit.settings import Settings
-from tasks import service
+from tasks import consumers
 from tasks.app import create_app
 from tests.auth.support import (
     Person,
@@ -41,7 +41,7 @@ def feed_replica(sessions: sessionmaker[Session], *people: Person) -> None:
     """Tell the tasks service about these accounts, as auth's ``account.created`` would."""
     with sessions() as session, session.begin():
         for person in people:
-            service.apply_account_state(
+            consumers.apply_account_state(
                 session,
                 uuid.UUID(person.id),
                 email=person.login.email,

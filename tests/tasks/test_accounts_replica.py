@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from event_schemas import Event, default_registry
 from messaging.kafka import producer_config
-from tasks import domain, service
+from tasks import domain
 from tasks.app import consumer_runtime
 from tasks.consumers import handlers
 from tasks.models import Account
 from tests.messaging.conftest import poll_until
-from tests.tasks.conftest import actor, assignee_slots, count_rows
+from tests.tasks.conftest import actor, assignee_slots, commands, count_rows
 
 
 @dataclass(frozen=True)
@@ -188,9 +188,8 @@ def test_replica_built_through_the_consumer_from_shuffled_and_duplicated_events(
     assert replica_of(sessions, worker).role == "worker"
     # Only the worker and the account that became an accountant may get tasks now.
     eligible = {
-        service.create_task(
-            sessions, tasks_settings, actor(worker), f"Task {n}", rng=random.Random(n)
-        ).assignee_id
+        commands(sessions, tasks_settings, random.Random(n))
+        .create_task(actor(worker), f"Task {n}").assignee_id
         for n in range(30)
     }
     accountant = next(a for a, (h, _) in histories.items() if h is role_change_without_state)
@@ -209,15 +208,15 @@ def _produce(settings, events: list[Event]) -> None:
 def test_no_task_for_an_account_deactivated_or_deleted_later(sessions, tasks_settings):
     account_id = uuid.uuid4()
     apply_in_order(sessions, [account_event("account.created", account_id, 1)])
-    service.create_task(sessions, tasks_settings, actor(account_id), "First")
+    commands(sessions, tasks_settings).create_task(actor(account_id), "First")
     apply_in_order(sessions, [account_event("account.updated", account_id, 2, active=False)])
     with pytest.raises(domain.NoEligibleAssignee):
-        service.create_task(sessions, tasks_settings, actor(account_id), "Second")
+        commands(sessions, tasks_settings).create_task(actor(account_id), "Second")
     apply_in_order(sessions, [account_event("account.updated", account_id, 3)])
-    service.create_task(sessions, tasks_settings, actor(account_id), "Third")
+    commands(sessions, tasks_settings).create_task(actor(account_id), "Third")
     apply_in_order(sessions, [account_event("account.deleted", account_id, 4)])
     with pytest.raises(domain.NoEligibleAssignee):
-        service.create_task(sessions, tasks_settings, actor(account_id), "Fourth")
+        commands(sessions, tasks_settings).create_task(actor(account_id), "Fourth")
 
 
 def test_a_run_of_states_of_many_accounts_applied_at_once_keeps_the_newest(sessions, engine):

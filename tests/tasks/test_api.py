@@ -9,7 +9,8 @@ import uuid
 import httpx
 import pytest
 
-from tasks import domain, service
+from platform_kit.cursor import encode_id
+from tasks import consumers, domain
 from tests.auth.support import People, Person
 from tests.tasks.conftest import count_rows, last_outbox_row, stored_events
 from tests.tasks.support import TASK_FIELDS, TRACEPARENT, create_via_api, feed_replica
@@ -32,7 +33,7 @@ def only_worker_eligible(sessions, people: People) -> Person:
 
 def deactivate(sessions, person: Person) -> None:
     with sessions() as session, session.begin():
-        service.apply_account_state(
+        consumers.apply_account_state(
             session, uuid.UUID(person.id), email=person.login.email, full_name=person.name,
             role=person.login.role, active=False, version=2)
 
@@ -170,7 +171,7 @@ def test_a_deactivated_account_is_refused_at_once(api, engine, sessions, people,
 def test_a_deleted_account_is_refused_at_once(api, engine, sessions, people,
                                               only_worker_eligible):
     with sessions() as session, session.begin():
-        service.apply_account_deleted(session, uuid.UUID(people.manager.id), version=2)
+        consumers.apply_account_deleted(session, uuid.UUID(people.manager.id), version=2)
 
     created = httpx.post(f"{api}/api/tasks", json={"title": "Fix"},
                          headers=people.manager.headers)
@@ -364,7 +365,7 @@ def test_the_list_searches_filters_by_creator_and_names_and_sorts(api, sessions,
     ("sort=random", "sort: Input should be 'newest', 'oldest' or 'title'"),
     (f"q={'x' * 201}", "the search must be at most 200 characters"),
     ("cursor=not-a-cursor", "invalid cursor"),
-    (f"cursor={service.encode_cursor(uuid.uuid4())}", "invalid cursor"),
+    (f"cursor={encode_id(uuid.uuid4())}", "invalid cursor"),
     ("limit=0", "limit: Input should be greater than or equal to 1"),
     ("limit=201", "limit: Input should be less than or equal to 200"),
 ])

@@ -9,15 +9,17 @@ import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 
-from tasks import domain, service
-from tasks.models import ASSIGNEE_POOL_LOCK, Account
+from tasks import consumers, domain, service
+from tasks.models import ASSIGNEE_POOL_LOCK, Account, AssigneeSlot
+from tasks.queries import TaskQueries
 from tasks.reshuffle import _hold_assignee_pool
 from tests.tasks.conftest import (
     actor,
     add_account,
     assignee_slots,
+    commands,
     delete_account,
     insert_open_tasks,
 )
@@ -34,7 +36,7 @@ def eligible_accounts(engine: Engine) -> set[uuid.UUID]:
 
 def set_state(sessions, account_id: uuid.UUID, version: int, role: str, active: bool) -> None:
     with sessions() as session, session.begin():
-        service.apply_account_state(
+        consumers.apply_account_state(
             session, account_id, email=f"{account_id.hex[:8]}@popug.inc",
             full_name="Popug", role=role, active=active, version=version,
         )
@@ -63,7 +65,7 @@ def test_slots_follow_every_change_of_the_replica(sessions, engine):
                           rng.choice(domain.ROLES), rng.random() < 0.6)
             elif move == "role":
                 with sessions() as session, session.begin():
-                    service.apply_role_change(session, account_id, rng.choice(domain.ROLES),
+                    consumers.apply_role_change(session, account_id, rng.choice(domain.ROLES),
                                               versions[account_id])
             else:
                 delete_account(sessions, account_id)
@@ -83,7 +85,7 @@ def test_the_pick_is_uniform_over_the_eligible_accounts(sessions, engine, team):
     # fails it once in a million runs; an off-by-one slot gives p < 1e-30).
     rng = random.SystemRandom()
     with sessions() as session, session.begin():
-        counts = Counter(service._lock_random_assignee(session, rng) for _ in range(4_000))
+        counts = Counter(service.lock_random_assignee(session, rng) for _ in range(4_000))
     assert set(counts) == set(team.eligible)
     assert uniformity_p_value([counts[a] for a in team.eligible]) > 1e-6
 
@@ -96,7 +98,7 @@ def test_a_pick_never_lands_on_an_account_that_left_meanwhile(sessions, engine, 
                            {"id": leaving})
         connection.execute(text("ALTER TABLE accounts ENABLE TRIGGER USER"))
     with sessions() as session, session.begin():
-        picks = {service._lock_random_assignee(session, random.Random(n)) for n in range(200)}
+        picks = {service.lock_random_assignee(session, random.Random(n)) for n in range(200)}
     assert leaving not in picks
     assert picks == set(team.eligible) - {leaving}
 
@@ -127,20 +129,20 @@ def test_open_task_counts_follow_creation_completion_reshuffle_and_bulk_loads(
     sessions, engine, tasks_settings, team
 ):
     created = [
-        service.create_task(sessions, tasks_settings, actor(team.admin, "admin"), f"T{n}")
+        commands(sessions, tasks_settings).create_task(actor(team.admin, "admin"), f"T{n}")
         for n in range(6)
     ]
-    assert service.count_open_tasks(sessions) == 6
+    assert TaskQueries(sessions).count_open_tasks() == 6
     for task in created[:2]:
-        service.complete_task(sessions, tasks_settings, actor(task.assignee_id), task.id)
-    assert service.count_open_tasks(sessions) == 4
+        commands(sessions, tasks_settings).complete_task(actor(task.assignee_id), task.id)
+    assert TaskQueries(sessions).count_open_tasks() == 4
     insert_open_tasks(engine, 500, team.workers[0])
-    service.reshuffle(sessions, tasks_settings, actor(team.admin, "admin"))
+    commands(sessions, tasks_settings).reshuffle(actor(team.admin, "admin"))
     with engine.connect() as connection:
         counted = connection.execute(
             text("SELECT count(*) FROM tasks WHERE status = 'open'")
         ).scalar_one()
-    assert service.count_open_tasks(sessions) == counted == 504
+    assert TaskQueries(sessions).count_open_tasks() == counted == 504
 
 
 @pytest.fixture
@@ -171,11 +173,11 @@ def plan_of(engine: Engine, statement, params: dict | None = None) -> str:
 @pytest.mark.usefixtures("large_tables")
 def test_picking_an_assignee_and_counting_open_tasks_scan_no_table(sessions, engine):
     pick = (
-        service.select(Account.public_id)
-        .join(service.AssigneeSlot, service.AssigneeSlot.account_id == Account.public_id)
-        .where(service.AssigneeSlot.slot == 17, Account.is_eligible_assignee())
+        select(Account.public_id)
+        .join(AssigneeSlot, AssigneeSlot.account_id == Account.public_id)
+        .where(AssigneeSlot.slot == 17, Account.is_eligible_assignee())
     )
-    size = service.select(service.func.max(service.AssigneeSlot.slot))
+    size = select(func.max(AssigneeSlot.slot))
     for statement in (pick, size):
         plan = plan_of(engine, statement)
         assert "Seq Scan" not in plan, plan

@@ -8,13 +8,15 @@ from dataclasses import replace
 
 import pytest
 
-from tasks import domain, service
+from tasks import domain
 from tasks.events import rfc3339
+from tasks.queries import TaskQueries
 from tests.tasks.conftest import (
     actor,
     add_account,
     all_tasks,
     assignee_slots,
+    commands,
     count_rows,
     last_outbox_row,
     stored_events,
@@ -27,15 +29,14 @@ def test_create_task_stores_an_open_task_for_an_eligible_assignee(
     sessions, engine, tasks_settings, team
 ):
     creator = actor(team.manager, "manager")
-    task = service.create_task(
-        sessions, tasks_settings, creator, "  Fix the button ", "uberpop-42", "It is broken."
-    )
+    task = commands(sessions, tasks_settings).create_task(
+        creator, "  Fix the button ", "uberpop-42", "It is broken.")
 
     assert task.title == "Fix the button" and task.jira_id == "UBERPOP-42"
     assert (task.status, task.completed_at, task.version) == ("open", None, 1)
     assert task.assignee_id in team.eligible
     assert task.created_by == team.manager
-    assert service.get_task(sessions, task.id) == task
+    assert TaskQueries(sessions).get_task(task.id) == task
     [stored] = all_tasks(engine)
     assert (stored.public_id, stored.assignee_id) == (task.id, task.assignee_id)
 
@@ -43,15 +44,9 @@ def test_create_task_stores_an_open_task_for_an_eligible_assignee(
 def test_create_task_writes_created_added_and_assigned_events(
     sessions, engine, tasks_settings, team
 ):
-    task = service.create_task(
-        sessions,
-        tasks_settings,
-        actor(team.workers[0]),
-        'Feed "the" parrots 100% ü',
-        "UBERPOP-42",
-        None,
-        traceparent=TRACEPARENT,
-    )
+    task = commands(sessions, tasks_settings).create_task(
+        actor(team.workers[0]), 'Feed "the" parrots 100% ü', "UBERPOP-42", None,
+        traceparent=TRACEPARENT)
     created_at, task_id = rfc3339(task.created_at), str(task.id)
 
     created, added, assigned = stored_events(engine)
@@ -105,7 +100,7 @@ def test_with_nobody_eligible_creation_fails_and_stores_nothing(sessions, engine
     creator = actor(uuid.uuid4(), "admin")
 
     with pytest.raises(domain.NoEligibleAssignee):
-        service.create_task(sessions, tasks_settings, creator, "Feed the parrots")
+        commands(sessions, tasks_settings).create_task(creator, "Feed the parrots")
 
     assert count_rows(engine, "tasks") == 0
     assert count_rows(engine, "outbox") == 0
@@ -124,9 +119,8 @@ def test_invalid_input_stores_nothing(
     sessions, engine, tasks_settings, team, title, jira_id, description
 ):
     with pytest.raises(domain.ValidationError):
-        service.create_task(
-            sessions, tasks_settings, actor(team.workers[0]), title, jira_id, description
-        )
+        commands(sessions, tasks_settings).create_task(
+            actor(team.workers[0]), title, jira_id, description)
     assert count_rows(engine, "tasks") == 0
     assert count_rows(engine, "outbox") == 0
 
@@ -138,9 +132,8 @@ def test_creation_follows_the_injected_random_source_over_exactly_the_eligible_a
     # the eligible accounts picks: nobody else ever gets a task.
     creator = actor(team.workers[0])
     picks = [
-        service.create_task(
-            sessions, tasks_settings, creator, f"Task {n}", rng=random.Random(n)
-        ).assignee_id
+        commands(sessions, tasks_settings, random.Random(n))
+        .create_task(creator, f"Task {n}").assignee_id
         for n in range(60)
     ]
     slots = assignee_slots(engine)
@@ -150,16 +143,15 @@ def test_creation_follows_the_injected_random_source_over_exactly_the_eligible_a
 
 
 def test_assignee_completes_the_task(sessions, engine, tasks_settings, team):
-    task = service.create_task(sessions, tasks_settings, actor(team.manager, "manager"), "Fix")
+    task = commands(sessions, tasks_settings).create_task(actor(team.manager, "manager"), "Fix")
     before = last_outbox_row(engine)
 
-    done = service.complete_task(
-        sessions, tasks_settings, actor(task.assignee_id), task.id, traceparent=TRACEPARENT
-    )
+    done = commands(sessions, tasks_settings).complete_task(
+        actor(task.assignee_id), task.id, traceparent=TRACEPARENT)
 
     assert (done.status, done.version, done.assignee_id) == ("done", 2, task.assignee_id)
     assert done.completed_at is not None and done.completed_at >= task.created_at
-    assert service.get_task(sessions, task.id) == done
+    assert TaskQueries(sessions).get_task(task.id) == done
     updated, completed = stored_events(engine, after_row=before)
     assert (updated.topic, updated.event.type, updated.event.dataversion) == (
         "tasks-stream",
@@ -187,45 +179,44 @@ def test_assignee_completes_the_task(sessions, engine, tasks_settings, team):
 
 
 def test_only_the_assignee_may_complete(sessions, engine, tasks_settings, team):
-    task = service.create_task(sessions, tasks_settings, actor(team.workers[0]), "Fix")
+    task = commands(sessions, tasks_settings).create_task(actor(team.workers[0]), "Fix")
     before = last_outbox_row(engine)
     someone_else = next(a for a in team.eligible if a != task.assignee_id)
 
     for intruder in (actor(someone_else), actor(team.admin, "admin")):
         with pytest.raises(domain.NotAssignee):
-            service.complete_task(sessions, tasks_settings, intruder, task.id)
+            commands(sessions, tasks_settings).complete_task(intruder, task.id)
 
-    assert service.get_task(sessions, task.id) == task
+    assert TaskQueries(sessions).get_task(task.id) == task
     assert last_outbox_row(engine) == before
 
 
 def test_completing_twice_is_an_error_and_changes_nothing(sessions, engine, tasks_settings, team):
-    task = service.create_task(sessions, tasks_settings, actor(team.workers[0]), "Fix")
-    done = service.complete_task(sessions, tasks_settings, actor(task.assignee_id), task.id)
+    task = commands(sessions, tasks_settings).create_task(actor(team.workers[0]), "Fix")
+    done = commands(sessions, tasks_settings).complete_task(actor(task.assignee_id), task.id)
     before = last_outbox_row(engine)
 
     with pytest.raises(domain.AlreadyDone):
-        service.complete_task(sessions, tasks_settings, actor(task.assignee_id), task.id)
+        commands(sessions, tasks_settings).complete_task(actor(task.assignee_id), task.id)
 
-    assert service.get_task(sessions, task.id) == done
+    assert TaskQueries(sessions).get_task(task.id) == done
     assert last_outbox_row(engine) == before
 
 
 def test_unknown_task(sessions, tasks_settings, team):
     missing = uuid.uuid4()
     with pytest.raises(domain.TaskNotFound, match=str(missing)):
-        service.get_task(sessions, missing)
+        TaskQueries(sessions).get_task(missing)
     with pytest.raises(domain.TaskNotFound):
-        service.complete_task(sessions, tasks_settings, actor(team.workers[0]), missing)
+        commands(sessions, tasks_settings).complete_task(actor(team.workers[0]), missing)
 
 
 def test_v1_mode_folds_the_jira_key_into_the_title(sessions, engine, tasks_settings, team):
     v1 = replace(tasks_settings, task_event_version=1)
-    keyed = service.create_task(
-        sessions, v1, actor(team.workers[0]), "Fix the button", "UBERPOP-42"
-    )
-    service.create_task(sessions, v1, actor(team.workers[0]), "Feed the parrots")
-    service.complete_task(sessions, v1, actor(keyed.assignee_id), keyed.id)
+    keyed = commands(sessions, v1).create_task(
+        actor(team.workers[0]), "Fix the button", "UBERPOP-42")
+    commands(sessions, v1).create_task(actor(team.workers[0]), "Feed the parrots")
+    commands(sessions, v1).complete_task(actor(keyed.assignee_id), keyed.id)
 
     state_events = [s.event for s in stored_events(engine) if s.topic == "tasks-stream"]
     assert [(e.type, e.dataversion) for e in state_events] == [
@@ -244,4 +235,4 @@ def test_v1_mode_folds_the_jira_key_into_the_title(sessions, engine, tasks_setti
         ("Fix the button", "UBERPOP-42"),
         ("Feed the parrots", None),
     ]
-    assert service.get_task(sessions, keyed.id).title == "Fix the button"
+    assert TaskQueries(sessions).get_task(keyed.id).title == "Fix the button"

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine, text
 
-from tasks import domain, service
+from tasks import domain, queries
+from tasks.queries import TaskQueries
 from tasks.reshuffle import RESHUFFLE_LOCK
-from tests.tasks.conftest import actor, all_tasks, insert_open_tasks, stored_events
+from tests.tasks.conftest import actor, all_tasks, commands, insert_open_tasks, stored_events
 
 
 def events_per_task(engine: Engine) -> dict[str, list]:
@@ -56,13 +57,13 @@ def test_completions_during_reshuffles_are_never_lost(sessions, engine, tasks_se
     insert_open_tasks(engine, 400, team.workers[0])
     manager = actor(team.manager, "manager")
     reshuffles_done = threading.Event()
-    completed: dict[uuid.UUID, service.TaskView] = {}
+    completed: dict[uuid.UUID, queries.TaskView] = {}
 
     def reshuffle_a_few_times() -> list[int]:
         counts = []
         try:
             for _ in range(10):
-                counts.append(service.reshuffle(sessions, tasks_settings, manager))
+                counts.append(commands(sessions, tasks_settings).reshuffle(manager))
                 time.sleep(0.02)  # let completions in between reshuffles too
             return counts
         finally:
@@ -71,12 +72,11 @@ def test_completions_during_reshuffles_are_never_lost(sessions, engine, tasks_se
     def complete_own_tasks(account_id: uuid.UUID) -> int:
         refused = 0
         while not reshuffles_done.is_set():
-            mine, _ = service.list_tasks(sessions, assignee=account_id, status="open", limit=5)
+            mine, _ = TaskQueries(sessions).list_tasks(assignee=account_id, status="open", limit=5)
             for task in mine:
                 try:
-                    done = service.complete_task(
-                        sessions, tasks_settings, actor(account_id), task.id
-                    )
+                    done = commands(sessions, tasks_settings).complete_task(
+                        actor(account_id), task.id)
                 except domain.NotAssignee:
                     refused += 1  # reshuffled away since it was listed
                 else:
@@ -131,8 +131,8 @@ def test_overlapping_reshuffles_run_one_after_the_other(sessions, engine, tasks_
     manager, admin = actor(team.manager, "manager"), actor(team.admin, "admin")
 
     with ThreadPoolExecutor(max_workers=2) as pool, completion_in_flight(engine) as release:
-        first = pool.submit(service.reshuffle, sessions, tasks_settings, manager)
-        second = pool.submit(service.reshuffle, sessions, tasks_settings, admin)
+        first = pool.submit(commands(sessions, tasks_settings).reshuffle, manager)
+        second = pool.submit(commands(sessions, tasks_settings).reshuffle, admin)
         wait_for_advisory_lock_waiters(engine, 2)  # both started, both waiting
         release()
         assert (first.result(timeout=60), second.result(timeout=60)) == (300, 300)
@@ -162,14 +162,13 @@ def test_a_completion_that_arrives_during_a_reshuffle_is_judged_after_it(
         ThreadPoolExecutor(max_workers=1 + len(tasks)) as pool,
         completion_in_flight(engine) as release,
     ):
-        reshuffle = pool.submit(service.reshuffle, sessions, tasks_settings, manager)
+        reshuffle = pool.submit(commands(sessions, tasks_settings).reshuffle, manager)
         wait_for_advisory_lock_waiters(engine, 1)
         completions = [
             pool.submit(
                 _outcome,
-                lambda t=t: service.complete_task(
-                    sessions, tasks_settings, first_assignee, t.public_id
-                ),
+                lambda t=t: commands(sessions, tasks_settings).complete_task(
+                    first_assignee, t.public_id),
             )
             for t in tasks
         ]

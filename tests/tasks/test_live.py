@@ -14,11 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tasks import domain, service
+from tasks import domain, queries
 from tasks.live import CHANNEL, RESYNC, LiveFeed, conninfo_of
+from tasks.queries import TaskQueries
 from tests.auth.support import Browsers
 from tests.helpers import read_server_sent_events
-from tests.tasks.conftest import actor, insert_open_tasks
+from tests.tasks.conftest import actor, commands, insert_open_tasks
 from tests.tasks.support import create_via_api, feed_replica
 
 T = TypeVar("T")
@@ -60,18 +61,18 @@ def hear(engine, *actions: Callable[[], object], feeds: int = 2,
 def test_every_feed_hears_creation_completion_and_reshuffle(sessions, engine, tasks_settings,
                                                             team):
     worker = actor(team.workers[0])
-    created: list[service.TaskView] = []
+    created: list[queries.TaskView] = []
 
     def create() -> None:
-        created.append(service.create_task(sessions, tasks_settings, worker, "Feed the parrots"))
+        created.append(commands(sessions, tasks_settings).create_task(worker, "Feed the parrots"))
 
     def complete() -> None:
-        task = service.get_task(sessions, created[0].id)
-        service.complete_task(sessions, tasks_settings, actor(task.assignee_id), task.id)
+        task = TaskQueries(sessions).get_task(created[0].id)
+        commands(sessions, tasks_settings).complete_task(actor(task.assignee_id), task.id)
 
     def reshuffle() -> None:
-        service.create_task(sessions, tasks_settings, worker, "Another")
-        service.reshuffle(sessions, tasks_settings, actor(team.manager, "manager"))
+        commands(sessions, tasks_settings).create_task(worker, "Another")
+        commands(sessions, tasks_settings).reshuffle(actor(team.manager, "manager"))
 
     first, second = hear(engine, create, complete, reshuffle, expected=4)
 
@@ -84,14 +85,14 @@ def test_every_feed_hears_creation_completion_and_reshuffle(sessions, engine, ta
 
 def test_a_change_that_fails_announces_nothing(sessions, engine, tasks_settings, team):
     worker = actor(team.workers[0])
-    task = service.create_task(sessions, tasks_settings, worker, "Feed the parrots")
+    task = commands(sessions, tasks_settings).create_task(worker, "Feed the parrots")
 
     def fail_then_succeed() -> None:
         with pytest.raises(domain.NotAssignee):
-            service.complete_task(sessions, tasks_settings, actor(team.manager), task.id)
+            commands(sessions, tasks_settings).complete_task(actor(team.manager), task.id)
         with pytest.raises(domain.ValidationError):
-            service.create_task(sessions, tasks_settings, worker, "[no] brackets")
-        service.complete_task(sessions, tasks_settings, actor(task.assignee_id), task.id)
+            commands(sessions, tasks_settings).create_task(worker, "[no] brackets")
+        commands(sessions, tasks_settings).complete_task(actor(task.assignee_id), task.id)
 
     [heard] = hear(engine, fail_then_succeed, feeds=1)
 
@@ -101,8 +102,8 @@ def test_a_change_that_fails_announces_nothing(sessions, engine, tasks_settings,
 def test_a_reshuffle_of_many_tasks_is_one_message(sessions, engine, tasks_settings, team):
     insert_open_tasks(engine, 500, team.workers[0])
 
-    [heard] = hear(engine, lambda: service.reshuffle(
-        sessions, tasks_settings, actor(team.admin, "admin")), feeds=1)
+    admin = actor(team.admin, "admin")
+    [heard] = hear(engine, lambda: commands(sessions, tasks_settings).reshuffle(admin), feeds=1)
 
     assert heard == [{"kind": "reshuffled", "count": 500}]
 

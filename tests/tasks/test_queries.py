@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 
-from tasks import domain, service
-from tests.tasks.conftest import actor
+from platform_kit.cursor import InvalidCursor, encode_id
+from tasks import domain, queries
+from tasks.queries import TaskQueries
+from tests.tasks.conftest import actor, commands
 
 
 @pytest.fixture
@@ -16,11 +18,11 @@ def board(sessions, tasks_settings, team):
     """Seven tasks, oldest first; the first worker completes the ones assigned to them."""
     creator = actor(team.manager, "manager")
     tasks = [
-        service.create_task(sessions, tasks_settings, creator, f"Task {n}", rng=random.Random(n))
+        commands(sessions, tasks_settings, random.Random(n)).create_task(creator, f"Task {n}")
         for n in range(7)
     ]
     done = [
-        service.complete_task(sessions, tasks_settings, actor(t.assignee_id), t.id)
+        commands(sessions, tasks_settings).complete_task(actor(t.assignee_id), t.id)
         for t in tasks
         if t.assignee_id == team.workers[0]
     ]
@@ -30,7 +32,7 @@ def board(sessions, tasks_settings, team):
 def all_pages(sessions, **filters) -> list[list[uuid.UUID]]:
     pages, cursor = [], None
     while True:
-        items, cursor = service.list_tasks(sessions, cursor=cursor, limit=3, **filters)
+        items, cursor = TaskQueries(sessions).list_tasks(cursor=cursor, limit=3, **filters)
         pages.append([t.id for t in items])
         if cursor is None:
             return pages
@@ -43,7 +45,7 @@ def test_pages_list_every_task_newest_first(sessions, board):
 
 
 def test_an_exactly_full_last_page_has_no_next_cursor(sessions, board):
-    items, cursor = service.list_tasks(sessions, limit=7)
+    items, cursor = TaskQueries(sessions).list_tasks(limit=7)
     assert len(items) == 7 and cursor is None
 
 
@@ -60,19 +62,19 @@ def test_filter_by_assignee_and_status(sessions, board, team):
 
 
 def test_the_cursor_is_opaque_and_checked(sessions, board):
-    page, cursor = service.list_tasks(sessions, limit=2)
+    page, cursor = TaskQueries(sessions).list_tasks(limit=2)
     assert cursor is not None and str(page[-1].id) not in cursor
-    for bad in ("not a cursor!", "AAAA", service.encode_cursor(uuid.uuid4())):
-        with pytest.raises(domain.ValidationError, match="invalid cursor"):
-            service.list_tasks(sessions, cursor=bad)
+    for bad in ("not a cursor!", "AAAA", encode_id(uuid.uuid4())):
+        with pytest.raises(InvalidCursor, match="invalid cursor"):
+            TaskQueries(sessions).list_tasks(cursor=bad)
 
 
-@pytest.mark.parametrize("limit", [0, service.MAX_PAGE_SIZE + 1])
+@pytest.mark.parametrize("limit", [0, queries.MAX_PAGE_SIZE + 1])
 def test_page_size_is_bounded(sessions, limit):
     with pytest.raises(domain.ValidationError, match="limit must be between"):
-        service.list_tasks(sessions, limit=limit)
+        TaskQueries(sessions).list_tasks(limit=limit)
 
 
 def test_unknown_status_filter_is_refused(sessions):
     with pytest.raises(domain.ValidationError, match="status must be one of"):
-        service.list_tasks(sessions, status="closed")
+        TaskQueries(sessions).list_tasks(status="closed")

@@ -9,13 +9,15 @@ import pytest
 from sqlalchemy import text
 
 from event_schemas import InvalidEventData
-from tasks import domain, service
+from tasks import domain
 from tasks import reshuffle as reshuffle_module
 from tasks.events import TaskEvents, TaskState
+from tasks.queries import TaskQueries
 from tests.tasks.conftest import (
     actor,
     add_account,
     all_tasks,
+    commands,
     count_rows,
     insert_open_tasks,
     last_outbox_row,
@@ -28,9 +30,8 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def create(sessions, settings, team, title="Fix", jira_id=None, description=None):
-    return service.create_task(
-        sessions, settings, actor(team.workers[0]), title, jira_id, description
-    )
+    return commands(sessions, settings).create_task(actor(team.workers[0]), title, jira_id,
+                                                    description)
 
 
 @pytest.mark.parametrize("role", ["worker", "accountant"])
@@ -38,8 +39,8 @@ def test_only_admins_and_managers_may_reshuffle(sessions, engine, tasks_settings
     task = create(sessions, tasks_settings, team)
     before = last_outbox_row(engine)
     with pytest.raises(domain.Forbidden):
-        service.reshuffle(sessions, tasks_settings, actor(team.accountant, role))
-    assert service.get_task(sessions, task.id) == task
+        commands(sessions, tasks_settings).reshuffle(actor(team.accountant, role))
+    assert TaskQueries(sessions).get_task(task.id) == task
     assert last_outbox_row(engine) == before
 
 
@@ -52,15 +53,15 @@ def test_reshuffle_reassigns_every_open_task_and_writes_its_events(
         create(sessions, tasks_settings, team, "Füttern %(title)s %s", None, "Tab\there ✓"),
         create(sessions, tasks_settings, team, "Plain"),
     ]
-    done = service.complete_task(sessions, tasks_settings, actor(tasks[2].assignee_id), tasks[2].id)
+    done = commands(sessions, tasks_settings).complete_task(actor(tasks[2].assignee_id),
+                                                            tasks[2].id)
     before = last_outbox_row(engine)
 
-    reassigned = service.reshuffle(
-        sessions, tasks_settings, actor(team.manager, "manager"), traceparent=TRACEPARENT
-    )
+    reassigned = commands(sessions, tasks_settings).reshuffle(actor(team.manager, "manager"),
+                                                              traceparent=TRACEPARENT)
 
     assert reassigned == 2
-    after = {t.id: t for t in (service.get_task(sessions, t.id) for t in tasks)}
+    after = {t.id: t for t in (TaskQueries(sessions).get_task(t.id) for t in tasks)}
     rows = {row.public_id: row for row in all_tasks(engine)}
     assert after[done.id] == done
     stored = stored_events(engine, after_row=before)
@@ -103,7 +104,7 @@ def test_reshuffle_in_v1_mode_folds_the_jira_key_into_the_title(
     create(sessions, v1, team, "Feed the parrots")
     before = last_outbox_row(engine)
 
-    service.reshuffle(sessions, v1, actor(team.admin, "admin"))
+    commands(sessions, v1).reshuffle(actor(team.admin, "admin"))
 
     updated = [s.event for s in stored_events(engine, before) if s.event.type == "task.updated"]
     assert [(e.dataversion, e.data["title"]) for e in updated] == [
@@ -115,9 +116,9 @@ def test_reshuffle_in_v1_mode_folds_the_jira_key_into_the_title(
 
 def test_reshuffle_without_open_tasks_reassigns_nothing(sessions, engine, tasks_settings, team):
     task = create(sessions, tasks_settings, team)
-    service.complete_task(sessions, tasks_settings, actor(task.assignee_id), task.id)
+    commands(sessions, tasks_settings).complete_task(actor(task.assignee_id), task.id)
     before = last_outbox_row(engine)
-    assert service.reshuffle(sessions, tasks_settings, actor(team.admin, "admin")) == 0
+    assert commands(sessions, tasks_settings).reshuffle(actor(team.admin, "admin")) == 0
     assert last_outbox_row(engine) == before
 
 
@@ -129,7 +130,7 @@ def test_reshuffle_with_nobody_eligible_fails_and_changes_nothing(sessions, engi
     before = all_tasks(engine)
 
     with pytest.raises(domain.NoEligibleAssignee):
-        service.reshuffle(sessions, tasks_settings, actor(worker, "manager"))
+        commands(sessions, tasks_settings).reshuffle(actor(worker, "manager"))
 
     assert [(t.assignee_id, t.version) for t in all_tasks(engine)] == [
         (t.assignee_id, t.version) for t in before
@@ -144,7 +145,7 @@ def test_reshuffle_is_uniform_over_eligible_assignees(sessions, engine, tasks_se
     team = make_team(sessions, workers=8)  # 9 eligible accounts: 8 degrees of freedom
     insert_open_tasks(engine, 10_000, team.workers[0])
 
-    reassigned = service.reshuffle(sessions, tasks_settings, actor(team.admin, "admin"))
+    reassigned = commands(sessions, tasks_settings).reshuffle(actor(team.admin, "admin"))
 
     assert reassigned == 10_000
     counts = Counter(t.assignee_id for t in all_tasks(engine))
@@ -162,7 +163,7 @@ def test_every_event_of_a_reshuffle_in_several_batches_is_valid_and_consistent(
     count = 100
     insert_open_tasks(engine, count, team.workers[0])
 
-    service.reshuffle(sessions, tasks_settings, actor(team.admin, "admin"))
+    commands(sessions, tasks_settings).reshuffle(actor(team.admin, "admin"))
 
     stored = stored_events(engine)  # parses and validates every payload
     assert len(stored) == 2 * count
@@ -190,7 +191,7 @@ def test_a_rendering_fault_is_caught_by_the_batch_validation_and_nothing_is_stor
     monkeypatch.setattr(reshuffle_module.ReshuffleEvents, "_state_placeholders", broken)
 
     with pytest.raises(InvalidEventData, match="status"):
-        service.reshuffle(sessions, tasks_settings, actor(team.admin, "admin"))
+        commands(sessions, tasks_settings).reshuffle(actor(team.admin, "admin"))
 
     assert {t.version for t in all_tasks(engine)} == {1}
     assert count_rows(engine, "outbox") == 0

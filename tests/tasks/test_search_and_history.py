@@ -8,10 +8,11 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from tasks import domain, service
+from tasks import consumers, domain, queries
 from tasks.models import Task
+from tasks.queries import TaskQueries
 from tests.helpers import add_replica_account
-from tests.tasks.conftest import actor, add_account, insert_open_tasks
+from tests.tasks.conftest import actor, add_account, commands, insert_open_tasks
 from tests.tasks.test_assignee_pool import plan_of
 
 
@@ -22,7 +23,7 @@ def ids(tasks) -> list[uuid.UUID]:
 def every_page(sessions, limit=2, **conditions) -> list[uuid.UUID]:
     found, cursor = [], None
     while True:
-        page, cursor = service.list_tasks(sessions, cursor=cursor, limit=limit, **conditions)
+        page, cursor = TaskQueries(sessions).list_tasks(cursor=cursor, limit=limit, **conditions)
         found += ids(page)
         if cursor is None:
             return found
@@ -31,9 +32,9 @@ def every_page(sessions, limit=2, **conditions) -> list[uuid.UUID]:
 @pytest.fixture
 def named_team(sessions):
     """Two workers with distinct names (the only eligible ones) and a manager."""
-    kesha = add_replica_account(service, sessions, uuid.uuid4(), "worker", "Kesha Parrot")
-    rio = add_replica_account(service, sessions, uuid.uuid4(), "worker", "Rio Macaw")
-    boss = add_replica_account(service, sessions, uuid.uuid4(), "manager", "Big Boss")
+    kesha = add_replica_account(consumers, sessions, uuid.uuid4(), "worker", "Kesha Parrot")
+    rio = add_replica_account(consumers, sessions, uuid.uuid4(), "worker", "Rio Macaw")
+    boss = add_replica_account(consumers, sessions, uuid.uuid4(), "manager", "Big Boss")
     return kesha, rio, boss
 
 
@@ -48,8 +49,8 @@ def tasks(sessions, tasks_settings, named_team):
         (rio, "Answer the mail", None, "About the FEEDING schedule"),
     ]
     for n, (creator, title, jira_id, description) in enumerate(specs):
-        made.append(service.create_task(sessions, tasks_settings, actor(creator), title, jira_id,
-                                        description, rng=random.Random(n)))
+        made.append(commands(sessions, tasks_settings, random.Random(n)).create_task(
+            actor(creator), title, jira_id, description))
     return made
 
 
@@ -98,47 +99,47 @@ def test_sorting_by_age_and_title_pages_through_everything_once(sessions, tasks)
 
 def test_sorting_by_title_keeps_equal_titles_apart(sessions, tasks_settings, named_team):
     kesha, _, _ = named_team
-    same = [service.create_task(sessions, tasks_settings, actor(kesha), "Same") for _ in range(5)]
+    same = [commands(sessions, tasks_settings).create_task(actor(kesha), "Same") for _ in range(5)]
     assert every_page(sessions, sort="title", limit=2) == ids(same)
 
 
 def test_unknown_sort_and_overlong_search_are_refused(sessions):
     with pytest.raises(domain.ValidationError, match="sort must be one of"):
-        service.list_tasks(sessions, sort="random")
+        TaskQueries(sessions).list_tasks(sort="random")
     with pytest.raises(domain.ValidationError, match="search must be at most"):
-        service.list_tasks(sessions, q="x" * (service.QUERY_MAX_LENGTH + 1))
+        TaskQueries(sessions).list_tasks(q="x" * (queries.QUERY_MAX_LENGTH + 1))
 
 
 def test_totals_are_exact_for_small_sets(sessions, tasks, named_team, tasks_settings):
     kesha, _, boss = named_team
-    assert service.count_tasks(sessions) == service.Total(4, exact=True)
-    assert service.count_tasks(sessions, q="millet") == service.Total(2, exact=True)
-    assert service.count_tasks(sessions, creator=boss) == service.Total(2, exact=True)
-    assert service.count_tasks(sessions, status="open") == service.Total(4, exact=True)
+    assert TaskQueries(sessions).count_tasks() == queries.Total(4, exact=True)
+    assert TaskQueries(sessions).count_tasks(q="millet") == queries.Total(2, exact=True)
+    assert TaskQueries(sessions).count_tasks(creator=boss) == queries.Total(2, exact=True)
+    assert TaskQueries(sessions).count_tasks(status="open") == queries.Total(4, exact=True)
     task = next(t for t in tasks if t.assignee_id == kesha)
-    service.complete_task(sessions, tasks_settings, actor(kesha), task.id)
-    assert service.count_tasks(sessions, status="done") == service.Total(1, exact=True)
-    assert service.count_tasks(sessions, status="open") == service.Total(3, exact=True)
+    commands(sessions, tasks_settings).complete_task(actor(kesha), task.id)
+    assert TaskQueries(sessions).count_tasks(status="done") == queries.Total(1, exact=True)
+    assert TaskQueries(sessions).count_tasks(status="open") == queries.Total(3, exact=True)
 
 
 @pytest.mark.parametrize("q", ["a:b", "it's", "99%", "%(x)s", "back\\slash", "$1 ? {}"])
 def test_totals_take_any_search_text_literally(sessions, tasks, q):
-    assert service.count_tasks(sessions, q=q) == service.Total(0, exact=True)
-    assert service.count_tasks(sessions, q=q, creator_name=q) == service.Total(0, exact=True)
+    assert TaskQueries(sessions).count_tasks(q=q) == queries.Total(0, exact=True)
+    assert TaskQueries(sessions).count_tasks(q=q, creator_name=q) == queries.Total(0, exact=True)
 
 
 def test_totals_beyond_the_exact_limit_are_estimates(sessions, engine, team, monkeypatch):
-    monkeypatch.setattr(service, "COUNT_EXACTLY_UP_TO", 50)
+    monkeypatch.setattr(queries, "COUNT_EXACTLY_UP_TO", 50)
     insert_open_tasks(engine, 2_000, team.workers[0])
     with engine.begin() as connection:
         connection.execute(text("ANALYZE tasks"))
-    open_total = service.count_tasks(sessions, status="open")
-    assert open_total == service.Total(2_000, exact=True)  # the maintained counts
-    everything = service.count_tasks(sessions)
+    open_total = TaskQueries(sessions).count_tasks(status="open")
+    assert open_total == queries.Total(2_000, exact=True)  # the maintained counts
+    everything = TaskQueries(sessions).count_tasks()
     assert not everything.exact and 1_000 <= everything.count <= 4_000
-    few = service.count_tasks(sessions, q="Task 199")  # 199 and 1990..1999
-    assert few == service.Total(11, exact=True)
-    many = service.count_tasks(sessions, q="Task 1")  # 1111 of them
+    few = TaskQueries(sessions).count_tasks(q="Task 199")  # 199 and 1990..1999
+    assert few == queries.Total(11, exact=True)
+    many = TaskQueries(sessions).count_tasks(q="Task 1")  # 1111 of them
     assert not many.exact and many.count > 50
 
 
@@ -147,14 +148,14 @@ def test_totals_beyond_the_exact_limit_are_estimates(sessions, engine, team, mon
 
 def test_history_records_creation_reshuffles_and_completion(sessions, tasks_settings, team):
     creator = actor(team.workers[0])
-    task = service.create_task(sessions, tasks_settings, creator, "Feed the parrots")
+    task = commands(sessions, tasks_settings).create_task(creator, "Feed the parrots")
     manager = actor(team.manager, "manager")
-    service.reshuffle(sessions, tasks_settings, manager)
-    service.reshuffle(sessions, tasks_settings, manager)
-    current = service.get_task(sessions, task.id)
-    service.complete_task(sessions, tasks_settings, actor(current.assignee_id), task.id)
+    commands(sessions, tasks_settings).reshuffle(manager)
+    commands(sessions, tasks_settings).reshuffle(manager)
+    current = TaskQueries(sessions).get_task(task.id)
+    commands(sessions, tasks_settings).complete_task(actor(current.assignee_id), task.id)
 
-    created, first, second, completed = service.task_history(sessions, task.id)
+    created, first, second, completed = TaskQueries(sessions).task_history(task.id)
     assert (created.kind, created.actor_id, created.assignee_id) == (
         "created", team.workers[0], task.assignee_id)
     assert created.previous_assignee_id is None and created.at == task.created_at
@@ -173,7 +174,7 @@ def test_a_reshuffle_in_several_chunks_writes_one_history_row_per_task(
 
     monkeypatch.setattr(reshuffle_module, "CHUNK", 30)
     insert_open_tasks(engine, 100, team.workers[0])
-    assert service.reshuffle(sessions, tasks_settings, actor(team.admin, "admin")) == 100
+    assert commands(sessions, tasks_settings).reshuffle(actor(team.admin, "admin")) == 100
     with engine.connect() as connection:
         rows = connection.execute(text(
             "SELECT h.task_id, h.assignee_id = t.assignee_id, h.previous_assignee_id, h.actor_id"
@@ -183,11 +184,11 @@ def test_a_reshuffle_in_several_chunks_writes_one_history_row_per_task(
 
 
 def test_history_is_not_written_when_the_change_fails(sessions, engine, tasks_settings, team):
-    task = service.create_task(sessions, tasks_settings, actor(team.workers[0]), "Feed")
+    task = commands(sessions, tasks_settings).create_task(actor(team.workers[0]), "Feed")
     with pytest.raises(domain.NotAssignee):
-        service.complete_task(sessions, tasks_settings, actor(team.manager), task.id)
-    assert [entry.kind for entry in service.task_history(sessions, task.id)] == ["created"]
-    assert service.task_history(sessions, uuid.uuid4()) == []
+        commands(sessions, tasks_settings).complete_task(actor(team.manager), task.id)
+    assert [entry.kind for entry in TaskQueries(sessions).task_history(task.id)] == ["created"]
+    assert TaskQueries(sessions).task_history(uuid.uuid4()) == []
 
 
 # -- index use at scale ----------------------------------------------------------------
@@ -210,13 +211,13 @@ def many_tasks(engine, sessions):
 
 
 def search_query(q: str, **conditions):
-    where = service.TaskFilter(q=q, **conditions).validated()
+    where = queries.TaskFilter(q=q, **conditions).validated()
     return where.apply(select(Task)).order_by(Task.id.desc()).limit(21)
 
 
 @pytest.mark.usefixtures("many_tasks")
 def test_a_search_reads_the_trigram_index(engine):
-    rare = service.TaskFilter(q="e4da3b7f").validated()  # md5('5'), in one title
+    rare = queries.TaskFilter(q="e4da3b7f").validated()  # md5('5'), in one title
     plan = plan_of(engine, rare.apply(select(Task.id)))
     assert "ix_tasks_search" in plan, plan
     assert "Seq Scan" not in plan, plan
@@ -227,7 +228,7 @@ def test_a_search_reads_the_trigram_index(engine):
 @pytest.mark.usefixtures("many_tasks")
 def test_filters_by_creator_and_assignee_name_read_indexes(engine, sessions):
     creator = uuid.UUID(int=17)
-    plan = plan_of(engine, service.TaskFilter(creator=creator).apply(select(Task.id)))
+    plan = plan_of(engine, queries.TaskFilter(creator=creator).apply(select(Task.id)))
     assert "ix_tasks_created_by_id" in plan and "Seq Scan" not in plan, plan
     by_name = plan_of(engine, search_query("zzz", assignee_name="Popug w"))
     assert "Seq Scan on tasks" not in by_name, by_name

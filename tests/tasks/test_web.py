@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from auth.token_flow import hidden_inputs
-from tasks import service
+from auth_client.token_flow import hidden_inputs
+from tasks import consumers, service
 from tasks.web import PAGE_SIZE
 from tests.auth.support import Browsers, People, Person
 from tests.security_headers import assert_secured
-from tests.tasks.conftest import all_tasks, count_rows, last_outbox_row, stored_events
+from tests.tasks.conftest import all_tasks, commands, count_rows, last_outbox_row, stored_events
 from tests.tasks.support import OTHER_DASHBOARDS, create_via_api, feed_replica
 
 
@@ -91,7 +91,7 @@ def test_the_lists_page_and_filter(board, browsers, sessions, tasks_settings, pe
     manager = service.Actor(uuid.UUID(people.manager.id), "manager")
     titles = [f"Task {n}" for n in range(PAGE_SIZE + 1)]
     for title in titles:
-        service.create_task(sessions, tasks_settings, manager, title)
+        commands(sessions, tasks_settings).create_task(manager, title)
     browser, first = browsers.sign_in(board, people.accountant, "/all")
 
     next_url = re.search(r'href="([^"]+)">Next page', first.text).group(1)
@@ -208,7 +208,7 @@ def test_a_deactivated_account_is_sent_to_sign_in_again(board, browsers, session
                                                         only_worker_eligible):
     browser, _ = browsers.sign_in(board, people.worker)
     with sessions() as session, session.begin():
-        service.apply_account_state(
+        consumers.apply_account_state(
             session, people.worker.uuid, email=people.worker.login.email,
             full_name=people.worker.name, role="worker", active=False, version=2)
 
@@ -370,8 +370,8 @@ def test_the_page_searches_filters_sorts_and_keeps_them_across_pages(
     manager = service.Actor(uuid.UUID(people.manager.id), "manager")
     worker = service.Actor(uuid.UUID(people.worker.id), "worker")
     for n in range(PAGE_SIZE + 2):
-        service.create_task(sessions, tasks_settings, manager, f"Parrot {n:02}")
-    service.create_task(sessions, tasks_settings, worker, "Cage", "UBERPOP-9", "Fresh millet")
+        commands(sessions, tasks_settings).create_task(manager, f"Parrot {n:02}")
+    commands(sessions, tasks_settings).create_task(worker, "Cage", "UBERPOP-9", "Fresh millet")
     browser, page = browsers.sign_in(board, people.accountant, "/all")
     assert "23 tasks" in text_of(page)
 
@@ -409,9 +409,9 @@ def test_unknown_sorts_views_and_overlong_searches_show_an_error_page(board, bro
 def test_the_board_view_shows_a_column_per_status(board, browsers, sessions, tasks_settings,
                                                   people, only_worker_eligible):
     worker = service.Actor(uuid.UUID(people.worker.id), "worker")
-    done = service.create_task(sessions, tasks_settings, worker, "Done already")
-    service.complete_task(sessions, tasks_settings, worker, done.id)
-    service.create_task(sessions, tasks_settings, worker, "Still open")
+    done = commands(sessions, tasks_settings).create_task(worker, "Done already")
+    commands(sessions, tasks_settings).complete_task(worker, done.id)
+    commands(sessions, tasks_settings).create_task(worker, "Still open")
     browser, _ = browsers.sign_in(board, people.worker)
 
     page = browser.get(f"{board}/all?view=board")
@@ -428,10 +428,10 @@ def test_the_board_view_shows_a_column_per_status(board, browsers, sessions, tas
 def test_the_task_page_shows_its_history(board, browsers, sessions, tasks_settings, people,
                                          only_worker_eligible):
     manager = service.Actor(uuid.UUID(people.manager.id), "manager")
-    task = service.create_task(sessions, tasks_settings, manager, "Feed the parrots")
-    service.reshuffle(sessions, tasks_settings, manager)
-    service.complete_task(sessions, tasks_settings,
-                          service.Actor(uuid.UUID(people.worker.id), "worker"), task.id)
+    task = commands(sessions, tasks_settings).create_task(manager, "Feed the parrots")
+    commands(sessions, tasks_settings).reshuffle(manager)
+    commands(sessions, tasks_settings).complete_task(
+        service.Actor(uuid.UUID(people.worker.id), "worker"), task.id)
     browser, _ = browsers.sign_in(board, people.worker)
 
     page = text_of(browser.get(f"{board}/tasks/{task.id}"))
