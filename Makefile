@@ -60,7 +60,7 @@ test-kafka: install chromium kafka
 	ATES_TEST_BROKER=kafka $(BIN)/python -m pytest $(KAFKA_SUITES)
 
 ## Style and strict types (mypy --strict, settings in pyproject.toml) of every package.
-TYPED := platform_kit messaging event_schemas auth tasks accounting analytics deploy
+TYPED := platform_kit messaging event_schemas auth auth_client dashboard_kit tasks accounting analytics deploy
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)

@@ -35,7 +35,8 @@ from accounting.service import (
     Sessions,
 )
 from accounting.spreadsheet import csv_lines
-from auth.client import CurrentUser, current_user
+from auth_client.guards import current_user
+from auth_client.verification import CurrentUser
 from platform_kit.service_app import UNPROCESSABLE
 from platform_kit.service_app import install_error_handlers as install_shared_error_handlers
 from platform_kit.tracing import current_traceparent

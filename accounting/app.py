@@ -18,14 +18,14 @@ from accounting.models import Account
 from accounting.scheduler import run_scheduler
 from accounting.settings import AccountingSettings
 from accounting.web import STATIC_DIR, Dashboard, web_router
-from auth.client import (
+from auth_client.sign_in import (
     AuthClientConfig,
-    TokenVerifier,
     dashboard_page_policy,
     install_auth,
     refuse_inactive_accounts,
 )
-from auth.dashboard_ui import DashboardLinks, mount_static
+from auth_client.verification import TokenVerifier
+from dashboard_kit.pages import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
 from messaging.relay import run_relay_forever
 from platform_kit.db import make_engine, make_session_factory

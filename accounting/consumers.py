@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from accounting import service
 from accounting.domain import TaskDescription, task_facts
 from accounting.ledger import Books, TaskCharge
-from auth import replica
+from auth_client import replica
 from event_schemas import Event
 from messaging.consumer import HandlerRegistry
 

@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column
 
 from accounting.domain import FEE_CENTS, REWARD_CENTS
-from auth.replica import AccountReplica
+from auth_client.replica import AccountReplica
 
 
 class Base(DeclarativeBase):

@@ -32,7 +32,7 @@ from accounting.ledger import (
     ensure_priced,
 )
 from accounting.models import Account, Balance, DayTotal, LedgerTransaction, Task
-from auth import replica
+from auth_client import replica
 from platform_kit.db import array_literal
 
 Sessions = sessionmaker[Session]
@@ -156,7 +156,7 @@ def _open_balance(session: Session, account_id: uuid.UUID) -> None:
 def apply_account_state(
     session: Session, account_id: uuid.UUID, **state: Unpack[replica.AccountState]
 ) -> None:
-    """``account.created``/``account.updated`` (see :func:`auth.replica.apply_state`)."""
+    """``account.created``/``account.updated`` (see :func:`auth_client.replica.apply_state`)."""
     replica.apply_state(session, Account, account_id, state)
     _open_balance(session, account_id)
 

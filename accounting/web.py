@@ -6,7 +6,7 @@ to ``/events`` (Server-Sent Events of the ledger's ``NOTIFY``, see migration 001
 fetches the page again when something is booked for the account. Admins and accountants
 also see management's earnings over a range of days (a table and a bar chart drawn here,
 no script), every balance with each account's statement, the CSV exports and the form
-that closes a day. Forms carry a CSRF token (``auth.client.FormGuard``); every page works
+that closes a day. Forms carry a CSRF token (``dashboard_kit.forms.FormGuard``); every page works
 without script.
 """
 
@@ -28,10 +28,17 @@ from accounting import corrections, domain, service
 from accounting.api import sees_everything, statement_filter, status_for
 from accounting.ledger import Books
 from accounting.service import AccountBalance, ManagementDay, Sessions
-from auth.client import AuthClientConfig, CurrentUser
-from auth.dashboard_ui import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
+from auth_client.sign_in import AuthClientConfig
+from auth_client.verification import CurrentUser
+from dashboard_kit.pages import (
+    CsrfField,
+    DashboardLinks,
+    DashboardPages,
+    Visitor,
+    as_sentence,
+    page_templates,
+)
 from platform_kit import live
-from platform_kit.service_app import as_sentence
 from platform_kit.tracing import current_traceparent
 
 STATIC_DIR = Path(__file__).parent / "static"

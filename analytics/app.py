@@ -14,8 +14,8 @@ from analytics.api import api_router
 from analytics.service import Analytics
 from analytics.stream import run_projector
 from analytics.web import STATIC_DIR, Dashboard, web_router
-from auth.client import AuthClientConfig, dashboard_page_policy, install_auth
-from auth.dashboard_ui import DashboardLinks, mount_static
+from auth_client.sign_in import AuthClientConfig, dashboard_page_policy, install_auth
+from dashboard_kit.pages import DashboardLinks, mount_static
 from platform_kit.db import make_engine, make_session_factory
 from platform_kit.service_app import broker_check, create_service_app, database_check, disposing
 from platform_kit.settings import Settings

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, SmallInteger,
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from auth.replica import AccountReplica
+from auth_client.replica import AccountReplica
 
 
 class Base(DeclarativeBase):

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from auth.domain import InvalidAccountData, Role
-from auth.guards import current_user, require_role
 from auth.service import (
     AccountChanges,
     AccountNotFound,
@@ -19,7 +18,8 @@ from auth.service import (
     DuplicateEmail,
     SelfLockout,
 )
-from auth.verification import CurrentUser
+from auth_client.guards import current_user, require_role
+from auth_client.verification import CurrentUser
 from platform_kit.text_input import OptionalText, Text
 
 

@@ -25,8 +25,8 @@ from auth.security_api import security_api_router
 from auth.security_pages import SecurityPages, security_router
 from auth.service import AccountNotFound, AccountService
 from auth.sessions import SignedIn, find_session
-from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
 from auth.web import WebPages, web_router
+from auth_client.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
 from messaging.outbox import Outbox
 from messaging.relay import run_relay_forever
 from platform_kit.db import make_engine, make_session_factory

@@ -6,8 +6,9 @@ import json
 
 import click
 
-from auth.config import CLI_CLIENT_ID, AuthConfig, auth_url
-from auth.token_flow import TokenFlowError, obtain_tokens
+from auth.config import AuthConfig
+from auth_client.settings import CLI_CLIENT_ID, auth_url
+from auth_client.token_flow import TokenFlowError, obtain_tokens
 
 
 @click.command("token")

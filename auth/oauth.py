@@ -36,10 +36,10 @@ from fastapi.responses import JSONResponse, Response
 from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session, sessionmaker
 
-from auth.clients import SCOPES_SUPPORTED, ClientRegistry, OAuthClient
 from auth.config import AuthConfig
 from auth.identity import Principal
 from auth.keys import ALGORITHM, SigningKeys
+from auth.oauth_clients import SCOPES_SUPPORTED, ClientRegistry, OAuthClient
 from auth.service import AccountService
 from auth.sessions import SignedIn, clients_of_session, end_session, find_session_id
 from auth.tokens import (

@@ -10,11 +10,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from auth.guards import current_user
 from auth.oauth import OAuthRequest, Provider, read_oauth_request
 from auth.pages import SSO_COOKIE, Pages
 from auth.sessions import SignedIn, find_session
-from auth.verification import CurrentUser
+from auth_client.guards import current_user
+from auth_client.verification import CurrentUser
 
 
 class OAuthErrorOut(BaseModel):

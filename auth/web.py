@@ -13,9 +13,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from auth.config import DASHBOARD_PORTS, AuthConfig
+from auth.config import AuthConfig
 from auth.domain import ROLES, InvalidAccountData, Role
-from auth.pages import SHARED_STATIC, SSO_COOKIE, Pages, client_address, safe_next
+from auth.pages import SSO_COOKIE, Pages, client_address
 from auth.security import SecurityService, SignInResult
 from auth.service import (
     AccountChanges,
@@ -25,7 +25,9 @@ from auth.service import (
     SelfLockout,
 )
 from auth.sessions import SignedIn, find_session
-from platform_kit.service_app import as_sentence
+from auth_client.settings import DASHBOARD_PORTS
+from auth_client.sign_in import safe_next
+from dashboard_kit.pages import SHARED_STATIC, as_sentence
 from platform_kit.text_input import displayable, first_problem
 
 BAD_CREDENTIALS = "Invalid email or password."

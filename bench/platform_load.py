@@ -26,9 +26,9 @@ import httpx
 import psycopg
 from tqdm import tqdm
 
-from auth.config import CLI_CLIENT_ID
-from auth.pkce import pkce_pair
-from auth.token_flow import TokenFlowError, _code_from, hidden_inputs
+from auth_client.pkce import pkce_pair
+from auth_client.settings import CLI_CLIENT_ID
+from auth_client.token_flow import TokenFlowError, _code_from, hidden_inputs
 
 PROBE_EVERY = 10
 PROBE_POLL_SECONDS = 0.05

@@ -47,11 +47,12 @@ from urllib.parse import urljoin
 import httpx
 import psutil
 
-from auth.config import CLI_CLIENT_ID, AuthConfig, PasswordHashing
+from auth.config import AuthConfig, PasswordHashing
 from auth.passwords import Passwords
-from auth.pkce import pkce_pair
 from auth.service import AccountService
-from auth.token_flow import TokenFlowError, _code_from, hidden_inputs
+from auth_client.pkce import pkce_pair
+from auth_client.settings import CLI_CLIENT_ID
+from auth_client.token_flow import TokenFlowError, _code_from, hidden_inputs
 from bench.common import Result, command_line, kafka_broker, postgres_server
 from deploy.embedded import free_port
 from messaging.outbox import Outbox

@@ -43,8 +43,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import insert, text
 
-from auth.client import AuthClientConfig, JwksCache, TokenVerifier
-from auth.config import AUDIENCE
+from auth_client.settings import AUDIENCE
+from auth_client.sign_in import AuthClientConfig
+from auth_client.verification import JwksCache, TokenVerifier
 from bench.common import Result, command_line, kafka_broker, postgres_server
 from deploy.embedded import free_port
 from platform_kit.db import make_engine

@@ -60,7 +60,7 @@ def use_stack_env(ctx: click.Context) -> Path | None:
 
 
 def _describe(env) -> str:
-    from auth.config import auth_url
+    from auth_client.settings import auth_url
 
     database = without_password(env.get("ATES_DATABASE_URL", DEFAULT_DATABASE_URL))
     return (f"auth {auth_url(env)}, database {database}, "

@@ -48,7 +48,7 @@ from secrets import token_urlsafe
 
 import httpx
 
-from auth.config import DASHBOARD_PORTS, client_secret_variable
+from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
 from deploy.embedded import (
     EmbeddedPostgres,
     TansuBroker,

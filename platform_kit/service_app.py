@@ -18,7 +18,6 @@ from __future__ import annotations
 import smtplib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import psycopg
@@ -27,7 +26,6 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.templating import Jinja2Templates
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
@@ -178,17 +176,3 @@ def _problem(problem: dict) -> str:
     message = str(problem.get("msg", "invalid"))
     return f"{'.'.join(location)}: {message}" if location else message
 
-
-def add_page_filters(templates: Jinja2Templates) -> None:
-    """Jinja filters the dashboards share: ``when`` (a UTC timestamp) and ``sentence``."""
-    templates.env.filters["when"] = _when
-    templates.env.filters["sentence"] = as_sentence
-
-
-def _when(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def as_sentence(text: str) -> str:
-    """A domain message (``title is required``) as a sentence (``Title is required.``)."""
-    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"

@@ -8,14 +8,14 @@ from collections.abc import Callable, Mapping
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from auth.client import (
+from auth_client.sign_in import (
     AuthClientConfig,
-    TokenVerifier,
     dashboard_page_policy,
     install_auth,
     refuse_inactive_accounts,
 )
-from auth.dashboard_ui import DashboardLinks, mount_static
+from auth_client.verification import TokenVerifier
+from dashboard_kit.pages import DashboardLinks, mount_static
 from messaging.consumer import ConsumerRuntime
 from messaging.relay import run_relay_forever
 from platform_kit.db import make_engine, make_session_factory

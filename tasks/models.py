@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from auth.replica import AccountReplica
+from auth_client.replica import AccountReplica
 from tasks.domain import ASSIGNABLE_ROLES, JIRA_ID_PATTERN, TITLE_MAX_LENGTH
 
 # Taken by every change of ``assignee_slots`` (exclusively, in the triggers of migration

@@ -1,4 +1,13 @@
-"""A service imports no other service's modules, except auth's client side."""
+"""The packages import only across the edges the house allows.
+
+- a service (tasks, accounting, analytics) never imports another service, the provider
+  (``auth``) included: it signs in, checks tokens and keeps its accounts replica with
+  ``auth_client`` and draws its pages with ``dashboard_kit``;
+- the provider may import ``auth_client`` and ``dashboard_kit``, but no other service;
+- ``auth_client`` and ``dashboard_kit`` import neither the provider nor any service, and
+  ``auth_client`` does not import ``dashboard_kit`` (which builds on it);
+- nothing outside ``deploy`` (the tests and benchmarks aside) imports ``deploy``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("auth", "tasks", "accounting", "analytics")
-AUTH_CLIENT_SIDE = {"auth.client", "auth.dashboard_ui", "auth.replica"}
+FORBIDDEN = {
+    "auth": {"tasks", "accounting", "analytics"},
+    "tasks": {"auth", "accounting", "analytics"},
+    "accounting": {"auth", "tasks", "analytics"},
+    "analytics": {"auth", "tasks", "accounting"},
+    "auth_client": {*SERVICES, "dashboard_kit"},
+    "dashboard_kit": {*SERVICES},
+    "event_schemas": {*SERVICES, "auth_client", "dashboard_kit"},
+    "messaging": {*SERVICES, "auth_client", "dashboard_kit"},
+    "platform_kit": {*SERVICES, "auth_client", "dashboard_kit"},
+}
+# Only the tests and benchmarks may drive the deployment (``deploy``) besides itself.
+BELOW_DEPLOY = tuple(sorted(FORBIDDEN))
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -23,32 +44,51 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
-def foreign_imports(service: str, root: Path = ROOT) -> dict[str, set[str]]:
+def forbidden_imports(package: str, root: Path = ROOT,
+                      forbidden_roots: set[str] | None = None) -> dict[str, set[str]]:
+    """The modules each file of ``package`` imports across an edge it must not cross."""
+    roots = FORBIDDEN[package] if forbidden_roots is None else forbidden_roots
     found = {}
-    for path in sorted((root / service).rglob("*.py")):
-        foreign = {
-            module
-            for module in imported_modules(path)
-            if module.split(".")[0] in SERVICES and module.split(".")[0] != service
-            and not any(module == allowed or module.startswith(allowed + ".")
-                        for allowed in AUTH_CLIENT_SIDE)
-            and module != "auth"
-        }
-        if foreign:
-            found[str(path.relative_to(root))] = foreign
+    for path in sorted((root / package).rglob("*.py")):
+        forbidden = {module for module in imported_modules(path)
+                     if module.split(".")[0] in roots}
+        if forbidden:
+            found[str(path.relative_to(root))] = forbidden
     return found
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_a_service_imports_only_auths_client_side_of_the_others(service):
-    assert foreign_imports(service) == {}
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_package_imports_only_across_allowed_edges(package):
+    assert forbidden_imports(package) == {}
+
+
+@pytest.mark.parametrize("package", BELOW_DEPLOY)
+def test_nothing_but_the_tests_and_benchmarks_imports_deploy(package):
+    assert forbidden_imports(package, forbidden_roots={"deploy"}) == {}
+
+
+def test_every_package_of_the_product_is_guarded():
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert packages - {"deploy", "tests", "bench"} == set(FORBIDDEN)
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "web.py").write_text(
-        "from auth.client import CurrentUser\nfrom accounting.ledger import Books\n"
+        "from auth_client.verification import CurrentUser\n"
+        "from dashboard_kit.pages import DashboardPages\n"
+        "from accounting.ledger import Books\n"
+        "from auth.models import Account\n"
     )
-    assert foreign_imports("tasks", tmp_path) == {
-        "tasks/web.py": {"accounting.ledger", "accounting.ledger.Books"}
+    assert forbidden_imports("tasks", tmp_path) == {
+        "tasks/web.py": {"accounting.ledger", "accounting.ledger.Books", "auth.models",
+                         "auth.models.Account"}
+    }
+
+
+def test_the_check_sees_the_client_kit_import_the_provider(tmp_path):
+    (tmp_path / "auth_client").mkdir()
+    (tmp_path / "auth_client" / "sign_in.py").write_text("import auth.config\n")
+    assert forbidden_imports("auth_client", tmp_path) == {
+        "auth_client/sign_in.py": {"auth.config"}
     }

@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from accounting.ledger import Books
 from sqlalchemy import text
 
-from accounting.ledger import Books
 from accounting.service import ManagementDay
 from accounting.web import bar_chart, money
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.accounting.conftest import Clock, count, price_of
 from tests.accounting.support import book_task, feed_replica, parse_csv
 from tests.auth.support import Browsers, People

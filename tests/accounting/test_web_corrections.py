@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.accounting.conftest import count, price_of
 from tests.accounting.support import book_task, feed_replica
 from tests.auth.support import Browsers, People

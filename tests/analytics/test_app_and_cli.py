@@ -13,7 +13,7 @@ from sqlalchemy import MetaData
 
 from analytics.app import create_app, workers
 from analytics.models import Base
-from auth.client import AuthClientConfig
+from auth_client.sign_in import AuthClientConfig
 from deploy.cli import main
 from messaging.tables import messaging_metadata
 from platform_kit.settings import Settings

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from auth.config import dashboard_url
+from auth_client.settings import dashboard_url
 from event_schemas import Event
 from tests.analytics import test_dashboard as served
 from tests.analytics.conftest import (

@@ -14,7 +14,7 @@ dashboard_port, provider, logins, tokens = (served.dashboard_port, served.provid
                                             served.logins, served.tokens)
 dashboard, activity = served.dashboard, served.activity
 
-ACCENT = "rgb(31, 122, 90)"  # the accent of every aTES page (auth/shared_static)
+ACCENT = "rgb(31, 122, 90)"  # the accent of every aTES page (dashboard_kit/shared_static)
 
 
 def test_every_answer_carries_the_security_headers(dashboard, tokens, provider):

@@ -8,7 +8,7 @@ import time
 import httpx
 import pyotp
 
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.auth.support import Browser, RunningProvider
 
 

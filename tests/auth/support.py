@@ -2,7 +2,7 @@
 
 Other suites can use it to get real tokens and to sign their dashboards in::
 
-    from auth.client import install_auth
+    from auth_client.sign_in import install_auth
     from tests.auth.support import dashboard_clients, running_provider
 
     port = free_port()
@@ -30,16 +30,12 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from auth.app import create_app
-from auth.client import AuthClientConfig, JwksCache, TokenVerifier, http_jwks
-from auth.config import (
-    FAST_PASSWORD_HASHING,
-    AuthConfig,
-    ClientConfig,
-    cli_client,
-    dashboard_client,
-)
+from auth.config import FAST_PASSWORD_HASHING, AuthConfig
 from auth.service import AccountService
-from auth.token_flow import hidden_inputs, obtain_tokens
+from auth_client.settings import ClientConfig, cli_client, dashboard_client
+from auth_client.sign_in import AuthClientConfig
+from auth_client.token_flow import hidden_inputs, obtain_tokens
+from auth_client.verification import JwksCache, TokenVerifier, http_jwks
 from deploy.embedded import free_port
 from deploy.serve import web_server
 from messaging.kafka import ensure_topics

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.auth.support import Browser, Login, RunningProvider
 
 

@@ -13,19 +13,11 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from auth.client import (
-    AuthClientConfig,
-    CurrentUser,
-    TokenVerifier,
-    current_user,
-    install_auth,
-    page_user,
-    require_page_role,
-    require_role,
-)
-from auth.dashboard import DashboardAuth, StoredSession
 from auth.models import Account, RefreshToken
-from auth.token_flow import hidden_inputs
+from auth_client.guards import current_user, page_user, require_page_role, require_role
+from auth_client.sign_in import AuthClientConfig, DashboardAuth, StoredSession, install_auth
+from auth_client.token_flow import hidden_inputs
+from auth_client.verification import CurrentUser, TokenVerifier
 from deploy.embedded import free_port
 from tests.auth.support import Browser, bearer, dashboard_clients, running_provider
 from tests.helpers import serve_app

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from auth.config import DEV_SECRET_KEY, AuthConfig, PublicSecret
-from auth.dashboard import AuthClientConfig
+from auth.config import AuthConfig
+from auth_client.settings import DEV_SECRET_KEY, PublicSecret
+from auth_client.sign_in import AuthClientConfig
 
 PUBLIC_ISSUER = "https://auth.popug.inc"
 OWN_SECRETS = {

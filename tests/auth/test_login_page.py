@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auth.config import LoginThrottling
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.auth.support import Browser, Login, RunningProvider, running_provider
 
 

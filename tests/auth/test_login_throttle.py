@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from auth.config import LoginThrottling
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.auth.support import RunningProvider, running_provider, served_as_deployed
 
 WRONG = "wrong password!"

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
-from auth.client import TokenVerifier
-from auth.pkce import pkce_pair
+from auth_client.pkce import pkce_pair
+from auth_client.verification import TokenVerifier
 from tests.auth.support import Browser, Login, RunningProvider, bearer
 
 CALLBACK = "http://127.0.0.1:43123/callback"

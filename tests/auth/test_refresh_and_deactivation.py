@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from auth.token_flow import TokenFlowError
+from auth_client.token_flow import TokenFlowError
 from tests.auth.support import RunningProvider, bearer
 
 

@@ -14,7 +14,7 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 
-from auth.client import InvalidToken, TokenVerifier
+from auth_client.verification import InvalidToken, TokenVerifier
 from tests.auth.support import RunningProvider, bearer
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.auth.security_flows import (
     current_code,
     next_code,
@@ -210,7 +210,7 @@ def test_a_role_can_require_two_factor(enforcing_provider):
 
 
 def test_scripts_get_tokens_with_the_second_factor(provider, make_login):
-    from auth.token_flow import TokenFlowError, obtain_tokens
+    from auth_client.token_flow import TokenFlowError, obtain_tokens
 
     login = make_login()
     secret, _codes = enrol_over_api(provider, provider.token_for(login))

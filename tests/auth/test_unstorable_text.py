@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from auth.token_flow import hidden_inputs
+from auth_client.token_flow import hidden_inputs
 from tests.auth.support import Browser, RunningProvider, bearer
 from tests.auth.test_accounts_api import new_account, stored_state
 

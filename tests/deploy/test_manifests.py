@@ -27,8 +27,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from auth.config import auth_url, dashboard_url
-from auth.dashboard import AuthClientConfig
+from auth_client.settings import auth_url, dashboard_url
+from auth_client.sign_in import AuthClientConfig
 from deploy.cli import main as ates_cli
 from deploy.embedded import SERVER_SETTINGS, EmbeddedPostgres
 from deploy.serve import SERVICE_PORTS, available_services, worker_names

@@ -26,7 +26,7 @@ import httpx
 from sqlalchemy import text
 
 from accounting.domain import COMPANY_ACCOUNT_ID
-from auth.token_flow import obtain_tokens
+from auth_client.token_flow import obtain_tokens
 from deploy.embedded import free_port
 from deploy.serve import available_services
 from deploy.stack import Stack, StackConfig

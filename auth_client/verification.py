@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import GuestProtocol, KeySet, KeySetSerialization, RSAKey
 
 ALGORITHMS = ["RS256"]
 ACCESS_TOKEN_TYPE = "at+jwt"
@@ -51,7 +51,8 @@ def http_jwks(url: str, timeout: float = 10.0) -> JwksSource:
     def fetch() -> dict[str, Any]:
         response = httpx.get(url, timeout=timeout)
         response.raise_for_status()
-        return response.json()
+        keys: dict[str, Any] = response.json()
+        return keys
 
     return fetch
 
@@ -88,7 +89,7 @@ class JwksCache:
 
     def _fetch(self, now: float) -> None:
         try:
-            keyset = KeySet.import_key_set(self.source())
+            keyset = KeySet.import_key_set(cast(KeySetSerialization, self.source()))
         except (httpx.HTTPError, ValueError, JoseError) as error:
             raise InvalidToken(f"cannot load the provider's keys: {error}") from error
         self._keys = {key.kid: key for key in keyset if isinstance(key, RSAKey) and key.kid}
@@ -122,7 +123,7 @@ class TokenVerifier:
                            name=claims.get("name", ""), role=claims.get("role", ""))
 
     def _decode(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        def key_for(token_object) -> RSAKey:
+        def key_for(token_object: GuestProtocol) -> RSAKey:
             kid = token_object.headers().get("kid")
             if not kid:
                 raise InvalidToken("token has no key id")

@@ -15,7 +15,7 @@ import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import ColumnElement, DateTime, Integer, Text, TextClause, func, text
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -33,6 +33,9 @@ class AccountReplica:
     ``account.role_changed`` overtook the matching ``account.updated``. A row may exist
     before its ``account.created`` arrived (then ``version`` is 0 and it is inactive).
     """
+
+    if TYPE_CHECKING:
+        __tablename__: str
 
     public_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     email: Mapped[str | None] = mapped_column(Text)
@@ -98,7 +101,8 @@ def apply_states(
     if not newest:
         return
     columns = ("email", "full_name", "role", "active", "version")
-    values = {name: array_literal(s[name] for s in newest.values()) for name in columns}
+    rows = [dict(state) for state in newest.values()]
+    values = {name: array_literal(row[name] for row in rows) for name in columns}
     session.execute(_upsert_states_sql(table.__tablename__),
                     {"ids": array_literal(newest), **values})
 

@@ -8,14 +8,15 @@ driven over plain HTTP; the redirect to the loopback callback
 from __future__ import annotations
 
 import secrets
+import socket
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
-from auth.config import CLI_CLIENT_ID
-from auth.pkce import pkce_pair
-from deploy.embedded import free_port
+from auth_client.pkce import pkce_pair
+from auth_client.settings import CLI_CLIENT_ID
 
 MAX_REDIRECTS = 10
 
@@ -35,6 +36,14 @@ class _HiddenInputs(HTMLParser):
             self.values[fields["name"] or ""] = fields.get("value") or ""
 
 
+def loopback_port() -> int:
+    """A free port on the loopback address, for the callback the redirect names."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        port: int = listener.getsockname()[1]
+        return port
+
+
 def hidden_inputs(html: str) -> dict[str, str]:
     parser = _HiddenInputs()
     parser.feed(html)
@@ -43,12 +52,12 @@ def hidden_inputs(html: str) -> dict[str, str]:
 
 def obtain_tokens(auth_url: str, email: str, password: str, client_id: str = CLI_CLIENT_ID,
                   scope: str = "openid profile email", timeout: float = 30.0,
-                  code: str | None = None) -> dict:
+                  code: str | None = None) -> dict[str, Any]:
     """Sign in as ``email`` and return the token response (access, refresh and ID token).
 
     ``code`` answers the second factor (a TOTP or recovery code) of an account that has one."""
     auth_url = auth_url.rstrip("/")
-    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    redirect_uri = f"http://127.0.0.1:{loopback_port()}/callback"
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
@@ -63,7 +72,8 @@ def obtain_tokens(auth_url: str, email: str, password: str, client_id: str = CLI
             "client_id": client_id, "code_verifier": verifier})
     if tokens.status_code != 200:
         raise TokenFlowError(f"token request refused: {tokens.text}")
-    return tokens.json()
+    answer: dict[str, Any] = tokens.json()
+    return answer
 
 
 def _follow_to_callback(http: httpx.Client, response: httpx.Response, redirect_uri: str,

@@ -1,11 +1,13 @@
-"""What the server-rendered dashboards (tasks, accounting) share besides sign-in.
+"""What the server-rendered pages of aTES share: the frame, its look and page rendering.
 
 - templates: a dashboard's own folder first, then ``shared_templates`` here:
   ``dashboard_base.html`` (the frame of every aTES page: header, the dashboards the role
   may open, sign-out as a POST) that the dashboard's ``base.html`` extends, setting
   ``service`` and ``icon`` and filling block ``nav`` with its own pages through
   ``nav.html``'s ``nav_link`` (``aria-current="page"`` on the page shown);
-  ``message.html``; ``page_links.html``;
+  ``message.html``; ``page_links.html``. The provider's pages use the same frame;
+- the frame's navigation (:class:`DashboardLinks`, :func:`dashboards_for`) and the
+  filters every page may use (``when``: a UTC timestamp, ``sentence``);
 - static files under ``/static``: the dashboard's own folder, then ``shared_static`` here
   (``dashboard.css``, the look of every dashboard; ``ates.svg``, the default favicon);
 - :class:`DashboardPages`: renders a page with the signed-in user, the links to the other
@@ -17,6 +19,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,15 +30,67 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from auth.dashboard import AuthClientConfig
-from auth.forms import FormGuard
-from auth.guards import page_user
-from auth.pages import SHARED_TEMPLATES, DashboardLinks, Notices, add_frame_globals
-from auth.verification import CurrentUser
-from platform_kit.service_app import add_page_filters
+from auth_client.guards import page_user
+from auth_client.settings import auth_url, dashboard_url
+from auth_client.sign_in import AuthClientConfig
+from auth_client.verification import CurrentUser
+from dashboard_kit.forms import FormGuard, Notices
 
-__all__ = ["CsrfField", "DashboardLinks", "DashboardPages", "Notices", "Visitor",
-           "mount_static", "page_templates"]
+__all__ = ["SHARED_STATIC", "SHARED_TEMPLATES", "CsrfField", "DashboardLinks", "DashboardPages",
+           "Notices", "Visitor", "add_frame_globals", "add_page_filters", "as_sentence",
+           "dashboards_for", "mount_static", "page_templates"]
+
+SHARED_TEMPLATES = Path(__file__).parent / "shared_templates"
+SHARED_STATIC = Path(__file__).parent / "shared_static"
+
+
+@dataclass(frozen=True)
+class DashboardLinks:
+    """Where the dashboards are, for the navigation; ``auth`` is the provider."""
+
+    tasks: str
+    accounting: str
+    analytics: str
+    auth: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DashboardLinks:
+        return cls(tasks=dashboard_url("tasks", environ),
+                   accounting=dashboard_url("accounting", environ),
+                   analytics=dashboard_url("analytics", environ), auth=auth_url(environ))
+
+
+ADMIN = "admin"
+
+
+def dashboards_for(user: Any, links: DashboardLinks) -> list[tuple[str, str, str]]:
+    """(service, text, url) of every dashboard ``user``'s role may open, in the frame's
+    order: everyone has tasks and an account; analytics and the accounts are the admins'."""
+    shown = [("tasks", "Tasks", links.tasks), ("accounting", "Accounting", links.accounting)]
+    if getattr(user, "role", None) == ADMIN:
+        shown += [("analytics", "Analytics", links.analytics),
+                  ("auth", "Accounts", f"{links.auth}/admin/accounts")]
+    return shown
+
+
+def add_frame_globals(templates: Jinja2Templates) -> None:
+    templates.env.globals["dashboards_for"] = dashboards_for
+
+
+def add_page_filters(templates: Jinja2Templates) -> None:
+    """Jinja filters the dashboards share: ``when`` (a UTC timestamp) and ``sentence``."""
+    templates.env.filters["when"] = _when
+    templates.env.filters["sentence"] = as_sentence
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def as_sentence(text: str) -> str:
+    """A domain message (``title is required``) as a sentence (``Title is required.``)."""
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith('.') else '.'}"
+
 
 Visitor = Annotated[CurrentUser, Depends(page_user)]
 CsrfField = Annotated[str, Form()]
@@ -47,7 +104,7 @@ def page_templates(directory: Path) -> Jinja2Templates:
 
 
 def mount_static(app: FastAPI, directory: Path) -> None:
-    files = StaticFiles(directory=directory, packages=[("auth", "shared_static")])
+    files = StaticFiles(directory=directory, packages=[("dashboard_kit", "shared_static")])
     app.mount("/static", files, name="static")
 
 

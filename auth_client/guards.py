@@ -1,7 +1,7 @@
 """FastAPI dependencies that say who is calling and whether they may.
 
 An app opts in by putting a :class:`UserResolver` on ``app.state.ates_auth`` (done by
-``auth.client.install_auth`` for dashboards and by the provider for itself).
+``auth_client.sign_in.install_auth`` for dashboards and by the provider for itself).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
-from auth.verification import CurrentUser, InvalidToken
+from auth_client.verification import CurrentUser, InvalidToken
 from platform_kit.openapi import BEARER
 
 # Declares the bearer scheme in the OpenAPI description; the header itself is read below.
@@ -40,9 +40,9 @@ class LoginRequired(Exception):
 
 
 def _resolver(request: Request) -> UserResolver:
-    resolver = getattr(request.app.state, "ates_auth", None)
+    resolver: UserResolver | None = getattr(request.app.state, "ates_auth", None)
     if resolver is None:
-        raise RuntimeError("authentication is not installed on this app (see auth.client)")
+        raise RuntimeError("authentication is not installed on this app (see auth_client.sign_in)")
     return resolver
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from auth.config import ClientConfig
+from auth_client.settings import ClientConfig
 
 SCOPES_SUPPORTED = ("openid", "profile", "email")
 DEFAULT_SCOPE = " ".join(SCOPES_SUPPORTED)

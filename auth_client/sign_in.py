@@ -1,10 +1,56 @@
-"""Web sign-in for dashboards: the OAuth client side of the authorization-code flow.
+"""Dashboard sign-in: the OAuth client side of the authorization-code flow.
+
+Dashboards sign browsers in through the provider with the authorization-code flow (PKCE,
+``state``, ``nonce``); one sign-in at the provider serves every dashboard, and signing out
+anywhere signs out everywhere. Tokens are verified locally against the provider's JWKS
+(:mod:`auth_client.verification`).
 
 The dashboard's session is a signed, HttpOnly, SameSite=Lax cookie holding the tokens.
 An expired access token is refreshed silently with the refresh token; the provider's
 front-channel logout clears the cookie when the user signs out anywhere. Nothing signs
 out without the user's confirmation at the provider (or a sign-out button of the
 dashboard's own page, which ends that dashboard's session).
+
+Usage in a dashboard::
+
+    from fastapi import Depends, FastAPI
+    from auth_client.guards import current_user, page_user, require_role
+    from auth_client.sign_in import AuthClientConfig, install_auth
+    from auth_client.verification import CurrentUser
+
+    app = FastAPI()
+    install_auth(app, AuthClientConfig.from_env("tasks"))   # adds /auth/login, /auth/callback,
+                                                           # /auth/logout, the session cookie
+
+    @app.get("/api/tasks")                                 # bearer token or session cookie;
+    def tasks(user: CurrentUser = Depends(current_user)):  # 401 JSON when anonymous
+        ...
+
+    @app.post("/api/tasks/reshuffle")                      # 403 JSON for other roles
+    def reshuffle(user: CurrentUser = Depends(require_role("admin", "manager"))):
+        ...
+
+    @app.get("/")                                          # anonymous browsers are redirected
+    def board(user: CurrentUser = Depends(page_user)):     # to /auth/login?next=/
+        ...
+
+``AuthClientConfig.from_env(client_id)`` reads ``ATES_AUTH_URL`` (the issuer),
+``ATES_<CLIENT>_URL`` or ``ATES_PUBLIC_HOST`` (the dashboard's URL), the client secret from
+``ATES_AUTH_CLIENTS`` (development default otherwise), ``ATES_SECRET_KEY`` (signs the
+cookie) and ``ATES_AUTH_INTERNAL_URL`` (the provider as seen from the server, if it differs).
+
+Signing out: ``POST /auth/logout`` from the dashboard's own page (refused when another
+site sent it) ends the dashboard's session; it and the link ``GET /auth/logout`` lead to the
+provider, which asks the user to confirm before it ends the sessions of every dashboard.
+
+Accounts deactivated or deleted since their token was issued: a service that keeps an
+accounts replica (:mod:`auth_client.replica`) refuses them at once with
+``refuse_inactive_accounts(app, sessions, Account)`` after ``install_auth``: bearer tokens
+answer 401 JSON, browsers are sent to sign in again (which the provider refuses).
+
+The provider loads the front-channel logout URL ``/auth/frontchannel-logout`` in a hidden
+frame, so a dashboard must not forbid framing of that path by the provider
+(:func:`dashboard_page_policy`).
 """
 
 from __future__ import annotations
@@ -15,10 +61,12 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from html import escape
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -26,9 +74,13 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth.config import (
+from auth_client.guards import LoginRequired, UserResolver
+from auth_client.pkce import s256_challenge
+from auth_client.replica import AccountReplica
+from auth_client.settings import (
     AUDIENCE,
     auth_url,
     clients_from_env,
@@ -37,10 +89,8 @@ from auth.config import (
     refuse_public_secrets,
     secret_key,
 )
-from auth.guards import LoginRequired
-from auth.pages import safe_next
-from auth.pkce import s256_challenge
-from auth.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
+from auth_client.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
+from platform_kit.security_headers import PagePolicy, inline_style_hashes, origin_of
 
 LOGIN_STATE_MAX_AGE = 600
 RECENT_REFRESH_SECONDS = 30.0
@@ -210,15 +260,16 @@ class DashboardAuth:
                                       if now - v[0] < RECENT_REFRESH_SECONDS}
             if key in self._recent_refreshes:
                 return self._recent_refreshes[key][1]
-            refreshed = self._request_refresh(session)
+            refreshed = self._request_refresh(session, session.refresh_token)
             if refreshed is not None:
                 self._recent_refreshes[key] = (now, refreshed)
             return refreshed
 
-    def _request_refresh(self, session: StoredSession) -> StoredSession | None:
+    def _request_refresh(self, session: StoredSession, refresh_token: str
+                         ) -> StoredSession | None:
         try:
             tokens = self._token_request({"grant_type": "refresh_token",
-                                          "refresh_token": session.refresh_token})
+                                          "refresh_token": refresh_token})
         except ProviderUnreachable:
             raise
         except SignInFailed:
@@ -234,7 +285,8 @@ class DashboardAuth:
             raise ProviderUnreachable(f"the sign-in service is unreachable: {error}") from error
         if response.status_code != 200:
             raise SignInFailed(f"the sign-in service refused: {response.text[:200]}")
-        return response.json()
+        tokens: dict[str, Any] = response.json()
+        return tokens
 
     # --- login flow -----------------------------------------------------------------
 
@@ -418,3 +470,79 @@ def _add_routes(app: FastAPI, auth: DashboardAuth) -> None:
         if session is not None and issuer_matches and (not sid or sid == session.sid):
             auth.clear_session(response)
         return response
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only same-site paths: never an absolute or protocol-relative URL (open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    return target
+
+
+FRONTCHANNEL_LOGOUT_PATH = "/auth/frontchannel-logout"
+
+
+def dashboard_page_policy(config: AuthClientConfig, *templates: Path) -> PagePolicy:
+    """The security headers' policy of a dashboard: the provider (and nobody else) may frame
+    its front-channel sign-out URL; ``templates`` may hold inline ``<style>`` elements."""
+    return PagePolicy(style_hashes=inline_style_hashes(*templates),
+                      framed_by={FRONTCHANNEL_LOGOUT_PATH: origin_of(config.issuer)})
+
+
+# Why an account may no longer act, by what its replica row says; None when it may.
+RefusalReason = Callable[[str], str | None]
+
+
+def replica_refusal(sessions: sessionmaker[Session], model: type[AccountReplica]
+                    ) -> RefusalReason:
+    """Asks the replica (one primary-key lookup). Service clients, whose ``sub`` is not an
+    account id, and accounts the replica has not heard of yet are let through."""
+
+    def reason(subject: str) -> str | None:
+        try:
+            account_id = uuid.UUID(subject)
+        except ValueError:
+            return None
+        with sessions() as session:
+            account = session.get(model, account_id)
+        if account is None:
+            return None
+        if account.deleted:
+            return "the account is deleted"
+        # A row created ahead of its account.created (version 0) is not known inactive yet.
+        if not account.active and account.version > 0:
+            return "the account is deactivated"
+        return None
+
+    return reason
+
+
+class ActiveAccountsOnly:
+    """A :class:`UserResolver` that also refuses accounts no longer allowed to act."""
+
+    def __init__(self, resolver: UserResolver, refusal: RefusalReason):
+        self.resolver = resolver
+        self.refusal = refusal
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolver, name)
+
+    def user_from_bearer(self, token: str) -> CurrentUser:
+        user = self.resolver.user_from_bearer(token)
+        reason = self.refusal(user.id)
+        if reason is not None:
+            raise InvalidToken(reason)
+        return user
+
+    def user_from_session(self, request: Request) -> CurrentUser | None:
+        user = self.resolver.user_from_session(request)
+        if user is None or self.refusal(user.id) is not None:
+            return None
+        return user
+
+
+def refuse_inactive_accounts(app: FastAPI, sessions: sessionmaker[Session],
+                             model: type[AccountReplica]) -> None:
+    """Refuse callers whose account the app's replica knows deactivated or deleted."""
+    app.state.ates_auth = ActiveAccountsOnly(app.state.ates_auth,
+                                             replica_refusal(sessions, model))
