@@ -38,7 +38,7 @@ def seed_demo_accounts(settings: Settings, admin_password: str | None,
     gets a generated one.
     """
     url = settings.database_for("auth")
-    upgrade("auth", url)
+    upgrade("auth.migrations", url)
     engine = make_engine(url, pool_size=2)
     try:
         accounts = AccountService(make_session_factory(engine), Outbox(settings),

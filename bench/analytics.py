@@ -256,7 +256,7 @@ def run(events: int = 20000, rate: int = 300, seconds: int = 20) -> list[Result]
                             topic_prefix="bench.", kafka_session_timeout_ms=2000,
                             service_database_urls={"analytics": database_url})
         ensure_topics(settings)
-        upgrade("analytics", database_url)
+        upgrade("analytics.migrations", database_url)
         publish(settings, batch)
         raw = raw_consume_rate(settings, events)
         faust_only = stream_rate(settings, events, DiscardingProjector(), "bench-faust-only")

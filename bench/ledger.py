@@ -131,7 +131,7 @@ def _price_tasks(sessions, books: Books, events: list[Event]) -> None:
 
 
 def ledger_rate(url: str, settings: Settings, events: list[Event]) -> float:
-    upgrade("accounting", url)
+    upgrade("accounting.migrations", url)
     engine = make_engine(url)
     books = _books(settings.with_(service_database_urls={"accounting": url}))
     _price_tasks(make_session_factory(engine), books, events)
@@ -249,7 +249,7 @@ def close_day_times(settings: Settings, accounts: int, rounds: int) -> list[dict
     times = []
     for number in range(rounds):
         url = settings.database_for(f"close{number}")
-        upgrade("accounting", url)
+        upgrade("accounting.migrations", url)
         engine = make_engine(url)
         sessions = make_session_factory(engine)
         books = _books(settings.with_(service_database_urls={"accounting": url}), number)
@@ -286,7 +286,7 @@ def run(events: int = 20_000, accounts: int = 100_000, rounds: int = 3) -> list[
         )
         ensure_topics(settings)
         url = settings.database_for("accounting")
-        upgrade("accounting", url)
+        upgrade("accounting.migrations", url)
         raw_rate = raw_executemany_rate(_dsn(url), batch)
         rate = ledger_rate(url, settings, batch)
         times = close_day_times(settings, accounts, rounds)

@@ -239,7 +239,7 @@ class PlatformBench:
         print("platform: raw baselines ...", flush=True)
         url = with_database(self.settings.database_url, "ates_bench_bare")
         ensure_database(url)
-        upgrade("tasks", url)
+        upgrade("tasks.migrations", url)
         port = free_port()
         from bench.tasks_api import _serve_bare, _wait_until_listening
 

@@ -54,7 +54,7 @@ def run(events: int = 50_000) -> list[Result]:
         for service in ("tasks", "accounting"):
             url = with_database(pg.url, f"bench_replicas_{service}")
             ensure_database(url)
-            upgrade(service, url)
+            upgrade(f"{service}.migrations", url)
             rate = _rate(settings, url, _service_handlers(service), events)
             print(f"{service} replica: {rate:,.0f} events/s", flush=True)
             results.append(Result("replicas", f"{events:,} account.created into {service}",

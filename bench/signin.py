@@ -72,7 +72,7 @@ def run(users: int = 50, rounds: int = 3) -> list[Result]:
     cores = os.cpu_count() or 1
     with postgres_server() as pg, kafka_broker() as broker:
         settings = Settings(database_url=pg.url, kafka_bootstrap=broker.bootstrap)
-        upgrade("auth", settings.database_for("auth"))
+        upgrade("auth.migrations", settings.database_for("auth"))
         logins = _create_accounts(settings, users)
         one_hash = one_hash_seconds()
         print(f"one argon2id hash: {one_hash.wall * 1000:,.1f} ms "

@@ -64,7 +64,7 @@ def run(seconds: int = 10, connections: int = 8, rounds: int = 3,
     with postgres_server() as server, kafka_broker() as broker:
         settings = Settings(database_url=server.url, kafka_bootstrap=broker.bootstrap)
         database_url = settings.database_for("tasks")
-        upgrade("tasks", database_url)
+        upgrade("tasks.migrations", database_url)
         _seed_workers(database_url, workers)
         key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"})
         key.ensure_kid()

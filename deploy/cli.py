@@ -76,7 +76,7 @@ def migrate(services: tuple[str, ...]) -> None:
             f"{', '.join(known)}")
     settings = Settings.from_env()
     for service in services or known:
-        upgrade(service, settings.database_for(service))
+        upgrade(f"{service}.migrations", settings.database_for(service))
         click.echo(f"{service}: migrated")
 
 

@@ -146,7 +146,7 @@ class Stack:
         services = available_services()
         for service in services:
             say(f"migrating {service} ...")
-            upgrade(service, settings.database_for(service))
+            upgrade(f"{service}.migrations", settings.database_for(service))
         self.logins = self._seed(settings)
         for service in services:
             serve = [sys.executable, "-m", "deploy.cli", "serve", service]

@@ -1,7 +1,8 @@
 """The outbox and inbox tables that every service keeps in its own database.
 
-Services include ``messaging_metadata`` in their Alembic ``target_metadata`` and create
-the tables with ``create_messaging_tables`` in their first migration.
+Their migrations are a branch of their own (``messaging/migrations``) that every service's
+database gets alongside the service's; the shared migrations environment includes
+``messaging_metadata`` in the ``target_metadata``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
+    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -54,17 +57,7 @@ inbox = Table(
 )
 
 
-def create_messaging_tables(bind) -> None:
-    """Create the outbox and inbox (used by migrations and by test fixtures)."""
+def create_messaging_tables(bind: Engine | Connection) -> None:
+    """Create the outbox and inbox as they are now (test fixtures, benchmarks)."""
     messaging_metadata.create_all(bind)
 
-
-# Revisions of every service's migrations that change the outbox call these.
-def add_outbox_renderer(op) -> None:
-    """Deferred rows (``outbox.renderer``). The first revision of each service creates the
-    outbox as it is now, so a database created at that version has the column already."""
-    op.execute("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS renderer text")
-
-
-def drop_outbox_renderer(op) -> None:
-    op.drop_column("outbox", "renderer")

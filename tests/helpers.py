@@ -30,7 +30,7 @@ from platform_kit.settings import Settings, with_database
 def migrated_database(server_url: str, service: str) -> Iterator[str]:
     """A fresh database of ``service`` on the server, migrated to head; dropped afterwards."""
     url = with_database(server_url, f"t{uuid.uuid4().hex[:10]}_{service}")
-    upgrade(service, url)
+    upgrade(f"{service}.migrations", url)
     try:
         yield url
     finally:

@@ -26,7 +26,7 @@ def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
     urls = {name: engine.url.render_as_string(hide_password=False)
             for name, engine in engines.items()}
     for name, url in urls.items():
-        upgrade(name, url)
+        upgrade(f"{name}.migrations", url)
     today = date(2026, 11, 30)
     plan = Plan(users=50, tasks=200, transactions=1_000, today=today,
                 now=datetime(2026, 11, 30, 15, tzinfo=UTC))

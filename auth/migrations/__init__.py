@@ -1,0 +1,4 @@
+"""The auth database's migrations (``versions/``), and alongside them the messaging
+tables' branch (outbox, inbox)."""
+
+ALONGSIDE = ("messaging.migrations",)

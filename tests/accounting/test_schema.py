@@ -25,7 +25,7 @@ def test_payouts_made_before_payouts_took_their_transactions_ids_keep_their_mail
 ):
     engine = make_database("accounting_migrations")
     url = engine.url.render_as_string(hide_password=False)
-    upgrade("accounting", url, "0004")
+    upgrade("accounting.migrations", url, "0004")
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO payouts (public_id, account_id, day, amount, transaction_id, created_at)"
@@ -35,7 +35,7 @@ def test_payouts_made_before_payouts_took_their_transactions_ids_keep_their_mail
             "INSERT INTO payout_emails (payout_id) SELECT id FROM payouts"
         ))
 
-    upgrade("accounting", url)
+    upgrade("accounting.migrations", url)
     with engine.begin() as connection:
         [(payout, transaction)] = connection.execute(
             text("SELECT id, transaction_id FROM payouts")).all()

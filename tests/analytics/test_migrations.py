@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from alembic import command
 from sqlalchemy import text
 
-from analytics import service
+from analytics import queries
 from platform_kit.db import make_session_factory
 from platform_kit.migrations import alembic_config, upgrade
 from tests.analytics.conftest import DAY
@@ -22,7 +22,7 @@ BALANCES = {(ALICE, D1): -1500, (ALICE, D3): 500, (ALICE, D4): -200, (BOB, D2): 
 def test_balances_become_nets_whose_running_sums_are_the_balances_and_back(make_database):
     engine = make_database("analytics_migrations")
     url = engine.url.render_as_string(hide_password=False)
-    upgrade("analytics", url, "0001")
+    upgrade("analytics.migrations", url, "0001")
     with engine.begin() as connection:
         for (account, day), balance in BALANCES.items():
             connection.execute(
@@ -31,21 +31,21 @@ def test_balances_become_nets_whose_running_sums_are_the_balances_and_back(make_
                  "at": datetime(day.year, day.month, day.day, 12, tzinfo=UTC)},
             )
 
-    upgrade("analytics", url)
+    upgrade("analytics.migrations", url)
     with engine.connect() as connection:
         nets = {(r.account_id, r.day): r.net
                 for r in connection.execute(text("SELECT * FROM account_day_nets"))}
     assert nets == {(ALICE, D1): -1500, (ALICE, D3): 2000, (ALICE, D4): -700,
                     (BOB, D2): -1000}
     with make_session_factory(engine)() as session:
-        negative = service.negative_balances_now(session)
-        days = service.history(session, D1, D4)
-        count = service.negative_count(session)
+        negative = queries.negative_balances_now(session)
+        days = queries.history(session, D1, D4)
+        count = queries.negative_count(session)
     assert [(b.account_id, b.balance) for b in negative] == [(BOB, -1000), (ALICE, -200)]
     assert [d.negative_balances for d in days] == [1, 2, 1, 2]
     assert count == 2
 
-    command.downgrade(alembic_config("analytics", url), "0001")
+    command.downgrade(alembic_config("analytics.migrations", url), "0001")
     with engine.connect() as connection:
         rows = list(connection.execute(text("SELECT * FROM account_day_balances")))
     assert {(r.account_id, r.day): r.balance for r in rows} == BALANCES

@@ -266,7 +266,7 @@ def running_provider(postgres_url: str, kafka_bootstrap: str,
     ensure_topics(settings, [settings.topic("accounts-stream"),
                              settings.topic("accounts-lifecycle")])
     database_url = settings.database_for("auth")
-    upgrade("auth", database_url)
+    upgrade("auth.migrations", database_url)
     port = free_port()
     config = AuthConfig(issuer=f"http://127.0.0.1:{port}", secret_key="test-secret-key",
                         clients=(cli_client(), SERVICE_CLIENT, *clients),

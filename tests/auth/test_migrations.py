@@ -22,12 +22,12 @@ def described_by_code() -> MetaData:
 def test_migrated_schema_matches_the_models(make_database):
     engine = make_database("auth_migrations")
     url = engine.url.render_as_string(hide_password=False)
-    upgrade("auth", url)
+    upgrade("auth.migrations", url)
 
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, described_by_code()) == []
 
-    command.downgrade(alembic_config("auth", url), "base")
+    command.downgrade(alembic_config("auth.migrations", url), "base")
     with engine.connect() as conn:
         assert inspect(conn).get_table_names() == ["alembic_version"]

@@ -15,15 +15,15 @@ from messaging.dlq import read_all
 from messaging.tables import messaging_metadata
 from platform_kit.migrations import upgrade
 from platform_kit.settings import Settings
-from tasks import app, service
+from tasks import app
 from tasks.models import Base
 from tasks.settings import TasksSettings
-from tests.tasks.conftest import actor
+from tests.tasks.conftest import actor, commands
 
 
 def test_a_fresh_database_migrates_to_exactly_the_models(make_database):
     engine = make_database("fresh_tasks")
-    upgrade("tasks", engine.url.render_as_string(hide_password=False))
+    upgrade("tasks.migrations", engine.url.render_as_string(hide_password=False))
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, [Base.metadata, messaging_metadata]) == []
@@ -55,7 +55,7 @@ def test_the_relay_worker_publishes_what_the_commands_wrote(
     workers = app.workers(platform)
     assert set(workers) == {"relay", "consumer"}
     creator = actor(team.workers[0])
-    task = service.create_task(sessions, TasksSettings(platform), creator, "Feed the parrots")
+    task = commands(sessions, TasksSettings(platform)).create_task(creator, "Feed the parrots")
 
     stop = threading.Event()
     relay = threading.Thread(target=workers["relay"], args=(stop,))

@@ -1,5 +1,5 @@
 """Replicas, prices, the append-only double-entry ledger, billing days, payouts and their
-mails, outbox and inbox.
+mails (the outbox and inbox come from the messaging branch, which this revision depends on).
 
 Revision ID: 0001
 Revises:
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
 branch_labels = None
-depends_on = None
+depends_on = "messaging_0001"
 
 # UPDATE, DELETE and TRUNCATE are refused on the ledger tables; a statement that inserts
 # entries must insert both legs of each transaction, summing to zero.
@@ -205,50 +204,15 @@ def _billing() -> None:
     )
 
 
-def _messaging() -> None:
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(as_uuid=False), nullable=False),
-        sa.Column("event_type", sa.Text(), nullable=False),
-        _created_at("handled_at"),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.UUID(as_uuid=False), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("event_type", sa.Text(), nullable=False),
-        sa.Column("dataversion", sa.Integer(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "headers",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
-        _created_at("created_at"),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("event_id"),
-    )
-    op.create_index("outbox_unsent", "outbox", ["id"], postgresql_where=sa.text("sent_at IS NULL"))
-
-
 def upgrade() -> None:
     _replicas()
     _ledger()
     _billing()
-    _messaging()
 
 
 def downgrade() -> None:
     op.execute(DROP_LEDGER_GUARDS)
     for table in (
-        "outbox",
-        "inbox",
         "payout_emails",
         "payouts",
         "billing_days",

@@ -1,4 +1,5 @@
-"""Daily earnings, end-of-day balances, tasks, closed days, outbox and inbox.
+"""Daily earnings, end-of-day balances, tasks, closed days (the outbox and inbox come from
+the messaging branch, which this revision depends on).
 
 Revision ID: 0001
 Revises:
@@ -9,12 +10,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from messaging.tables import create_messaging_tables, messaging_metadata
-
 revision = "0001"
 down_revision = None
 branch_labels = None
-depends_on = None
+depends_on = "messaging_0001"
 
 
 def upgrade() -> None:
@@ -55,11 +54,9 @@ def upgrade() -> None:
         sa.Column("total_paid", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("day"),
     )
-    create_messaging_tables(op.get_bind())
 
 
 def downgrade() -> None:
-    messaging_metadata.drop_all(op.get_bind())
     op.drop_table("closed_days")
     op.drop_index("tasks_completed", table_name="tasks")
     op.drop_table("tasks")

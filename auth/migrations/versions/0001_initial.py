@@ -1,4 +1,5 @@
-"""Accounts, OAuth codes and tokens, signing keys, SSO sessions, outbox and inbox.
+"""Accounts, OAuth codes and tokens, signing keys, SSO sessions (the outbox and inbox come
+from the messaging branch, which this revision depends on).
 
 Revision ID: 0001
 Revises:
@@ -9,12 +10,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from messaging.tables import create_messaging_tables, messaging_metadata
-
 revision = "0001"
 down_revision = None
 branch_labels = None
-depends_on = None
+depends_on = "messaging_0001"
 
 
 def upgrade() -> None:
@@ -212,10 +211,9 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_refresh_tokens_sso_session_id"), "refresh_tokens", ["sso_session_id"], unique=False
     )
-    create_messaging_tables(op.get_bind())
+
 
 def downgrade() -> None:
-    messaging_metadata.drop_all(op.get_bind())
     op.drop_index(op.f("ix_refresh_tokens_sso_session_id"), table_name="refresh_tokens")
     op.drop_index(op.f("ix_refresh_tokens_family_id"), table_name="refresh_tokens")
     op.drop_index(op.f("ix_refresh_tokens_account_id"), table_name="refresh_tokens")

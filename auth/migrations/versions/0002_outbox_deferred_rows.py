@@ -1,24 +1,19 @@
-"""Outbox rows may be deferred: rendered into events by the relay when it publishes them.
+"""Outbox rows may be deferred: the messaging branch's revision that adds
+``outbox.renderer``, which this one depends on, changes the schema.
 
 Revision ID: 0002
 Revises: 0001
 """
 
-from __future__ import annotations
-
-from alembic import op
-
-from messaging.tables import add_outbox_renderer, drop_outbox_renderer
-
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
-depends_on = None
+depends_on = "messaging_0002"
 
 
 def upgrade() -> None:
-    add_outbox_renderer(op)
+    """Nothing of its own."""
 
 
 def downgrade() -> None:
-    drop_outbox_renderer(op)
+    """Nothing of its own."""

@@ -1,4 +1,5 @@
-"""Accounts replica, tasks, and the messaging outbox and inbox.
+"""Accounts replica and tasks (the outbox and inbox come from the messaging branch, which
+this revision depends on).
 
 Revision ID: 0001
 Revises:
@@ -16,14 +17,12 @@ from sqlalchemy.dialects import postgresql
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = "messaging_0001"
 
 
 def upgrade() -> None:
     _create_accounts()
     _create_tasks()
-    _create_outbox()
-    _create_inbox()
 
 
 def _create_accounts() -> None:
@@ -73,42 +72,6 @@ def _create_tasks() -> None:
     op.create_index("ix_tasks_assignee_status_id", "tasks", ["assignee_id", "status", "id"])
 
 
-def _create_outbox() -> None:
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True),
-        sa.Column("event_id", postgresql.UUID(as_uuid=False), nullable=False, unique=True),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("event_type", sa.Text(), nullable=False),
-        sa.Column("dataversion", sa.Integer(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "headers", postgresql.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")
-        ),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column("sent_at", sa.DateTime(timezone=True)),
-    )
-    op.create_index("outbox_unsent", "outbox", ["id"], postgresql_where=sa.text("sent_at IS NULL"))
-
-
-def _create_inbox() -> None:
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", postgresql.UUID(as_uuid=False), nullable=False),
-        sa.Column("event_type", sa.Text(), nullable=False),
-        sa.Column(
-            "handled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
-
-
 def downgrade() -> None:
-    op.drop_table("inbox")
-    op.drop_table("outbox")
     op.drop_table("tasks")
     op.drop_table("accounts")
