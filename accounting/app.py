@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
+import click
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -12,12 +13,13 @@ from accounting import metrics
 from accounting.api import api_router, install_error_handlers
 from accounting.closing import RENDERERS
 from accounting.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
 from accounting.mailer import Mailer
 from accounting.models import Account
 from accounting.scheduler import run_scheduler
 from accounting.settings import AccountingSettings
 from accounting.web import STATIC_DIR, Dashboard, web_router
+from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
 from auth_client.sign_in import (
     AuthClientConfig,
     dashboard_page_policy,
@@ -37,6 +39,7 @@ from platform_kit.service_app import (
     smtp_check,
 )
 from platform_kit.settings import Settings
+from platform_kit.spec import ConsumerSpec, ServiceSpec
 
 SERVICE = "accounting"
 
@@ -112,3 +115,22 @@ def create_app(
     app.include_router(web_router(dashboard))
     mount_static(app, STATIC_DIR)
     return app
+
+
+def _commands() -> list[click.Command]:
+    from accounting.cli import commands
+
+    return commands
+
+
+SPEC = ServiceSpec(
+    name=SERVICE,
+    port=DASHBOARD_PORTS[SERVICE],
+    create_app=create_app,
+    workers=workers,
+    migrations="accounting.migrations",
+    consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
+    sends_mail=True,
+    secrets=(client_secret_variable(SERVICE),),
+    commands=_commands,
+)

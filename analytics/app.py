@@ -7,18 +7,22 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import click
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from analytics.api import api_router
-from analytics.service import Analytics
+from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME
+from analytics.queries import Analytics
 from analytics.stream import run_projector
 from analytics.web import STATIC_DIR, Dashboard, web_router
+from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
 from auth_client.sign_in import AuthClientConfig, dashboard_page_policy, install_auth
 from dashboard_kit.pages import DashboardLinks, mount_static
 from platform_kit.db import make_engine, make_session_factory
 from platform_kit.service_app import broker_check, create_service_app, database_check, disposing
 from platform_kit.settings import Settings
+from platform_kit.spec import ConsumerSpec, ServiceSpec
 
 SERVICE = "analytics"
 
@@ -62,3 +66,21 @@ def create_app(
     app.include_router(web_router(Dashboard(analytics, auth, DashboardLinks.from_env(environ))))
     mount_static(app, STATIC_DIR)
     return app
+
+
+def _commands() -> list[click.Command]:
+    from analytics.cli import commands
+
+    return commands
+
+
+SPEC = ServiceSpec(
+    name=SERVICE,
+    port=DASHBOARD_PORTS[SERVICE],
+    create_app=create_app,
+    workers=workers,
+    migrations="analytics.migrations",
+    consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
+    secrets=(client_secret_variable(SERVICE),),
+    commands=_commands,
+)

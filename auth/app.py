@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import structlog
 from fastapi import FastAPI, Request
 from sqlalchemy import Engine
@@ -23,9 +24,11 @@ from auth.pages import SSO_COOKIE, Pages
 from auth.security import SecurityService
 from auth.security_api import security_api_router
 from auth.security_pages import SecurityPages, security_router
+from auth.seed import seed_demo_accounts
 from auth.service import AccountNotFound, AccountService
 from auth.sessions import SignedIn, find_session
 from auth.web import WebPages, web_router
+from auth_client.settings import AUTH_PORT
 from auth_client.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
 from messaging.outbox import Outbox
 from messaging.relay import run_relay_forever
@@ -33,6 +36,7 @@ from platform_kit.db import make_engine, make_session_factory
 from platform_kit.security_headers import PagePolicy, distinct_origins, inline_style_hashes
 from platform_kit.service_app import broker_check, create_service_app, database_check
 from platform_kit.settings import Settings
+from platform_kit.spec import ServiceSpec
 
 SERVICE = "auth"
 PAGE_TEMPLATES = Path(__file__).parent / "templates"
@@ -139,3 +143,21 @@ def workers(settings: Settings) -> dict[str, Callable[[threading.Event], None]]:
             engine.dispose()
 
     return {"relay": relay}
+
+
+def _commands() -> list[click.Command]:
+    from auth.cli import commands
+
+    return commands
+
+
+SPEC = ServiceSpec(
+    name=SERVICE,
+    port=AUTH_PORT,
+    create_app=create_app,
+    workers=workers,
+    migrations="auth.migrations",
+    sends_mail=True,
+    seed=seed_demo_accounts,
+    commands=_commands,
+)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
+from collections.abc import Iterator
 
 import click
 
 from deploy.console import confirmed, progress, progress_option, use_stack_env, yes_option
 from deploy.mailsink import mailsink_cli
-from deploy.serve import ROLES, SERVICE_PORTS, available_services, serve, worker_names
+from deploy.serve import ROLES, available_services, serve, service_ports, worker_names
 from event_schemas.cli import schemas_cli
 from platform_kit.settings import Settings
+from platform_kit.spec import service_spec, service_specs
 
 # Commands that start the platform or one of its parts: they never read a stack file.
 _NOT_OPERATOR_COMMANDS = {"up", "serve", "mailsink", "schemas"}
@@ -41,7 +41,7 @@ def up() -> None:
 
 
 @main.command("serve")
-@click.argument("service", type=click.Choice(list(SERVICE_PORTS)))
+@click.argument("service", type=click.Choice(available_services()))
 @click.option("--role", type=click.Choice(ROLES), default="all", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: the service's usual port.")
@@ -58,7 +58,7 @@ def serve_cmd(service: str, role: str, host: str, port: int | None, only: str) -
     unknown = set(chosen) - set(worker_names(service, settings))
     if unknown:
         raise click.UsageError(f"{service} has no worker named {', '.join(sorted(unknown))}")
-    serve(service, settings, host, port or SERVICE_PORTS[service], role, chosen)
+    serve(service, settings, host, port or service_ports()[service], role, chosen)
 
 
 @main.command()
@@ -76,7 +76,8 @@ def migrate(services: tuple[str, ...]) -> None:
             f"{', '.join(known)}")
     settings = Settings.from_env()
     for service in services or known:
-        upgrade(f"{service}.migrations", settings.database_for(service))
+        spec = service_spec(service)
+        upgrade(spec.migrations, spec.database_url(settings))
         click.echo(f"{service}: migrated")
 
 
@@ -97,7 +98,7 @@ def _dlq_topic(settings: Settings, topic: str) -> str:
 
 
 @contextlib.contextmanager
-def _broker_errors(settings: Settings, dlq_topic: str):
+def _broker_errors(settings: Settings, dlq_topic: str) -> Iterator[None]:
     """Expected failures of the broker as one line each, not a traceback."""
     from confluent_kafka import KafkaException
 
@@ -170,7 +171,8 @@ def consumers() -> None:
 
 
 @consumers.command("reset")
-@click.argument("service", type=click.Choice(["tasks", "accounting", "analytics"]))
+@click.argument("service", type=click.Choice(
+    [spec.name for spec in service_specs() if spec.consumer is not None]))
 @yes_option
 @progress_option
 def consumers_reset(service: str, yes: bool, show_progress: bool | None) -> None:
@@ -195,7 +197,7 @@ def consumers_reset(service: str, yes: bool, show_progress: bool | None) -> None
 
 
 @main.command()
-@click.argument("services", nargs=-1, type=click.Choice(list(SERVICE_PORTS)))
+@click.argument("services", nargs=-1, type=click.Choice(available_services()))
 @click.option("--outbox-older-than", "outbox_age", default="7d", show_default=True,
               help="Delete outbox events delivered longer ago than this (90s, 15m, 12h, 7d).")
 @click.option("--inbox-older-than", "inbox_age", default=None,
@@ -220,7 +222,7 @@ def prune(services: tuple[str, ...], outbox_age: str, inbox_age: str | None, yes
     confirmed(f"Delete {what} in the databases of {', '.join(chosen)} on "
               f"{_server(settings.database_url)}", yes)
     for service in chosen:
-        engine = make_engine(settings.database_for(service), pool_size=1)
+        engine = make_engine(service_spec(service).database_url(settings), pool_size=1)
         try:
             with progress(f"{service} outbox", None, "rows", show_progress) as bar:
                 line = f"{service}: outbox {prune_outbox(engine, ages[0], progress=bar)}"
@@ -268,7 +270,7 @@ def outbox_replay(since_text: str, services: tuple[str, ...], topics: tuple[str,
               f"{', '.join(chosen)} on {_server(settings.database_url)} unsent: their relays "
               f"publish them again to {settings.kafka_bootstrap}", yes)
     for service in chosen:
-        engine = make_engine(settings.database_for(service), pool_size=1)
+        engine = make_engine(service_spec(service).database_url(settings), pool_size=1)
         try:
             marked = mark_unsent(engine, since, only)
         finally:
@@ -300,11 +302,9 @@ main.add_command(mailsink_cli)
 
 
 def _add_service_commands() -> None:
-    """Services contribute top-level commands through ``<service>/cli.py: commands``."""
-    for service in SERVICE_PORTS:
-        if importlib.util.find_spec(f"{service}.cli") is None:
-            continue
-        for command in importlib.import_module(f"{service}.cli").commands:
+    """Services contribute top-level commands through their spec's ``commands``."""
+    for spec in service_specs():
+        for command in spec.commands() if spec.commands else ():
             main.add_command(command)
 
 

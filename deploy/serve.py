@@ -1,6 +1,7 @@
 """Run one service: its web app and/or its background workers (relay, consumers, ...).
 
-A service package ``<name>`` plugs in through ``<name>/app.py``:
+A service plugs in through its ``ServiceSpec`` (``platform_kit.spec``), published as an
+entry point of the ``ates.services`` group:
 
 - ``create_app(settings: Settings) -> fastapi.FastAPI``
 - ``workers(settings: Settings) -> dict[str, Callable[[threading.Event], None]]``: long
@@ -9,12 +10,11 @@ A service package ``<name>`` plugs in through ``<name>/app.py``:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import signal
 import threading
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import structlog
 import uvicorn
@@ -23,25 +23,31 @@ from messaging.kafka import ensure_topics
 from platform_kit.logs import configure_logging
 from platform_kit.metrics import serve_metrics
 from platform_kit.settings import Settings
+from platform_kit.spec import ServiceSpec, Worker, service_names, service_spec, service_specs
 from platform_kit.tracing import configure_tracing
 
 log = structlog.get_logger("deploy.serve")
 
-SERVICE_PORTS = {"auth": 8000, "tasks": 8001, "accounting": 8002, "analytics": 8003}
 ROLES = ("all", "web", "workers")
 
 
+def service_ports() -> dict[str, int]:
+    """The usual port of every service's web app, in start-up order."""
+    return {spec.name: spec.port for spec in service_specs()}
+
+
 def available_services() -> list[str]:
-    """The services whose ``app`` module exists, in start-up order (auth first)."""
-    return [name for name in SERVICE_PORTS if importlib.util.find_spec(f"{name}.app") is not None]
+    """The installed services, in start-up order (auth first)."""
+    return service_names()
 
 
-def service_module(service: str):
-    return importlib.import_module(f"{service}.app")
+def service_module(service: str) -> ServiceSpec:
+    """What runs ``service``: its spec, with its ``create_app`` and ``workers``."""
+    return service_spec(service)
 
 
 def worker_names(service: str, settings: Settings) -> list[str]:
-    return list(service_module(service).workers(settings))
+    return service_spec(service).worker_names(settings)
 
 
 def start_workers(
@@ -51,9 +57,7 @@ def start_workers(
     only: Collection[str] | None = None,
 ) -> list[threading.Thread]:
     """Start the service's workers (or ``only`` those named) in threads."""
-    workers: dict[str, Callable[[threading.Event], None]] = service_module(service).workers(
-        settings
-    )
+    workers: Mapping[str, Worker] = service_spec(service).workers(settings)
     if only:
         workers = {name: loop for name, loop in workers.items() if name in only}
     threads = []
@@ -66,7 +70,8 @@ def start_workers(
     return threads
 
 
-def _guarded(service: str, name: str, loop, stop: threading.Event):
+def _guarded(service: str, name: str, loop: Worker,
+             stop: threading.Event) -> Callable[[], None]:
     def run() -> None:
         while not stop.is_set():
             try:
@@ -95,13 +100,13 @@ def serve(
     if role == "workers" and settings.metrics_port:
         serve_metrics(settings.metrics_port)
     stop = threading.Event()
-    threads = []
+    threads: list[threading.Thread] = []
     if role in ("all", "workers"):
         ensure_topics(settings)
         threads = start_workers(service, settings, stop, only)
     try:
         if role in ("all", "web"):
-            app = service_module(service).create_app(settings)
+            app = service_spec(service).create_app(settings)
             web_server(app, host, port).run()
         else:
             _wait_for_signal()
@@ -111,7 +116,7 @@ def serve(
             thread.join(timeout=15)
 
 
-def web_server(app, host: str, port: int,
+def web_server(app: Any, host: str, port: int,
                environ: Mapping[str, str] | None = None) -> uvicorn.Server:
     """The HTTP server of a service's web app.
 

@@ -34,7 +34,6 @@ consumer, scheduler, mailer, stream) as a process of its own, named ``<service>`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -45,10 +44,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
+from typing import Any
 
 import httpx
 
-from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
 from deploy.embedded import (
     EmbeddedPostgres,
     TansuBroker,
@@ -57,10 +56,11 @@ from deploy.embedded import (
     wait_for_port,
 )
 from deploy.kafka import ApacheKafka, KafkaUnavailable
-from deploy.serve import SERVICE_PORTS, available_services, worker_names
+from deploy.serve import available_services, service_ports, worker_names
 from messaging.kafka import ensure_topics
 from platform_kit.migrations import upgrade
 from platform_kit.settings import STACK_ENV_FILE, Settings, write_stack_env
+from platform_kit.spec import service_spec, service_specs
 
 HOST = "127.0.0.1"
 SECRETS_FILE = "secrets.json"
@@ -81,7 +81,7 @@ class StackConfig:
     kafka_port: int = 9092
     smtp_port: int = 1025
     mail_port: int = 8025
-    service_ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+    service_ports: dict[str, int] = field(default_factory=service_ports)
     # One process per web app and per worker instead of one per service.
     split_workers: bool = False
     # The embedded broker: "tansu" (memory only) or "kafka" (Apache Kafka, kafka_nodes).
@@ -93,7 +93,7 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> StackConfig:
-        ports = {s: int(env.get(f"ATES_{s.upper()}_PORT", p)) for s, p in SERVICE_PORTS.items()}
+        ports = {s: int(env.get(f"ATES_{s.upper()}_PORT", p)) for s, p in service_ports().items()}
         broker = env.get("ATES_BROKER", "tansu").strip().lower() or "tansu"
         if broker not in BROKERS:
             raise ValueError(f"ATES_BROKER={broker!r}: choose one of {', '.join(BROKERS)}")
@@ -123,7 +123,7 @@ class Stack:
         # How each child was started (to start it again) and its own extra environment.
         self.commands: dict[str, list[str]] = {}
         self.child_env: dict[str, dict[str, str]] = {}
-        self.logins: list[dict] = []
+        self.logins: list[dict[str, Any]] = []
         self.log_dir = config.var_dir / "logs"
         self.started_at: dict[str, float] = {}
 
@@ -146,7 +146,8 @@ class Stack:
         services = available_services()
         for service in services:
             say(f"migrating {service} ...")
-            upgrade(f"{service}.migrations", settings.database_for(service))
+            spec = service_spec(service)
+            upgrade(spec.migrations, spec.database_url(settings))
         self.logins = self._seed(settings)
         for service in services:
             serve = [sys.executable, "-m", "deploy.cli", "serve", service]
@@ -184,7 +185,7 @@ class Stack:
             ).start()
             self.env["ATES_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
             self.env.setdefault("ATES_KAFKA_SESSION_TIMEOUT_MS", "2000")
-        if "ATES_SMTP_URL" not in self.env:
+        if "ATES_SMTP_URL" not in self.env and _mail_sent():
             say("starting the SMTP sink ...")
             self._spawn(
                 "mailsink",
@@ -201,8 +202,7 @@ class Stack:
             )
             self._wait_mailsink()
             self.env["ATES_SMTP_URL"] = f"smtp://{HOST}:{cfg.smtp_port}"
-        self.env.setdefault("ATES_AUTH_URL", cfg.service_url("auth"))
-        for service in SERVICE_PORTS:
+        for service in available_services():
             self.env.setdefault(f"ATES_{service.upper()}_URL", cfg.service_url(service))
 
     @property
@@ -213,10 +213,11 @@ class Stack:
         """What this stack chose, as the variables every ``ates`` command reads."""
         cfg = self.config
         chosen = {f"ATES_{s.upper()}_URL": self.env[f"ATES_{s.upper()}_URL"]
-                  for s in SERVICE_PORTS}
+                  for s in available_services()}
         chosen |= {f"ATES_{s.upper()}_PORT": str(p) for s, p in cfg.service_ports.items()}
         chosen |= {name: self.env[name] for name in
-                   ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
+                   ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")
+                   if name in self.env}
         if "mailsink" in self.children:
             chosen["ATES_MAIL_URL"] = f"http://{HOST}:{cfg.mail_port}"
         # What else decides where the data and the events are, when it was set.
@@ -230,12 +231,11 @@ class Stack:
             "What `ates up` chose for this stack; every `ates` command reads it.\n"
             "Variables set in the environment win over these. Rewritten by each `ates up`."))
 
-    def _seed(self, settings: Settings) -> list[dict]:
-        if importlib.util.find_spec("auth.seed") is None:
-            return []
-        from auth.seed import seed_demo_accounts
-
-        return seed_demo_accounts(settings, self.env.get("ATES_ADMIN_PASSWORD"))
+    def _seed(self, settings: Settings) -> list[dict[str, Any]]:
+        """Each service's demo data; the logins it made."""
+        admin_password = self.env.get("ATES_ADMIN_PASSWORD")
+        return [login for spec in service_specs() if spec.seed is not None
+                for login in spec.seed(settings, admin_password)]
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         self.commands[name] = argv
@@ -404,7 +404,7 @@ class Stack:
             ports[cfg.pg_port] = "PostgreSQL"
         if "ATES_KAFKA_BOOTSTRAP" not in self.env and cfg.broker == "tansu":
             ports[cfg.kafka_port] = "broker"
-        if "ATES_SMTP_URL" not in self.env:
+        if "ATES_SMTP_URL" not in self.env and _mail_sent():
             ports |= {cfg.smtp_port: "SMTP sink", cfg.mail_port: "mail page"}
         return ports
 
@@ -483,10 +483,15 @@ def installation_secrets(path: Path) -> dict[str, str]:
     if path.exists():
         return json.loads(path.read_text())
     generated = {"ATES_SECRET_KEY": token_urlsafe(32)}
-    generated |= {client_secret_variable(name): token_urlsafe(32) for name in DASHBOARD_PORTS}
+    generated |= {name: token_urlsafe(32) for spec in service_specs() for name in spec.secrets}
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
         json.dump(generated, file, indent=2)
     return generated
+
+
+def _mail_sent() -> bool:
+    """Whether some service sends mail (then ``ates up`` runs an SMTP sink)."""
+    return any(spec.sends_mail for spec in service_specs())
 
 
 def _answers(port: int) -> bool:

@@ -6,19 +6,21 @@ so replaying a group from the start must change nothing; ``ates consumers reset`
 
 from __future__ import annotations
 
-import importlib
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from platform_kit.settings import Settings
+from platform_kit.spec import service_spec
 
 
 def consumer_group_of(service: str, settings: Settings) -> tuple[str, list[str]]:
-    """The group id and the Kafka topics of ``service``'s consumer (``<service>.consumers``
-    names them in ``CONSUMER_NAME`` and ``CONSUMED_TOPICS``)."""
-    module = importlib.import_module(f"{service}.consumers")
-    group = settings.topic_prefix + module.CONSUMER_NAME
-    return group, [settings.topic(t) for t in module.CONSUMED_TOPICS]
+    """The group id and the Kafka topics of ``service``'s consumer (its spec's
+    ``consumer``); ``ValueError`` for a service that consumes nothing."""
+    consumer = service_spec(service).consumer
+    if consumer is None:
+        raise ValueError(f"{service} has no consumer")
+    return consumer.group_id(settings), consumer.kafka_topics(settings)
 
 
 # What the broker answers a commit from outside a group that has running members.
@@ -32,7 +34,7 @@ class GroupInUse(RuntimeError):
 
 def reset_to_beginning(
     settings: Settings, group_id: str, topics: list[str], timeout: float = 10.0,
-    progress=None,
+    progress: Any = None,
 ) -> list[TopicPartition]:
     """Commit the first available offset of every partition of ``topics`` for the group.
 

@@ -2,8 +2,8 @@
 
 - ``/docs`` and ``/redoc`` with their assets served by the service itself (no CDN);
 - ``/healthz``: the process is alive;
-- ``/readyz``: every dependency answers (database, broker, SMTP where used), else 503
-  naming the one that does not;
+- ``/readyz``: every dependency the service names answers (its database, the broker, the
+  SMTP server of a service that sends mail ...), else 503 naming the one that does not;
 - ``/metrics``: Prometheus exposition;
 - on every request: a request id, a server span and HTTP metrics (``http_telemetry``);
 - paths and query strings with characters no text may hold answer 400 (``text_input``);
@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import smtplib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -46,7 +47,7 @@ HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 def create_service_app(
     title: str, checks: dict[str, ReadinessCheck], page_policy: PagePolicy | None = None,
-    **fastapi_options,
+    **fastapi_options: Any,
 ) -> FastAPI:
     app = FastAPIOffline(title=title, **fastapi_options)
     app.add_middleware(StorableQueryAndPath)
@@ -136,7 +137,7 @@ def smtp_check(smtp_url: str, timeout: float = 2.0) -> ReadinessCheck:
     return check
 
 
-def disposing(engine: Engine):
+def disposing(engine: Engine) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """A lifespan that closes the app's database connections when it shuts down."""
 
     @asynccontextmanager
@@ -168,11 +169,10 @@ def _malformed_request(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def _problem(problem: dict) -> str:
+def _problem(problem: Mapping[str, Any]) -> str:
     """``title: Field required`` rather than pydantic's nested structure."""
     location = [str(part) for part in problem.get("loc", ())]
     if location and location[0] in ("body", "query", "path", "header"):
         location = location[1:]
     message = str(problem.get("msg", "invalid"))
     return f"{'.'.join(location)}: {message}" if location else message
-

@@ -10,20 +10,47 @@ already set winning (``deploy.console.use_stack_env``).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-LOGICAL_TOPICS = (
-    "accounts-stream",
-    "accounts-lifecycle",
-    "tasks-stream",
-    "tasks-lifecycle",
-    "accounting-lifecycle",
-)
+# The package whose ``catalog.json`` says which topic carries each event and who consumes it.
+CATALOG_PACKAGE = "event_schemas"
+
+
+def catalog_topics(consumer: str | None = None) -> tuple[str, ...]:
+    """The logical topics of the event catalog (``event_schemas/catalog.json``) in the
+    order it first names them; with ``consumer``, those carrying an event it consumes."""
+    topics: dict[str, None] = {}
+    for entry in _catalog().values():
+        if consumer is None or consumer in entry.get("consumers", ()):
+            topics.setdefault(str(entry["topic"]), None)
+    return tuple(topics)
+
+
+@functools.cache
+def _catalog() -> dict[str, dict[str, Any]]:
+    found = importlib.util.find_spec(CATALOG_PACKAGE)
+    if found is None or found.origin is None:
+        raise RuntimeError(f"the event catalog package {CATALOG_PACKAGE!r} is not installed")
+    catalog: dict[str, dict[str, Any]] = json.loads(
+        (Path(found.origin).parent / "catalog.json").read_text())
+    return catalog
+
+
+LOGICAL_TOPICS = catalog_topics()
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+# ``ATES_<SERVICE>_DATABASE_URL``: the database of one service, elsewhere than the others.
+_SERVICE_DATABASE_URL = re.compile(r"ATES_([A-Z0-9]+)_DATABASE_URL")
 
 
 def _env_key(logical_topic: str) -> str:
@@ -64,9 +91,9 @@ class Settings:
         env = os.environ if environ is None else environ
         overrides = {t: env[_env_key(t)] for t in LOGICAL_TOPICS if _env_key(t) in env}
         service_urls = {
-            name: env[f"ATES_{name.upper()}_DATABASE_URL"]
-            for name in ("auth", "tasks", "accounting", "analytics")
-            if f"ATES_{name.upper()}_DATABASE_URL" in env
+            match.group(1).lower(): value
+            for name, value in env.items()
+            if (match := _SERVICE_DATABASE_URL.fullmatch(name))
         }
         return cls(
             database_url=_normalise_db_url(env.get("ATES_DATABASE_URL", DEFAULT_DATABASE_URL)),
@@ -85,7 +112,7 @@ class Settings:
             metrics_port=int(env["ATES_METRICS_PORT"]) if env.get("ATES_METRICS_PORT") else None,
         )
 
-    def with_(self, **changes) -> Settings:
+    def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
     def topic(self, logical: str) -> str:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import partial
+from random import SystemRandom
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
 from auth_client.sign_in import (
     AuthClientConfig,
     dashboard_page_policy,
@@ -22,10 +27,12 @@ from platform_kit.db import make_engine, make_session_factory
 from platform_kit.metrics import scrape_gauge
 from platform_kit.service_app import broker_check, create_service_app, database_check, disposing
 from platform_kit.settings import Settings
-from tasks import service
+from platform_kit.spec import ConsumerSpec, ServiceSpec
 from tasks.api import api_router, install_error_handlers
 from tasks.consumers import CONSUMED_TOPICS, CONSUMER_NAME, handlers
 from tasks.models import Account
+from tasks.queries import TaskQueries
+from tasks.service import TasksService
 from tasks.settings import TasksSettings
 from tasks.web import STATIC_DIR, Board, web_router
 
@@ -38,7 +45,7 @@ def engine_for(settings: Settings) -> Engine:
     return make_engine(settings.database_for(SERVICE))
 
 
-def consumer_runtime(engine: Engine, settings: Settings, **options) -> ConsumerRuntime:
+def consumer_runtime(engine: Engine, settings: Settings, **options: Any) -> ConsumerRuntime:
     """The consumer that feeds the accounts replica from auth's topics."""
     return ConsumerRuntime(
         CONSUMER_NAME, engine, settings, handlers, topics=CONSUMED_TOPICS, **options
@@ -80,10 +87,23 @@ def create_app(
     install_auth(app, auth, verifier)
     refuse_inactive_accounts(app, sessions, Account)
     install_error_handlers(app)
-    app.include_router(api_router(sessions, tasks_settings))
-    scrape_gauge("ates_tasks_open", "Tasks not done yet.",
-                 lambda: service.count_open_tasks(sessions))
-    board = Board(sessions, tasks_settings, auth, DashboardLinks.from_env(environ))
+    commands = TasksService.from_settings(sessions, tasks_settings,
+                                          clock=partial(datetime.now, UTC), random=SystemRandom())
+    reads = TaskQueries(sessions)
+    app.include_router(api_router(commands, reads))
+    scrape_gauge("ates_tasks_open", "Tasks not done yet.", reads.count_open_tasks)
+    board = Board(commands, reads, auth, DashboardLinks.from_env(environ))
     app.include_router(web_router(board))
     mount_static(app, STATIC_DIR)
     return app
+
+
+SPEC = ServiceSpec(
+    name=SERVICE,
+    port=DASHBOARD_PORTS[SERVICE],
+    create_app=create_app,
+    workers=workers,
+    migrations="tasks.migrations",
+    consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
+    secrets=(client_secret_variable(SERVICE),),
+)

