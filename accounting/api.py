@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Response
 from fastapi import status as http
@@ -23,17 +23,24 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
 
-from accounting import corrections, domain, service
+from accounting import corrections, domain
 from accounting.closing import ClosedDay
-from accounting.ledger import Books
-from accounting.service import (
+from accounting.exports import AccountingExports
+from accounting.ledger_sql import Books
+from accounting.queries import (
+    DEFAULT_PAGE_SIZE,
+    EVERYTHING,
+    MAX_PAGE_SIZE,
+    MAX_REPORT_DAYS,
     AccountBalance,
     AccountDay,
+    AccountingQueries,
     AccountSummary,
     LedgerLine,
     ManagementDay,
-    Sessions,
+    StatementFilter,
 )
+from accounting.service import AccountingService, Sessions
 from accounting.spreadsheet import csv_lines
 from auth_client.guards import current_user
 from auth_client.verification import CurrentUser
@@ -91,7 +98,7 @@ def rfc3339_string(value: object) -> object:
 OptionalMoment = Annotated[datetime | None, BeforeValidator(rfc3339_string)]
 
 
-def status_for(error: domain.AccountingError) -> int:
+def status_for(error: Exception) -> int:
     return next(
         (code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)),
         http.HTTP_400_BAD_REQUEST,
@@ -126,20 +133,20 @@ def ensure_may_see(user: CurrentUser, account_id: uuid.UUID) -> None:
     raise HTTPException(http.HTTP_403_FORBIDDEN, "you may only see your own account")
 
 
-def known_account(sessions: Sessions, account_id: uuid.UUID) -> AccountBalance:
-    found = service.find_account(sessions, account_id)
+def known_account(queries: AccountingQueries, account_id: uuid.UUID) -> AccountBalance:
+    found = queries.find_account(account_id)
     if found is None:
         raise HTTPException(http.HTTP_404_NOT_FOUND, f"no account {account_id}")
     return found
 
 
-def report_range(sessions: Sessions, books: Books, first: date | None,
+def report_range(queries: AccountingQueries, first: date | None,
                  last: date | None) -> tuple[date, date]:
     """``from``/``to`` of a per-day report: by default the 30 days up to the current one."""
-    last = last or service.open_day(sessions, books)
+    last = last or queries.open_day()
     first = first or last - timedelta(days=DEFAULT_REPORT_DAYS - 1)
-    if (last - first).days >= service.MAX_REPORT_DAYS:  # before a list of its days is built
-        raise domain.InvalidRange(f"a report covers at most {service.MAX_REPORT_DAYS} days")
+    if (last - first).days >= MAX_REPORT_DAYS:  # before a list of its days is built
+        raise domain.InvalidRange(f"a report covers at most {MAX_REPORT_DAYS} days")
     return first, last
 
 
@@ -312,18 +319,22 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-def _error(description: str) -> dict:
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
 
-COMMON_ERRORS = {401: _error("No valid access token"), 422: _error("Malformed request")}
-FORBIDDEN = {403: _error("Neither admin nor accountant")}
+COMMON_ERRORS: Responses = {401: _error("No valid access token"),
+                            422: _error("Malformed request")}
+FORBIDDEN: Responses = {403: _error("Neither admin nor accountant")}
 
 Caller = Annotated[CurrentUser, Depends(current_user)]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 AsOf = Annotated[OptionalMoment, Query(
     description="RFC 3339: only the transactions recorded by then (a statement as of then)")]
-Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 From = Annotated[OptionalIsoDate, Query(alias="from", description="Default: 29 days before `to`")]
 To = Annotated[OptionalIsoDate, Query(alias="to", description="Default: the current day")]
 StatementFrom = Annotated[OptionalIsoDate, Query(
@@ -332,15 +343,15 @@ StatementTo = Annotated[OptionalIsoDate, Query(
     alias="to", description="Only transactions recorded on this day or earlier (YYYY-MM-DD)")]
 StatementType = Annotated[TransactionType | None, Query(
     alias="type", description="Only transactions of this type")]
-STATEMENT_ERRORS = {400: _error("Invalid cursor"),
-                    422: _error("Not an ISO date, a range that ends before it starts,"
-                                " or an unknown type")}
+STATEMENT_ERRORS: Responses = {400: _error("Invalid cursor"),
+                               422: _error("Not an ISO date, a range that ends before it"
+                                           " starts, or an unknown type")}
 
 
-def statement_filter(books: Books, first: date | None, last: date | None,
-                     kind: str | None) -> service.StatementFilter:
+def statement_filter(queries: AccountingQueries, first: date | None, last: date | None,
+                     kind: str | None) -> StatementFilter:
     """The filters of a statement; its days are those of ``ATES_TIMEZONE``."""
-    return service.StatementFilter(first, last, kind, books.settings.timezone)
+    return StatementFilter(first, last, kind, queries.zone)
 
 
 # -- CSV ----------------------------------------------------------------------------------
@@ -358,30 +369,37 @@ def csv_response(rows: Iterable[list[str]], filename: str) -> StreamingResponse:
 
 
 def api_router(sessions: Sessions, books: Books) -> APIRouter:
+    """The routes, calling the service's commands, queries and exports (built here from
+    ``sessions`` and ``books``)."""
+    service = AccountingService(sessions, books)
+    queries = AccountingQueries(sessions, books.clock, books.settings.timezone)
+    exports = AccountingExports(queries)
     router = APIRouter(prefix="/api", tags=["accounting"], responses=COMMON_ERRORS)
-    _add_own_routes(router, sessions, books)
-    _add_account_routes(router, sessions, books)
-    _add_management_routes(router, sessions, books)
-    _add_export_routes(router, sessions, books)
-    _add_correction_routes(router, sessions, books)
+    _add_own_routes(router, queries, exports)
+    _add_account_routes(router, queries, exports)
+    _add_management_routes(router, service, queries)
+    _add_export_routes(router, queries, exports)
+    _add_correction_routes(router, service, queries)
     return router
 
 
-def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+def _add_own_routes(router: APIRouter, queries: AccountingQueries,
+                    exports: AccountingExports) -> None:
+
     @router.get("/me/account")
     def my_account(user: Caller) -> AccountOut:
         """The caller's balance and what they earned in the current day."""
-        return AccountOut.of(service.account_summary(sessions, books, own_account(user)))
+        return AccountOut.of(queries.account_summary(own_account(user)))
 
     @router.get("/me/transactions", responses=STATEMENT_ERRORS)
     def my_transactions(user: Caller, cursor: Cursor = None,
-                        limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None,
+                        limit: Limit = DEFAULT_PAGE_SIZE, as_of: AsOf = None,
                         first: StatementFrom = None, last: StatementTo = None,
                         kind: StatementType = None) -> LedgerPage:
         """The caller's audit log, newest first (``as_of``: as it stood then; ``from``,
         ``to``, ``type``: only those transactions)."""
-        statement = statement_filter(books, first, last, kind)
-        return _ledger_page(sessions, own_account(user), cursor, limit, as_of, statement)
+        statement = statement_filter(queries, first, last, kind)
+        return _ledger_page(queries, own_account(user), cursor, limit, as_of, statement)
 
     @router.get("/me/transactions.csv", response_class=StreamingResponse,
                 responses={422: STATEMENT_ERRORS[422]})
@@ -389,44 +407,45 @@ def _add_own_routes(router: APIRouter, sessions: Sessions, books: Books) -> None
                             last: StatementTo = None, kind: StatementType = None
                             ) -> StreamingResponse:
         """The caller's statement as CSV, oldest first, with the same filters."""
-        return statement_csv(sessions, own_account(user),
-                             statement_filter(books, first, last, kind))
+        return statement_csv(exports, own_account(user),
+                             statement_filter(queries, first, last, kind))
 
     @router.get("/me/days", responses={400: _error("Invalid cursor")})
     def my_days(user: Caller, cursor: Cursor = None,
-                limit: Limit = service.DEFAULT_PAGE_SIZE) -> AccountDayPage:
+                limit: Limit = DEFAULT_PAGE_SIZE) -> AccountDayPage:
         """The caller's per-day history, newest day first."""
-        items, next_cursor = service.account_days(sessions, own_account(user), cursor, limit)
+        items, next_cursor = queries.account_days(own_account(user), cursor, limit)
         return AccountDayPage(items=[AccountDayOut.of(day) for day in items], next=next_cursor)
 
 
-def _ledger_page(sessions: Sessions, account_id: uuid.UUID, cursor: str | None,
+def _ledger_page(queries: AccountingQueries, account_id: uuid.UUID, cursor: str | None,
                  limit: int, as_of: datetime | None = None,
-                 statement: service.StatementFilter = service.EVERYTHING) -> LedgerPage:
-    lines, next_cursor = service.audit_log(sessions, account_id, cursor, limit, as_of,
-                                           statement)
+                 statement: StatementFilter = EVERYTHING) -> LedgerPage:
+    lines, next_cursor = queries.audit_log(account_id, cursor, limit, as_of, statement)
     return LedgerPage(items=[LedgerLineOut.of(line) for line in lines], next=next_cursor)
 
 
-def statement_csv(sessions: Sessions, account_id: uuid.UUID,
-                  statement: service.StatementFilter) -> StreamingResponse:
+def statement_csv(exports: AccountingExports, account_id: uuid.UUID,
+                  statement: StatementFilter) -> StreamingResponse:
     """One account's statement as a CSV download, streamed."""
-    rows = service.audit_log_csv_rows(sessions, account_id, statement)
+    rows = exports.audit_log_csv_rows(account_id, statement)
     return csv_response(rows, f"statement-{account_id}{_period_name(statement)}.csv")
 
 
-def _period_name(statement: service.StatementFilter) -> str:
+def _period_name(statement: StatementFilter) -> str:
     parts = [str(part) for part in (statement.first, statement.last, statement.type) if part]
     return "".join(f"-{part}" for part in parts)
 
 
-def _add_account_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+def _add_account_routes(router: APIRouter, queries: AccountingQueries,
+                        exports: AccountingExports) -> None:
+
     @router.get("/accounts", responses={**FORBIDDEN, 400: _error("Invalid cursor")})
     def list_accounts(user: Caller, cursor: Cursor = None,
-                      limit: Limit = service.DEFAULT_PAGE_SIZE) -> BalancePage:
+                      limit: Limit = DEFAULT_PAGE_SIZE) -> BalancePage:
         """Every known account with its balance (admins, accountants)."""
         ensure_sees_everything(user)
-        items, next_cursor = service.list_balances(sessions, cursor, limit)
+        items, next_cursor = queries.list_balances(cursor, limit)
         return BalancePage(items=[BalanceOut.of(item) for item in items], next=next_cursor)
 
     @router.get(
@@ -435,16 +454,16 @@ def _add_account_routes(router: APIRouter, sessions: Sessions, books: Books) -> 
                    404: _error("No such account"), **STATEMENT_ERRORS},
     )
     def account_transactions(account_id: uuid.UUID, user: Caller, cursor: Cursor = None,
-                             limit: Limit = service.DEFAULT_PAGE_SIZE, as_of: AsOf = None,
+                             limit: Limit = DEFAULT_PAGE_SIZE, as_of: AsOf = None,
                              first: StatementFrom = None, last: StatementTo = None,
                              kind: StatementType = None) -> LedgerPage:
         """An account's audit log, newest first (admins, accountants, or the account);
         ``as_of`` a moment, the statement as it stood then; ``from``, ``to``, ``type``:
         only those transactions."""
         ensure_may_see(user, account_id)
-        known_account(sessions, account_id)
-        statement = statement_filter(books, first, last, kind)
-        return _ledger_page(sessions, account_id, cursor, limit, as_of, statement)
+        known_account(queries, account_id)
+        statement = statement_filter(queries, first, last, kind)
+        return _ledger_page(queries, account_id, cursor, limit, as_of, statement)
 
     @router.get(
         "/accounts/{account_id}/transactions.csv", response_class=StreamingResponse,
@@ -457,8 +476,8 @@ def _add_account_routes(router: APIRouter, sessions: Sessions, books: Books) -> 
         """An account's statement as CSV, oldest first, with the same filters (admins,
         accountants, or the account)."""
         ensure_may_see(user, account_id)
-        known_account(sessions, account_id)
-        return statement_csv(sessions, account_id, statement_filter(books, first, last, kind))
+        known_account(queries, account_id)
+        return statement_csv(exports, account_id, statement_filter(queries, first, last, kind))
 
     @router.get(
         "/accounts/{account_id}/balance",
@@ -472,13 +491,14 @@ def _add_account_routes(router: APIRouter, sessions: Sessions, books: Books) -> 
         """The account's balance at a moment, exactly as the ledger stood then (admins,
         accountants, or the account)."""
         ensure_may_see(user, account_id)
-        known_account(sessions, account_id)
-        found = service.balance_at(sessions, account_id, at or datetime.now(UTC))
+        known_account(queries, account_id)
+        found = queries.balance_at(account_id, at or datetime.now(UTC))
         return BalanceAtOut(account_id=account_id, at=found.at.astimezone(UTC),
                             balance=found.balance, transaction_id=found.transaction_id)
 
 
-def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+def _add_management_routes(router: APIRouter, service: AccountingService,
+                           queries: AccountingQueries) -> None:
     @router.get("/management/earnings", responses=FORBIDDEN)
     def management_earnings(
         user: Caller,
@@ -487,14 +507,14 @@ def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) 
     ) -> ManagementDayOut:
         """What management earned on a day: fees charged minus rewards paid."""
         ensure_sees_everything(user)
-        return ManagementDayOut.of(service.management_earnings(sessions, books, day))
+        return ManagementDayOut.of(queries.management_earnings(day))
 
     @router.get("/management/days", responses=FORBIDDEN)
     def management_days(user: Caller, first: From = None, last: To = None) -> ManagementDays:
         """What management earned on every day of a range, oldest first."""
         ensure_sees_everything(user)
-        first, last = report_range(sessions, books, first, last)
-        days = service.management_days(sessions, first, last)
+        first, last = report_range(queries, first, last)
+        days = queries.management_days(first, last)
         return ManagementDays(items=[ManagementDayOut.of(day) for day in days])
 
     @router.post(
@@ -508,11 +528,12 @@ def _add_management_routes(router: APIRouter, sessions: Sessions, books: Books) 
         positive balance is paid out. Closing a closed day pays nothing again."""
         ensure_sees_everything(user)
         day = body.day if body else None
-        closed = service.close_day(sessions, books, day, current_traceparent())
+        closed = service.close_day(day, current_traceparent())
         return CloseDayOut(closed=[ClosedDayOut.of(item) for item in closed])
 
 
-def _add_export_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+def _add_export_routes(router: APIRouter, queries: AccountingQueries,
+                       exports: AccountingExports) -> None:
     @router.get("/exports/transactions.csv", response_class=StreamingResponse,
                 responses={**FORBIDDEN, 404: _error("No such account")})
     def export_transactions(
@@ -523,9 +544,9 @@ def _add_export_routes(router: APIRouter, sessions: Sessions, books: Books) -> N
         """The audit log (of everyone, or of one account) as CSV, oldest first."""
         ensure_sees_everything(user)
         if account is not None:
-            known_account(sessions, account)
+            known_account(queries, account)
         name = f"transactions-{account}.csv" if account else "transactions.csv"
-        return csv_response(service.audit_log_csv_rows(sessions, account), name)
+        return csv_response(exports.audit_log_csv_rows(account), name)
 
     @router.get("/exports/management-days.csv", response_class=StreamingResponse,
                 responses=FORBIDDEN)
@@ -533,8 +554,8 @@ def _add_export_routes(router: APIRouter, sessions: Sessions, books: Books) -> N
                                last: To = None) -> StreamingResponse:
         """The per-day management report as CSV, oldest first."""
         ensure_sees_everything(user)
-        first, last = report_range(sessions, books, first, last)
-        rows = list(service.management_csv_rows(sessions, first, last))  # errors before 200
+        first, last = report_range(queries, first, last)
+        rows = list(exports.management_csv_rows(first, last))  # errors before 200
         return csv_response(rows, f"management-days-{first}-{last}.csv")
 
 
@@ -543,7 +564,7 @@ IdempotencyKey = Annotated[str | None, Header(
     description="Same key and body: the same answer, nothing booked again; same key and"
     " another body: 409. Keys are the caller's own.")]
 REPLAYED_HEADER = "Idempotent-Replayed"
-CORRECTION_ERRORS = {
+CORRECTION_ERRORS: Responses = {
     **FORBIDDEN,
     404: _error("No such transaction or account"),
     409: _error("Already reversed, or the Idempotency-Key was used for another request"),
@@ -551,16 +572,17 @@ CORRECTION_ERRORS = {
 }
 
 
-def _corrected(sessions: Sessions, done: corrections.Corrected, response: Response
+def _corrected(queries: AccountingQueries, done: corrections.Corrected, response: Response
                ) -> CorrectionOut:
     if done.replayed:
         response.headers[REPLAYED_HEADER] = "true"
-    line = service.ledger_line(sessions, done.transaction_id)
+    line = queries.ledger_line(done.transaction_id)
     assert line is not None
     return CorrectionOut.of_line(line)
 
 
-def _add_correction_routes(router: APIRouter, sessions: Sessions, books: Books) -> None:
+def _add_correction_routes(router: APIRouter, service: AccountingService,
+                           queries: AccountingQueries) -> None:
     @router.post("/transactions/{transaction_id}/reversal", status_code=http.HTTP_201_CREATED,
                  responses=CORRECTION_ERRORS)
     def reverse_transaction(transaction_id: uuid.UUID, body: ReversalIn, user: Caller,
@@ -568,9 +590,9 @@ def _add_correction_routes(router: APIRouter, sessions: Sessions, books: Books) 
         """Reverse a fee or a reward (admins, accountants): a new transaction of the same
         amount the other way, booked today and linked to it. Reversed at most once."""
         ensure_sees_everything(user)
-        done = corrections.reverse(sessions, books, transaction_id, body.reason, user.id, key,
-                                   current_traceparent())
-        return _corrected(sessions, done, response)
+        done = service.reverse(transaction_id, body.reason, user.id, key,
+                               current_traceparent())
+        return _corrected(queries, done, response)
 
     @router.post("/accounts/{account_id}/adjustments", status_code=http.HTTP_201_CREATED,
                  responses=CORRECTION_ERRORS)
@@ -578,9 +600,9 @@ def _add_correction_routes(router: APIRouter, sessions: Sessions, books: Books) 
                        response: Response, key: IdempotencyKey = None) -> CorrectionOut:
         """Book a manual adjustment on an account (admins, accountants), booked today."""
         ensure_sees_everything(user)
-        done = corrections.adjust(sessions, books, account_id, body.amount, body.reason,
-                                  user.id, key, current_traceparent())
-        return _corrected(sessions, done, response)
+        done = service.adjust(account_id, body.amount, body.reason, user.id, key,
+                              current_traceparent())
+        return _corrected(queries, done, response)
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ kind back through the schema registry before committing (``validate_first``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -96,6 +96,7 @@ def add_to_day_totals(day: str, fees_charged: str, rewards_paid: str, rows: str)
 def validate_first(session: Session, registry: SchemaRegistry, event_ids: list[str]) -> None:
     """Parse (and so validate) the stored events ``event_ids``: one of each kind written
     by a statement stands for all, since they are rendered alike."""
-    payloads = session.scalars(select(outbox.c.payload).where(outbox.c.event_id.in_(event_ids)))
+    query = select(outbox.c.payload).where(outbox.c.event_id.in_(event_ids))
+    payloads: Iterable[bytes] = session.scalars(query)
     for payload in payloads:
         registry.parse(bytes(payload))

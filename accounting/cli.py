@@ -6,6 +6,7 @@ import re
 from datetime import date
 
 import click
+from sqlalchemy import Engine
 
 from deploy.console import confirmed, progress, progress_option, yes_option
 
@@ -29,20 +30,18 @@ def accounting_group() -> None:
 def close_day(day: str | None, yes: bool, show_progress: bool | None) -> None:
     """Pay out every positive balance and close the day (and any open day before it)."""
     closed_day = None if day is None else _iso_date(day)
-    from accounting import domain, service
+    from accounting import domain
     from accounting.app import engine_for
-    from accounting.closing import closing_target
-    from accounting.ledger import Books, last_closed_day
+    from accounting.ledger_sql import Books
+    from accounting.service import AccountingService
     from accounting.settings import AccountingSettings
     from platform_kit.db import make_session_factory
 
     settings = AccountingSettings.from_env()
     engine = engine_for(settings.platform)
-    sessions, books = make_session_factory(engine), Books.create(settings)
+    service = AccountingService(make_session_factory(engine), Books.create(settings))
     try:
-        with sessions() as session:
-            through = closing_target(session, books, closed_day)
-            last_closed = last_closed_day(session)
+        through, last_closed = service.closing_plan(closed_day)
         # None: no day closed yet, the first is the first day with a transaction
         days = (through - last_closed).days if last_closed else None
         closed = []
@@ -50,8 +49,7 @@ def close_day(day: str | None, yes: bool, show_progress: bool | None) -> None:
             confirmed(f"Close {_days(days, through)} in {_where(engine)}: pay out every"
                       " positive balance and mail each payout", yes)
             with progress("closing", days, "days", show_progress) as bar:
-                closed = service.close_day(sessions, books, closed_day,
-                                           on_closed=lambda _day: bar.update(1))
+                closed = service.close_day(closed_day, on_closed=lambda _day: bar.update(1))
     except domain.AccountingError as error:
         raise click.ClickException(str(error)) from error
     finally:
@@ -69,7 +67,7 @@ def close_day(day: str | None, yes: bool, show_progress: bool | None) -> None:
 def verify_ledger() -> None:
     """Recompute the ledger's hash chain and check its invariants; exit 1 on a break."""
     from accounting.app import engine_for
-    from accounting.ledger import utc_now
+    from accounting.ledger_sql import utc_now
     from accounting.settings import AccountingSettings
     from accounting.verify import verify
 
@@ -86,7 +84,7 @@ def verify_ledger() -> None:
                " invariant true")
 
 
-def _where(engine) -> str:
+def _where(engine: Engine) -> str:
     url = engine.url
     return f"database {url.database} on {url.host}:{url.port}"
 

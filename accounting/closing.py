@@ -1,8 +1,8 @@
 """Closing a billing day: every positive balance paid out, in a few set-based statements.
 
-Closing takes ``ledger.DAY_LOCK`` exclusively (see ``accounting.ledger``), so replicas
-racing to close the same day run one after the other and the later one finds the day
-closed; ``payouts`` is unique per (account, day) on top of that. Days close in order, one
+Closing takes ``ledger_sql.DAY_LOCK`` exclusively (see ``accounting.ledger_sql``), so
+replicas racing to close the same day run one after the other and the later one finds the
+day closed; ``payouts`` is unique per (account, day) on top of that. Days close in order, one
 day per database transaction (``close_next_day``), and a day's payable amount is the
 account's balance at the end of that day, i.e. its current balance minus what later days
 have booked since (when a missed day is caught up).
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from accounting import bulk_sql, domain
 from accounting.domain import PAYOUT
 from accounting.events import PAYMENT_MADE, TRANSACTION_APPLIED, VERSION, rfc3339
-from accounting.ledger import (
+from accounting.ledger_sql import (
     Books,
     chained_hash,
     last_closed_day,
@@ -119,14 +119,16 @@ def _close(
     for statement in _PAY:
         session.execute(statement, params)
     _queue_mails(session, now)
-    paid, total, first, last = session.execute(_TOTALS).one()
+    totals = session.execute(_TOTALS).one()
+    paid, total = int(totals.paid), int(totals.total)
     session.execute(text("DROP TABLE closing"))
     if paid:
-        _defer_payout_events(session, books, day, now, traceparent, (first, last))
-    closed = ClosedDay(day, now, paid, int(total))
-    session.add(BillingDay(day=day, closed_at=now, accounts_paid=paid, total_paid=int(total)))
+        _defer_payout_events(session, books, day, now, traceparent,
+                             (totals.first, totals.last))
+    closed = ClosedDay(day, now, paid, total)
+    session.add(BillingDay(day=day, closed_at=now, accounts_paid=paid, total_paid=total))
     books.outbox.publish(
-        session, books.events.billing_cycle_closed(day, now, paid, int(total), traceparent)
+        session, books.events.billing_cycle_closed(day, now, paid, total, traceparent)
     )
     return closed
 
@@ -134,12 +136,13 @@ def _close(
 def _transaction_ids(session: Session) -> str:
     """The sequence of transaction ids (named once, not looked up per row); a payout's id
     is its transaction's."""
-    return session.scalar(text("SELECT pg_get_serial_sequence('transactions', 'id')"))
+    sequence: str = session.scalar(text("SELECT pg_get_serial_sequence('transactions', 'id')"))
+    return sequence
 
 
 _TOTALS = text(
-    "SELECT count(*), coalesce(sum(amount), 0), min(transaction_id), max(transaction_id)"
-    " FROM closing"
+    "SELECT count(*) AS paid, coalesce(sum(amount), 0) AS total,"
+    " min(transaction_id) AS first, max(transaction_id) AS last FROM closing"
 )
 
 
@@ -282,7 +285,10 @@ def render_payout_events(conn: Connection, arguments: dict[str, Any]) -> Iterato
         to_id = min(from_id + _IDS_PER_PAGE - 1, arguments["last"])
         page = conn.execute(_RENDER_PAYOUT_EVENTS, arguments | {"from_id": from_id,
                                                                 "to_id": to_id})
-        for key, applied, paid in page:
+        for row in page:
+            key: str = row[0]
+            applied: bytes = row[1]
+            paid: bytes = row[2]
             yield RenderedEvent(key, TRANSACTION_APPLIED, VERSION, applied)
             yield RenderedEvent(key, PAYMENT_MADE, VERSION, paid)
 

@@ -13,15 +13,16 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from accounting import service
 from accounting.domain import TaskDescription, task_facts
-from accounting.ledger import Books, TaskCharge
+from accounting.ledger_sql import Books, TaskCharge
+from accounting.service import LedgerCommands
 from auth_client import replica
 from event_schemas import Event
 from messaging.consumer import HandlerRegistry
+from platform_kit.settings import catalog_topics
 
 CONSUMER_NAME = "accounting"
-CONSUMED_TOPICS = ("accounts-stream", "accounts-lifecycle", "tasks-stream", "tasks-lifecycle")
+CONSUMED_TOPICS = catalog_topics(CONSUMER_NAME)
 
 
 def _charge(event: Event) -> TaskCharge:
@@ -35,23 +36,24 @@ def _charge(event: Event) -> TaskCharge:
 
 
 def on_account_states(session: Session, events: list[Event]) -> None:
-    service.apply_account_states(
+    LedgerCommands.apply_account_states(
         session, [(event.data["account_id"], replica.account_state(event)) for event in events]
     )
 
 
 def on_account_deleted(session: Session, event: Event) -> None:
-    service.apply_account_deleted(session, replica.account_id(event), event.data["version"])
+    LedgerCommands.apply_account_deleted(session, replica.account_id(event), event.data["version"])
 
 
 def on_role_changed(session: Session, event: Event) -> None:
-    service.apply_role_change(
+    LedgerCommands.apply_role_change(
         session, replica.account_id(event), event.data["new_role"], event.data["version"]
     )
 
 
 def make_handlers(books: Books) -> HandlerRegistry:
     """The handlers of the accounting consumer, writing through ``books``."""
+    ledger = LedgerCommands(books)
     handlers = HandlerRegistry()
     handlers.register_batch("account.created", [1], on_account_states)
     handlers.register_batch("account.updated", [1], on_account_states)
@@ -63,7 +65,7 @@ def make_handlers(books: Books) -> HandlerRegistry:
         traceparents: dict[uuid.UUID, str | None] = {}
         for state, event in zip(states, events, strict=True):
             traceparents.setdefault(state.task_id, event.traceparent)
-        service.apply_task_states(session, books, states, traceparents)
+        ledger.apply_task_states(session, states, traceparents)
 
     def on_tasks_added(session: Session, events: list[Event]) -> None:
         added = [
@@ -76,15 +78,13 @@ def make_handlers(books: Books) -> HandlerRegistry:
         traceparents: dict[uuid.UUID, str | None] = {}
         for task, event in zip(added, events, strict=True):
             traceparents.setdefault(task.task_id, event.traceparent)
-        service.apply_tasks_added(session, books, added, traceparents)
+        ledger.apply_tasks_added(session, added, traceparents)
 
     def on_assigned(session: Session, events: list[Event]) -> None:
-        service.apply_task_assigned(session, books, [_charge(e) for e in events], report=False)
+        ledger.apply_task_assigned(session, [_charge(e) for e in events], report=False)
 
     def on_completed(session: Session, events: list[Event]) -> None:
-        service.apply_task_completed(
-            session, books, [_charge(e) for e in events], report=False
-        )
+        ledger.apply_task_completed(session, [_charge(e) for e in events], report=False)
 
     handlers.register_batch("task.created", [1, 2], on_task_states)
     handlers.register_batch("task.updated", [1, 2], on_task_states)

@@ -2,7 +2,9 @@
 
 Each correction is a new balanced transaction (both legs, the balance moved, the hash
 chained) booked on the day that is open when it is recorded, linked to what it corrects,
-with the reason and who asked for it, and announced by ``transaction.corrected``.
+with the reason and who asked for it, and announced by ``transaction.corrected``. The use
+cases are ``AccountingService.reverse`` and ``adjust`` (``accounting.service``); here are
+what they check and the SQL that books them.
 A transaction is reversed at most once (a unique index on ``corrects_id`` besides the
 check made here); payouts, reversals and adjustments are never reversed (a wrong
 adjustment is corrected by another adjustment).
@@ -17,7 +19,7 @@ Idempotency: a request may carry an ``Idempotency-Key`` (scoped to the caller). 
 is stored with a sha256 of the request and the transaction booked, in the same database
 transaction. The same key with the same request answers that transaction again and books
 nothing; with another request it is refused (``IdempotencyKeyReused``). Writers of the
-ledger run one after the other (``ledger.lock_chain``), so two requests racing with one
+ledger run one after the other (``ledger_sql.lock_chain``), so two requests racing with one
 key also book once.
 """
 
@@ -32,11 +34,10 @@ from datetime import date, datetime
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from accounting import bulk_sql, domain, ledger
-from accounting.domain import ADJUSTMENT, REVERSAL, REVERSIBLE
-from accounting.ledger import Books, current_day, lock_chain, lock_day_for_recording
+from accounting import bulk_sql, domain, ledger_sql
+from accounting.domain import ADJUSTMENT, REVERSIBLE
+from accounting.ledger_sql import Books, current_day
 from accounting.models import Balance, CorrectionRequest, LedgerTransaction
-from accounting.service import Sessions
 from event_schemas import Event
 
 MAX_KEY_LENGTH = 255
@@ -65,7 +66,7 @@ _BOOK_CORRECTION = text(
         SELECT CAST(:public_id AS uuid), CAST(:type AS text), CAST(:account AS uuid),
                CAST(:task AS uuid), CAST(:day AS date), CAST(:amount AS bigint), m.balance,
                CAST(:at AS timestamptz), NULL,
-               ledger_chain_step(NULL, {ledger.CHAIN_TIP}, {_CORRECTION_TEXT}),
+               ledger_chain_step(NULL, {ledger_sql.CHAIN_TIP}, {_CORRECTION_TEXT}),
                CAST(:corrects AS bigint), CAST(:counts_as AS text), CAST(:reason AS text),
                CAST(:by AS text)
         FROM moved m
@@ -120,40 +121,10 @@ def check_key(key: str | None) -> str | None:
     return key
 
 
-def reverse(sessions: Sessions, books: Books, transaction_id: uuid.UUID, reason: str,
-            by: str, key: str | None = None, traceparent: str | None = None) -> Corrected:
-    """Reverse a fee or a reward: the same amount the other way, on the same account."""
-    asked = CorrectionRequested(REVERSAL, transaction_id, domain.check_reason(reason))
-    return _correct(sessions, books, asked, by, check_key(key), traceparent)
-
-
-def adjust(sessions: Sessions, books: Books, account_id: uuid.UUID, amount: int, reason: str,
-           by: str, key: str | None = None, traceparent: str | None = None) -> Corrected:
-    """Move an account's balance by ``amount`` (signed cents as seen from the account)."""
-    asked = CorrectionRequested(ADJUSTMENT, account_id, domain.check_reason(reason),
-                                domain.check_adjustment(amount))
-    return _correct(sessions, books, asked, by, check_key(key), traceparent)
-
-
-def _correct(sessions: Sessions, books: Books, asked: CorrectionRequested, by: str,
-             key: str | None, traceparent: str | None) -> Corrected:
-    with sessions() as session, session.begin():
-        lock_day_for_recording(session)
-        lock_chain(session)
-        if key is not None:
-            earlier = _earlier_request(session, by, key, asked)
-            if earlier is not None:
-                return Corrected(earlier, replayed=True)
-        booked_id, public_id = _book(session, books, asked, by, traceparent)
-        if key is not None:
-            session.add(CorrectionRequest(
-                caller=by, key=key, fingerprint=asked.fingerprint(),
-                transaction_id=booked_id, created_at=books.clock()))
-    return Corrected(public_id, replayed=False)
-
-
-def _earlier_request(session: Session, by: str, key: str, asked: CorrectionRequested
-                     ) -> uuid.UUID | None:
+def earlier_request(session: Session, by: str, key: str, asked: CorrectionRequested
+                    ) -> uuid.UUID | None:
+    """The correction booked before under ``key`` by ``by``, if any; refused when it was
+    asked for something else."""
     found = session.execute(
         select(CorrectionRequest.fingerprint, LedgerTransaction.public_id)
         .join(LedgerTransaction, LedgerTransaction.id == CorrectionRequest.transaction_id)
@@ -163,7 +134,8 @@ def _earlier_request(session: Session, by: str, key: str, asked: CorrectionReque
         return None
     if bytes(found.fingerprint) != asked.fingerprint():
         raise domain.IdempotencyKeyReused()
-    return found.public_id
+    public_id: uuid.UUID = found.public_id
+    return public_id
 
 
 @dataclass(frozen=True)
@@ -199,17 +171,21 @@ def _plan(session: Session, asked: CorrectionRequested) -> _Plan:
                  original.type)
 
 
-def _book(session: Session, books: Books, asked: CorrectionRequested, by: str,
-          traceparent: str | None) -> tuple[int, uuid.UUID]:
+def book_correction(session: Session, books: Books, asked: CorrectionRequested, by: str,
+                    traceparent: str | None) -> tuple[int, uuid.UUID]:
+    """Book ``asked`` (checked against the ledger first) and announce it; returns the
+    transaction's id and public id."""
     plan = _plan(session, asked)
     day, now = current_day(session, books)
     public_id = uuid.uuid4()
-    booked_id, balance_after = session.execute(_BOOK_CORRECTION, {
+    booked = session.execute(_BOOK_CORRECTION, {
         "public_id": public_id, "type": asked.type, "account": plan.account_id,
         "task": plan.task_id, "day": day, "amount": plan.amount, "at": now,
         "corrects": plan.corrects.id if plan.corrects else None,
         "counts_as": plan.counts_as, "reason": asked.reason, "by": by,
     }).one()
+    booked_id: int = booked.id
+    balance_after: int = booked.balance_after
     books.outbox.publish(session, _event(books, public_id, plan, asked, balance_after, day,
                                          now, by, traceparent))
     return booked_id, public_id

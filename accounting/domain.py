@@ -1,4 +1,9 @@
-"""The rules of accounting, free of any I/O.
+"""The rules of accounting that run in Python, free of any I/O.
+
+The rules that run as SQL (what a task charges, both legs of every transaction, what a
+day's close pays out) are stated once, in SQL (``accounting.ledger_sql``,
+``accounting.bulk_sql``, ``accounting.closing``); the tests check them against the
+oracle in ``tests/accounting/ledger_oracle.py``.
 
 Money is integer cents everywhere. Every ledger transaction moves money between one
 popug's account and the company's account: its two entries sum to zero. Amounts "as
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
@@ -140,35 +145,6 @@ def signed_amount(transaction_type: str, cents: int) -> int:
     if transaction_type in (FEE, PAYOUT):
         return -cents
     raise ValueError(f"unknown transaction type {transaction_type!r}")
-
-
-def task_charge(transaction_type: str, price: Price) -> int:
-    """What a task's assignment (fee) or completion (reward) does to the assignee's balance."""
-    cents = price.fee if transaction_type == FEE else price.reward
-    return signed_amount(transaction_type, cents)
-
-
-@dataclass(frozen=True)
-class Entry:
-    account_id: uuid.UUID
-    amount: int
-
-
-def double_entry(account_id: uuid.UUID, amount: int) -> tuple[Entry, Entry]:
-    """The popug's entry and the company's opposite one."""
-    if account_id == COMPANY_ACCOUNT_ID:
-        raise ValueError("the company cannot trade with itself")
-    return Entry(account_id, amount), Entry(COMPANY_ACCOUNT_ID, -amount)
-
-
-def is_balanced(entries: Iterable[Entry]) -> bool:
-    return sum(entry.amount for entry in entries) == 0
-
-
-def payout_for(balance: int) -> int:
-    """What is paid at the end of a day: a positive balance in full, otherwise nothing
-    (a negative balance carries over unchanged)."""
-    return balance if balance > 0 else 0
 
 
 def management_earned(fees_charged: int, rewards_paid: int) -> int:
@@ -324,4 +300,4 @@ def newest_per_task(facts: Sequence[TaskFacts]) -> list[TaskFacts]:
 
 def retry_delay(attempts: int, first: float, maximum: float) -> float:
     """Seconds to wait after the ``attempts``-th failed attempt: doubling, capped."""
-    return min(maximum, first * 2 ** max(0, attempts - 1))
+    return min(maximum, first * 2.0 ** max(0, attempts - 1))

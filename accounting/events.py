@@ -39,9 +39,10 @@ class AccountingEvents:
         total_paid: int,
         traceparent: str | None = None,
     ) -> Event:
+        time = rfc3339(closed_at)
         data = {
             "day": day.isoformat(),
-            "closed_at": rfc3339(closed_at),
+            "closed_at": time,
             "accounts_paid": accounts_paid,
             "total_paid": total_paid,
         }
@@ -51,7 +52,7 @@ class AccountingEvents:
             source=SOURCE,
             version=VERSION,
             traceparent=traceparent,
-            time=data["closed_at"],
+            time=time,
         )
 
     def transaction_corrected(
@@ -71,6 +72,7 @@ class AccountingEvents:
         booked_by: str,
         traceparent: str | None = None,
     ) -> Event:
+        time = rfc3339(applied_at)
         data = {
             "transaction_id": str(transaction_id),
             "account_id": str(account_id),
@@ -79,7 +81,7 @@ class AccountingEvents:
             "balance_after": balance_after,
             "task_id": None if task_id is None else str(task_id),
             "day": day.isoformat(),
-            "applied_at": rfc3339(applied_at),
+            "applied_at": time,
             "corrects_transaction_id": None if corrects is None else str(corrects),
             "counts_as": counts_as,
             "reason": reason,
@@ -91,5 +93,5 @@ class AccountingEvents:
             source=SOURCE,
             version=VERSION,
             traceparent=traceparent,
-            time=data["applied_at"],
+            time=time,
         )

@@ -105,7 +105,8 @@ class Mailer:
                         self._send(client, mail, session)
                     except (smtplib.SMTPException, OSError, RecipientUnknown) as error:
                         self._postpone(session, mail, error)
-                        client = _drop(client)
+                        _drop(client)
+                        client = None
                         break
                 sent += 1
                 metrics.EMAILS_SENT.inc()

@@ -16,7 +16,7 @@ from platform_kit.metrics import scrape_gauge
 
 if TYPE_CHECKING:
     from accounting.closing import ClosedDay
-    from accounting.ledger import Books
+    from accounting.ledger_sql import Books
 
 PAYOUTS = Counter("ates_payouts_total", "Payouts made when closing billing days.")
 PAID_OUT = Counter("ates_paid_out_total", "Sum of the payouts made, in cents.")

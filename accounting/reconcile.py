@@ -20,6 +20,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -87,12 +88,19 @@ def published_events(settings: Settings) -> Iterator[Published]:
             found = _assignment_or_completion(message.value())
             if found is not None:
                 event_id, event_type, data = found
-                partition, offset = message.partition(), message.offset()
+                partition, offset = _position(message)
                 yield Published(event_id, event_type, data.get("task_id", ""),
                                 data.get("assignee_id", ""), partition, offset,
                                 offset < committed[(topic, partition)][0])
     finally:
         reader.close()
+
+
+def _position(message: Message) -> tuple[int, int]:
+    """The partition and offset of a message read from a topic (which always has both)."""
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None and offset is not None
+    return partition, offset
 
 
 def _read_to_the_end(reader: Consumer, topic: str, ends: dict[int, int]) -> Iterator[Message]:
@@ -108,28 +116,29 @@ def _read_to_the_end(reader: Consumer, topic: str, ends: dict[int, int]) -> Iter
         if message.error():
             continue
         yield message
-        if message.offset() + 1 >= pending.get(message.partition(), 0):
-            pending.pop(message.partition(), None)
+        partition, offset = _position(message)
+        if offset + 1 >= pending.get(partition, 0):
+            pending.pop(partition, None)
     while (message := reader.poll(QUIET_SECONDS)) is not None:
         if not message.error():
             yield message
 
 
-def _assignment_or_completion(value: bytes | None) -> tuple[str, str, dict] | None:
+def _assignment_or_completion(value: bytes | None) -> tuple[str, str, dict[str, Any]] | None:
     try:
         event = json.loads(value or b"")
     except ValueError:
         return None
     if not isinstance(event, dict) or event.get("type") not in BOOKED_AS:
         return None
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    return str(event.get("id")), event["type"], data
+    data = event.get("data")
+    return str(event.get("id")), str(event["type"]), data if isinstance(data, dict) else {}
 
 
 _BOOKED = text(
     """
-    SELECT public_id, type, CAST(source_event_id AS text), CAST(task_id AS text),
-           CAST(account_id AS text)
+    SELECT public_id, type, CAST(source_event_id AS text) AS source,
+           CAST(task_id AS text) AS task_id, CAST(account_id AS text) AS account_id
     FROM transactions WHERE type IN ('fee', 'reward') ORDER BY id
     """
 )
@@ -141,7 +150,10 @@ def reconcile(settings: Settings, engine: Engine) -> Reconciliation:
     with engine.connect() as connection:
         rows = connection.execution_options(stream_results=True, yield_per=5000).execute(
             _BOOKED)
-        for public_id, booked_type, source, task_id, account_id in rows:
+        for row in rows:
+            public_id, booked_type, task_id, account_id = (
+                row.public_id, row.type, row.task_id, row.account_id)
+            source: str = row.source
             event = published.pop(source, None)
             if event is None:
                 result.differences.append(Difference(

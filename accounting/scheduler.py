@@ -4,7 +4,7 @@ The job runs shortly after midnight in ``ATES_TIMEZONE`` (``close_time``) and cl
 every day that has ended and is still open. Runs missed while no scheduler was up are
 coalesced into one and run as soon as a scheduler starts (no misfire limit); on start the
 scheduler also closes the missed days itself. Several replicas may each run the job:
-closing is serialised and idempotent (``service.close_day``), so a day closes once.
+closing is serialised and idempotent (``AccountingService.close_day``), so a day closes once.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
-from accounting import service
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
+from accounting.service import AccountingService
 from platform_kit.db import make_session_factory
 
 log = structlog.get_logger("accounting.scheduler")
@@ -49,8 +49,8 @@ class DayCloser:
     """A running APScheduler that closes the billing days."""
 
     def __init__(self, engine: Engine, books: Books):
-        self.sessions = make_session_factory(engine)
         self.books = books
+        self.service = AccountingService(make_session_factory(engine), books)
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
             timezone=books.settings.timezone,
@@ -58,7 +58,7 @@ class DayCloser:
         )
 
     def close_due_days(self) -> None:
-        for closed in service.close_due_days(self.sessions, self.books):
+        for closed in self.service.close_due_days():
             log.info(
                 "billing day closed",
                 day=closed.day.isoformat(),

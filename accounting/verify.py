@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
 from accounting.domain import COMPANY_ACCOUNT_ID
 from accounting.models import LedgerVerification
@@ -214,7 +214,7 @@ def verify(engine: Engine, clock: Callable[[], datetime]) -> Verification:
         connection.rollback()
     result = Verification(count, breaks, tip)
     with engine.begin() as connection:
-        connection.execute(LedgerVerification.__table__.insert().values(
+        connection.execute(insert(LedgerVerification).values(
             verified_at=clock(), holds=result.holds, transactions=count,
             tip_id=tip[0] if tip and not tip_break else None,
             tip_hash=tip[1] if tip and not tip_break else None,

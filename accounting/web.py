@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,10 +24,18 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from accounting import corrections, domain, service
+from accounting import domain
 from accounting.api import sees_everything, statement_filter, status_for
-from accounting.ledger import Books
-from accounting.service import AccountBalance, ManagementDay, Sessions
+from accounting.ledger_sql import Books
+from accounting.queries import (
+    MAX_REPORT_DAYS,
+    AccountBalance,
+    AccountingQueries,
+    LedgerLine,
+    ManagementDay,
+    StatementFilter,
+)
+from accounting.service import AccountingService, Sessions
 from auth_client.sign_in import AuthClientConfig
 from auth_client.verification import CurrentUser
 from dashboard_kit.pages import (
@@ -213,6 +221,8 @@ class Dashboard(DashboardPages):
         super().__init__(templates, auth, CSRF_COOKIE, links)
         self.sessions = sessions
         self.books = books
+        self.service = AccountingService(sessions, books)
+        self.queries = AccountingQueries(sessions, books.clock, books.settings.timezone)
         self.live = live.LiveFeed(live.conninfo_of(sessions.kw["bind"]), BOOKED_CHANNEL)
 
     # --- rendering ------------------------------------------------------------------
@@ -233,28 +243,27 @@ class Dashboard(DashboardPages):
 
     # --- one account ----------------------------------------------------------------
 
-    def _statement(self, query: StatementQuery) -> service.StatementFilter:
-        return statement_filter(self.books, _parse_day(query.first), _parse_day(query.last),
-                                query.type or None)
+    def _statement(self, query: StatementQuery) -> StatementFilter:
+        return statement_filter(self.queries, _parse_day(query.first),
+                                _parse_day(query.last), query.type or None)
 
     def account_page(self, request: Request, user: CurrentUser, account_id: uuid.UUID,
                      query: StatementQuery, path: str) -> HTMLResponse:
         own = user.id == str(account_id)
-        account = service.find_account(self.sessions, account_id)
+        account = self.queries.find_account(account_id)
         if account is None and not own:
             return self.message(request, user, "Not found", "No such account.", 404)
         try:
             statement = self._statement(query)
-            lines, next_cursor = service.audit_log(self.sessions, account_id,
-                                                   query.cursor or None, PAGE_SIZE,
-                                                   statement=statement)
+            lines, next_cursor = self.queries.audit_log(account_id, query.cursor or None,
+                                                        PAGE_SIZE, statement=statement)
         except domain.AccountingError as error:
             return self.refused(request, user, error, link=path)
-        days, _ = service.account_days(self.sessions, account_id, limit=HISTORY_DAYS)
+        days, _ = self.queries.account_days(account_id, limit=HISTORY_DAYS)
         context = {
             "own": own, "account": account, "query": query, "filtered": statement.by_time
             or statement.type is not None,
-            "summary": service.account_summary(self.sessions, self.books, account_id),
+            "summary": self.queries.account_summary(account_id),
             "lines": lines, "days": days,
             "next_url": next_cursor and query.url(path, cursor=next_cursor),
             "first_url": query.cursor and query.url(path),
@@ -306,20 +315,20 @@ class Dashboard(DashboardPages):
     # --- corrections ----------------------------------------------------------------
 
     def _reversible(self, request: Request, user: CurrentUser, raw_id: str
-                    ) -> service.LedgerLine | HTMLResponse:
+                    ) -> LedgerLine | HTMLResponse:
         if not sees_everything(user):
             return self.not_allowed(request, user)
         transaction_id = _account_id(raw_id)
-        line = transaction_id and service.ledger_line(self.sessions, transaction_id)
+        line = transaction_id and self.queries.ledger_line(transaction_id)
         if not line:
             return self.message(request, user, "Not found", "No such transaction.", 404)
         return line
 
     def reverse_page(self, request: Request, user: CurrentUser, raw_id: str) -> HTMLResponse:
         line = self._reversible(request, user, raw_id)
-        if not isinstance(line, service.LedgerLine):
+        if not isinstance(line, LedgerLine):
             return line
-        account = service.find_account(self.sessions, line.account_id)
+        account = self.queries.find_account(line.account_id)
         # one key per form shown: submitting it twice books the reversal once
         return self.render(request, user, "reverse.html", {
             "line": line, "account": account, "idempotency_key": str(uuid.uuid4())})
@@ -327,14 +336,13 @@ class Dashboard(DashboardPages):
     def reverse(self, request: Request, user: CurrentUser, raw_id: str, reason: str,
                 key: str, csrf_token: str) -> Response:
         line = self._reversible(request, user, raw_id)
-        if not isinstance(line, service.LedgerLine):
+        if not isinstance(line, LedgerLine):
             return line
         back = f"/accounts/{line.account_id}"
         if not self.forms.is_valid(request, csrf_token):
             return self.expired_form(request, user, link=back)
         try:
-            corrections.reverse(self.sessions, self.books, line.id, reason, user.id,
-                                key or None, current_traceparent())
+            self.service.reverse(line.id, reason, user.id, key or None, current_traceparent())
         except domain.AccountingError as error:
             return self.refused(request, user, error, link=back)
         return self.redirect(back, notice="Reversed: the reversal is booked today.")
@@ -345,31 +353,31 @@ class Dashboard(DashboardPages):
                      ) -> tuple[date, date, list[ManagementDay]]:
         """The range asked for (by default the last ``HISTORY_DAYS`` days) and its days
         from the first with fees or rewards on: none before anything was booked."""
-        last = _parse_day(raw_last) or service.open_day(self.sessions, self.books)
+        last = _parse_day(raw_last) or self.queries.open_day()
         first = _parse_day(raw_first) or last - timedelta(days=HISTORY_DAYS - 1)
         domain.days_between(first, last)  # refuses a range that ends before it starts
-        if (last - first).days >= service.MAX_REPORT_DAYS:
-            raise domain.InvalidRange(f"a report covers at most {service.MAX_REPORT_DAYS} days")
-        with_data = service.first_management_day(self.sessions)
+        if (last - first).days >= MAX_REPORT_DAYS:
+            raise domain.InvalidRange(f"a report covers at most {MAX_REPORT_DAYS} days")
+        with_data = self.queries.first_management_day()
         if with_data is None or with_data > last:
             return first, last, []
-        return first, last, service.management_days(self.sessions, max(first, with_data), last)
+        return first, last, self.queries.management_days(max(first, with_data), last)
 
     def management_page(self, request: Request, user: CurrentUser, cursor: str | None,
                         raw_first: str | None, raw_last: str | None) -> HTMLResponse:
         if not sees_everything(user):
             return self.not_allowed(request, user)
         try:
-            balances, next_cursor = service.list_balances(self.sessions, cursor, PAGE_SIZE)
+            balances, next_cursor = self.queries.list_balances(cursor, PAGE_SIZE)
             first, last, days = self._report_days(raw_first, raw_last)
         except domain.AccountingError as error:
             return self.refused(request, user, error, link="/management")
-        today = service.open_day(self.sessions, self.books)
+        today = self.queries.open_day()
         shown = {"from": first.isoformat(), "to": last.isoformat()}
         asked = {name: value for name, value in (("from", raw_first), ("to", raw_last)) if value}
         page_url = f"/management?{urlencode(asked)}".rstrip("?")
         context = {
-            "today": service.management_earnings(self.sessions, self.books, today),
+            "today": self.queries.management_earnings(today),
             "days": list(reversed(days)), "chart": bar_chart(days), "first": first,
             "last": last, "balances": balances, "names": _names(balances),
             "export_query": urlencode(shown), "open_day": today,
@@ -386,7 +394,7 @@ class Dashboard(DashboardPages):
         if not sees_everything(user):
             return self.not_allowed(request, user)
         try:
-            day = _parse_day(raw_day) or service.open_day(self.sessions, self.books)
+            day = _parse_day(raw_day) or self.queries.open_day()
         except domain.AccountingError as error:
             return self.refused(request, user, error, link="/management")
         return self.render(request, user, "close_day.html", {"day": day})
@@ -398,8 +406,7 @@ class Dashboard(DashboardPages):
         if not self.forms.is_valid(request, csrf_token):
             return self.expired_form(request, user, link="/management")
         try:
-            closed = service.close_day(self.sessions, self.books, _parse_day(raw_day),
-                                       current_traceparent())
+            closed = self.service.close_day(_parse_day(raw_day), current_traceparent())
         except domain.AccountingError as error:
             return self.refused(request, user, error, link="/management")
         if not closed:
@@ -408,7 +415,7 @@ class Dashboard(DashboardPages):
         return self.redirect("/management", notice=f"Day closed. Paid out: {money(paid)}.")
 
 
-def _booked_for(account_id: uuid.UUID):
+def _booked_for(account_id: uuid.UUID) -> Callable[[live.Message], bool]:
     """Whether a message of the ledger's trigger concerns ``account_id``."""
     wanted = str(account_id)
 

@@ -416,7 +416,7 @@ class _Size:
         return size
 
     async def _requests(self, http: httpx.AsyncClient) -> dict:
-        from accounting.service import encode_cursor as balance_cursor
+        from platform_kit.cursor import encode_id as balance_cursor
         from platform_kit.cursor import encode_id as task_cursor
 
         spec, rng, urls = self.spec, self.rng, self.spec.urls

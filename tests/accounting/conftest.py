@@ -13,9 +13,11 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
-from accounting import service, verify
+from accounting import verify
 from accounting.closing import RENDERERS
-from accounting.ledger import Books, TaskCharge
+from accounting.ledger_sql import Books, TaskCharge
+from accounting.queries import AccountingQueries
+from accounting.service import LedgerCommands
 from accounting.settings import AccountingSettings
 from event_schemas import Event, default_registry
 from messaging.kafka import producer_config
@@ -135,23 +137,29 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+def queries_of(sessions, books: Books) -> AccountingQueries:
+    """The reads, telling the current billing day by the clock and time zone of ``books``."""
+    return AccountingQueries(sessions, books.clock, books.settings.timezone)
+
+
 def charge(task_id: uuid.UUID, account_id: uuid.UUID) -> TaskCharge:
     return TaskCharge(source_event_id=new_id(), task_id=task_id, account_id=account_id)
 
 
 def assign(sessions, books: Books, task_id: uuid.UUID, account_id: uuid.UUID):
     with sessions() as session, session.begin():
-        return service.apply_task_assigned(session, books, [charge(task_id, account_id)])
+        return LedgerCommands(books).apply_task_assigned(session, [charge(task_id, account_id)])
 
 
 def complete(sessions, books: Books, task_id: uuid.UUID, account_id: uuid.UUID):
     with sessions() as session, session.begin():
-        return service.apply_task_completed(session, books, [charge(task_id, account_id)])
+        return LedgerCommands(books).apply_task_completed(session, [charge(task_id, account_id)])
 
 
 def add_account(sessions, account_id: uuid.UUID | None = None, role: str = "worker"):
     account_id = account_id or new_id()
-    return add_replica_account(service, sessions, account_id, role, f"Popug {account_id.hex[:4]}")
+    return add_replica_account(LedgerCommands, sessions, account_id, role,
+                               f"Popug {account_id.hex[:4]}")
 
 
 def price_of(engine: Engine, task_id: uuid.UUID) -> tuple[int, int]:

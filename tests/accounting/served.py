@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from accounting.app import create_app
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
 from auth.config import LoginThrottling
 from deploy.embedded import free_port
 from tests.accounting.support import OTHER_DASHBOARDS

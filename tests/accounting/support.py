@@ -14,9 +14,9 @@ import uuid
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounting import service
 from accounting.domain import TaskDescription
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
+from accounting.service import LedgerCommands
 from tests.accounting.conftest import add_account, assign, complete, new_id
 from tests.auth.support import Person
 
@@ -34,7 +34,7 @@ def feed_replica(sessions: sessionmaker[Session], *people: Person) -> None:
     """Tell accounting about these accounts, as auth's ``account.created`` would."""
     with sessions() as session, session.begin():
         for person in people:
-            service.apply_account_state(
+            LedgerCommands.apply_account_state(
                 session, person.uuid, email=person.login.email, full_name=person.name,
                 role=person.login.role, active=True, version=1,
             )
@@ -48,7 +48,7 @@ def book_task(sessions: sessionmaker[Session], books: Books, person: Person | uu
     task_id = new_id()
     with sessions() as session, session.begin():
         described = TaskDescription(task_id, title, jira_id, description)
-        service.apply_tasks_added(session, books, [described])
+        LedgerCommands(books).apply_tasks_added(session, [described])
     assign(sessions, books, task_id, account_id)
     if done:
         complete(sessions, books, task_id, account_id)

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from accounting import service
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
+from accounting.service import AccountingService
 from tests.accounting.conftest import DAY, Clock, moment
 from tests.accounting.support import book_task, feed_replica, unknown_account
 from tests.auth.support import People
@@ -55,7 +55,7 @@ def history(sessions, accounting_settings, people: People):
         if round_ == 2:
             clock.advance(hours=14)
             times.append(clock())
-            service.close_day(sessions, books, DAY)
+            AccountingService(sessions, books).close_day(DAY)
     return times
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
 from accounting.web import money
 from tests.accounting.conftest import Clock, price_of
 from tests.accounting.support import book_task, feed_replica

@@ -8,8 +8,9 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import text
 
-from accounting import domain, service
-from tests.accounting.conftest import DAY, add_account, count, moment, new_id
+from accounting import domain
+from accounting.service import AccountingService
+from tests.accounting.conftest import DAY, add_account, count, moment, new_id, queries_of
 from tests.accounting.test_closing import earn, owe
 
 
@@ -30,12 +31,12 @@ def test_ending_the_current_day_twice_the_same_day_is_refused(sessions, engine, 
     clock.set(moment(DAY, hour=10))
     account = add_account(sessions)
     earn(sessions, books, engine, account)
-    [closed] = service.close_day(sessions, books)
+    [closed] = AccountingService(sessions, books).close_day()
     owe(sessions, books, engine, account)  # booked into tomorrow: today is over
 
     clock.advance(hours=1)
     with pytest.raises(domain.DayAlreadyEnded, match=f"{DAY} is already closed"):
-        service.close_day(sessions, books)
+        AccountingService(sessions, books).close_day()
 
     assert closed.day == DAY
     assert closed_days(engine) == [DAY]
@@ -45,10 +46,10 @@ def test_ending_the_current_day_twice_the_same_day_is_refused(sessions, engine, 
 def test_tomorrow_cannot_be_closed_by_date_after_today_was_closed(sessions, engine, books, clock):
     clock.set(moment(DAY, hour=10))
     earn(sessions, books, engine, add_account(sessions))
-    service.close_day(sessions, books)
+    AccountingService(sessions, books).close_day()
 
     with pytest.raises(domain.DayNotStarted):
-        service.close_day(sessions, books, DAY + timedelta(days=1))
+        AccountingService(sessions, books).close_day(DAY + timedelta(days=1))
     assert closed_days(engine) == [DAY]
 
 
@@ -56,11 +57,11 @@ def test_the_next_day_can_be_ended_once_it_has_begun(sessions, engine, books, cl
     clock.set(moment(DAY, hour=10))
     account = add_account(sessions)
     earn(sessions, books, engine, account)
-    service.close_day(sessions, books)
+    AccountingService(sessions, books).close_day()
     earned_late = earn(sessions, books, engine, account)  # after the close: the next day
 
     clock.set(moment(DAY + timedelta(days=1), hour=9))
-    [closed] = service.close_day(sessions, books)
+    [closed] = AccountingService(sessions, books).close_day()
 
     assert (closed.day, closed.total_paid) == (DAY + timedelta(days=1), earned_late)
 
@@ -71,7 +72,7 @@ def test_a_day_before_the_first_booked_day_is_refused(sessions, engine, books, c
     earn(sessions, books, engine, add_account(sessions))
 
     with pytest.raises(domain.DayBeforeLedger, match=f"{day} is before {DAY}"):
-        service.close_day(sessions, books, day)
+        AccountingService(sessions, books).close_day(day)
 
     assert closed_days(engine) == []
     assert count(engine, "payouts") == 0
@@ -80,9 +81,9 @@ def test_a_day_before_the_first_booked_day_is_refused(sessions, engine, books, c
 def test_with_nothing_booked_only_today_can_be_closed(sessions, engine, books, clock):
     clock.set(moment(DAY))
     with pytest.raises(domain.DayBeforeLedger):
-        service.close_day(sessions, books, DAY - timedelta(days=1))
+        AccountingService(sessions, books).close_day(DAY - timedelta(days=1))
 
-    assert [c.day for c in service.close_day(sessions, books, DAY)] == [DAY]
+    assert [c.day for c in AccountingService(sessions, books).close_day(DAY)] == [DAY]
 
 
 def test_a_day_closed_long_ago_stays_closed_and_pays_nothing_again(
@@ -90,11 +91,11 @@ def test_a_day_closed_long_ago_stays_closed_and_pays_nothing_again(
 ):
     clock.set(moment(DAY))
     earn(sessions, books, engine, add_account(sessions))
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
 
-    assert service.close_day(sessions, books, DAY) == []
+    assert AccountingService(sessions, books).close_day(DAY) == []
     with pytest.raises(domain.DayBeforeLedger):
-        service.close_day(sessions, books, DAY - timedelta(days=3))
+        AccountingService(sessions, books).close_day(DAY - timedelta(days=3))
 
 
 def test_a_backlog_is_closed_one_day_per_transaction(sessions, engine, books, clock):
@@ -103,7 +104,7 @@ def test_a_backlog_is_closed_one_day_per_transaction(sessions, engine, books, cl
     earn(sessions, books, engine, account)
     clock.advance(days=5)
 
-    closed = service.close_day(sessions, books)
+    closed = AccountingService(sessions, books).close_day()
 
     assert [c.day for c in closed] == [DAY + timedelta(days=n) for n in range(6)]
     assert transactions_that_closed_days(engine) == 6
@@ -114,7 +115,7 @@ def test_the_scheduler_closes_a_backlog_one_day_per_transaction(sessions, engine
     earn(sessions, books, engine, add_account(sessions))
     clock.advance(days=4)
 
-    closed = service.close_due_days(sessions, books)
+    closed = AccountingService(sessions, books).close_due_days()
 
     assert [c.day for c in closed] == [DAY + timedelta(days=n) for n in range(4)]
     assert transactions_that_closed_days(engine) == 4
@@ -126,10 +127,10 @@ def test_a_refused_close_changes_nothing_for_the_bookings_that_follow(
     clock.set(moment(DAY))
     account = add_account(sessions)
     with pytest.raises(domain.DayBeforeLedger):
-        service.close_day(sessions, books, date(1970, 1, 1))
+        AccountingService(sessions, books).close_day(date(1970, 1, 1))
 
     owe(sessions, books, engine, new_id())
     earn(sessions, books, engine, account)
 
-    assert service.open_day(sessions, books) == DAY
+    assert queries_of(sessions, books).open_day() == DAY
     assert closed_days(engine) == []

@@ -10,9 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from accounting import closing, domain, payout_mail, service
+from accounting import closing, domain, payout_mail
 from accounting.domain import task_facts
-from accounting.ledger import Books
+from accounting.exports import AccountingExports
+from accounting.ledger_sql import Books
+from accounting.queries import AccountingQueries
+from accounting.service import AccountingService, LedgerCommands
+from tests.accounting import ledger_oracle
 from tests.accounting.conftest import (
     DAY,
     add_account,
@@ -25,6 +29,7 @@ from tests.accounting.conftest import (
     moment,
     new_id,
     price_of,
+    queries_of,
     stored_events,
     task_state_event,
 )
@@ -35,7 +40,7 @@ def earn(sessions, books, engine, account, title="Feed the parrots"):
     task = new_id()
     state = task_facts(task_state_event(task, account, title, "UBERPOP-42").data, 2)
     with sessions() as session, session.begin():
-        service.apply_task_states(session, books, [state])
+        LedgerCommands(books).apply_task_states(session, [state])
     assign(sessions, books, task, account)
     complete(sessions, books, task, account)
     fee, reward = price_of(engine, task)
@@ -63,7 +68,7 @@ def test_positive_balances_are_paid_and_negative_ones_carry_over(sessions, engin
     earned = earn(sessions, books, engine, rich)
     owed = owe(sessions, books, engine, poor)
 
-    [closed] = service.close_day(sessions, books, DAY)
+    [closed] = AccountingService(sessions, books).close_day(DAY)
 
     assert (closed.day, closed.accounts_paid, closed.total_paid) == (DAY, 1, earned)
     assert balance_of(engine, rich) == 0
@@ -73,11 +78,27 @@ def test_positive_balances_are_paid_and_negative_ones_carry_over(sessions, engin
     assert tuple(payout) == (rich, DAY, earned)
 
 
+def test_the_close_pays_what_the_oracle_says_of_each_balance(sessions, engine, books, clock):
+    clock.set(moment(DAY))
+    accounts = [add_account(sessions) for _ in range(3)]  # earns, owes, and does nothing
+    earn(sessions, books, engine, accounts[0])
+    owe(sessions, books, engine, accounts[1])
+    before = {account: balance_of(engine, account) for account in accounts}
+
+    AccountingService(sessions, books).close_day(DAY)
+
+    with engine.connect() as connection:
+        paid = dict(connection.execute(text("SELECT account_id, amount FROM payouts")).all())
+    for account, balance in before.items():
+        assert paid.get(account, 0) == ledger_oracle.payout_for(balance)
+        assert balance_of(engine, account) == balance - ledger_oracle.payout_for(balance)
+
+
 def test_payout_events_are_written_and_valid(sessions, engine, books, clock):
     clock.set(moment(DAY))
     rich = add_account(sessions)
     earned = earn(sessions, books, engine, rich)
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
 
     payout = stored_events(engine, "transaction.applied")[-1]
     [paid] = stored_events(engine, "payment.made")
@@ -119,8 +140,8 @@ def test_closing_a_day_twice_pays_once(sessions, engine, books, clock):
     clock.set(moment(DAY))
     rich = add_account(sessions)
     earn(sessions, books, engine, rich)
-    assert len(service.close_day(sessions, books, DAY)) == 1
-    assert service.close_day(sessions, books, DAY) == []
+    assert len(AccountingService(sessions, books).close_day(DAY)) == 1
+    assert AccountingService(sessions, books).close_day(DAY) == []
     assert count(engine, "payouts") == 1
     assert count(engine, "payout_emails") == 1
     assert len(stored_events(engine, "billing_cycle.closed")) == 1
@@ -132,12 +153,12 @@ def test_a_debt_carries_over_and_only_the_positive_balance_is_paid_later(
     clock.set(moment(DAY))
     account = add_account(sessions)
     owed = owe(sessions, books, engine, account)
-    assert service.close_day(sessions, books, DAY)[0].accounts_paid == 0
+    assert AccountingService(sessions, books).close_day(DAY)[0].accounts_paid == 0
     assert balance_of(engine, account) == owed
 
     clock.advance(days=1)
     earned = earn(sessions, books, engine, account)
-    [closed] = service.close_day(sessions, books, DAY + timedelta(days=1))
+    [closed] = AccountingService(sessions, books).close_day(DAY + timedelta(days=1))
     assert closed.total_paid == max(0, owed + earned)
     assert balance_of(engine, account) == min(0, owed + earned)
 
@@ -151,7 +172,7 @@ def test_racing_closers_close_the_day_once(sessions, engine, books, clock):
 
     def close() -> None:
         start.wait()
-        results.append(service.close_day(sessions, books, DAY))
+        results.append(AccountingService(sessions, books).close_day(DAY))
 
     threads = [threading.Thread(target=close) for _ in range(4)]
     for thread in threads:
@@ -171,20 +192,20 @@ def test_closing_without_a_date_ends_the_day_at_once(sessions, engine, books, cl
     account = add_account(sessions)
     earn(sessions, books, engine, account)
 
-    [closed] = service.close_day(sessions, books)
+    [closed] = AccountingService(sessions, books).close_day()
     assert closed.day == DAY
-    assert service.open_day(sessions, books) == DAY + timedelta(days=1)
+    assert queries_of(sessions, books).open_day() == DAY + timedelta(days=1)
 
     owe(sessions, books, engine, account)  # same hour, but the day is over
     assert day_of(engine, "fee")[-1] == DAY + timedelta(days=1)
-    assert service.close_day(sessions, books, DAY) == []
-    assert service.management_earnings(sessions, books).day == DAY + timedelta(days=1)
+    assert AccountingService(sessions, books).close_day(DAY) == []
+    assert queries_of(sessions, books).management_earnings().day == DAY + timedelta(days=1)
 
 
 def test_a_day_that_has_not_begun_cannot_be_closed(sessions, books, clock):
     clock.set(moment(DAY))
     with pytest.raises(domain.DayNotStarted):
-        service.close_day(sessions, books, DAY + timedelta(days=1))
+        AccountingService(sessions, books).close_day(DAY + timedelta(days=1))
 
 
 def test_missed_days_are_caught_up_in_order_paying_each_days_balance(
@@ -196,14 +217,14 @@ def test_missed_days_are_caught_up_in_order_paying_each_days_balance(
     clock.advance(days=2)  # nobody closed DAY nor DAY + 1
     third_day = earn(sessions, books, engine, account)
 
-    closed = service.close_due_days(sessions, books)
+    closed = AccountingService(sessions, books).close_due_days()
 
     assert [(c.day, c.total_paid) for c in closed] == [
         (DAY, first_day),
         (DAY + timedelta(days=1), 0),
     ]
     assert balance_of(engine, account) == third_day
-    assert service.close_due_days(sessions, books) == []
+    assert AccountingService(sessions, books).close_due_days() == []
 
 
 def test_the_billing_day_follows_the_configured_time_zone(sessions, engine, books, clock):
@@ -225,11 +246,11 @@ def test_management_earns_the_fees_minus_the_rewards_of_each_day(sessions, engin
     assign(sessions, books, tasks[0], worker)  # reshuffled: a second fee
     complete(sessions, books, tasks[1], worker)
     prices = [price_of(engine, t) for t in tasks]
-    service.close_day(sessions, books, DAY)  # payouts must not count
+    AccountingService(sessions, books).close_day(DAY)  # payouts must not count
     clock.advance(days=1)
     complete(sessions, books, tasks[2], worker)
 
-    first, second = service.management_days(sessions, DAY, DAY + timedelta(days=1))
+    first, second = AccountingQueries(sessions).management_days(DAY, DAY + timedelta(days=1))
 
     fees = sum(fee for fee, _ in prices) + prices[0][0]
     assert (first.fees_charged, first.rewards_paid) == (fees, prices[1][1])
@@ -239,8 +260,9 @@ def test_management_earns_the_fees_minus_the_rewards_of_each_day(sessions, engin
         prices[2][1],
         -prices[2][1],
     )
-    assert service.management_earnings(sessions, books, DAY) == first
-    rows = list(service.management_csv_rows(sessions, DAY, DAY + timedelta(days=1)))
+    assert queries_of(sessions, books).management_earnings(DAY) == first
+    exports = AccountingExports(AccountingQueries(sessions))
+    rows = list(exports.management_csv_rows(DAY, DAY + timedelta(days=1)))
     assert rows[0] == ["day", "fees_charged", "rewards_paid", "earned"]
     assert rows[1] == [DAY.isoformat(), str(fees), str(prices[1][1]), str(first.earned)]
 
@@ -260,7 +282,7 @@ def test_the_payout_mail_lists_the_days_fees_and_rewards(sessions, engine, books
     clock.set(moment(DAY))
     account = add_account(sessions)
     earned = earn(sessions, books, engine, account, title="Feed <the> parrots & owls")
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
     assert queued_mail(engine).subject is None  # composed when first sent
     mail = composed_mail(sessions, engine)
     dollars = f"${earned // 100}.{earned % 100:02d}"
@@ -280,10 +302,10 @@ def test_a_task_title_arriving_after_the_close_is_in_the_mail(sessions, engine, 
     account, task = add_account(sessions), new_id()
     assign(sessions, books, task, account)
     complete(sessions, books, task, account)
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
     state = task_facts(task_state_event(task, account, "Count the owls", "UBERPOP-7").data, 2)
     with sessions() as session, session.begin():
-        service.apply_task_states(session, books, [state])
+        LedgerCommands(books).apply_task_states(session, [state])
     mail = composed_mail(sessions, engine)
     assert "[UBERPOP-7] Count the owls" in mail.text_body
     assert f"task {task}" not in mail.text_body
@@ -293,7 +315,7 @@ def test_the_mail_lists_only_the_paid_days_transactions(sessions, engine, books,
     clock.set(moment(DAY))
     account, later_task = add_account(sessions), new_id()
     earn(sessions, books, engine, account)
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
     clock.set(moment(DAY + timedelta(days=1)))
     complete(sessions, books, later_task, account)  # composed after the next day began
     mail = composed_mail(sessions, engine)
@@ -316,8 +338,8 @@ def test_many_accounts_close_in_one_go(sessions, engine, books: Books, clock, mo
     clock.set(moment(DAY))
     accounts = [new_id() for _ in range(300)]
     with sessions() as session, session.begin():
-        service.apply_task_completed(session, books, [charge(new_id(), a) for a in accounts])
-    [closed] = service.close_day(sessions, books, DAY)
+        LedgerCommands(books).apply_task_completed(session, [charge(new_id(), a) for a in accounts])
+    [closed] = AccountingService(sessions, books).close_day(DAY)
     assert closed.accounts_paid == 300
     assert count(engine, "payout_emails") == 300
     payout_events = [e.event for e in stored_events(engine)
@@ -340,15 +362,14 @@ def test_a_close_racing_with_bookings_pays_exactly_what_its_day_booked(
     def keep_booking() -> None:
         while not stop.is_set():
             with sessions() as session, session.begin():
-                service.apply_task_completed(
-                    session, books, [charge(new_id(), a) for a in accounts]
-                )
+                LedgerCommands(books).apply_task_completed(
+                    session, [charge(new_id(), a) for a in accounts])
 
     booker = threading.Thread(target=keep_booking)
     booker.start()
     try:
         _wait_for_rewards(engine, at_least=30)
-        [closed] = service.close_day(sessions, books)
+        [closed] = AccountingService(sessions, books).close_day()
         _wait_for_rewards(engine, at_least=30, day=DAY + timedelta(days=1))
     finally:
         stop.set()

@@ -9,9 +9,9 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from accounting import service
 from accounting.app import consumer_runtime
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
+from accounting.queries import AccountingQueries
 from tests.accounting.conftest import (
     account_event,
     accounting_settings_for,
@@ -116,7 +116,7 @@ def test_events_in_any_order_and_redelivered_are_booked_exactly_once(
     )
     assert count(engine, "inbox") == len(events)
 
-    lines, _ = service.audit_log(sessions, bob)
+    lines, _ = AccountingQueries(sessions).audit_log(bob)
     assert sorted((line.type, line.task.title) for line in lines) == [
         ("fee", "Feed the parrots"),
         ("fee", "Fix the button"),

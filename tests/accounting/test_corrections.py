@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from accounting import service
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
+from accounting.service import AccountingService
 from accounting.verify import verify
 from tests.accounting.conftest import DAY, Clock, balance_of, count, moment, price_of, stored_events
 from tests.accounting.support import LINE_FIELDS, book_task, feed_replica, parse_csv
@@ -120,7 +120,7 @@ def test_a_transaction_is_reversed_at_most_once(api, engine, people, done_task):
 
 
 def test_what_cannot_be_reversed(api, engine, sessions, live_books, people, done_task):
-    service.close_day(sessions, live_books)
+    AccountingService(sessions, live_books).close_day()
     payout = _line_of(api, people, "payout")
     fee = _line_of(api, people, "fee")
     reversal = _post(api, f"/api/transactions/{fee['id']}/reversal", people.accountant,
@@ -290,7 +290,7 @@ def test_a_fee_of_a_closed_day_is_reversed_on_the_day_the_reversal_is_booked(
     feed_replica(sessions, people.worker, people.accountant)
     books = Books.create(accounting_settings, rng=random.Random(1), clock=Clock(moment(DAY)))
     task = book_task(sessions, books, people.worker, done=False)
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
     fee, _ = price_of(engine, task)
     original = _line_of(api, people, "fee")
 

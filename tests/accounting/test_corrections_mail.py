@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from accounting import corrections, payout_mail, service
+from accounting import payout_mail
+from accounting.queries import AccountingQueries
+from accounting.service import AccountingService
 from tests.accounting.conftest import DAY, add_account, moment
 from tests.accounting.support import book_task
 
@@ -13,10 +15,11 @@ def test_the_payout_mail_lists_the_days_corrections_with_their_reasons(
     clock.set(moment(DAY))
     account = add_account(sessions)
     book_task(sessions, books, account, "Count the owls", "UBERPOP-7")
-    fee = next(line for line in service.audit_log(sessions, account)[0] if line.type == "fee")
-    corrections.reverse(sessions, books, fee.id, "Assigned while on leave", "someone")
-    corrections.adjust(sessions, books, account, 250, "Bonus <for> owls", "someone")
-    service.close_day(sessions, books, DAY)
+    lines, _ = AccountingQueries(sessions).audit_log(account)
+    fee = next(line for line in lines if line.type == "fee")
+    AccountingService(sessions, books).reverse(fee.id, "Assigned while on leave", "someone")
+    AccountingService(sessions, books).adjust(account, 250, "Bonus <for> owls", "someone")
+    AccountingService(sessions, books).close_day(DAY)
     with engine.connect() as connection:
         payout_id = connection.exec_driver_sql("SELECT payout_id FROM payout_emails").scalar()
     with sessions() as session, session.begin():

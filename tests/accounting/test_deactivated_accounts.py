@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from accounting import service
+from accounting.service import LedgerCommands
 from tests.accounting.support import feed_replica
 
 
@@ -12,7 +12,7 @@ def test_a_deactivated_accountant_is_refused_at_once(accounting_url, engine, ses
     feed_replica(sessions, people.accountant)
     before = httpx.get(f"{accounting_url}/api/accounts", headers=people.accountant.headers)
     with sessions() as session, session.begin():
-        service.apply_account_state(
+        LedgerCommands.apply_account_state(
             session, people.accountant.uuid, email=people.accountant.login.email,
             full_name=people.accountant.name, role="accountant", active=False, version=2)
 
@@ -28,7 +28,7 @@ def test_a_deactivated_accountant_is_refused_at_once(accounting_url, engine, ses
 def test_a_deleted_worker_is_refused_at_once(accounting_url, engine, sessions, people):
     feed_replica(sessions, people.worker)
     with sessions() as session, session.begin():
-        service.apply_account_deleted(session, people.worker.uuid, version=2)
+        LedgerCommands.apply_account_deleted(session, people.worker.uuid, version=2)
 
     response = httpx.get(f"{accounting_url}/api/me/account", headers=people.worker.headers)
 

@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from accounting import service
-from accounting.domain import TaskDescription, task_facts
-from accounting.ledger import TaskCharge
+from accounting.domain import FEE, REWARD, Price, TaskDescription, task_facts
+from accounting.ledger_sql import TaskCharge
+from accounting.service import AccountingService, LedgerCommands
+from tests.accounting import ledger_oracle
 from tests.accounting.conftest import (
     add_account,
     assign,
@@ -40,12 +41,33 @@ def test_every_assignment_debits_the_fee_and_completion_credits_the_reward(sessi
     assert count(engine, "transactions") == 4
 
 
+def test_the_sql_books_what_the_oracle_says(sessions, engine, books):
+    """Each fee and reward is the task's price signed as the oracle signs it, written as
+    the oracle's two balanced entries."""
+    accounts, tasks = [add_account(sessions) for _ in range(2)], [new_id() for _ in range(3)]
+    for n, task in enumerate(tasks):
+        assign(sessions, books, task, accounts[n % 2])
+        complete(sessions, books, task, accounts[n % 2])
+    with engine.connect() as connection:
+        booked = connection.execute(text(
+            "SELECT id, type, account_id, task_id, amount FROM transactions")).all()
+        entries = connection.execute(
+            text("SELECT transaction_id, account_id, amount FROM entries")).all()
+    assert {kind for _, kind, *_ in booked} == {FEE, REWARD} and len(booked) == 6
+    for transaction_id, kind, account, task, amount in booked:
+        assert amount == ledger_oracle.task_charge(kind, Price(*price_of(engine, task)))
+        written = {ledger_oracle.Entry(a, cents)
+                   for t, a, cents in entries if t == transaction_id}
+        assert written == set(ledger_oracle.double_entry(account, amount))
+        assert ledger_oracle.is_balanced(written)
+
+
 def test_the_same_event_is_booked_once(sessions, engine, books):
     account, task = add_account(sessions), new_id()
     once = charge(task, account)
     for _ in range(3):
         with sessions() as session, session.begin():
-            service.apply_task_assigned(session, books, [once, once])
+            LedgerCommands(books).apply_task_assigned(session, [once, once])
     assert count(engine, "transactions") == 1
     assert balance_of(engine, account) == -price_of(engine, task)[0]
 
@@ -66,10 +88,10 @@ def test_a_task_is_priced_once_whichever_event_comes_first(sessions, engine, boo
     price = price_of(engine, task)
     state = task_facts(task_state_event(task, account, "Fix the button", "UBERPOP-1").data, 2)
     with sessions() as session, session.begin():
-        service.apply_task_states(session, books, [state])
+        LedgerCommands(books).apply_task_states(session, [state])
     with sessions() as session, session.begin():
         described = TaskDescription(task, "Fix the button", "UBERPOP-1", None)
-        service.apply_tasks_added(session, books, [described])
+        LedgerCommands(books).apply_tasks_added(session, [described])
     assert price_of(engine, task) == price
     [priced] = stored_events(engine, "task.priced")
     assert priced.event.data["task_id"] == str(task)
@@ -79,7 +101,7 @@ def test_a_task_is_priced_once_whichever_event_comes_first(sessions, engine, boo
 def test_prices_follow_the_random_source(sessions, engine, books):
     tasks = [new_id() for _ in range(200)]
     with sessions() as session, session.begin():
-        service.apply_task_assigned(session, books, [charge(t, new_id()) for t in tasks])
+        LedgerCommands(books).apply_task_assigned(session, [charge(t, new_id()) for t in tasks])
     prices = [price_of(engine, t) for t in tasks]
     assert all(1000 <= fee <= 2000 and 2000 <= reward <= 4000 for fee, reward in prices)
     assert len(set(prices)) > 150
@@ -116,10 +138,8 @@ def test_balance_after_runs_through_a_batch_with_repeated_accounts(sessions, eng
     account, other = new_id(), new_id()
     tasks = [new_id() for _ in range(5)]
     with sessions() as session, session.begin():
-        booked = service.apply_task_assigned(
-            session,
-            books,
-            [charge(t, account if i % 2 == 0 else other) for i, t in enumerate(tasks)],
+        booked = LedgerCommands(books).apply_task_assigned(
+            session, [charge(t, account if i % 2 == 0 else other) for i, t in enumerate(tasks)]
         )
     mine = [b for b in booked if b.account_id == account]
     running = 0
@@ -173,7 +193,7 @@ def test_v1_and_v2_task_states_fill_the_replica(sessions, engine, books):
         task_facts(task_state_event(v2_task, assignee, "Feed them", "UBERPOP-7").data, 2),
     ]
     with sessions() as session, session.begin():
-        service.apply_task_states(session, books, states)
+        LedgerCommands(books).apply_task_states(session, states)
     with engine.connect() as connection:
         rows = dict(connection.execute(text("SELECT public_id, (title, jira_id) FROM tasks")).all())
     assert rows == {v1_task: ("Fix it", "UBERPOP-42"), v2_task: ("Feed them", "UBERPOP-7")}
@@ -185,13 +205,13 @@ def test_stale_task_states_are_ignored(sessions, engine, books):
     def apply(title, version):
         event = task_state_event(task, assignee, title, event_type="task.updated", version=version)
         with sessions() as session, session.begin():
-            service.apply_task_states(session, books, [task_facts(event.data, 2)])
+            LedgerCommands(books).apply_task_states(session, [task_facts(event.data, 2)])
 
     apply("Newest", 3)
     apply("Older", 2)
     with sessions() as session, session.begin():
         described = TaskDescription(task, "Original", None, None)
-        service.apply_tasks_added(session, books, [described])
+        LedgerCommands(books).apply_tasks_added(session, [described])
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT title FROM tasks")) == "Newest"
 
@@ -201,7 +221,7 @@ def test_task_added_describes_a_task_known_only_from_business_events(sessions, e
     assign(sessions, books, task, new_id())
     with sessions() as session, session.begin():
         described = TaskDescription(task, "Fix the button", "UBERPOP-42", "Now")
-        service.apply_tasks_added(session, books, [described])
+        LedgerCommands(books).apply_tasks_added(session, [described])
     with engine.connect() as connection:
         row = connection.execute(
             text("SELECT title, jira_id, description, version FROM tasks")
@@ -210,7 +230,7 @@ def test_task_added_describes_a_task_known_only_from_business_events(sessions, e
 
 
 def _account_state(session, account, name: str, role: str, active: bool, version: int) -> None:
-    service.apply_account_state(
+    LedgerCommands.apply_account_state(
         session,
         account,
         email=f"{name}@popug.inc",
@@ -224,14 +244,14 @@ def _account_state(session, account, name: str, role: str, active: bool, version
 def test_account_replica_takes_the_newest_state_in_any_order(sessions, engine):
     account = new_id()
     with sessions() as session, session.begin():
-        service.apply_role_change(session, account, "accountant", version=3)
+        LedgerCommands.apply_role_change(session, account, "accountant", version=3)
         _account_state(session, account, "a", "worker", active=True, version=2)
         _account_state(session, account, "old", "manager", active=False, version=1)
     with engine.connect() as connection:
         row = connection.execute(text("SELECT email, role, active FROM accounts")).one()
     assert tuple(row) == ("a@popug.inc", "accountant", True)
     with sessions() as session, session.begin():
-        service.apply_account_deleted(session, account, version=4)
+        LedgerCommands.apply_account_deleted(session, account, version=4)
         _account_state(session, account, "b", "worker", active=True, version=3)
     with engine.connect() as connection:
         row = connection.execute(text("SELECT deleted, active FROM accounts")).one()
@@ -246,14 +266,14 @@ def test_events_carry_the_trace_context_of_their_cause(sessions, engine, books):
     traced = TaskCharge(new_id(), new_id(), new_id(), traceparent=TRACE)
     untraced = charge(new_id(), new_id())
     with sessions() as session, session.begin():
-        service.apply_task_assigned(session, books, [traced, untraced])
+        LedgerCommands(books).apply_task_assigned(session, [traced, untraced])
     applied = stored_events(engine, "transaction.applied")
     assert [e.event.traceparent for e in applied] == [TRACE, None]
     assert [e.headers.get("traceparent") for e in applied] == [TRACE, None]
     priced = {e.key: e.event.traceparent for e in stored_events(engine, "task.priced")}
     assert priced == {str(traced.task_id): TRACE, str(untraced.task_id): None}
     complete(sessions, books, new_id(), new_id())  # someone to pay at the end of the day
-    service.close_day(sessions, books, traceparent=TRACE)
+    AccountingService(sessions, books).close_day(traceparent=TRACE)
     [payout] = [
         e for e in stored_events(engine, "transaction.applied") if e.event.data["type"] == "payout"
     ]

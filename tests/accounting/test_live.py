@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from accounting import service
+from accounting.service import LedgerCommands
 from accounting.web import BOOKED_CHANNEL
 from platform_kit.live import LiveFeed, conninfo_of
 from tests.accounting.conftest import add_account, assign, charge, complete, new_id
@@ -70,7 +70,7 @@ def test_a_statement_booking_a_few_accounts_names_them_once(sessions, engine, bo
 
     def assign_all() -> None:
         with sessions() as session, session.begin():
-            service.apply_task_assigned(session, books, [
+            LedgerCommands(books).apply_task_assigned(session, [
                 charge(new_id(), worker) for worker in workers + workers])
 
     [heard] = hear(engine, assign_all, expected=1)
@@ -83,7 +83,7 @@ def test_a_statement_booking_many_says_all(sessions, engine, books):
 
     def assign_all() -> None:
         with sessions() as session, session.begin():
-            service.apply_task_assigned(session, books, [
+            LedgerCommands(books).apply_task_assigned(session, [
                 charge(new_id(), worker) for worker in workers])
 
     assert hear(engine, assign_all, expected=1) == [{"kind": "booked", "accounts": "all"}]
@@ -94,7 +94,7 @@ def test_a_booking_rolled_back_announces_nothing(sessions, engine, books):
 
     def fail_then_book() -> None:
         with pytest.raises(RuntimeError), sessions() as session, session.begin():
-            service.apply_task_assigned(session, books, [charge(new_id(), worker)])
+            LedgerCommands(books).apply_task_assigned(session, [charge(new_id(), worker)])
             raise RuntimeError("changed my mind")
         assign(sessions, books, new_id(), other)
 

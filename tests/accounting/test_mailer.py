@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import text
 
-from accounting import service
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
 from accounting.mailer import Mailer, SmtpServer
+from accounting.service import AccountingService, LedgerCommands
 from tests.accounting.conftest import (
     DAY,
     accounting_settings_for,
@@ -33,8 +33,8 @@ def mail_books(books, mailbox, accounting_database_url) -> Books:
 def pay_out(sessions, books, clock, accounts) -> None:
     clock.set(moment(DAY))
     with sessions() as session, session.begin():
-        service.apply_task_completed(session, books, [charge(new_id(), a) for a in accounts])
-    service.close_day(sessions, books, DAY)
+        LedgerCommands(books).apply_task_completed(session, [charge(new_id(), a) for a in accounts])
+    AccountingService(sessions, books).close_day(DAY)
 
 
 def mail_rows(engine):

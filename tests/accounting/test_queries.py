@@ -6,8 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from accounting import domain, service
+from accounting import domain, exports, queries
 from accounting.domain import TaskDescription, task_facts
+from accounting.exports import AccountingExports
+from accounting.queries import AccountingQueries
+from accounting.service import AccountingService, LedgerCommands
+from platform_kit import cursor
 from tests.accounting.conftest import (
     DAY,
     add_account,
@@ -16,6 +20,7 @@ from tests.accounting.conftest import (
     moment,
     new_id,
     price_of,
+    queries_of,
     task_state_event,
 )
 
@@ -28,7 +33,7 @@ def a_closed_day_with_one_task(sessions, engine, books, clock):
     task = new_id()
     assign(sessions, books, task, account)
     complete(sessions, books, task, account)
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
     clock.advance(days=1)
     return account, task, *price_of(engine, task)
 
@@ -38,11 +43,11 @@ def test_summary_shows_the_balance_and_what_was_earned_today(sessions, engine, b
     other = new_id()
     assign(sessions, books, other, account)
 
-    summary = service.account_summary(sessions, books, account)
+    summary = queries_of(sessions, books).account_summary(account)
     assert summary.day == DAY + timedelta(days=1)
     assert summary.balance == -price_of(engine, other)[0]
     assert summary.earned_today == -price_of(engine, other)[0]
-    assert service.account_summary(sessions, books, new_id()).balance == 0
+    assert queries_of(sessions, books).account_summary(new_id()).balance == 0
     assert reward - fee > 0
 
 
@@ -55,9 +60,9 @@ def test_audit_log_pages_newest_first_and_fills_in_tasks_learned_later(
     for task in tasks:
         assign(sessions, books, task, account)
 
-    first, cursor = service.audit_log(sessions, account, limit=2)
-    second, cursor2 = service.audit_log(sessions, account, cursor=cursor, limit=2)
-    third, end = service.audit_log(sessions, account, cursor=cursor2, limit=2)
+    first, cursor = AccountingQueries(sessions).audit_log(account, limit=2)
+    second, cursor2 = AccountingQueries(sessions).audit_log(account, cursor=cursor, limit=2)
+    third, end = AccountingQueries(sessions).audit_log(account, cursor=cursor2, limit=2)
     lines = first + second + third
     assert end is None and len(lines) == 5
     assert [line.task_id for line in lines] == tasks[::-1]
@@ -68,33 +73,33 @@ def test_audit_log_pages_newest_first_and_fills_in_tasks_learned_later(
 
     state = task_state_event(tasks[0], account, "Fix the button", "UBERPOP-42", description="Why")
     with sessions() as session, session.begin():
-        service.apply_task_states(session, books, [task_facts(state.data, 2)])
-    [*_, oldest] = service.audit_log(sessions, account)[0]
-    assert oldest.task == service.TaskInfo("Fix the button", "UBERPOP-42", "Why")
+        LedgerCommands(books).apply_task_states(session, [task_facts(state.data, 2)])
+    [*_, oldest] = AccountingQueries(sessions).audit_log(account)[0]
+    assert oldest.task == queries.TaskInfo("Fix the button", "UBERPOP-42", "Why")
     assert oldest.amount == -price_of(engine, tasks[0])[0]
     assert oldest.day == DAY
 
 
 def test_bad_cursors_and_limits_are_refused(sessions):
     with pytest.raises(domain.InvalidCursor):
-        service.audit_log(sessions, new_id(), cursor="not a cursor!")
+        AccountingQueries(sessions).audit_log(new_id(), cursor="not a cursor!")
     with pytest.raises(domain.InvalidCursor):
-        service.audit_log(sessions, new_id(), cursor=service.encode_cursor(new_id()))
+        AccountingQueries(sessions).audit_log(new_id(), cursor=cursor.encode_id(new_id()))
     with pytest.raises(domain.InvalidCursor):
-        service.account_days(sessions, new_id(), cursor="yesterday")
+        AccountingQueries(sessions).account_days(new_id(), cursor="yesterday")
     with pytest.raises(domain.InvalidRange):
-        service.list_balances(sessions, limit=0)
+        AccountingQueries(sessions).list_balances(limit=0)
 
 
 def test_history_has_one_line_per_day(sessions, engine, books, clock):
     account, task, fee, reward = a_closed_day_with_one_task(sessions, engine, books, clock)
     assign(sessions, books, task, account)
 
-    days, cursor = service.account_days(sessions, account, limit=1)
-    older, end = service.account_days(sessions, account, cursor=cursor)
+    days, cursor = AccountingQueries(sessions).account_days(account, limit=1)
+    older, end = AccountingQueries(sessions).account_days(account, cursor=cursor)
     assert end is None
-    assert days == [service.AccountDay(DAY + timedelta(days=1), -fee, 0, 0)]
-    assert older == [service.AccountDay(DAY, -fee, reward, -(reward - fee))]
+    assert days == [queries.AccountDay(DAY + timedelta(days=1), -fee, 0, 0)]
+    assert older == [queries.AccountDay(DAY, -fee, reward, -(reward - fee))]
     assert older[0].earned == reward - fee
 
 
@@ -105,8 +110,8 @@ def test_all_balances_include_accounts_without_transactions(sessions, engine, bo
     stranger = new_id()
     assign(sessions, books, new_id(), stranger)
 
-    first, cursor = service.list_balances(sessions, limit=2)
-    rest, end = service.list_balances(sessions, cursor=cursor, limit=2)
+    first, cursor = AccountingQueries(sessions).list_balances(limit=2)
+    rest, end = AccountingQueries(sessions).list_balances(cursor=cursor, limit=2)
     balances = {item.account_id: item for item in first + rest}
     assert end is None and set(balances) == {idle, busy, stranger}
     assert balances[idle].balance == 0 and balances[idle].role == "manager"
@@ -120,13 +125,13 @@ def test_audit_log_csv(sessions, engine, books, clock):
     task = new_id()
     with sessions() as session, session.begin():
         described = TaskDescription(task, 'Fix, the "button"', "UBERPOP-42", None)
-        service.apply_tasks_added(session, books, [described])
+        LedgerCommands(books).apply_tasks_added(session, [described])
     assign(sessions, books, task, account)
     assign(sessions, books, new_id(), new_id())
 
-    mine = list(service.audit_log_csv_rows(sessions, account))
-    everyone = list(service.audit_log_csv_rows(sessions))
-    assert mine[0] == service.AUDIT_LOG_CSV_HEADER
+    mine = list(AccountingExports(AccountingQueries(sessions)).audit_log_csv_rows(account))
+    everyone = list(AccountingExports(AccountingQueries(sessions)).audit_log_csv_rows())
+    assert mine[0] == exports.AUDIT_LOG_CSV_HEADER
     assert len(mine) == 2 and len(everyone) == 3
     row = dict(zip(mine[0], mine[1], strict=True))
     assert row["account_id"] == str(account)
@@ -137,6 +142,6 @@ def test_audit_log_csv(sessions, engine, books, clock):
 
 def test_report_ranges_are_bounded(sessions):
     with pytest.raises(domain.InvalidRange):
-        service.management_days(sessions, DAY, DAY - timedelta(days=1))
+        AccountingQueries(sessions).management_days(DAY, DAY - timedelta(days=1))
     with pytest.raises(domain.InvalidRange):
-        service.management_days(sessions, DAY, DAY + timedelta(days=5000))
+        AccountingQueries(sessions).management_days(DAY, DAY + timedelta(days=5000))

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, text
 
-from accounting import metrics, service
+from accounting import metrics
+from accounting.queries import AccountingQueries
+from accounting.service import AccountingService
 from tests.accounting.conftest import DAY, add_account, assign, complete, moment, new_id
 from tests.accounting.test_closing import earn
 
@@ -37,7 +39,7 @@ def test_management_days_and_the_negative_balance_gauge_read_no_ledger_table(
     complete(sessions, books, task, worker)
 
     def read() -> None:
-        service.management_days(sessions, DAY, DAY)
+        AccountingQueries(sessions).management_days(DAY, DAY)
         metrics.negative_balances(sessions)
 
     for statement in statements_run(engine, read):
@@ -60,7 +62,7 @@ def test_the_totals_match_the_ledger_after_bookings_and_a_close(sessions, engine
             "SELECT max(day), -sum(amount) FILTER (WHERE type = 'fee'),"
             " sum(amount) FILTER (WHERE type = 'reward') FROM transactions")).one()
     assert metrics.negative_balances(sessions) == negative > 0
-    [day] = service.management_days(sessions, booked_on, booked_on)
+    [day] = AccountingQueries(sessions).management_days(booked_on, booked_on)
     assert (day.fees_charged, day.rewards_paid) == (fees, rewards) != (0, 0)
 
 
@@ -75,7 +77,7 @@ def test_the_gauges_behind_the_alerts_see_a_missed_close_and_waiting_mails(
     assert metrics.ended_days_not_closed(sessions, books) == 2
     assert metrics.oldest_due_mail_age(sessions, clock()) == 0.0
 
-    service.close_due_days(sessions, books)
+    AccountingService(sessions, books).close_due_days()
     assert metrics.ended_days_not_closed(sessions, books) == 0
     clock.advance(minutes=20)
     assert metrics.oldest_due_mail_age(sessions, clock()) == pytest.approx(1200, abs=1)
@@ -92,9 +94,9 @@ def test_a_page_of_balances_reads_only_its_own_accounts(sessions, engine):
         connection.execute(text("INSERT INTO balances (account_id) SELECT public_id FROM accounts"))
         connection.execute(text("ANALYZE accounts"))
         connection.execute(text("ANALYZE balances"))
-    page, cursor = service.list_balances(sessions, limit=50)
+    page, cursor = AccountingQueries(sessions).list_balances(limit=50)
     for _ in range(3):
-        page, cursor = service.list_balances(sessions, cursor, limit=50)
+        page, cursor = AccountingQueries(sessions).list_balances(cursor, limit=50)
     assert len(page) == 50 and all(b.full_name for b in page)
 
     seen: list[tuple[str, dict]] = []
@@ -105,7 +107,7 @@ def test_a_page_of_balances_reads_only_its_own_accounts(sessions, engine):
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        service.list_balances(sessions, cursor, limit=50)
+        AccountingQueries(sessions).list_balances(cursor, limit=50)
     finally:
         event.remove(engine, "before_cursor_execute", record)
     [(statement, parameters)] = seen

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
-from accounting import corrections, service
 from accounting.app import consumer_runtime
-from accounting.ledger import Books, TaskCharge
+from accounting.ledger_sql import Books, TaskCharge
 from accounting.reconcile import reconcile
+from accounting.service import AccountingService, LedgerCommands
 from deploy.cli import main
 from messaging.dlq import read_all
 from messaging.groups import consumer_group_of
@@ -75,7 +75,7 @@ def test_what_tasks_published_and_the_ledger_agree(engine, sessions, settings, k
                        task_completed_event(first, bob)])
     _consume(engine, kafka_books, 4)
     fee = _any_fee(engine)
-    corrections.reverse(sessions, kafka_books, fee, "Wrong popug", "someone")
+    AccountingService(sessions, kafka_books).reverse(fee, "Wrong popug", "someone")
 
     answer = _command(settings, accounting_database_url)
 
@@ -94,7 +94,7 @@ def test_every_difference_is_listed(engine, sessions, settings, kafka_books,
     # a fee tasks never published, booked straight into the ledger
     stray = TaskCharge(source_event_id=new_id(), task_id=new_id(), account_id=bob)
     with sessions() as session, session.begin():
-        service.apply_task_assigned(session, kafka_books, [stray])
+        LedgerCommands(kafka_books).apply_task_assigned(session, [stray])
     # an assignment and a completion accounting's group went past without booking them
     lost_assignment = task_assigned_event(lost, bob)
     lost_completion = task_completed_event(booked, bob)
@@ -132,7 +132,7 @@ def test_a_booking_for_another_account_is_a_difference(engine, sessions, setting
     _commit_to_the_end(settings)
     # booked from the same event, but for bob
     with sessions() as session, session.begin():
-        service.apply_task_assigned(session, kafka_books, [
+        LedgerCommands(kafka_books).apply_task_assigned(session, [
             TaskCharge(source_event_id=event.id, task_id=task, account_id=bob)])
 
     [difference] = reconcile(settings, engine).differences

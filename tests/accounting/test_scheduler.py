@@ -10,14 +10,14 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from accounting import service
 from accounting.scheduler import CLOSE_JOB_ID, JOBS_TABLE, DayCloser
+from accounting.service import LedgerCommands
 from tests.accounting.conftest import DAY, add_account, charge, count, moment, new_id
 
 
 def book_a_reward(sessions, books, account) -> None:
     with sessions() as session, session.begin():
-        service.apply_task_completed(session, books, [charge(new_id(), account)])
+        LedgerCommands(books).apply_task_completed(session, [charge(new_id(), account)])
 
 
 def test_starting_closes_missed_days_and_stores_the_nightly_job(sessions, engine, books, clock):

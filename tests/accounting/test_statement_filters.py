@@ -10,8 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import event, text
 
-from accounting import domain, service
-from accounting.service import StatementFilter
+from accounting import domain
+from accounting.exports import AUDIT_LOG_CSV_HEADER, AccountingExports
+from accounting.queries import AccountingQueries, StatementFilter
 from tests.accounting.conftest import DAY, add_account, assign, complete, moment, new_id
 from tests.accounting.support import book_task, feed_replica, parse_csv
 from tests.auth.support import People
@@ -39,7 +40,7 @@ def kinds_and_days(lines) -> list[tuple[str, str]]:
 
 
 def statement(sessions, account, cursor=None, limit=50, **filters):
-    return service.audit_log(sessions, account, cursor, limit,
+    return AccountingQueries(sessions).audit_log(account, cursor, limit,
                              statement=StatementFilter(**filters))
 
 
@@ -96,12 +97,13 @@ def test_filters_that_make_no_sense_are_refused():
 
 
 def test_the_csv_rows_follow_the_same_filters_oldest_first(sessions, three_days):
-    rows = list(service.audit_log_csv_rows(
-        sessions, three_days, StatementFilter(first=DAY, type=domain.REWARD)))
-    nothing = list(service.audit_log_csv_rows(
-        sessions, three_days, StatementFilter(last=YESTERDAY - timedelta(days=1))))
+    csv = AccountingExports(AccountingQueries(sessions))
+    rows = list(csv.audit_log_csv_rows(
+        three_days, StatementFilter(first=DAY, type=domain.REWARD)))
+    nothing = list(csv.audit_log_csv_rows(
+        three_days, StatementFilter(last=YESTERDAY - timedelta(days=1))))
 
-    header = service.AUDIT_LOG_CSV_HEADER
+    header = AUDIT_LOG_CSV_HEADER
     assert rows[0] == header
     found = [dict(zip(header, row, strict=True)) for row in rows[1:]]
     assert [(r["type"], r["day"]) for r in found] == [("reward", str(DAY)),

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from accounting import corrections, metrics, service
+from accounting import metrics
+from accounting.service import AccountingService
 from accounting.verify import CONTENTS, chain_hash, verify
 from deploy.cli import main
 from tests.accounting.conftest import (
@@ -34,12 +35,12 @@ def _ledger_with_every_kind(sessions, books, clock):
         assign(sessions, books, task, account)
         complete(sessions, books, task, account)
     assign(sessions, books, new_id(), other)
-    service.close_day(sessions, books, DAY)
+    AccountingService(sessions, books).close_day(DAY)
     clock.set(moment(DAY, 15).replace(day=DAY.day + 1))
     assign(sessions, books, new_id(), worker)
     fee = _first(engine_of(sessions), "fee", worker)
-    corrections.reverse(sessions, books, fee, "Wrong popug", "someone")
-    corrections.adjust(sessions, books, other, -250, "Lost cage key", "someone")
+    AccountingService(sessions, books).reverse(fee, "Wrong popug", "someone")
+    AccountingService(sessions, books).adjust(other, -250, "Lost cage key", "someone")
     return worker, other
 
 
@@ -148,7 +149,7 @@ def test_verify_finds_the_newest_transactions_removed_since_it_last_ran(
 ):
     worker, _ = _ledger_with_every_kind(sessions, books, clock)
     # well above zero: removing a reward behind the ledger's back crosses no zero
-    corrections.adjust(sessions, books, worker, 100_000, "Float", "someone")
+    AccountingService(sessions, books).adjust(worker, 100_000, "Float", "someone")
     task = new_id()
     assign(sessions, books, task, worker)
     [reward] = complete(sessions, books, task, worker)

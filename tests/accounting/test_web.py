@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
-from accounting.ledger import Books
 from sqlalchemy import text
 
-from accounting.service import ManagementDay
+from accounting.ledger_sql import Books
+from accounting.queries import ManagementDay
 from accounting.web import bar_chart, money
 from auth_client.token_flow import hidden_inputs
 from tests.accounting.conftest import Clock, count, price_of

@@ -7,7 +7,9 @@ import uuid
 
 from accounting import service as accounting
 from accounting.closing import RENDERERS
-from accounting.ledger import Books, TaskCharge
+from accounting.ledger_sql import Books, TaskCharge
+from accounting.queries import AccountingQueries
+from accounting.service import LedgerCommands
 from accounting.settings import AccountingSettings
 from analytics import queries as analytics
 from messaging.relay import Relay
@@ -27,7 +29,7 @@ def generate_day_of_activity(sessions, books, rng: random.Random) -> list[uuid.U
     popugs = [uuid.uuid4() for _ in range(6)]
     for popug in popugs:
         with sessions() as session, session.begin():
-            accounting.apply_account_state(
+            LedgerCommands.apply_account_state(
                 session, popug, email=f"{popug.hex[:8]}@popug.inc", full_name="Popug",
                 role="worker", active=True, version=1,
             )
@@ -54,9 +56,10 @@ def test_management_earnings_and_negative_balances_equal_accountings_own_report(
         sessions = make_session_factory(accounting_engine)
         books = Books.create(AccountingSettings(settings), rng=random.Random(5))
         popugs = generate_day_of_activity(sessions, books, random.Random(11))
-        day = accounting.open_day(sessions, books)
-        report = accounting.management_earnings(sessions, books, day)
-        listed, _ = accounting.list_balances(sessions, limit=50)
+        reads = AccountingQueries(sessions, books.clock, books.settings.timezone)
+        day = reads.open_day()
+        report = reads.management_earnings(day)
+        listed, _ = reads.list_balances(limit=50)
         balances = {b.account_id: b.balance for b in listed}
         relay = Relay(accounting_engine, settings, renderers=RENDERERS)
         while relay.run_once():

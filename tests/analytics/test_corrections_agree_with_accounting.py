@@ -7,10 +7,10 @@ import random
 
 from sqlalchemy import text
 
-from accounting import corrections
-from accounting import service as accounting
 from accounting.closing import RENDERERS
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
+from accounting.queries import AccountingQueries
+from accounting.service import AccountingService
 from accounting.settings import AccountingSettings
 from analytics import queries as analytics
 from messaging.relay import Relay
@@ -40,13 +40,14 @@ def test_reversals_and_adjustments_count_alike_in_analytics(settings, postgres_s
         fees, rewards = _transactions(accounting_engine, "fee"), _transactions(
             accounting_engine, "reward")
         for fee, _ in fees[:3]:
-            corrections.reverse(sessions, books, fee, "Assigned by mistake", "accountant")
-        corrections.reverse(sessions, books, rewards[0][0], "Not done", "accountant")
-        corrections.adjust(sessions, books, popugs[0], 1234, "Bonus", "accountant")
-        corrections.adjust(sessions, books, popugs[1], -4321, "Broken cage", "accountant")
-        day = accounting.open_day(sessions, books)
-        report = accounting.management_earnings(sessions, books, day)
-        listed, _ = accounting.list_balances(sessions, limit=50)
+            AccountingService(sessions, books).reverse(fee, "Assigned by mistake", "accountant")
+        AccountingService(sessions, books).reverse(rewards[0][0], "Not done", "accountant")
+        AccountingService(sessions, books).adjust(popugs[0], 1234, "Bonus", "accountant")
+        AccountingService(sessions, books).adjust(popugs[1], -4321, "Broken cage", "accountant")
+        reads = AccountingQueries(sessions, books.clock, books.settings.timezone)
+        day = reads.open_day()
+        report = reads.management_earnings(day)
+        listed, _ = reads.list_balances(limit=50)
         balances = {b.account_id: b.balance for b in listed}
         relay = Relay(accounting_engine, settings, renderers=RENDERERS)
         while relay.run_once():

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from accounting import app as accounting_app
-from accounting import service as accounting
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
 from accounting.mailer import Mailer
+from accounting.service import AccountingService
 from accounting.settings import AccountingSettings
 from deploy.embedded import free_port
 from platform_kit.db import make_session_factory
@@ -73,7 +73,7 @@ def test_negative_balances_payouts_and_payout_mails(settings, postgres_server, m
             assert gauge(client, "ates_accounting_negative_balances") == 1
 
         payouts, paid = reading("ates_payouts_total"), reading("ates_paid_out_total")
-        accounting.close_day(sessions, books)
+        AccountingService(sessions, books).close_day()
         assert reading("ates_payouts_total") - payouts == 1
         assert reading("ates_paid_out_total") - paid == earned
 

@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import select
 
 from accounting import app as accounting_app
-from accounting.ledger import Books
+from accounting.ledger_sql import Books
 from accounting.settings import AccountingSettings
 from deploy.embedded import free_port
 from event_schemas import default_registry

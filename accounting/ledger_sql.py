@@ -1,4 +1,5 @@
-"""Writing the ledger: task prices and the fees and rewards of task events, in bulk.
+"""The SQL that writes the ledger: task prices and the fees and rewards of task events, in
+bulk, and the locks and hash chain every writer of transactions shares.
 
 A run of task events becomes a handful of statements whatever its length: one that finds
 the tasks not priced yet and one that prices them (with their ``task.priced`` events),
@@ -11,6 +12,8 @@ Billing days. Recording takes ``DAY_LOCK`` shared and closing a day takes it exc
 so a day being closed waits for the transactions in flight and, once closed, takes
 nothing more: a transaction belongs to the day that is open when it is recorded
 (``domain.open_day``), read after the lock was granted.
+
+The use cases that call these live in ``accounting.service``.
 """
 
 from __future__ import annotations
@@ -132,7 +135,8 @@ def chained_hash(order_by: str, *columns: str) -> str:
 
 
 def last_closed_day(session: Session) -> date | None:
-    return session.scalar(select(func.max(BillingDay.day)))
+    last: date | None = session.scalar(select(func.max(BillingDay.day)))
+    return last
 
 
 def current_day(session: Session, books: Books) -> tuple[date, datetime]:
@@ -190,14 +194,17 @@ _FIX_PRICES = text(_fix_prices_sql())
 
 
 def ensure_priced(
-    session: Session, books: Books, tasks: Mapping[Id, str | None], at: datetime
+    session: Session,
+    books: Books,
+    tasks: Mapping[uuid.UUID, str | None] | Mapping[Id, str | None],
+    at: datetime,
 ) -> None:
     """Fix (and announce with ``task.priced``) the prices of the tasks not priced yet.
 
     ``tasks`` maps each task to the trace context of the event that brought it, which its
     ``task.priced`` carries on.
     """
-    wanted = list(tasks.items())
+    wanted: list[tuple[Id, str | None]] = list(tasks.items())
     # positions (from 1) in ``wanted``: an id's spelling may differ from the stored one
     unpriced = session.scalars(_UNPRICED, {"ids": array_literal(tasks)})
     by_trace: dict[str | None, list[Id]] = {}
@@ -337,8 +344,8 @@ _BOOKED_ROWS = """SELECT event_id, public_id, account_id, task_id, amount, balan
     FROM numbered ORDER BY position"""
 _FIRST_EVENT = "SELECT event_id FROM numbered ORDER BY position LIMIT 1"
 
-# What each kind of task transaction costs or earns (``domain.task_charge`` in SQL), and
-# whether the rows booked are read back.
+# What each kind of task transaction costs or earns (the fee or reward of the task's
+# price, signed as seen from the account), and whether the rows booked are read back.
 _BOOK = {
     (transaction_type, report): text(_book_sql(transaction_type, price_column, report))
     for transaction_type, price_column in ((FEE, "fee"), (REWARD, "reward"))
