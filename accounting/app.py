@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 from fastapi import FastAPI
@@ -50,7 +51,7 @@ def engine_for(settings: Settings) -> Engine:
     return make_engine(settings.database_for(SERVICE))
 
 
-def consumer_runtime(engine: Engine, books: Books, **options) -> ConsumerRuntime:
+def consumer_runtime(engine: Engine, books: Books, **options: Any) -> ConsumerRuntime:
     """The consumer that feeds replicas and ledger from auth's and tasks' topics."""
     return ConsumerRuntime(
         CONSUMER_NAME,
