@@ -9,9 +9,9 @@
    ``transaction.applied`` per event to the outbox. Baseline: psycopg ``executemany`` of
    one row per event into a plain table, in transactions of the same size.
 2. Closing a day for ``--accounts`` accounts (three in four with a positive balance, the
-   others in debt): ``service.close_day``, which writes per paid account a payout, its
-   ledger transaction with both entries, two events and a mail. Two baselines, as raw
-   set-based SQL on plain tables holding the same balances and entries:
+   others in debt): ``AccountingService.close_day``, which writes per paid account a
+   payout, its ledger transaction with both entries, two events and a mail. Two
+   baselines, as raw set-based SQL on plain tables holding the same balances and entries:
    - the payouts from a balances table: insert them, zero the positive balances;
    - the double-entry close: sum each account's entries, insert a payout for each positive
      sum and the two entries that move it to the company.
@@ -31,11 +31,11 @@ import psycopg
 from confluent_kafka import Producer
 from sqlalchemy import select
 
-from accounting import service
 from accounting.app import consumer_runtime
 from accounting.closing import RENDERERS
 from accounting.domain import COMPANY_ACCOUNT_ID
-from accounting.ledger import Books, TaskCharge, ensure_priced
+from accounting.ledger_sql import Books, TaskCharge, ensure_priced
+from accounting.service import AccountingService, LedgerCommands
 from accounting.settings import AccountingSettings
 from bench.common import Result, Stopwatch, command_line, kafka_broker, postgres_server
 from event_schemas import Event, default_registry
@@ -161,10 +161,10 @@ def _seed_day(sessions, books: Books, accounts: int) -> None:
     ]
     for start in range(0, len(rewards), 5000):
         with sessions() as session, session.begin():
-            service.apply_task_completed(session, books, rewards[start : start + 5000])
+            LedgerCommands(books).apply_task_completed(session, rewards[start : start + 5000])
     for start in range(0, len(fees), 5000):
         with sessions() as session, session.begin():
-            service.apply_task_assigned(session, books, fees[start : start + 5000])
+            LedgerCommands(books).apply_task_assigned(session, fees[start : start + 5000])
 
 
 _RAW_TABLES = (
@@ -211,7 +211,7 @@ def _timed_close(sessions, books: Books, url: str) -> float:
         conn.execute("UPDATE outbox SET sent_at = now()")  # the seeding's events
         conn.execute("CHECKPOINT")
     with Stopwatch() as watch:
-        [closed] = service.close_day(sessions, books, DAY)
+        [closed] = AccountingService(sessions, books).close_day(DAY)
     print(f"  close_day paid {closed.accounts_paid:,} accounts", flush=True)
     return watch.seconds
 

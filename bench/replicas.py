@@ -103,7 +103,7 @@ def _service_handlers(service: str) -> HandlerRegistry:
         from tasks.consumers import handlers
         return handlers
     from accounting.consumers import make_handlers
-    from accounting.ledger import Books
+    from accounting.ledger_sql import Books
     from accounting.settings import AccountingSettings
     return make_handlers(Books.create(AccountingSettings(Settings())))
 
