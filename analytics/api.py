@@ -15,7 +15,7 @@ from analytics.queries import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     AccountBalance,
-    Analytics,
+    AnalyticsQueries,
     DayHistory,
     MostExpensive,
     NegativeBalances,
@@ -202,7 +202,7 @@ class DaysOut(BaseModel):
 INVALID: dict[int | str, dict[str, Any]] = {400: error("An invalid cursor, period or range")}
 
 
-def api_router(analytics: Analytics) -> APIRouter:
+def api_router(analytics: AnalyticsQueries) -> APIRouter:
     router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=INVALID)
 
     @router.get("/summary", response_model=SummaryOut)

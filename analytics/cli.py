@@ -69,4 +69,4 @@ def _refuse_when_topics_forgot(engine: Engine, settings: Settings,
             f"cannot read the topics on {settings.kafka_bootstrap}: {error}") from error
 
 
-commands = [analytics_group]
+commands: list[click.Command] = [analytics_group]

@@ -255,7 +255,7 @@ def projection_rows(session: Session) -> dict[str, list[Row[Any]]]:
     return {model.__tablename__: _table_rows(session, model) for model in PROJECTION_TABLES}
 
 
-class Analytics:
+class AnalyticsQueries:
     """The read side the API and the dashboard share: queries in the platform's time zone."""
 
     def __init__(self, sessions: sessionmaker[Session], zone: ZoneInfo,

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from analytics.api import HISTORY_DEFAULT_DAYS, BadRequest, parse_day
 from analytics.domain import ChartDay, Period, chart_geometry, describe_chart, format_cents
-from analytics.queries import Analytics, DayHistory
+from analytics.queries import AnalyticsQueries, DayHistory
 from auth_client.sign_in import AuthClientConfig
 from dashboard_kit.pages import DashboardLinks, DashboardPages, Visitor, page_templates
 
@@ -29,7 +29,7 @@ def chart_days(history: list[DayHistory]) -> list[ChartDay]:
 
 
 class Dashboard(DashboardPages):
-    def __init__(self, analytics: Analytics, auth: AuthClientConfig, links: DashboardLinks):
+    def __init__(self, analytics: AnalyticsQueries, auth: AuthClientConfig, links: DashboardLinks):
         super().__init__(templates, auth, CSRF_COOKIE, links)
         self.analytics = analytics
 

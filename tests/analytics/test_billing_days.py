@@ -10,16 +10,16 @@ import pytest
 
 from analytics import queries
 from analytics.domain import Period
-from analytics.queries import Analytics
+from analytics.queries import AnalyticsQueries
 from tests.analytics.conftest import DAY, at, completed, day_closed, new_id, priced
 
 NEXT_DAY = DAY + timedelta(days=1)
 UTC_ZONE = ZoneInfo("UTC")
 
 
-def analytics_at(sessions, hour: int) -> Analytics:
+def analytics_at(sessions, hour: int) -> AnalyticsQueries:
     noon = datetime.combine(DAY, time(hour), tzinfo=UTC)
-    return Analytics(sessions, UTC_ZONE, clock=lambda: noon)
+    return AnalyticsQueries(sessions, UTC_ZONE, clock=lambda: noon)
 
 
 def completion_day(sessions, day):
