@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from analytics.api import api_router
 from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME
-from analytics.queries import Analytics
+from analytics.queries import AnalyticsQueries
 from analytics.stream import run_projector
 from analytics.web import STATIC_DIR, Dashboard, web_router
 from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
@@ -51,7 +51,7 @@ def create_app(
     """The API and the dashboard; ``auth`` and ``environ`` (where the other dashboards
     are) default to the process environment."""
     engine = engine_for(settings)
-    analytics = Analytics(make_session_factory(engine), ZoneInfo(settings.timezone), clock)
+    analytics = AnalyticsQueries(make_session_factory(engine), ZoneInfo(settings.timezone), clock)
     auth = auth or AuthClientConfig.from_env(SERVICE)
     app = create_service_app(
         "aTES analytics",
