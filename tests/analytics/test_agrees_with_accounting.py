@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import uuid
 
-from accounting import service as accounting
 from accounting.closing import RENDERERS
 from accounting.ledger_sql import Books, TaskCharge
 from accounting.queries import AccountingQueries
@@ -18,10 +17,10 @@ from tests.analytics.conftest import RunningProjector, poll_until
 from tests.helpers import engine_of, migrated_database
 
 
-def book(sessions, books, apply, task_id, account_id) -> None:
+def book(sessions, apply, task_id, account_id) -> None:
     charge = TaskCharge(source_event_id=uuid.uuid4(), task_id=task_id, account_id=account_id)
     with sessions() as session, session.begin():
-        apply(session, books, [charge])
+        apply(session, [charge])
 
 
 def generate_day_of_activity(sessions, books, rng: random.Random) -> list[uuid.UUID]:
@@ -33,14 +32,15 @@ def generate_day_of_activity(sessions, books, rng: random.Random) -> list[uuid.U
                 session, popug, email=f"{popug.hex[:8]}@popug.inc", full_name="Popug",
                 role="worker", active=True, version=1,
             )
+    ledger = LedgerCommands(books)
     tasks = {uuid.uuid4(): rng.choice(popugs) for _ in range(30)}
     for task_id, assignee in tasks.items():
-        book(sessions, books, accounting.apply_task_assigned, task_id, assignee)
+        book(sessions, ledger.apply_task_assigned, task_id, assignee)
     for task_id in rng.sample(sorted(tasks), 12):  # a reshuffle of some open tasks
         tasks[task_id] = rng.choice(popugs)
-        book(sessions, books, accounting.apply_task_assigned, task_id, tasks[task_id])
+        book(sessions, ledger.apply_task_assigned, task_id, tasks[task_id])
     for task_id in rng.sample(sorted(tasks), 10):
-        book(sessions, books, accounting.apply_task_completed, task_id, tasks[task_id])
+        book(sessions, ledger.apply_task_completed, task_id, tasks[task_id])
     return popugs
 
 
