@@ -97,9 +97,11 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _load_json_object(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+def _load_json_object(raw: bytes | str | dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(raw, dict):
         return copy.deepcopy(raw)
+    if raw is None:
+        raise InvalidEnvelope("event is not valid JSON: the message has no value")
     try:
         envelope = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError) as exc:
@@ -254,8 +256,9 @@ class SchemaRegistry:
             raise InvalidEnvelope(f"traceparent {traceparent!r} is not a W3C trace context")
         return event
 
-    def parse(self, raw: bytes | str | dict[str, Any]) -> Event:
-        """An event from its structured JSON form, with envelope and data validated."""
+    def parse(self, raw: bytes | str | dict[str, Any] | None) -> Event:
+        """An event from its structured JSON form, with envelope and data validated
+        (``None``, a message without value, is no event: ``InvalidEnvelope``)."""
         envelope = _load_json_object(raw)
         _check_envelope(envelope)
         event = Event(

@@ -26,8 +26,9 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.orm import Session
 
@@ -275,7 +276,10 @@ def copy_events(
     Rows are sent in COPY's binary format (no escaping, payloads as they are) from a
     background thread, so the caller keeps building while the server stores.
     """
-    connection = session.connection().connection.driver_connection
+    # SQLAlchemy types the driver's connection as anything: here it is psycopg's.
+    connection = cast(
+        "psycopg.Connection[Any]", session.connection().connection.driver_connection
+    )
     rows = _BinaryCopyRows(topic_of, traceparent)
     with connection.cursor() as cursor:
         with cursor.copy(_COPY_SQL, writer=QueuedLibpqWriter(cursor)) as copy:

@@ -22,8 +22,9 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import structlog
@@ -42,7 +43,7 @@ from event_schemas import (
 )
 from messaging import event_telemetry
 from messaging.dlq import DeadLetterPublisher, redriven_for
-from messaging.kafka import consumer_config, producer_config
+from messaging.kafka import ConsumedMessage, consumer_config, position_of, producer_config
 from messaging.tables import inbox
 from platform_kit import metrics, tracing
 from platform_kit.db import array_literal, make_session_factory
@@ -141,11 +142,17 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass
 class Delivery:
-    message: Message
+    message: ConsumedMessage
     event: Event | None = None
     handler: Handler | None = None
     error: str | None = None
     span: Span | None = None
+
+    def work(self) -> tuple[Event, Handler]:
+        """The event and its handler, of a delivery this consumer handles."""
+        if self.event is None or self.handler is None:
+            raise ValueError("a delivery without an event or a handler is not handled")
+        return self.event, self.handler
 
 
 def runs_in_key_order(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
@@ -183,24 +190,26 @@ def _first_fit_runs(deliveries: list[Delivery]) -> list[list[Delivery]]:
     return [run for _, run in runs]
 
 
-def next_offsets(messages: Iterable) -> dict[tuple[str, int], int]:
+def next_offsets(messages: Iterable[ConsumedMessage]) -> dict[tuple[str, int], int]:
     """Per (topic, partition), the offset after the last of ``messages`` read from it."""
     after: dict[tuple[str, int], int] = {}
     for message in messages:
-        key = (message.topic(), message.partition())
-        after[key] = max(after.get(key, 0), message.offset() + 1)
+        topic, partition, offset = position_of(message)
+        key = (topic, partition)
+        after[key] = max(after.get(key, 0), offset + 1)
     return after
 
 
 def _run(session: Session, run: list[Delivery]) -> None:
     """Apply a run of deliveries that share one handler (all at once if it is a batch one)."""
-    handler = run[0].handler
+    _, handler = run[0].work()
     if isinstance(handler, _BatchAdapter):
-        handler.batch(session, [d.event for d in run])
+        handler.batch(session, [d.work()[0] for d in run])
         return
     for delivery in run:
-        with event_telemetry.handling(delivery.event, delivery.span):
-            handler(session, delivery.event)
+        event, _ = delivery.work()
+        with event_telemetry.handling(event, delivery.span):
+            handler(session, event)
 
 
 # One statement over two arrays: a multi-row VALUES list of a whole batch costs more to
@@ -231,7 +240,7 @@ class EventProcessor:
     def __init__(
         self,
         name: str,
-        session_factory,
+        session_factory: Callable[[], Session],
         handlers: HandlerRegistry,
         dead_letters: DeadLetterPublisher,
         registry: SchemaRegistry | None = None,
@@ -248,7 +257,7 @@ class EventProcessor:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
 
-    def process(self, messages: list, stop: threading.Event) -> None:
+    def process(self, messages: Sequence[ConsumedMessage], stop: threading.Event) -> None:
         """Apply, skip or dead-letter every message; dead letters are stored on return.
 
         Raises ``Interrupted`` (nothing may then be acknowledged) when ``stop`` is set
@@ -262,15 +271,16 @@ class EventProcessor:
             for delivery in deliveries:
                 if delivery.span is not None:
                     tracing.end_span(delivery.span, delivery.error)
-        dead = [d for d in deliveries if d.error is not None]
+        dead = [(d.message, d.event, d.error) for d in deliveries if d.error is not None]
         self.dead_letters.store(
-            [(d.message, d.error) for d in dead],
+            [(message, error) for message, _, error in dead],
             wait=lambda attempt: self._sleep_backoff(attempt, stop),
         )
         event_telemetry.count(metrics.EVENTS_CONSUMED, self.name, [d.event for d in deliveries])
-        event_telemetry.count(metrics.EVENTS_DEAD_LETTERED, self.name, [d.event for d in dead])
+        event_telemetry.count(metrics.EVENTS_DEAD_LETTERED, self.name,
+                              [event for _, event, _ in dead])
 
-    def _decode(self, message, traced: bool) -> Delivery:
+    def _decode(self, message: ConsumedMessage, traced: bool) -> Delivery:
         delivery = Delivery(message)
         if redriven_for(message) not in (None, self.name):
             return delivery
@@ -281,7 +291,7 @@ class EventProcessor:
             delivery.error = f"{type(exc).__name__}: {exc}"
         if traced and delivery.handler is not None:
             delivery.span, delivery.event = event_telemetry.start_processing(
-                self.name, message, delivery.event
+                self.name, message, delivery.work()[0]
             )
         return delivery
 
@@ -300,10 +310,11 @@ class EventProcessor:
     def _apply(self, work: list[Delivery]) -> None:
         """Run handlers for the not-yet-seen events of ``work`` in one transaction."""
         with self.session_factory() as session, session.begin():
-            fresh = self._record_in_inbox(session, [d.event for d in work])
+            events = [d.work()[0] for d in work]
+            fresh = self._record_in_inbox(session, events)
             unseen = []
-            for delivery in work:
-                event_id = delivery.event.id.lower()  # as PostgreSQL spells a uuid
+            for delivery, event in zip(work, events, strict=True):
+                event_id = event.id.lower()  # as PostgreSQL spells a uuid
                 if event_id in fresh:
                     fresh.discard(event_id)
                     unseen.append(delivery)
@@ -321,21 +332,22 @@ class EventProcessor:
         return set(inserted.scalars())
 
     def _handle_one(self, delivery: Delivery, stop: threading.Event) -> None:
+        event, _ = delivery.work()
         attempt = 0
         while True:
             attempt += 1
             try:
-                with event_telemetry.handling(delivery.event, delivery.span):
+                with event_telemetry.handling(event, delivery.span):
                     self._apply([delivery])
                 return
             except Exception as exc:
-                event_telemetry.count(metrics.EVENTS_FAILED, self.name, [delivery.event])
+                event_telemetry.count(metrics.EVENTS_FAILED, self.name, [event])
                 if is_transient(exc):
                     log.warning("transient failure, retrying", consumer=self.name,
-                                event_id=delivery.event.id, attempt=attempt, error=str(exc))
+                                event_id=event.id, attempt=attempt, error=str(exc))
                 elif isinstance(exc, PermanentError) or attempt >= self.max_attempts:
                     log.error("event dead-lettered", consumer=self.name,
-                              event_id=delivery.event.id, error=str(exc))
+                              event_id=event.id, error=str(exc))
                     delivery.error = f"{type(exc).__name__}: {exc}"
                     return
                 self._sleep_backoff(attempt, stop)
@@ -363,7 +375,7 @@ class ConsumerRuntime:
         max_attempts: int = 3,
         backoff_base: float = 0.05,
         backoff_max: float = 5.0,
-        consumer_overrides: dict | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
     ):
         self.name = name
         self.group_id = settings.topic_prefix + name
@@ -424,8 +436,9 @@ class ConsumerRuntime:
     def _rewind(self, messages: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
         for message in messages:
-            key = (message.topic(), message.partition())
-            first[key] = min(first.get(key, message.offset()), message.offset())
+            topic, partition, offset = position_of(message)
+            key = (topic, partition)
+            first[key] = min(first.get(key, offset), offset)
         for (topic, partition), offset in first.items():
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
@@ -453,9 +466,7 @@ class ConsumerRuntime:
             # here, so rewind to it (else the next commit would skip it: a lost event).
             message = self.consumer.poll(0)
             if message is not None and message.error() is None:
-                self.consumer.seek(
-                    TopicPartition(message.topic(), message.partition(), message.offset())
-                )
+                self.consumer.seek(TopicPartition(*position_of(message)))
             time.sleep(0.05)
 
     def record_lag(self, timeout: float = 5.0) -> dict[tuple[str, int], int]:

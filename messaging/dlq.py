@@ -17,14 +17,25 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from messaging.kafka import produce_waiting, producer_config
+from messaging.kafka import (
+    ConsumedMessage,
+    OutgoingHeader,
+    OutgoingMessage,
+    ReceivedHeader,
+    position_of,
+    produce_waiting,
+    producer_config,
+    received_headers,
+)
+from platform_kit.progress import Progress
 from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.dlq")
@@ -44,15 +55,15 @@ MAX_KEY_BYTES = 256
 HEADER_SHARE = 4
 
 
-def redriven_for(message) -> str | None:
+def redriven_for(message: ConsumedMessage) -> str | None:
     """The one consumer a redriven copy is meant for (None: not a redriven copy)."""
-    for name, value in message.headers() or ():
+    for name, value in received_headers(message):
         if name == REDRIVEN_FOR and value is not None:
             return value.decode(errors="replace")
     return None
 
 
-def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+def _size(key: bytes | None, value: bytes | None, headers: Iterable[OutgoingHeader]) -> int:
     return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
 
 
@@ -65,26 +76,31 @@ def _event_id_in(value: bytes | None) -> str | None:
     return event_id if isinstance(event_id, str) and len(event_id) <= 64 else None
 
 
-def build_letter(message, error: str, consumer: str, limit: int = MAX_LETTER_BYTES) -> dict:
+def build_letter(message: ConsumedMessage, error: str, consumer: str,
+                 limit: int = MAX_LETTER_BYTES) -> OutgoingMessage:
     """The ``produce`` arguments of the dead letter of ``message``, at most ``limit`` bytes."""
     if len(error) > MAX_ERROR_CHARS:
         error = error[:MAX_ERROR_CHARS] + f"... ({len(error)} characters)"
-    meta = [
+    topic, partition, offset = position_of(message)
+    meta: list[OutgoingHeader] = [
         (PREFIX + "error", error.encode(errors="replace")),
         (PREFIX + "consumer", consumer.encode()),
-        (PREFIX + "topic", message.topic().encode()),
-        (PREFIX + "partition", str(message.partition()).encode()),
-        (PREFIX + "offset", str(message.offset()).encode()),
+        (PREFIX + "topic", topic.encode()),
+        (PREFIX + "partition", str(partition).encode()),
+        (PREFIX + "offset", str(offset).encode()),
         (PREFIX + "failed-at", datetime.now(UTC).isoformat().encode()),
     ]
     key, value = message.key(), message.value()
-    original = [(k, v) for k, v in message.headers() or [] if not k.startswith(PREFIX)]
+    original: list[OutgoingHeader] = [
+        (k, v) for k, v in received_headers(message) if not k.startswith(PREFIX)
+    ]
     if _size(key, value, original + meta) <= limit:
         return {"key": key, "value": value, "headers": original + meta}
     return _truncated_letter(key, value or b"", original, meta, limit)
 
 
-def _truncated_letter(key, value: bytes, original, meta, limit: int) -> dict:
+def _truncated_letter(key: bytes | None, value: bytes, original: list[OutgoingHeader],
+                      meta: list[OutgoingHeader], limit: int) -> OutgoingMessage:
     meta = meta + [
         (PREFIX + "truncated", b"true"),
         (PREFIX + "original-size", str(len(value)).encode()),
@@ -93,7 +109,8 @@ def _truncated_letter(key, value: bytes, original, meta, limit: int) -> dict:
     if event_id := _event_id_in(value):
         meta.append((PREFIX + "event-id", event_id.encode()))
     key = key[:MAX_KEY_BYTES] if key else key
-    kept, room = [], limit // HEADER_SHARE
+    kept: list[OutgoingHeader] = []
+    room = limit // HEADER_SHARE
     for header in original:
         room -= _size(None, None, [header])
         if room < 0:
@@ -105,18 +122,19 @@ def _truncated_letter(key, value: bytes, original, meta, limit: int) -> dict:
 
 
 def _is_size_error(error: KafkaError) -> bool:
-    return error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._MSG_SIZE_TOO_LARGE)
+    # librdkafka reports a message over its own limit with the broker's code too
+    return error.code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 class _Pending:
     """A dead letter until the broker acknowledged it."""
 
-    def __init__(self, message, error: str, limit: int):
+    def __init__(self, message: ConsumedMessage, error: str, limit: int):
         self.message, self.error, self.limit = message, error, limit
         self.stored = False
         self.failure: KafkaError | None = None
 
-    def delivered(self, err, _msg) -> None:
+    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
         self.stored, self.failure = err is None, err
 
     def shrink_if_too_big(self) -> None:
@@ -131,7 +149,8 @@ class DeadLetterPublisher:
         self.consumer_name = consumer_name
         self.max_letter_bytes = max_letter_bytes
 
-    def store(self, failed: list[tuple[Message, str]], wait: Callable[[int], None]) -> None:
+    def store(self, failed: Iterable[tuple[ConsumedMessage, str]],
+              wait: Callable[[int], None]) -> None:
         """Write the dead letter of every ``(message, error)``; returns once the broker
         acknowledged each. A letter it refused is written again (smaller if it was too
         big) after ``wait(attempt)``, which may raise to give up: offsets must not be
@@ -150,7 +169,7 @@ class DeadLetterPublisher:
             letter.stored, letter.failure = False, None
             try:
                 produce_waiting(
-                    self.producer, letter.message.topic() + ".dlq",
+                    self.producer, position_of(letter.message)[0] + ".dlq",
                     **build_letter(letter.message, letter.error, self.consumer_name,
                                    letter.limit),
                     on_delivery=letter.delivered,
@@ -170,6 +189,26 @@ class DeadLetterPublisher:
             self.producer.flush(1.0)
 
 
+class LetterSummary(TypedDict):
+    """What ``ates dlq list`` shows of a dead letter (one JSON object per letter)."""
+
+    dlq_offset: int
+    topic: str
+    partition: int
+    offset: int
+    consumer: str
+    error: str
+    failed_at: str
+    event_id: str | None
+    type: str | None
+    dataversion: object
+    redriven: bool
+    # only on a letter holding the start of its event
+    truncated: NotRequired[bool]
+    original_size: NotRequired[int | None]
+    original_sha256: NotRequired[str | None]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     dlq_offset: int
@@ -181,7 +220,7 @@ class DeadLetter:
     failed_at: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[ReceivedHeader]
     dlq_partition: int = 0
     truncated: bool = False
     original_size: int | None = None
@@ -198,7 +237,7 @@ class DeadLetter:
         return self._envelope().get("type")
 
     @property
-    def dataversion(self):
+    def dataversion(self) -> object:  # an int in a valid event
         return self._envelope().get("dataversion")
 
     @property
@@ -208,7 +247,7 @@ class DeadLetter:
             self.original_sha256 or hashlib.sha256(self.value or b"").hexdigest()
         )
 
-    def _envelope(self) -> dict:
+    def _envelope(self) -> dict[str, Any]:
         if self.truncated or not self.value:
             return {}
         try:
@@ -217,8 +256,8 @@ class DeadLetter:
             return {}
         return envelope if isinstance(envelope, dict) else {}
 
-    def summary(self) -> dict:
-        summary = {
+    def summary(self) -> LetterSummary:
+        summary: LetterSummary = {
             "dlq_offset": self.dlq_offset,
             "topic": self.topic,
             "partition": self.partition,
@@ -240,17 +279,18 @@ class DeadLetter:
 def _meta(message: Message) -> dict[str, str]:
     return {
         k[len(PREFIX) :]: (v or b"").decode(errors="replace")
-        for k, v in message.headers() or []
+        for k, v in received_headers(message)
         if k.startswith(PREFIX)
     }
 
 
 def _from_message(message: Message, meta: dict[str, str]) -> DeadLetter:
-    original = [(k, v) for k, v in message.headers() or [] if not k.startswith(PREFIX)]
+    original = [(k, v) for k, v in received_headers(message) if not k.startswith(PREFIX)]
+    dlq_topic, dlq_partition, dlq_offset = position_of(message)
     return DeadLetter(
-        dlq_offset=message.offset(),
-        dlq_partition=message.partition(),
-        topic=meta.get("topic", message.topic()[: -len(".dlq")]),
+        dlq_offset=dlq_offset,
+        dlq_partition=dlq_partition,
+        topic=meta.get("topic", dlq_topic[: -len(".dlq")]),
         partition=int(meta.get("partition", -1)),
         offset=int(meta.get("offset", -1)),
         consumer=meta.get("consumer", ""),
@@ -278,10 +318,10 @@ class _Marker:
 
     @classmethod
     def of(cls, message: Message, meta: dict[str, str]) -> _Marker:
-        return cls(message.partition(), meta.get("consumer", ""), meta["redriven"],
+        return cls(position_of(message)[1], meta.get("consumer", ""), meta["redriven"],
                    int(meta.get("redriven-through", -1)))
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> list[OutgoingHeader]:
         return [(PREFIX + "redriven", self.identity.encode()),
                 (PREFIX + "consumer", self.consumer.encode()),
                 (PREFIX + "redriven-through", str(self.through).encode())]
@@ -296,7 +336,8 @@ def read_dead_letters(
 ) -> list[DeadLetter]:
     """Every dead letter currently stored in ``dlq_topic``, oldest first per partition,
     each saying whether a redrive already republished it."""
-    letters, redriven_through = [], {}
+    letters: list[DeadLetter] = []
+    redriven_through: dict[tuple[int, str, str], int] = {}
     for message in read_all(settings.kafka_bootstrap, dlq_topic, timeout):
         meta = _meta(message)
         if "redriven" in meta:
@@ -328,7 +369,8 @@ def read_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Message]
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise UnknownTopic(f"topic {topic!r} does not exist")
-        ends, starts = {}, []
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
         for partition in metadata.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout)
             if high > low:
@@ -338,7 +380,7 @@ def read_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Message]
             return []
         consumer.assign(starts)
         messages = _consume_until(consumer, ends, timeout)
-        return sorted(messages, key=lambda m: (m.partition(), m.offset()))
+        return sorted(messages, key=lambda m: position_of(m)[1:])
     finally:
         consumer.close()
 
@@ -353,8 +395,9 @@ def _consume_until(consumer: Consumer, ends: dict[int, int], timeout: float) -> 
         if message.error() is not None:
             continue
         messages.append(message)
-        if message.offset() + 1 >= pending.get(message.partition(), 0):
-            pending.pop(message.partition(), None)
+        _, partition, offset = position_of(message)
+        if offset + 1 >= pending.get(partition, 0):
+            pending.pop(partition, None)
     # Some brokers (Tansu) report the high watermark at the start of the last record
     # batch, so records of that batch may still follow: read until the topic is quiet.
     while (message := consumer.poll(QUIET_SECONDS)) is not None:
@@ -373,7 +416,7 @@ class RedriveReport:
 
 def redrive(
     settings: Settings, dlq_topic: str, event_id: str | None = None, consumer: str | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> RedriveReport:
     """Republish the letters not redriven yet (optionally of one event id or one consumer)
     to their topics, each event once per consumer and addressed to that consumer only.
@@ -401,24 +444,27 @@ def redrive(
     return RedriveReport(chosen, truncated)
 
 
-def _copy_of(letter: DeadLetter, dlq_topic: str) -> dict:
-    headers = [(k, v) for k, v in letter.headers if k not in (REDRIVEN_FOR, REDRIVEN_FROM)]
+def _copy_of(letter: DeadLetter, dlq_topic: str) -> OutgoingMessage:
+    headers: list[OutgoingHeader] = [
+        (k, v) for k, v in letter.headers if k not in (REDRIVEN_FOR, REDRIVEN_FROM)
+    ]
     headers.append((REDRIVEN_FROM, dlq_topic.encode()))
     if letter.consumer:
         headers.append((REDRIVEN_FOR, letter.consumer.encode()))
     return {"key": letter.key, "value": letter.value, "headers": headers}
 
 
-def _marker_of(letter: DeadLetter) -> dict:
+def _marker_of(letter: DeadLetter) -> OutgoingMessage:
     marker = _Marker(letter.dlq_partition, letter.consumer, letter.identity, letter.dlq_offset)
     return {"partition": letter.dlq_partition, "key": letter.key, "value": None,
             "headers": marker.headers()}
 
 
-def _produce_all(producer: Producer, messages: list[tuple[str, dict]], progress=None) -> None:
+def _produce_all(producer: Producer, messages: list[tuple[str, OutgoingMessage]],
+                 progress: Progress | None = None) -> None:
     failures: list[str] = []
 
-    def delivered(err, _msg) -> None:
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             failures.append(str(err))
         elif progress is not None:

@@ -15,17 +15,19 @@ from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter
 
 from event_schemas import Event
+from messaging.kafka import ConsumedMessage, received_headers
 from platform_kit import metrics, tracing
 
 
-def header_traceparent(message) -> str | None:
-    for key, value in message.headers() or []:
+def header_traceparent(message: ConsumedMessage) -> str | None:
+    for key, value in received_headers(message):
         if key == tracing.TRACEPARENT and value:
             return value.decode("ascii", "replace")
     return None
 
 
-def start_processing(consumer: str, message, event: Event) -> tuple[Span, Event]:
+def start_processing(consumer: str, message: ConsumedMessage, event: Event
+                     ) -> tuple[Span, Event]:
     """The span of handling ``event``, and the event stamped with it so that whatever its
     handler publishes continues the trace. The parent is the message's header (the
     relay's publish span), else the event's own context. Only called while tracing is on
@@ -37,7 +39,7 @@ def start_processing(consumer: str, message, event: Event) -> tuple[Span, Event]
         {
             "messaging.system": "kafka",
             "messaging.consumer.group.name": consumer,
-            "messaging.destination.name": message.topic(),
+            "messaging.destination.name": message.topic() or "",  # a delivered one has it
             "messaging.message.id": event.id,
         },
     )

@@ -3,16 +3,84 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Protocol, TypedDict, Unpack, cast
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+# ``confluent_kafka.admin`` offers ``NewTopic`` (imported from its C module) without
+# marking it exported for type checkers.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from platform_kit.settings import Settings
 
+# A client configuration: librdkafka property names to values, callbacks (``error_cb``).
+ClientConfig = dict[str, Any]
 
-def producer_config(settings: Settings, **overrides) -> dict:
+# One header as ``produce`` takes it: name and value (text is sent UTF-8 encoded).
+OutgoingHeader = tuple[str, str | bytes | None]
+
+# One header of a consumed message: name and raw value (None: a header without value).
+ReceivedHeader = tuple[str, bytes | None]
+
+# Told the outcome of one produced message: the error (None: the broker has it) and it.
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class OutgoingMessage(TypedDict, total=False):
+    """A message to produce, as ``Producer.produce`` takes it besides the topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[OutgoingHeader]
+    partition: int
+
+
+class ProduceArgs(OutgoingMessage, total=False):
+    """What the platform passes to ``Producer.produce`` besides the topic."""
+
+    on_delivery: DeliveryCallback
+
+
+class ConsumedMessage(Protocol):
+    """A record read from a topic, as the platform reads it: the accessors of a
+    confluent-kafka ``Message`` (other consumers, such as the analytics stream, wrap
+    their records in them)."""
+
+    def topic(self) -> str | None: ...
+
+    def partition(self) -> int | None: ...
+
+    def offset(self) -> int | None: ...
+
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+    def headers(
+        self,
+    ) -> Collection[OutgoingHeader] | Mapping[str, str | bytes | None] | None: ...
+
+
+def position_of(message: ConsumedMessage) -> tuple[str, int, int]:
+    """``(topic, partition, offset)`` of a message the broker delivered. The client types
+    them optional (a message built by hand may lack them); a delivered one has them all."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"not a delivered message: {topic=}, {partition=}, {offset=}")
+    return topic, partition, offset
+
+
+def received_headers(message: ConsumedMessage) -> list[ReceivedHeader]:
+    """The headers of a consumed message, in order. The client hands them back as a list
+    of (name, raw value) pairs; its stubs give them the wider type of what ``produce``
+    takes (a mapping, or text values too)."""
+    return cast(list[ReceivedHeader], message.headers() or [])
+
+
+def producer_config(settings: Settings, **overrides: Any) -> ClientConfig:
     """An idempotent producer: acks=all, no duplicates or reordering from retries."""
-    config = {
+    config: ClientConfig = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -23,7 +91,7 @@ def producer_config(settings: Settings, **overrides) -> dict:
     return config | overrides
 
 
-def produce_waiting(producer: Producer, topic: str, **message) -> None:
+def produce_waiting(producer: Producer, topic: str, **message: Unpack[ProduceArgs]) -> None:
     """``producer.produce(topic, **message)``, serving delivery callbacks while the
     producer's queue is full instead of failing."""
     while True:
@@ -34,8 +102,8 @@ def produce_waiting(producer: Producer, topic: str, **message) -> None:
             producer.poll(0.1)
 
 
-def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:
-    config = {
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> ClientConfig:
+    config: ClientConfig = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
@@ -53,8 +53,37 @@ class UnknownRenderer(LookupError):
     """A deferred row names a renderer its relay was not given."""
 
 
+class OutboxRow(Protocol):
+    """An outbox row as the relay reads it (a row of ``messaging.tables.outbox``)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    @property
+    def event_type(self) -> str: ...
+
+    @property
+    def dataversion(self) -> int: ...
+
+    # the renderer of a deferred row; None for a row holding one event
+    @property
+    def renderer(self) -> str | None: ...
+
+
 def events_of(
-    conn: Connection, row, renderers: Mapping[str, Renderer]
+    conn: Connection, row: OutboxRow, renderers: Mapping[str, Renderer]
 ) -> Iterable[RenderedEvent]:
     """The events an outbox row stands for: its own, or those its renderer renders."""
     if row.renderer is None:
@@ -91,7 +120,8 @@ class Outbox:
         self.settings = settings
         self.registry = registry or default_registry()
 
-    def row(self, event: Event, validate: bool = True) -> dict:
+    def row(self, event: Event, validate: bool = True) -> dict[str, Any]:
+        """The outbox columns of ``event``, by name."""
         if validate:
             self.registry.validate(event.type, event.dataversion, event.data)
         headers = event_headers(event.traceparent)
@@ -117,7 +147,8 @@ class Outbox:
         active = current_traceparent()
         rows = [self.row(_traced(event, active)) for event in events]
         if rows:
-            columns = {name: [row[name] for row in rows] for name in COLUMNS}
+            # the statement's parameters: one array per column, bound as text or a list
+            columns: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
             columns["headers"] = [json.dumps(headers) for headers in columns["headers"]]
             for name in _TEXT_COLUMNS:
                 columns[name] = array_literal(columns[name])

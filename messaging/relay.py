@@ -15,16 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import KafkaError, Producer
-from opentelemetry.trace import SpanKind
+from confluent_kafka import KafkaError, Message, Producer
+from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import Connection, Engine, func, select, text
 
-from messaging.kafka import produce_waiting, producer_config
-from messaging.outbox import Renderer, UnknownRenderer, events_of
+from messaging.kafka import DeliveryCallback, OutgoingHeader, produce_waiting, producer_config
+from messaging.outbox import OutboxRow, RenderedEvent, Renderer, UnknownRenderer, events_of
 from messaging.replay import Healer
 from messaging.tables import outbox
 from platform_kit import metrics, tracing
@@ -133,7 +133,7 @@ class Relay:
             self._mark_sent(conn, deliveries.rows_done)
             return deliveries.events_done
 
-    def _claim(self, conn: Connection) -> list:
+    def _claim(self, conn: Connection) -> Sequence[OutboxRow]:
         query = (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers,
                    outbox.c.event_type, outbox.c.dataversion, outbox.c.renderer)
@@ -144,14 +144,17 @@ class Relay:
         )
         return conn.execute(query).all()
 
-    def _without_overtaking(self, conn: Connection, rows: list) -> list:
+    def _without_overtaking(
+        self, conn: Connection, rows: Sequence[OutboxRow]
+    ) -> Sequence[OutboxRow]:
         """Drop rows whose key has an earlier unsent row held by another relay.
 
         Publishing them now would overtake that earlier event; they are picked up again
         once it has been sent.
         """
         ids = [r.id for r in rows]
-        earlier = conn.execute(
+        # (key, its first unsent row, whether that row is a deferred one)
+        earlier: Sequence[tuple[str, int, bool]] = conn.execute(
             _EARLIER_UNSENT_PER_KEY,
             {"keys": array_literal({r.key for r in rows}), "ids": array_literal(ids),
              "last_id": max(ids)},
@@ -166,7 +169,7 @@ class Relay:
             and (r.key not in first_foreign or r.id < first_foreign[r.key])
         ]
 
-    def _produce(self, conn: Connection, rows: list) -> _Deliveries:
+    def _produce(self, conn: Connection, rows: Sequence[OutboxRow]) -> _Deliveries:
         deliveries = _Deliveries(acknowledged_at=self.healer.watch.acknowledged)
         traced = tracing.enabled()
         for row in rows:
@@ -230,14 +233,16 @@ class Relay:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_were_down = True
 
-    def _produce_row(self, conn: Connection, row, headers, deliveries: _Deliveries) -> None:
+    def _produce_row(self, conn: Connection, row: OutboxRow, headers: list[OutgoingHeader],
+                     deliveries: _Deliveries) -> None:
         events = events_of(conn, row, self.renderers)
         produced, callback = deliveries.start(row.id)
         for event in events:
             produced[(row.topic, event.event_type, str(event.dataversion))] += 1
             self._produce_one(row.topic, event, headers, callback)
 
-    def _produce_one(self, topic: str, event, headers, callback) -> None:
+    def _produce_one(self, topic: str, event: RenderedEvent, headers: list[OutgoingHeader],
+                     callback: DeliveryCallback) -> None:
         produce_waiting(self.producer, topic, key=event.key.encode(), value=event.payload,
                         headers=headers, on_delivery=callback)
 
@@ -260,7 +265,7 @@ class Relay:
         self.healer.close()
 
 
-def _publish_span(row):
+def _publish_span(row: OutboxRow) -> Span:
     """A producer span, child of the context the event was written in."""
     return tracing.start_span(
         f"publish {row.event_type}", (row.headers or {}).get(tracing.TRACEPARENT),
@@ -270,32 +275,39 @@ def _publish_span(row):
     )
 
 
-def _with_trace(headers: dict[str, str], span) -> dict[str, str]:
+def _with_trace(headers: dict[str, str], span: Span | None) -> dict[str, str]:
     """Consumers continue the trace from the publish span (the payload keeps the context
     the event was written in)."""
     traceparent = tracing.traceparent_of(span) if span is not None else None
     return headers | {tracing.TRACEPARENT: traceparent} if traceparent else headers
 
 
+# The labels of a published event: (topic, event type, data version).
+_Labels = tuple[str, str, str]
+
+
 @dataclass
 class _Deliveries:
     """What one batch produced and what the broker acknowledged, per outbox row."""
 
-    produced: dict[int, Counter] = field(default_factory=dict)  # row -> (topic, type, v)
-    acknowledged: Counter = field(default_factory=Counter)
+    produced: dict[int, Counter[_Labels]] = field(default_factory=dict)  # per row
+    acknowledged: Counter[int] = field(default_factory=Counter)  # events per row
     failures: list[str] = field(default_factory=list)
-    # told (topic, partition, offset) of each acknowledged event
+    # told (topic, partition, offset) of each acknowledged event whose offset the broker
+    # reported (the client gives none otherwise: it is delivered all the same)
     acknowledged_at: Callable[[str, int, int], None] | None = None
 
-    def start(self, row_id: int) -> tuple[Counter, Callable]:
+    def start(self, row_id: int) -> tuple[Counter[_Labels], DeliveryCallback]:
         """The counter of the row's produced events and the delivery callback of each."""
         produced = self.produced[row_id] = Counter()
 
-        def callback(err, msg):
+        def callback(err: KafkaError | None, msg: Message) -> None:
             if err is None:
                 self.acknowledged[row_id] += 1
-                if self.acknowledged_at is not None:
-                    self.acknowledged_at(msg.topic(), msg.partition(), msg.offset())
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if (self.acknowledged_at is not None and topic is not None
+                        and partition is not None and offset is not None):
+                    self.acknowledged_at(topic, partition, offset)
             else:
                 self.failures.append(str(err))
 
@@ -312,7 +324,7 @@ class _Deliveries:
         return sum(self.acknowledged[i] for i in self.rows_done)
 
     def count_published(self) -> None:
-        published = Counter()
+        published: Counter[_Labels] = Counter()
         for row_id in self.rows_done:
             published.update(self.produced[row_id])
         for labels, count in published.items():

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import prometheus_client
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from sqlalchemy import Engine, text
 
+from messaging.kafka import ClientConfig, position_of
 from messaging.tables import outbox
 from platform_kit.db import array_literal
 from platform_kit.settings import Settings
@@ -55,16 +57,18 @@ _EPOCH = datetime(1970, 1, 1).astimezone()
 
 def mark_unsent(
     engine: Engine, since: datetime | None = None, topics: Collection[str] | None = None
-) -> Counter:
+) -> Counter[str]:
     """Mark the retained rows sent at or after ``since`` (default: all) to ``topics``
     (default: every topic) unsent, for the relay to publish again; returns how many per
     topic."""
-    params = {"since": since or _EPOCH}
+    params: dict[str, object] = {"since": since or _EPOCH}
     only = ""
     if topics is not None:
         only, params["topics"] = "AND topic = ANY(CAST(:topics AS text[]))", array_literal(topics)
     with engine.begin() as conn:
-        rows = conn.execute(text(_MARK_UNSENT.format(topics=only)), params).all()
+        rows: Sequence[tuple[str, int]] = conn.execute(
+            text(_MARK_UNSENT.format(topics=only)), params
+        ).all()
     return Counter(dict(rows))
 
 
@@ -88,7 +92,8 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 def sent_per_topic(engine: Engine) -> dict[str, int]:
     """How many single-event rows the outbox holds as sent, per topic."""
     with engine.connect() as conn:
-        return dict(conn.execute(_SENT_PER_TOPIC).all())
+        rows: Sequence[tuple[str, int]] = conn.execute(_SENT_PER_TOPIC).all()
+        return dict(rows)
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class BrokerProbe:
         self.consumer.close()
 
 
-def _reader_config(settings: Settings, **overrides) -> dict:
+def _reader_config(settings: Settings, **overrides: Any) -> ClientConfig:
     return {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "ates-outbox-watch",
             "enable.auto.commit": False} | overrides
 
@@ -161,10 +166,11 @@ def _last_offsets(settings: Settings, topic: str, ends: dict[int, int],
             message = consumer.poll(0.5)
             if message is None:
                 continue
-            if message.error() is None:
-                partition = message.partition()
-                counted[partition] = max(counted[partition], message.offset() + 1)
-            elif message.error().code() == KafkaError._PARTITION_EOF:
+            error = message.error()
+            if error is None:
+                _, partition, offset = position_of(message)
+                counted[partition] = max(counted[partition], offset + 1)
+            elif error.code() == KafkaError._PARTITION_EOF:
                 waiting.discard(message.partition())
     finally:
         consumer.close()
@@ -257,17 +263,17 @@ class Healer:
             self._probe = BrokerProbe(self._settings)
         return self._probe
 
-    def check_at_start(self) -> Counter:
+    def check_at_start(self) -> Counter[str]:
         """The start-up check: the outbox says what the broker must at least hold."""
         sent = sent_per_topic(self.engine)
         return self._heal(self.probe.read_counted(self.watch.topics() | set(sent)), sent)
 
-    def check(self) -> Counter:
+    def check(self) -> Counter[str]:
         """Mark unsent every retained row of the topics the broker lost; returns how many
         per topic (empty when it lost nothing)."""
         return self._heal(self.probe.read(self.watch.topics()))
 
-    def _heal(self, state: BrokerState, sent: Mapping[str, int] | None = None) -> Counter:
+    def _heal(self, state: BrokerState, sent: Mapping[str, int] | None = None) -> Counter[str]:
         lost = self.watch.lost_topics(state, sent)
         if not lost:
             return Counter()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, TextClause, text
 
 from messaging.tables import inbox, outbox
+from platform_kit.progress import Progress
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -42,22 +43,25 @@ def parse_age(value: str) -> timedelta:
 
 
 def prune_outbox(engine: Engine, older_than: timedelta, batch: int = 5000,
-                 progress=None) -> int:
+                 progress: Progress | None = None) -> int:
     """Delete events delivered more than ``older_than`` ago; returns how many.
     ``progress`` (like a tqdm bar: ``update(n)``) is told each batch deleted."""
     return _prune(engine, _PRUNE_OUTBOX, older_than, batch, progress)
 
 
 def prune_inbox(engine: Engine, older_than: timedelta, batch: int = 5000,
-                progress=None) -> int:
+                progress: Progress | None = None) -> int:
     """Delete inbox records of events handled more than ``older_than`` ago, in one pass
     over the table."""
     deleted, after = 0, "(0,0)"
     while True:
         with engine.begin() as connection:
-            count, last = connection.execute(
+            # how many were deleted, and the ctid of the last (NULL when none, and then
+            # fewer than ``batch`` were deleted: the pass is over)
+            row: tuple[int, str] = connection.execute(
                 _PRUNE_INBOX, {"age": older_than, "batch": batch, "after": after}
             ).one()
+        count, last = row
         deleted += count
         if progress is not None:
             progress.update(count)
@@ -66,8 +70,8 @@ def prune_inbox(engine: Engine, older_than: timedelta, batch: int = 5000,
         after = last
 
 
-def _prune(engine: Engine, statement, older_than: timedelta, batch: int,
-           progress=None) -> int:
+def _prune(engine: Engine, statement: TextClause, older_than: timedelta, batch: int,
+           progress: Progress | None = None) -> int:
     deleted = 0
     while True:
         # one short transaction per batch: no long lock on a table the relay works on

@@ -10,13 +10,13 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from accounting.consumers import make_handlers as accounting_handlers
 from deploy.embedded import free_port
 from messaging.consumer import ConsumerRuntime, Interrupted
-from messaging.dlq import read_dead_letters, redrive
+from messaging.dlq import DeadLetterPublisher, read_dead_letters, redrive
 from messaging.groups import committed_offsets
 from messaging.kafka import producer_config
 from tasks.consumers import handlers as tasks_handlers
@@ -163,3 +163,37 @@ def test_the_backoff_of_a_long_outage_stays_at_its_ceiling(engine, settings):
             runtime.processor._sleep_backoff(5000, stop)
     finally:
         runtime.close()
+
+
+class RefusingProducer:
+    """Refuses the first letters it is given with ``refusals`` (error codes), then takes
+    every letter; records the size of each value it was given."""
+
+    def __init__(self, *refusals: int):
+        self.refusals = list(refusals)
+        self.sizes: list[int] = []
+
+    def produce(self, topic, key=None, value=None, headers=None, on_delivery=None) -> None:
+        self.sizes.append(len(value))
+        refusal = self.refusals.pop(0) if self.refusals else None
+        on_delivery(None if refusal is None else KafkaError(refusal), None)
+
+    def __len__(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("refusal", [KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._MSG_TIMED_OUT])
+def test_a_dead_letter_the_broker_refused_is_written_again_smaller_if_it_was_too_big(refusal):
+    producer = RefusingProducer(refusal)
+    publisher = DeadLetterPublisher(producer, "tasks", max_letter_bytes=64 * 1024)
+    failed = Message(topic="ates.accounts-stream", partition=0, offset=7, key=b"key",
+                     value=b"x" * 100_000, headers=[])
+    attempts: list[int] = []
+    publisher.store([(failed, "InvalidEventData: too long")], wait=attempts.append)
+    assert attempts == [1]
+    first, second = producer.sizes
+    assert first < 64 * 1024
+    if refusal == KafkaError.MSG_SIZE_TOO_LARGE:
+        assert second < 32 * 1024  # half the room
+    else:
+        assert second == first

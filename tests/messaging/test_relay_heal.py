@@ -9,13 +9,13 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from sqlalchemy import func, select
 
 from deploy.embedded import TansuBroker, free_port
 from messaging.consumer import ConsumerRuntime
 from messaging.kafka import ensure_topics
-from messaging.relay import Relay
+from messaging.relay import Relay, _Deliveries
 from messaging.replay import BrokerState, BrokerWatch
 from messaging.tables import outbox as outbox_table
 from tests.e2e.platform import wait_until
@@ -224,3 +224,17 @@ def test_an_acknowledgement_lower_than_one_before_marks_its_topic_lost():
         "topic": "offsets-lower"}
     assert not watch.doubt
     assert watch.lost_topics(BrokerState("cluster", {"topic": {0: 12}})) == {}
+
+
+def test_an_acknowledgement_without_an_offset_still_counts_as_delivered():
+    """The client gives no offset when the broker did not report one: the event is
+    delivered all the same, there is only nothing to observe of the broker's offsets."""
+    watch = BrokerWatch()
+    deliveries = _Deliveries(acknowledged_at=watch.acknowledged)
+    produced, callback = deliveries.start(7)
+    produced[("topic", "task.added", "1")] += 2
+    callback(None, Message(topic="topic", partition=0, offset=4))
+    callback(None, Message(topic="topic", partition=0, offset=-1001))  # no offset reported
+    assert deliveries.rows_done == [7]
+    assert watch.acked == {("topic", 0): 5}
+    assert not watch.doubt
