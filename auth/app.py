@@ -20,14 +20,13 @@ from auth.keys import SigningKeys
 from auth.mail import Mailer
 from auth.oauth import Provider
 from auth.oauth_routes import oauth_router
-from auth.pages import SSO_COOKIE, Pages
 from auth.security import SecurityService
 from auth.security_api import security_api_router
 from auth.security_pages import SecurityPages, security_router
 from auth.seed import seed_demo_accounts
 from auth.service import AccountNotFound, AccountService
 from auth.sessions import SignedIn, find_session
-from auth.web import WebPages, web_router
+from auth.web import SSO_COOKIE, Pages, WebPages, web_router
 from auth_client.settings import AUTH_PORT
 from auth_client.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier
 from messaging.outbox import Outbox

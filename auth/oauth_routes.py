@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from auth.oauth import OAuthRequest, Provider, read_oauth_request
-from auth.pages import SSO_COOKIE, Pages
 from auth.sessions import SignedIn, find_session
+from auth.web import SSO_COOKIE, Pages
 from auth_client.guards import current_user
 from auth_client.verification import CurrentUser
 

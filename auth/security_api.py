@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from auth import two_factor
 from auth.domain import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, Role
-from auth.pages import client_address
 from auth.security import (
     ActiveSessions,
     SecurityService,
@@ -20,6 +19,7 @@ from auth.security import (
     WrongPassword,
 )
 from auth.security_pages import RESET_THROTTLED, SecurityPages
+from auth.web import client_address
 from auth_client.guards import current_user, require_role
 from auth_client.verification import CurrentUser
 from platform_kit.text_input import Text

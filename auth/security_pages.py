@@ -21,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from auth import two_factor
 from auth.domain import ROLES, InvalidAccountData, Role
 from auth.mail import Mailer
-from auth.pages import Pages, client_address
 from auth.security import (
     SecurityService,
     SignInResult,
@@ -31,6 +30,7 @@ from auth.security import (
 )
 from auth.service import AccountNotFound
 from auth.sessions import SignedIn
+from auth.web import Pages, client_address
 from auth_client.sign_in import safe_next
 from dashboard_kit.pages import as_sentence
 from platform_kit.text_input import first_problem
