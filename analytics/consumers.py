@@ -27,7 +27,6 @@ from messaging.consumer import HandlerRegistry
 from platform_kit.settings import catalog_topics
 
 CONSUMER_NAME = "analytics"
-# accounts-stream: the names of the accounts (account.created, account.updated)
 CONSUMED_TOPICS = catalog_topics(CONSUMER_NAME)
 
 
