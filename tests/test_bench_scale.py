@@ -8,17 +8,17 @@ from datetime import UTC, date, datetime
 import psycopg
 from sqlalchemy import text
 
-from accounting import service as accounting_service
 from accounting.domain import COMPANY_ACCOUNT_ID
+from accounting.queries import AccountingQueries
 from accounting.verify import first_chain_break
-from analytics import service as analytics_service
+from analytics import queries as analytics_queries
 from auth.config import FAST_PASSWORD_HASHING
 from auth.passwords import Passwords
 from bench import scale_seed
 from bench.scale_seed import Plan, derived_id, dsn
 from platform_kit.db import make_session_factory
 from platform_kit.migrations import upgrade
-from tasks import service as tasks_service
+from tasks.queries import TaskQueries
 
 
 def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
@@ -94,20 +94,20 @@ def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
 
     # The services' own queries.
     tasks_sessions = make_session_factory(engines["tasks"])
-    page, cursor = tasks_service.list_tasks(tasks_sessions, limit=20)
+    page, cursor = TaskQueries(tasks_sessions).list_tasks(limit=20)
     assert len(page) == 20 and cursor
-    assert tasks_service.get_task(tasks_sessions, derived_id(scale_seed.TASK, 7)).title == (
+    assert TaskQueries(tasks_sessions).get_task(derived_id(scale_seed.TASK, 7)).title == (
         "Seeded task 7")
     sessions = make_session_factory(engines["accounting"])
     worker = derived_id(scale_seed.ACCOUNT, 3)
-    lines, _ = accounting_service.audit_log(sessions, worker)
+    lines, _ = AccountingQueries(sessions).audit_log(worker)
     assert lines and lines[0].balance_after == balances[worker]
-    listed, _ = accounting_service.list_balances(sessions, limit=100)
+    listed, _ = AccountingQueries(sessions).list_balances(limit=100)
     assert len(listed) == 50
-    days = accounting_service.management_days(sessions, plan.first_day, today)
+    days = AccountingQueries(sessions).management_days(plan.first_day, today)
     assert sum(d.fees_charged for d in days) == sum(seeded.fees)
     with make_session_factory(engines["analytics"])() as session:
-        history = analytics_service.history(session, plan.first_day, today)
+        history = analytics_queries.history(session, plan.first_day, today)
         assert [d.closed for d in history] == [True] * 29 + [False]
         assert sum(d.earnings.fees for d in history) == sum(seeded.fees)
         expected = session.execute(text("""
@@ -122,5 +122,5 @@ def test_seeding_satisfies_the_ledger_and_the_services_see_it(make_database):
                 ON t.balance < 0 AND t.since <= d AND (t.until IS NULL OR t.until > d)
             GROUP BY d ORDER BY d"""), {"first": plan.first_day, "last": today}).scalars()
         assert [d.negative_balances for d in history] == list(expected)
-        negative = analytics_service.negative_balances_now(session)
+        negative = analytics_queries.negative_balances_now(session)
         assert {b.account_id for b in negative} == {a for a, b in balances.items() if b < 0}
