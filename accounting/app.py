@@ -6,7 +6,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import click
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -40,7 +39,7 @@ from platform_kit.service_app import (
     smtp_check,
 )
 from platform_kit.settings import Settings
-from platform_kit.spec import ConsumerSpec, ServiceSpec
+from platform_kit.spec import ConsumerSpec, ServiceSpec, commands_in
 
 SERVICE = "accounting"
 
@@ -118,12 +117,6 @@ def create_app(
     return app
 
 
-def _commands() -> list[click.Command]:
-    from accounting.cli import commands
-
-    return commands
-
-
 SPEC = ServiceSpec(
     name=SERVICE,
     port=DASHBOARD_PORTS[SERVICE],
@@ -133,5 +126,5 @@ SPEC = ServiceSpec(
     consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
     sends_mail=True,
     secrets=(client_secret_variable(SERVICE),),
-    commands=_commands,
+    commands=commands_in("accounting.cli"),
 )

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import click
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -22,7 +21,7 @@ from dashboard_kit.pages import DashboardLinks, mount_static
 from platform_kit.db import make_engine, make_session_factory
 from platform_kit.service_app import broker_check, create_service_app, database_check, disposing
 from platform_kit.settings import Settings
-from platform_kit.spec import ConsumerSpec, ServiceSpec
+from platform_kit.spec import ConsumerSpec, ServiceSpec, commands_in
 
 SERVICE = "analytics"
 
@@ -68,12 +67,6 @@ def create_app(
     return app
 
 
-def _commands() -> list[click.Command]:
-    from analytics.cli import commands
-
-    return commands
-
-
 SPEC = ServiceSpec(
     name=SERVICE,
     port=DASHBOARD_PORTS[SERVICE],
@@ -82,5 +75,5 @@ SPEC = ServiceSpec(
     migrations="analytics.migrations",
     consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
     secrets=(client_secret_variable(SERVICE),),
-    commands=_commands,
+    commands=commands_in("analytics.cli"),
 )

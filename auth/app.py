@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import structlog
 from fastapi import FastAPI, Request
 from sqlalchemy import Engine
@@ -35,7 +34,7 @@ from platform_kit.db import make_engine, make_session_factory
 from platform_kit.security_headers import PagePolicy, distinct_origins, inline_style_hashes
 from platform_kit.service_app import broker_check, create_service_app, database_check
 from platform_kit.settings import Settings
-from platform_kit.spec import ServiceSpec
+from platform_kit.spec import ServiceSpec, commands_in
 
 SERVICE = "auth"
 PAGE_TEMPLATES = Path(__file__).parent / "templates"
@@ -144,12 +143,6 @@ def workers(settings: Settings) -> dict[str, Callable[[threading.Event], None]]:
     return {"relay": relay}
 
 
-def _commands() -> list[click.Command]:
-    from auth.cli import commands
-
-    return commands
-
-
 SPEC = ServiceSpec(
     name=SERVICE,
     port=AUTH_PORT,
@@ -158,5 +151,5 @@ SPEC = ServiceSpec(
     migrations="auth.migrations",
     sends_mail=True,
     seed=seed_demo_accounts,
-    commands=_commands,
+    commands=commands_in("auth.cli"),
 )

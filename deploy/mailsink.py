@@ -159,8 +159,9 @@ class SinkController(Controller):
     def _create_server(self) -> Any:
         return self._bind_and_record_port()
 
-    async def _bind_and_record_port(self) -> asyncio.AbstractServer:
+    async def _bind_and_record_port(self) -> asyncio.Server:
         server = await Controller._create_server(self)
+        assert isinstance(server, asyncio.Server)  # a TCP server: it has sockets
         self.port = server.sockets[0].getsockname()[1]
         return server
 

@@ -119,7 +119,7 @@ class Stack:
         self.env = dict(env)
         self.postgres: EmbeddedPostgres | None = None
         self.broker: TansuBroker | ApacheKafka | None = None
-        self.children: dict[str, subprocess.Popen] = {}
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
         # How each child was started (to start it again) and its own extra environment.
         self.commands: dict[str, list[str]] = {}
         self.child_env: dict[str, dict[str, str]] = {}
@@ -299,10 +299,15 @@ class Stack:
         self.postgres.restart()
 
     def pause_broker(self) -> None:
-        self.broker.pause()
+        self._embedded_broker().pause()
 
     def resume_broker(self) -> None:
-        self.broker.resume()
+        self._embedded_broker().resume()
+
+    def _embedded_broker(self) -> TansuBroker | ApacheKafka:
+        if self.broker is None:
+            raise RuntimeError("the broker is external")
+        return self.broker
 
     def _wait_web(self, name: str) -> None:
         try:
@@ -364,11 +369,12 @@ class Stack:
 
     def _dead(self) -> list[tuple[str, int | None]]:
         """The processes of the stack that have exited (reaped), with their exit codes."""
-        dead = []
+        dead: list[tuple[str, int | None]] = []
         if self.postgres and self.postgres.process and self.postgres.process.poll() is not None:
             dead.append(("postgres", self.postgres.process.returncode))
-        if isinstance(self.broker, TansuBroker) and self.broker.process.poll() is not None:
-            dead.append(("broker", self.broker.process.returncode))
+        broker = self.broker.process if isinstance(self.broker, TansuBroker) else None
+        if broker is not None and broker.poll() is not None:
+            dead.append(("broker", broker.returncode))
         if isinstance(self.broker, ApacheKafka):
             dead += [(f"kafka-{node}", getattr(self.broker.processes.get(node), "returncode", None))
                      for node in self.broker.ids if not self.broker.running(node)]
@@ -377,20 +383,20 @@ class Stack:
         return dead
 
     def _revive(self, name: str) -> int:
-        if name == "postgres":
+        if name == "postgres" and self.postgres is not None:
             # a start that timed out may have left its server running: stop it first;
             # start() clears postmaster.pid only when the server it names is gone
             self.postgres.stop()
             self.postgres.start()
             self.started_at[name] = time.monotonic()
-            return self.postgres.process.pid
-        if name == "broker":
+            return _pid(self.postgres.process)
+        if name == "broker" and isinstance(self.broker, TansuBroker):
             self.broker.stop()
             self.broker.start()
             self.started_at[name] = time.monotonic()
             ensure_topics(Settings.from_env(self.env))  # Tansu forgot them
-            return self.broker.process.pid
-        if name.startswith("kafka-"):
+            return _pid(self.broker.process)
+        if name.startswith("kafka-") and isinstance(self.broker, ApacheKafka):
             self.started_at[name] = time.monotonic()
             return self.broker.start_node(int(name.removeprefix("kafka-")))
         self._spawn(name, self.commands[name])
@@ -481,12 +487,19 @@ class Stack:
 def installation_secrets(path: Path) -> dict[str, str]:
     """The secrets in ``path`` (``ATES_*`` variables), generated there when it is missing."""
     if path.exists():
-        return json.loads(path.read_text())
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
     generated = {"ATES_SECRET_KEY": token_urlsafe(32)}
     generated |= {name: token_urlsafe(32) for spec in service_specs() for name in spec.secrets}
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
         json.dump(generated, file, indent=2)
     return generated
+
+
+def _pid(process: subprocess.Popen[bytes] | None) -> int:
+    if process is None:
+        raise RuntimeError("the server did not start")
+    return process.pid
 
 
 def _mail_sent() -> bool:
@@ -502,7 +515,7 @@ def _answers(port: int) -> bool:
         return probe.connect_ex((HOST, port)) == 0
 
 
-def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

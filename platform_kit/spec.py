@@ -13,6 +13,7 @@ Messaging, the platform kit and deploy find the services through ``service_specs
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -93,6 +94,17 @@ class ServiceSpec:
 
     def worker_names(self, settings: Settings) -> list[str]:
         return list(self.workers(settings))
+
+
+def commands_in(module: str) -> Callable[[], Sequence[click.Command]]:
+    """The ``commands`` of ``module`` (a service's ``cli``), imported only when the command
+    line starts."""
+
+    def load() -> Sequence[click.Command]:
+        commands: Sequence[click.Command] = importlib.import_module(module).commands
+        return commands
+
+    return load
 
 
 class UnknownService(LookupError):
