@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -189,26 +189,6 @@ class DeadLetterPublisher:
             self.producer.flush(1.0)
 
 
-class LetterSummary(TypedDict):
-    """What ``ates dlq list`` shows of a dead letter (one JSON object per letter)."""
-
-    dlq_offset: int
-    topic: str
-    partition: int
-    offset: int
-    consumer: str
-    error: str
-    failed_at: str
-    event_id: str | None
-    type: str | None
-    dataversion: object
-    redriven: bool
-    # only on a letter holding the start of its event
-    truncated: NotRequired[bool]
-    original_size: NotRequired[int | None]
-    original_sha256: NotRequired[str | None]
-
-
 @dataclass(frozen=True)
 class DeadLetter:
     dlq_offset: int
@@ -256,8 +236,9 @@ class DeadLetter:
             return {}
         return envelope if isinstance(envelope, dict) else {}
 
-    def summary(self) -> LetterSummary:
-        summary: LetterSummary = {
+    def summary(self) -> dict[str, object]:
+        """What ``ates dlq list`` shows of the letter (as one JSON object)."""
+        summary: dict[str, object] = {
             "dlq_offset": self.dlq_offset,
             "topic": self.topic,
             "partition": self.partition,
