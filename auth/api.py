@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -51,10 +52,12 @@ class AccountList(BaseModel):
 Admin = Annotated[CurrentUser, Depends(require_role(Role.ADMIN))]
 Caller = Annotated[CurrentUser, Depends(current_user)]
 
-ERRORS = {401: {"description": "No valid access token"},
-          403: {"description": "Not an admin"}}
-DUPLICATE = {409: {"description": "An account with this email already exists"}}
-LOCKOUT = {409: {"description": "Admins cannot deactivate, demote or delete themselves"}}
+# Documented answers besides the success, by status code (OpenAPI).
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Responses = {401: {"description": "No valid access token"},
+                     403: {"description": "Not an admin"}}
+DUPLICATE: Responses = {409: {"description": "An account with this email already exists"}}
+LOCKOUT: Responses = {409: {"description": "Admins cannot deactivate, demote or delete themselves"}}
 
 
 def accounts_router(accounts: AccountService) -> APIRouter:
@@ -94,7 +97,7 @@ def accounts_router(accounts: AccountService) -> APIRouter:
     return router
 
 
-def _detail(status_code: int):
+def _detail(status_code: int) -> Callable[[Request, Exception], JSONResponse]:
     def handler(_request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=status_code)
 

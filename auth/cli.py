@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from auth.config import AuthConfig
 from auth_client.settings import CLI_CLIENT_ID, auth_url
 from auth_client.token_flow import TokenFlowError, obtain_tokens
+
+if TYPE_CHECKING:
+    from auth.keys import SigningKeys
 
 
 @click.command("token")
@@ -42,7 +46,7 @@ def auth_group() -> None:
     """Manage the auth service: signing keys, demo accounts."""
 
 
-def _signing_keys():
+def _signing_keys() -> SigningKeys:
     from auth.keys import SigningKeys
     from platform_kit.db import make_engine
     from platform_kit.settings import Settings

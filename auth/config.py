@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from auth_client.settings import (
     AUDIENCE,
@@ -105,7 +106,7 @@ class AuthConfig:
     def secure_cookies(self) -> bool:
         return self.issuer.startswith("https://")
 
-    def with_(self, **changes) -> AuthConfig:
+    def with_(self, **changes: Any) -> AuthConfig:
         return replace(self, **changes)
 
     @classmethod

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 from joserfc.jwk import KeySet, RSAKey
-from sqlalchemy import Engine, delete, func, or_, select, text, update
+from sqlalchemy import Engine, Row, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from auth.models import SigningKey
@@ -30,8 +31,14 @@ def _parse(kid: str, pem: str) -> RSAKey:
     return RSAKey.import_key(pem, parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
 
 
+def _kid(key: RSAKey) -> str:
+    kid = key.kid
+    assert kid is not None, "every key here has a kid: new keys are given their thumbprint"
+    return kid
+
+
 def _row(key: RSAKey) -> dict[str, str]:
-    return {"kid": key.kid, "private_pem": key.as_pem(private=True).decode(), "status": "active"}
+    return {"kid": _kid(key), "private_pem": key.as_pem(private=True).decode(), "status": "active"}
 
 
 class SigningKeys:
@@ -47,6 +54,8 @@ class SigningKeys:
         if row is None:
             self._create_first_key()
             row = self._active_row()
+            if row is None:
+                raise LookupError("no active signing key, even after creating the first one")
         return self._key(row.kid, row.private_pem)
 
     def signing_keyset(self) -> KeySet:
@@ -68,8 +77,9 @@ class SigningKeys:
         return KeySet([RSAKey.import_key(self._key(r.kid, r.private_pem).as_dict(private=False))
                        for r in rows])
 
-    def jwks(self) -> dict:
-        return self.public_keyset().as_dict(private=False)
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS document the provider publishes."""
+        return dict(self.public_keyset().as_dict(private=False))
 
     def rotate(self) -> str:
         """Retire the active key and sign with a fresh one from now on; returns its kid."""
@@ -80,7 +90,7 @@ class SigningKeys:
                 .values(status="retired", retired_at=func.now())
             )
             conn.execute(insert(SigningKey).values(**_row(key)))
-        return key.kid
+        return _kid(key)
 
     def prune(self) -> int:
         """Delete retired keys that are no longer published; returns how many."""
@@ -93,7 +103,7 @@ class SigningKeys:
             )
         return result.rowcount
 
-    def _active_row(self):
+    def _active_row(self) -> Row[str, str] | None:
         query = select(SigningKey.kid, SigningKey.private_pem).where(SigningKey.status == "active")
         with self.engine.connect() as conn:
             return conn.execute(query).first()

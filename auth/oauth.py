@@ -19,7 +19,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn, cast
 from urllib.parse import urlencode
 
 from authlib.common.security import generate_token
@@ -30,7 +31,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from authlib.oidc.rpinitiated import EndSessionEndpoint
+from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from joserfc.jwk import KeySet
@@ -60,9 +61,9 @@ from auth.tokens import (
 SECRET_AND_PUBLIC_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
-class FormPayload(OAuth2Payload):
+class FormPayload(OAuth2Payload):  # type: ignore[misc]  # untyped base
     def __init__(self, pairs: list[tuple[str, str]]):
-        self._datalist: defaultdict[str, list] = defaultdict(list)
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
         for name, value in pairs:
             self._datalist[name].append(value)
         self._data = {name: values[0] for name, values in self._datalist.items()}
@@ -72,15 +73,22 @@ class FormPayload(OAuth2Payload):
         return self._data
 
     @property
-    def datalist(self) -> defaultdict[str, list]:
+    def datalist(self) -> defaultdict[str, list[str]]:
         return self._datalist
 
 
-class OAuthRequest(OAuth2Request):
+class OAuthRequest(OAuth2Request):  # type: ignore[misc]  # untyped base
     """An HTTP request, already read, in the shape Authlib expects."""
 
-    def __init__(self, method: str, uri: str, headers, query: list[tuple[str, str]],
-                 form: list[tuple[str, str]]):
+    payload: FormPayload
+    # Filled in by Authlib as it handles the request.
+    client: OAuthClient | None
+    user: SignedIn | Principal | None
+    authorization_code: ClaimedCode | None
+    refresh_token: ClaimedRefreshToken | None
+
+    def __init__(self, method: str, uri: str, headers: Mapping[str, str],
+                 query: list[tuple[str, str]], form: list[tuple[str, str]]):
         super().__init__(method, uri, headers=headers)
         self.payload = FormPayload(query + form)
         self._args = dict(query)
@@ -113,13 +121,13 @@ def user_claims(principal: Principal) -> dict[str, str]:
             "role": principal.role}
 
 
-class S256Challenge(CodeChallenge):
+class S256Challenge(CodeChallenge):  # type: ignore[misc]  # untyped base
     """PKCE for every client (OAuth 2.1), and only the S256 method."""
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
-    def validate_code_challenge(self, grant, redirect_uri):
+    def validate_code_challenge(self, grant: CodeGrant, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: send code_challenge (S256)")
@@ -128,24 +136,28 @@ class S256Challenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-class CodeGrant(grants.AuthorizationCodeGrant):
+class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped base
     TOKEN_ENDPOINT_AUTH_METHODS = SECRET_AND_PUBLIC_METHODS
+    server: Provider
+    request: OAuthRequest
 
     @staticmethod
-    def validate_authorization_redirect_uri(request: OAuth2Request, client: OAuthClient) -> str:
+    def validate_authorization_redirect_uri(request: OAuthRequest, client: OAuthClient) -> str:
         # Authlib's own refusal quotes the URI, and cannot quote one with a line break.
-        redirect_uri = request.payload.redirect_uri
+        redirect_uri: str | None = request.payload.redirect_uri
         if not redirect_uri:
             raise InvalidRequestError("Missing 'redirect_uri' in request.")
         if not client.check_redirect_uri(redirect_uri):
             raise InvalidRequestError("The redirect URI is not registered for this client.")
         return redirect_uri
 
-    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
-        signed_in: SignedIn = request.user
+    def save_authorization_code(self, code: str, request: OAuthRequest) -> None:
+        # Authlib has found the client, and the user is who ``authorize`` granted to.
+        signed_in, client = request.user, request.client
+        assert isinstance(signed_in, SignedIn) and client is not None
         data = request.payload.data
         grant = CodeGrantRequest(
-            client_id=request.client.get_client_id(),
+            client_id=client.get_client_id(),
             account_id=signed_in.principal.account_id,
             sso_session_id=signed_in.session_id,
             redirect_uri=request.payload.redirect_uri,
@@ -169,14 +181,17 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return self.server.accounts.active_principal(authorization_code.grant.account_id)
 
 
-class RotatingRefreshGrant(grants.RefreshTokenGrant):
+class RotatingRefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # untyped base
     TOKEN_ENDPOINT_AUTH_METHODS = SECRET_AND_PUBLIC_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+    server: Provider
+    request: OAuthRequest
 
     def authenticate_refresh_token(self, refresh_token: str) -> ClaimedRefreshToken | None:
+        client = self.request.client
+        assert client is not None, "Authlib authenticates the client first"
         with self.server.sessions.begin() as session:
-            return claim_refresh_token(session, refresh_token,
-                                       self.request.client.get_client_id())
+            return claim_refresh_token(session, refresh_token, client.get_client_id())
 
     def authenticate_user(self, refresh_token: ClaimedRefreshToken) -> Principal | None:
         return self.server.accounts.active_principal(refresh_token.lineage.account_id)
@@ -185,11 +200,11 @@ class RotatingRefreshGrant(grants.RefreshTokenGrant):
         """Nothing to do: the token was marked rotated when it was claimed."""
 
 
-class ServiceCredentialsGrant(grants.ClientCredentialsGrant):
+class ServiceCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]  # untyped base
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
-class IdTokens(OpenIDCode):
+class IdTokens(OpenIDCode):  # type: ignore[misc]  # untyped base
     def __init__(self, provider: Provider):
         super().__init__(require_nonce=True)
         self.provider = provider
@@ -205,12 +220,12 @@ class IdTokens(OpenIDCode):
                 "exp": _now() + int(self.provider.config.id_token_ttl.total_seconds())}
 
     def get_authorization_code_claims(self, authorization_code: ClaimedCode) -> dict[str, Any]:
-        claims = super().get_authorization_code_claims(authorization_code)
+        claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         if authorization_code.session_public_id:
             claims["sid"] = authorization_code.session_public_id
         return claims
 
-    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+    def exists_nonce(self, nonce: str, request: OAuthRequest) -> bool:
         with self.provider.sessions() as session:
             return nonce_seen(session, request.payload.client_id, nonce)
 
@@ -222,7 +237,7 @@ def _now() -> int:
     return int(time.time())
 
 
-class AccessTokens(JWTBearerTokenGenerator):
+class AccessTokens(JWTBearerTokenGenerator):  # type: ignore[misc]  # untyped base
     def __init__(self, config: AuthConfig, keys: SigningKeys):
         ttl = int(config.access_token_ttl.total_seconds())
         super().__init__(
@@ -237,24 +252,27 @@ class AccessTokens(JWTBearerTokenGenerator):
     def get_jwks(self) -> KeySet:
         return self.keys.signing_keyset()
 
-    def get_audiences(self, client, user, scope) -> str:
+    def get_audiences(self, client: OAuthClient, user: Principal | None, scope: str) -> str:
         return self.config.audience
 
-    def get_jti(self, client, grant_type, user, scope) -> str:
+    def get_jti(self, client: OAuthClient, grant_type: str, user: Principal | None,
+                scope: str) -> str:
         return str(uuid.uuid4())
 
-    def get_extra_claims(self, client: OAuthClient, grant_type, user: Principal | None,
-                         scope) -> dict[str, str]:
+    def get_extra_claims(self, client: OAuthClient, grant_type: str, user: Principal | None,
+                         scope: str) -> dict[str, str]:
         if user is not None:
             return {k: v for k, v in user_claims(user).items() if k != "sub"}
         role = client.config.service_role
         return {"name": client.get_client_id(), **({"role": role} if role else {})}
 
 
-class Revocation(RevocationEndpoint):
+class Revocation(RevocationEndpoint):  # type: ignore[misc]  # untyped base
     CLIENT_AUTH_METHODS = SECRET_AND_PUBLIC_METHODS
+    server: Provider
 
-    def query_token(self, token_string: str, token_type_hint: str | None):
+    def query_token(self, token_string: str, token_type_hint: str | None
+                    ) -> ClaimedRefreshToken | None:
         # Access tokens are self-contained JWTs; they run out within minutes.
         if token_type_hint == "access_token":
             return None
@@ -265,23 +283,25 @@ class Revocation(RevocationEndpoint):
         return ClaimedRefreshToken(row.id, Lineage(row.family_id, row.client_id, row.account_id,
                                                    row.sso_session_id, row.scope))
 
-    def revoke_token(self, token: ClaimedRefreshToken, request: OAuth2Request) -> None:
+    def revoke_token(self, token: ClaimedRefreshToken, request: OAuthRequest) -> None:
         with self.server.sessions.begin() as session:
             revoke_family(session, token.lineage.family_id)
 
 
-class Logout(EndSessionEndpoint):
+class Logout(EndSessionEndpoint):  # type: ignore[misc]  # untyped base
+    server: Provider
+
     def get_server_jwks(self) -> KeySet:
         return self.server.keys.public_keyset()
 
     def get_algorithms(self) -> list[str]:
         return [ALGORITHM]
 
-    def end_session(self, end_session_request) -> None:
+    def end_session(self, end_session_request: EndSessionRequest) -> None:
         """Ending happens in :meth:`Provider.end_sessions`, which also reports what ended."""
 
 
-class Provider(AuthorizationServer):
+class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
     def __init__(self, config: AuthConfig, sessions: sessionmaker[Session],
                  accounts: AccountService, keys: SigningKeys):
         super().__init__(scopes_supported=list(SCOPES_SUPPORTED))
@@ -302,7 +322,7 @@ class Provider(AuthorizationServer):
     def query_client(self, client_id: str) -> OAuthClient | None:
         return self.clients.get(client_id)
 
-    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+    def save_token(self, token: dict[str, Any], request: OAuthRequest) -> None:
         if "refresh_token" not in token:
             return
         lineage = self._lineage(token, request)
@@ -313,41 +333,45 @@ class Provider(AuthorizationServer):
                 link_code_to_family(session, request.authorization_code.id, lineage.family_id)
 
     @staticmethod
-    def _lineage(token: dict[str, Any], request: OAuth2Request) -> Lineage:
+    def _lineage(token: dict[str, Any], request: OAuthRequest) -> Lineage:
         if request.refresh_token is not None:
             return request.refresh_token.successor()
-        code: ClaimedCode = request.authorization_code
+        code = request.authorization_code
+        assert code is not None, "refresh tokens come from a code or from a refresh token"
         return Lineage(uuid.uuid4(), code.grant.client_id, code.grant.account_id,
                        code.grant.sso_session_id, token.get("scope", code.grant.scope))
 
     def create_oauth2_request(self, request: OAuthRequest) -> OAuthRequest:
         return request
 
-    def create_json_request(self, request):
+    def create_json_request(self, request: object) -> NoReturn:
         raise NotImplementedError("the provider reads no JSON requests")
 
-    def handle_response(self, status_code: int, body: Any, headers) -> Response:
-        headers = dict(headers or [])
+    def handle_response(self, status_code: int, body: Any,
+                        headers: Iterable[tuple[str, str]] | None) -> Response:
+        response_headers = dict(headers or [])
         if isinstance(body, dict):
-            headers.pop("Content-Type", None)
-            return JSONResponse(body, status_code=status_code, headers=headers)
-        return Response(body or b"", status_code=status_code, headers=headers)
+            response_headers.pop("Content-Type", None)
+            return JSONResponse(body, status_code=status_code, headers=response_headers)
+        return Response(body or b"", status_code=status_code, headers=response_headers)
 
-    def send_signal(self, name: str, *args, **kwargs) -> None:
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No signals are needed."""
 
     # --- endpoints ------------------------------------------------------------------
+    # Authlib answers with what :meth:`handle_response` made.
 
     def authorize(self, request: OAuthRequest, signed_in: SignedIn | None) -> Response:
         """Issue a code to a signed-in browser, or send it to the login page first."""
         try:
             grant = self.get_consent_grant(request, end_user=signed_in)
         except OAuth2Error as error:
-            return self.handle_error_response(request, error)
+            return cast(Response, self.handle_error_response(request, error))
         if signed_in is None or grant.prompt == "login":
             location = self._login_url(request, reauthenticate=signed_in is not None)
             return Response(status_code=302, headers={"Location": location})
-        return self.create_authorization_response(request, grant_user=signed_in, grant=grant)
+        return cast(Response, self.create_authorization_response(
+            request, grant_user=signed_in, grant=grant))
 
     @staticmethod
     def _login_url(request: OAuthRequest, reauthenticate: bool) -> str:
@@ -357,16 +381,17 @@ class Provider(AuthorizationServer):
         return "/login?" + urlencode(params | ({"prompt": "login"} if reauthenticate else {}))
 
     def token(self, request: OAuthRequest) -> Response:
-        return self.create_token_response(request)
+        return cast(Response, self.create_token_response(request))
 
     def revoke(self, request: OAuthRequest) -> Response:
-        return self.create_endpoint_response(Revocation.ENDPOINT_NAME, request)
+        return cast(Response, self.create_endpoint_response(Revocation.ENDPOINT_NAME, request))
 
-    def validate_logout(self, request: OAuthRequest):
+    def validate_logout(self, request: OAuthRequest) -> EndSessionRequest:
         """The validated end-session request (raises ``OAuth2Error``)."""
         return self.validate_endpoint_request(Logout.ENDPOINT_NAME, request)
 
-    def end_sessions(self, signed_in: SignedIn | None, id_token_claims: dict | None) -> list[str]:
+    def end_sessions(self, signed_in: SignedIn | None,
+                     id_token_claims: dict[str, Any] | None) -> list[str]:
         """End the browser's SSO session (and the one named by the ID token).
 
         Returns the front-channel logout URLs of the dashboards used in those sessions.
@@ -381,7 +406,7 @@ class Provider(AuthorizationServer):
 
     @staticmethod
     def _sessions_to_end(session: Session, signed_in: SignedIn | None,
-                         id_token_claims: dict | None) -> set[tuple[int, str]]:
+                         id_token_claims: dict[str, Any] | None) -> set[tuple[int, str]]:
         ended: set[tuple[int, str]] = set()
         if signed_in is not None:
             ended.add((signed_in.session_id, signed_in.session_public_id))

@@ -24,7 +24,7 @@ def is_loopback_callback(uri: str) -> bool:
     return match is not None and 0 < int(match.group(1)) < 65536
 
 
-class OAuthClient(ClientMixin):
+class OAuthClient(ClientMixin):  # type: ignore[misc]  # untyped base
     def __init__(self, config: ClientConfig):
         self.config = config
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from authlib.oauth2 import OAuth2Error
 from fastapi import APIRouter, Depends, Request
@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from auth.api import Responses
 from auth.oauth import OAuthRequest, Provider, read_oauth_request
 from auth.sessions import SignedIn, find_session
 from auth.web import SSO_COOKIE, Pages
@@ -24,21 +25,21 @@ class OAuthErrorOut(BaseModel):
     error_description: str | None = None
 
 
-def _oauth_error(description: str) -> dict:
+def _oauth_error(description: str) -> dict[str, Any]:
     return {"model": OAuthErrorOut, "description": description}
 
 
-def _page(description: str) -> dict:
+def _page(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 REDIRECT = {"description": "To the login page, or back to the client with a code or an error"}
-TOKEN_ERRORS = {400: _oauth_error("Invalid request or grant"),
-                401: _oauth_error("The client did not authenticate")}
-LOGOUT_PAGES = {200: _page("The confirmation, or the signed-out page"),
-                302: {"description": "Back to the client's post-logout redirect URI"},
-                400: _page("Invalid sign-out request"),
-                403: _page("The confirmation's form has expired")}
+TOKEN_ERRORS: Responses = {400: _oauth_error("Invalid request or grant"),
+                           401: _oauth_error("The client did not authenticate")}
+LOGOUT_PAGES: Responses = {200: _page("The confirmation, or the signed-out page"),
+                           302: {"description": "Back to the client's post-logout redirect URI"},
+                           400: _page("Invalid sign-out request"),
+                           403: _page("The confirmation's form has expired")}
 
 
 def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
@@ -51,7 +52,7 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
 
     @router.get("/.well-known/openid-configuration", summary="OpenID provider metadata")
     @router.get("/.well-known/oauth-authorization-server", include_in_schema=False)
-    def discovery() -> dict:
+    def discovery() -> dict[str, Any]:
         return provider.discovery()
 
     @router.get("/oauth/jwks", summary="Public keys that verify the provider's tokens")

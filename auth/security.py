@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from auth import two_factor
@@ -320,7 +320,7 @@ class SecurityService:
                 select(RefreshToken.id).where(RefreshToken.family_id == wanted,
                                               RefreshToken.account_id == account.id,
                                               RefreshToken.revoked_at.is_(None)).limit(1))
-            if live is None:
+            if wanted is None or live is None:
                 return False
             revoke_family(session, wanted)
             return True
@@ -411,7 +411,7 @@ class SecurityService:
             return False, Mail(account.email, "Reset your aTES password", body)
 
     @staticmethod
-    def _count_requests(session: Session, condition) -> int:
+    def _count_requests(session: Session, condition: ColumnElement[bool]) -> int:
         return session.scalar(
             select(func.count()).select_from(PasswordResetRequest).where(condition)) or 0
 
@@ -421,7 +421,7 @@ class SecurityService:
                 self._usable_link(token))) is not None
 
     @staticmethod
-    def _usable_link(token: str):
+    def _usable_link(token: str) -> ColumnElement[bool]:
         return and_(PasswordResetToken.token_hash == digest(token),
                     PasswordResetToken.used_at.is_(None),
                     PasswordResetToken.expires_at > func.now())

@@ -8,6 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request,
 from pydantic import BaseModel, ConfigDict, Field
 
 from auth import two_factor
+from auth.api import Responses
 from auth.domain import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, Role
 from auth.security import (
     ActiveSessions,
@@ -89,7 +90,7 @@ def _problem(status_code: int, error: Exception) -> HTTPException:
     return HTTPException(status_code, str(error))
 
 
-THROTTLED = {429: {"description": "Too many attempts; try again later"}}
+THROTTLED: Responses = {429: {"description": "Too many attempts; try again later"}}
 
 
 def security_api_router(security: SecurityService, pages: SecurityPages) -> APIRouter:

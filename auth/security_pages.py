@@ -10,7 +10,7 @@ the second factor is given.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -22,6 +22,7 @@ from auth import two_factor
 from auth.domain import ROLES, InvalidAccountData, Role
 from auth.mail import Mailer
 from auth.security import (
+    Enrolment,
     SecurityService,
     SignInResult,
     Throttled,
@@ -54,6 +55,14 @@ NOTICES = {
 SVG_HEADERS = {"Cache-Control": "no-store"}
 
 
+class PendingSignIn(TypedDict):
+    """What the pending cookie holds between the password and the second factor."""
+
+    account: str  # the account's public id
+    stage: str  # "verify" (a code is asked) or "enrol" (the role requires a second factor)
+    next: str
+
+
 def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -83,20 +92,22 @@ class SecurityPages:
         """The answer to a right password that still needs a second factor."""
         assert result.principal is not None and result.second_factor is not None
         response = _see_other("/login/two-factor")
-        value = self._pending.dumps({"account": result.principal.public_id,
-                                     "stage": result.second_factor, "next": next_url})
+        pending = PendingSignIn(account=result.principal.public_id,
+                                stage=result.second_factor, next=next_url)
+        value = self._pending.dumps(pending)
         response.set_cookie(PENDING_COOKIE, value, max_age=PENDING_MAX_AGE, path="/login",
                             httponly=True, samesite="lax", secure=self.pages.config.secure_cookies)
         return response
 
-    def _pending_sign_in(self, request: Request) -> dict[str, str] | None:
+    def _pending_sign_in(self, request: Request) -> PendingSignIn | None:
         raw = request.cookies.get(PENDING_COOKIE)
         if not raw:
             return None
         try:
-            return self._pending.loads(raw, max_age=PENDING_MAX_AGE)
+            pending: PendingSignIn = self._pending.loads(raw, max_age=PENDING_MAX_AGE)
         except BadSignature:
             return None
+        return pending
 
     def _start_over(self, request: Request) -> Response:
         return self.pages.render(request, "message.html", {
@@ -128,6 +139,7 @@ class SecurityPages:
             return self._start_over(request)
         address, agent = client_address(request), _user_agent(request)
         codes: list[str] = []
+        response: Response
         if pending["stage"] == "enrol":
             result, codes = self.security.finish_enforced_enrolment(
                 pending["account"], form.get("code", ""), address, agent)
@@ -157,7 +169,7 @@ class SecurityPages:
         return self._qr(enrolment)
 
     @staticmethod
-    def _qr(enrolment) -> Response:
+    def _qr(enrolment: Enrolment | None) -> Response:
         if enrolment is None:
             return Response(status_code=404)
         return Response(two_factor.qr_svg(enrolment.otpauth_uri), media_type="image/svg+xml",
@@ -397,74 +409,73 @@ class SecurityPages:
 def security_router(web: SecurityPages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    def threaded(handler, *args):
-        return run_in_threadpool(handler, *args)
-
     @router.get("/login/two-factor")
     async def second_factor_form(request: Request) -> Response:
-        return await threaded(web.second_factor_form, request)
+        return await run_in_threadpool(web.second_factor_form, request)
 
     @router.post("/login/two-factor")
     async def second_factor(request: Request) -> Response:
-        return await threaded(web.second_factor, request, await _form(request))
+        return await run_in_threadpool(web.second_factor, request, await _form(request))
 
     @router.get("/login/two-factor/qr.svg")
     async def pending_qr(request: Request) -> Response:
-        return await threaded(web.pending_qr, request)
+        return await run_in_threadpool(web.pending_qr, request)
 
     @router.get("/account/security")
     async def security_page(request: Request) -> Response:
-        return await threaded(web.as_user, request, lambda me: web.security_page(request, me))
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.security_page(request, me))
 
     @router.post("/account/password")
     async def change_password(request: Request) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request,
-                              lambda me: web.change_password(request, me, form), form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.change_password(request, me, form), form)
 
     @router.post("/account/two-factor/enrol")
     async def start_enrolment(request: Request) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request,
-                              lambda me: web.start_enrolment(request, me), form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.start_enrolment(request, me), form)
 
     @router.get("/account/two-factor")
     async def enrolment_page(request: Request) -> Response:
-        return await threaded(web.as_user, request, lambda me: web.enrolment_page(request, me))
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.enrolment_page(request, me))
 
     @router.get("/account/two-factor/qr.svg")
     async def my_qr(request: Request) -> Response:
-        return await threaded(web.my_qr, request)
+        return await run_in_threadpool(web.my_qr, request)
 
     @router.post("/account/two-factor/confirm")
     async def confirm_enrolment(request: Request) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request,
-                              lambda me: web.confirm_enrolment(request, me, form), form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.confirm_enrolment(request, me, form), form)
 
     @router.post("/account/two-factor/recovery-codes")
     async def replace_codes(request: Request) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request,
-                              lambda me: web.replace_codes(request, me, form), form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.replace_codes(request, me, form), form)
 
     @router.post("/account/two-factor/off")
     async def turn_off(request: Request) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request, lambda me: web.turn_off(request, me, form),
-                              form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.turn_off(request, me, form), form)
 
     @router.post("/account/sessions/{session_id}/end")
     async def end_session(request: Request, session_id: str) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request,
-                              lambda me: web.end_session(request, me, session_id), form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.end_session(request, me, session_id), form)
 
     @router.post("/account/token-families/{family_id}/end")
     async def end_family(request: Request, family_id: str) -> Response:
         form = await _form(request)
-        return await threaded(web.as_user, request,
-                              lambda me: web.end_family(request, me, family_id), form)
+        return await run_in_threadpool(web.as_user, request,
+                                       lambda me: web.end_family(request, me, family_id), form)
 
     @router.get("/password/forgot")
     def forgot_form(request: Request) -> Response:
@@ -472,38 +483,39 @@ def security_router(web: SecurityPages) -> APIRouter:
 
     @router.post("/password/forgot")
     async def forgot(request: Request) -> Response:
-        return await threaded(web.forgot, request, await _form(request))
+        return await run_in_threadpool(web.forgot, request, await _form(request))
 
     @router.get("/password/reset/{token}")
     async def reset_form(request: Request, token: str) -> Response:
-        return await threaded(web.reset_form, request, token)
+        return await run_in_threadpool(web.reset_form, request, token)
 
     @router.post("/password/reset/{token}")
     async def reset(request: Request, token: str) -> Response:
-        return await threaded(web.reset, request, token, await _form(request))
+        return await run_in_threadpool(web.reset, request, token, await _form(request))
 
     @router.get("/admin/accounts/{account_id}/security")
     async def admin_account_page(request: Request, account_id: str) -> Response:
-        return await threaded(web.as_admin, request, lambda admin: web.admin_account_page(
+        return await run_in_threadpool(web.as_admin, request, lambda admin: web.admin_account_page(
             request, admin, account_id))
 
     @router.post("/admin/accounts/{account_id}/security/{action}")
     async def admin_action(request: Request, account_id: str, action: str) -> Response:
         form = await _form(request)
-        return await threaded(web.as_admin, request,
-                              lambda admin: web.admin_action(request, account_id, action), form)
+        return await run_in_threadpool(web.as_admin, request,
+                                       lambda admin: web.admin_action(request, account_id, action),
+                                       form)
 
     @router.get("/admin/two-factor")
     async def roles_page(request: Request) -> Response:
-        return await threaded(web.as_admin, request,
-                              lambda admin: web.roles_page(request, admin))
+        return await run_in_threadpool(web.as_admin, request,
+                                       lambda admin: web.roles_page(request, admin))
 
     @router.post("/admin/two-factor")
     async def save_roles(request: Request) -> Response:
         raw = await request.form()
         form = {k: v for k, v in raw.items() if isinstance(v, str)}
         roles = [v for v in raw.getlist("roles") if isinstance(v, str)]
-        return await threaded(web.as_admin, request,
-                              lambda admin: web.save_roles(request, roles), form)
+        return await run_in_threadpool(web.as_admin, request,
+                                       lambda admin: web.save_roles(request, roles), form)
 
     return router

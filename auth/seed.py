@@ -30,7 +30,7 @@ def demo_password(email: str) -> str:
 
 
 def seed_demo_accounts(settings: Settings, admin_password: str | None,
-                       config: AuthConfig | None = None) -> list[dict]:
+                       config: AuthConfig | None = None) -> list[dict[str, str | None]]:
     """Create the demo accounts that are missing; safe to run on every start.
 
     Returns ``{email, password, role}`` for each; ``password`` is None for accounts that
@@ -50,7 +50,7 @@ def seed_demo_accounts(settings: Settings, admin_password: str | None,
 
 
 def _ensure(accounts: AccountService, email: str, full_name: str, role: str,
-            admin_password: str | None) -> dict:
+            admin_password: str | None) -> dict[str, str | None]:
     if accounts.find_account_by_email(email) is not None:
         return {"email": email, "password": None, "role": role}
     if email == ADMIN_EMAIL:

@@ -12,7 +12,7 @@ cannot all pass the check before any of them is counted.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from auth.config import LoginThrottling
@@ -40,7 +40,7 @@ def _lock(session: Session, key: str) -> None:
     session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
 
-def _pair(email: str, address: str):
+def _pair(email: str, address: str) -> ColumnElement[bool]:
     return and_(LoginFailure.email == email, LoginFailure.address == address)
 
 
@@ -52,7 +52,7 @@ def _over_a_limit(session: Session, email: str, address: str, rules: LoginThrott
     )
 
 
-def _count(session: Session, condition) -> int:
+def _count(session: Session, condition: ColumnElement[bool]) -> int:
     return session.scalar(select(func.count()).select_from(LoginFailure).where(condition)) or 0
 
 

@@ -12,8 +12,9 @@ import secrets
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from auth.models import AuthorizationCode, RefreshToken, SsoSession
@@ -85,7 +86,11 @@ def save_code(session: Session, code: str, grant: CodeGrantRequest, ttl: timedel
     session.add(AuthorizationCode(code_hash=digest(code), expires_at=expiry(ttl), **asdict(grant)))
 
 
-def _claim_once(session: Session, model, used_at: str, *conditions):
+_Claimable = TypeVar("_Claimable", AuthorizationCode, RefreshToken)
+
+
+def _claim_once(session: Session, model: type[_Claimable], used_at: str,
+                *conditions: ColumnElement[bool]) -> _Claimable | None:
     """Mark one unexpired, unused row as used now and return it (None when there is none)."""
     column = getattr(model, used_at)
     return session.execute(
@@ -154,6 +159,10 @@ class Lineage:
     rotated_from: int | None = None
 
 
+class Client(Protocol):
+    def get_client_id(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ClaimedRefreshToken:
     """A refresh token that was just used; implements what Authlib asks of a token."""
@@ -161,7 +170,7 @@ class ClaimedRefreshToken:
     id: int
     lineage: Lineage
 
-    def check_client(self, client) -> bool:
+    def check_client(self, client: Client) -> bool:
         return client.get_client_id() == self.lineage.client_id
 
     def get_scope(self) -> str:
@@ -216,7 +225,7 @@ def revoke_session_tokens(session: Session, sso_session_id: int) -> None:
     _revoke(session, RefreshToken.sso_session_id == sso_session_id)
 
 
-def _revoke(session: Session, condition) -> None:
+def _revoke(session: Session, condition: ColumnElement[bool]) -> None:
     session.execute(
         update(RefreshToken).where(condition, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=func.now())

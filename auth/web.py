@@ -94,15 +94,15 @@ class Pages:
                             "This form has expired. Go back, reload the page and try again.",
                             status_code=403)
 
-    def set_sso_cookie(self, response: HTMLResponse | RedirectResponse, token: str) -> None:
+    def set_sso_cookie(self, response: Response, token: str) -> None:
         max_age = int(self.config.sso_session_ttl.total_seconds())
         self._set_cookie(response, SSO_COOKIE, token, max_age)
 
-    def clear_sso_cookie(self, response: HTMLResponse | RedirectResponse) -> None:
+    def clear_sso_cookie(self, response: Response) -> None:
         response.delete_cookie(SSO_COOKIE, path="/", secure=self.config.secure_cookies,
                                httponly=True, samesite="lax")
 
-    def _set_cookie(self, response, name: str, value: str, max_age: int) -> None:
+    def _set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
         response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
                             samesite="lax", secure=self.config.secure_cookies)
 
