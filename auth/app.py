@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +119,8 @@ def _local_verifier(config: AuthConfig, keys: SigningKeys) -> TokenVerifier:
     return TokenVerifier(config.issuer, config.audience, JwksCache(keys.jwks, max_age=60))
 
 
-def _lifespan(engine: Engine, keys: SigningKeys):
+def _lifespan(engine: Engine,
+              keys: SigningKeys) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
