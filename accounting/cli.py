@@ -8,7 +8,7 @@ from datetime import date
 import click
 from sqlalchemy import Engine
 
-from deploy.console import confirmed, progress, progress_option, yes_option
+from platform_kit.console import confirmed, progress, progress_option, yes_option
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from deploy.console import confirmed, progress, progress_option, yes_option
+from platform_kit.console import confirmed, progress, progress_option, yes_option
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

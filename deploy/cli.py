@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import click
 
-from deploy.console import confirmed, progress, progress_option, use_stack_env, yes_option
+from deploy.console import use_stack_env
 from deploy.mailsink import mailsink_cli
 from deploy.serve import ROLES, available_services, serve, service_ports, worker_names
 from event_schemas.cli import schemas_cli
+from platform_kit.console import confirmed, progress, progress_option, yes_option
 from platform_kit.settings import Settings
 from platform_kit.spec import service_spec, service_specs
 
