@@ -73,6 +73,18 @@ def decode_id(cursor: str) -> uuid.UUID:
     return last_id
 
 
+def encode_text(last_key: str) -> str:
+    """The cursor of a list ordered by a text key (an email): that of its last item."""
+    return base64.urlsafe_b64encode(last_key.encode()).rstrip(b"=").decode()
+
+
+def decode_text(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor() from None
+
+
 def encode_day(last_day: date) -> str:
     """The cursor of a list of days: the last day shown, in ISO form."""
     return last_day.isoformat()

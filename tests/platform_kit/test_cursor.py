@@ -8,8 +8,10 @@ from platform_kit.cursor import (
     InvalidCursor,
     decode_day,
     decode_id,
+    decode_text,
     encode_day,
     encode_id,
+    encode_text,
 )
 
 
@@ -46,3 +48,10 @@ def test_day_cursors_round_trip_and_refuse_nonsense():
 def test_a_codec_refuses_an_unknown_field_kind():
     with pytest.raises(ValueError):
         CursorCodec("us")
+
+
+def test_text_cursors_round_trip_and_refuse_what_is_not_text():
+    assert decode_text(encode_text("zoë@example.com")) == "zoë@example.com"
+    for token in ("!!", "_w"):
+        with pytest.raises(InvalidCursor):
+            decode_text(token)
