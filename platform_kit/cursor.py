@@ -22,13 +22,18 @@ class InvalidCursor(ValueError):
         super().__init__(message)
 
 
+def _b64decode(cursor: str) -> bytes:
+    """Strict base64url: a character outside the alphabet is an error, not skipped."""
+    return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+
+
 def _pack(layout: struct.Struct, values: tuple[Any, ...]) -> str:
     return base64.urlsafe_b64encode(layout.pack(*values)).rstrip(b"=").decode()
 
 
 def _unpack(layout: struct.Struct, cursor: str) -> tuple[Any, ...]:
     try:
-        return layout.unpack(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return layout.unpack(_b64decode(cursor))
     except (ValueError, binascii.Error, struct.error):
         raise InvalidCursor() from None
 
@@ -80,7 +85,7 @@ def encode_text(last_key: str) -> str:
 
 def decode_text(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return _b64decode(cursor).decode()
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor() from None
 
