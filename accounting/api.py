@@ -44,6 +44,8 @@ from accounting.service import AccountingService, Sessions
 from accounting.spreadsheet import csv_lines
 from auth_client.guards import current_user
 from auth_client.verification import CurrentUser
+from platform_kit.dates import is_iso_date
+from platform_kit.openapi import error
 from platform_kit.service_app import UNPROCESSABLE
 from platform_kit.service_app import install_error_handlers as install_shared_error_handlers
 from platform_kit.tracing import current_traceparent
@@ -66,13 +68,10 @@ ERROR_STATUS: dict[type[domain.AccountingError], int] = {
 TransactionType = Literal[
     "fee", "reward", "payout", "reversal", "adjustment"]  # domain.TRANSACTION_TYPES
 
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
 def iso_date_string(value: object) -> object:
     """Let only ``YYYY-MM-DD`` strings (or nothing) through to the date parser: on its
     own it reads a number as Unix time (``0`` is 1970-01-01) and takes datetimes."""
-    if value is None or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+    if value is None or is_iso_date(value):
         return value
     raise PydanticCustomError("iso_date", "must be a date string like 2026-11-22")
 
@@ -315,20 +314,12 @@ class CloseDayOut(BaseModel):
     closed: list[ClosedDayOut] = Field(description="Days closed now; empty if already closed")
 
 
-class ErrorOut(BaseModel):
-    detail: str
-
-
 Responses = dict[int | str, dict[str, Any]]
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description}
-
-
-COMMON_ERRORS: Responses = {401: _error("No valid access token"),
-                            422: _error("Malformed request")}
-FORBIDDEN: Responses = {403: _error("Neither admin nor accountant")}
+COMMON_ERRORS: Responses = {401: error("No valid access token"),
+                            422: error("Malformed request")}
+FORBIDDEN: Responses = {403: error("Neither admin nor accountant")}
 
 Caller = Annotated[CurrentUser, Depends(current_user)]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
@@ -343,8 +334,8 @@ StatementTo = Annotated[OptionalIsoDate, Query(
     alias="to", description="Only transactions recorded on this day or earlier (YYYY-MM-DD)")]
 StatementType = Annotated[TransactionType | None, Query(
     alias="type", description="Only transactions of this type")]
-STATEMENT_ERRORS: Responses = {400: _error("Invalid cursor"),
-                               422: _error("Not an ISO date, a range that ends before it"
+STATEMENT_ERRORS: Responses = {400: error("Invalid cursor"),
+                               422: error("Not an ISO date, a range that ends before it"
                                            " starts, or an unknown type")}
 
 
@@ -410,7 +401,7 @@ def _add_own_routes(router: APIRouter, queries: AccountingQueries,
         return statement_csv(exports, own_account(user),
                              statement_filter(queries, first, last, kind))
 
-    @router.get("/me/days", responses={400: _error("Invalid cursor")})
+    @router.get("/me/days", responses={400: error("Invalid cursor")})
     def my_days(user: Caller, cursor: Cursor = None,
                 limit: Limit = DEFAULT_PAGE_SIZE) -> AccountDayPage:
         """The caller's per-day history, newest day first."""
@@ -440,7 +431,7 @@ def _period_name(statement: StatementFilter) -> str:
 def _add_account_routes(router: APIRouter, queries: AccountingQueries,
                         exports: AccountingExports) -> None:
 
-    @router.get("/accounts", responses={**FORBIDDEN, 400: _error("Invalid cursor")})
+    @router.get("/accounts", responses={**FORBIDDEN, 400: error("Invalid cursor")})
     def list_accounts(user: Caller, cursor: Cursor = None,
                       limit: Limit = DEFAULT_PAGE_SIZE) -> BalancePage:
         """Every known account with its balance (admins, accountants)."""
@@ -450,8 +441,8 @@ def _add_account_routes(router: APIRouter, queries: AccountingQueries,
 
     @router.get(
         "/accounts/{account_id}/transactions",
-        responses={403: _error("Another account, and neither admin nor accountant"),
-                   404: _error("No such account"), **STATEMENT_ERRORS},
+        responses={403: error("Another account, and neither admin nor accountant"),
+                   404: error("No such account"), **STATEMENT_ERRORS},
     )
     def account_transactions(account_id: uuid.UUID, user: Caller, cursor: Cursor = None,
                              limit: Limit = DEFAULT_PAGE_SIZE, as_of: AsOf = None,
@@ -467,8 +458,8 @@ def _add_account_routes(router: APIRouter, queries: AccountingQueries,
 
     @router.get(
         "/accounts/{account_id}/transactions.csv", response_class=StreamingResponse,
-        responses={403: _error("Another account, and neither admin nor accountant"),
-                   404: _error("No such account"), 422: STATEMENT_ERRORS[422]},
+        responses={403: error("Another account, and neither admin nor accountant"),
+                   404: error("No such account"), 422: STATEMENT_ERRORS[422]},
     )
     def account_transactions_csv(account_id: uuid.UUID, user: Caller,
                                  first: StatementFrom = None, last: StatementTo = None,
@@ -481,8 +472,8 @@ def _add_account_routes(router: APIRouter, queries: AccountingQueries,
 
     @router.get(
         "/accounts/{account_id}/balance",
-        responses={403: _error("Another account, and neither admin nor accountant"),
-                   404: _error("No such account")},
+        responses={403: error("Another account, and neither admin nor accountant"),
+                   404: error("No such account")},
     )
     def account_balance_at(
         account_id: uuid.UUID, user: Caller,
@@ -519,8 +510,8 @@ def _add_management_routes(router: APIRouter, service: AccountingService,
 
     @router.post(
         "/billing/close-day",
-        responses={**FORBIDDEN, 409: _error("The day has not begun yet"),
-                   422: _error("Not an ISO date, or a day before the ledger's first day")},
+        responses={**FORBIDDEN, 409: error("The day has not begun yet"),
+                   422: error("Not an ISO date, or a day before the ledger's first day")},
     )
     def close_day(user: Caller, body: Annotated[CloseDayIn | None, Body()] = None
                   ) -> CloseDayOut:
@@ -535,7 +526,7 @@ def _add_management_routes(router: APIRouter, service: AccountingService,
 def _add_export_routes(router: APIRouter, queries: AccountingQueries,
                        exports: AccountingExports) -> None:
     @router.get("/exports/transactions.csv", response_class=StreamingResponse,
-                responses={**FORBIDDEN, 404: _error("No such account")})
+                responses={**FORBIDDEN, 404: error("No such account")})
     def export_transactions(
         user: Caller,
         account: Annotated[uuid.UUID | None, Query(description="One account; all if absent")]
@@ -566,9 +557,9 @@ IdempotencyKey = Annotated[str | None, Header(
 REPLAYED_HEADER = "Idempotent-Replayed"
 CORRECTION_ERRORS: Responses = {
     **FORBIDDEN,
-    404: _error("No such transaction or account"),
-    409: _error("Already reversed, or the Idempotency-Key was used for another request"),
-    422: _error("No reason, a payout or correction to reverse, or an amount out of range"),
+    404: error("No such transaction or account"),
+    409: error("Already reversed, or the Idempotency-Key was used for another request"),
+    422: error("No reason, a payout or correction to reverse, or an amount out of range"),
 }
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from sqlalchemy import Engine
 
 from accounting import metrics
@@ -19,58 +19,30 @@ from accounting.models import Account
 from accounting.scheduler import run_scheduler
 from accounting.settings import AccountingSettings
 from accounting.web import STATIC_DIR, Dashboard, web_router
-from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
-from auth_client.sign_in import (
-    AuthClientConfig,
-    dashboard_page_policy,
-    install_auth,
-    refuse_inactive_accounts,
-)
-from auth_client.verification import TokenVerifier
-from dashboard_kit.pages import DashboardLinks, mount_static
+from dashboard_kit.service import DashboardParts, DashboardService
+from messaging import workers as outbox
 from messaging.consumer import ConsumerRuntime
-from messaging.relay import run_relay_forever
-from platform_kit.db import make_engine, make_session_factory
-from platform_kit.service_app import (
-    broker_check,
-    create_service_app,
-    database_check,
-    disposing,
-    smtp_check,
-)
+from platform_kit.db import make_session_factory
 from platform_kit.settings import Settings
-from platform_kit.spec import ConsumerSpec, ServiceSpec, commands_in
+from platform_kit.spec import ConsumerSpec, Worker, commands_in
 
 SERVICE = "accounting"
-
-Worker = Callable[[threading.Event], None]
-
-
-def engine_for(settings: Settings) -> Engine:
-    return make_engine(settings.database_for(SERVICE))
+CONSUMER = ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS)
+DASHBOARD = DashboardService(
+    SERVICE, "Balances, audit logs, management earnings, day closing, CSV exports.", STATIC_DIR,
+    consumer=CONSUMER, sends_mail=True, accounts=Account, error_handlers=install_error_handlers)
+engine_for = DASHBOARD.engine  # the service's database, for its commands
 
 
 def consumer_runtime(engine: Engine, books: Books, **options: Any) -> ConsumerRuntime:
     """The consumer that feeds replicas and ledger from auth's and tasks' topics."""
-    return ConsumerRuntime(
-        CONSUMER_NAME,
-        engine,
-        books.settings.platform,
-        make_handlers(books),
-        topics=CONSUMED_TOPICS,
-        **options,
-    )
+    return outbox.consumer_runtime(CONSUMER, engine, books.settings.platform,
+                                   make_handlers(books), **options)
 
 
 def workers(settings: Settings) -> dict[str, Worker]:
     engine = engine_for(settings)
     books = Books.create(AccountingSettings.from_env(settings))
-
-    def relay(stop: threading.Event) -> None:
-        run_relay_forever(engine, settings, stop, renderers=RENDERERS)
-
-    def consumer(stop: threading.Event) -> None:
-        consumer_runtime(engine, books).run(stop)
 
     def scheduler(stop: threading.Event) -> None:
         run_scheduler(engine, books, stop)
@@ -78,53 +50,20 @@ def workers(settings: Settings) -> dict[str, Worker]:
     def mailer(stop: threading.Event) -> None:
         Mailer(make_session_factory(engine), books.settings).run(stop)
 
-    return {"relay": relay, "consumer": consumer, "scheduler": scheduler, "mailer": mailer}
+    return {**outbox.outbox_workers(engine, settings, partial(consumer_runtime, engine, books),
+                                    renderers=RENDERERS),
+            "scheduler": scheduler, "mailer": mailer}
 
 
-def create_app(
-    settings: Settings,
-    auth: AuthClientConfig | None = None,
-    environ: Mapping[str, str] | None = None,
-    verifier: TokenVerifier | None = None,
-) -> FastAPI:
-    """The API and the dashboard; ``auth`` and ``environ`` default to the process
-    environment, ``verifier`` to checking tokens against the provider's published keys."""
-    engine = engine_for(settings)
-    sessions = make_session_factory(engine)
-    books = Books.create(AccountingSettings.from_env(settings, environ))
-    auth = auth or AuthClientConfig.from_env(SERVICE, environ=environ)
-    platform = books.settings.platform
-    app = create_service_app(
-        "aTES accounting",
-        {
-            "database": database_check(engine),
-            "broker": broker_check(platform.kafka_bootstrap),
-            "smtp": smtp_check(platform.smtp_url),
-        },
-        page_policy=dashboard_page_policy(auth),
-        version="1.0",
-        description="Balances, audit logs, management earnings, day closing, CSV exports.",
-        lifespan=disposing(engine),
-    )
-    install_auth(app, auth, verifier)
-    refuse_inactive_accounts(app, sessions, Account)
-    install_error_handlers(app)
-    app.include_router(api_router(sessions, books))
-    metrics.register_gauges(sessions, books)
-    dashboard = Dashboard(sessions, books, auth, DashboardLinks.from_env(environ))
-    app.include_router(web_router(dashboard))
-    mount_static(app, STATIC_DIR)
-    return app
+def routers(parts: DashboardParts) -> list[APIRouter]:
+    """The API and the dashboard."""
+    books = Books.create(AccountingSettings.from_env(parts.settings, parts.environ))
+    api = api_router(parts.sessions, books)
+    metrics.register_gauges(parts.sessions, books)
+    return [api, web_router(Dashboard(parts.sessions, books, parts.auth, parts.links))]
 
 
-SPEC = ServiceSpec(
-    name=SERVICE,
-    port=DASHBOARD_PORTS[SERVICE],
-    create_app=create_app,
-    workers=workers,
-    migrations="accounting.migrations",
-    consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
-    sends_mail=True,
-    secrets=(client_secret_variable(SERVICE),),
-    commands=commands_in("accounting.cli"),
-)
+create_app = DASHBOARD.app_factory(routers)
+
+
+SPEC = DASHBOARD.spec(create_app, workers, commands_in("accounting.cli"))

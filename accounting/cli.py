@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 import click
 from sqlalchemy import Engine
 
 from platform_kit.console import confirmed, progress, progress_option, yes_option
-
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+from platform_kit.dates import parse_iso_date
 
 
 @click.group("accounting")
@@ -99,11 +97,9 @@ def _days(count: int | None, through: date) -> str:
 
 def _iso_date(raw: str) -> date:
     """``--date`` as the API takes it; a bad one is one line of error, not a usage text."""
-    try:
-        if _ISO_DATE.fullmatch(raw):
-            return date.fromisoformat(raw)
-    except ValueError:
-        pass
+    day = parse_iso_date(raw)
+    if day is not None:
+        return day
     raise click.ClickException(f"--date must be a date like 2026-11-22, not {raw!r}")
 
 

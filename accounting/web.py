@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -38,14 +38,7 @@ from accounting.queries import (
 from accounting.service import AccountingService, Sessions
 from auth_client.sign_in import AuthClientConfig
 from auth_client.verification import CurrentUser
-from dashboard_kit.pages import (
-    CsrfField,
-    DashboardLinks,
-    DashboardPages,
-    Visitor,
-    as_sentence,
-    page_templates,
-)
+from dashboard_kit.pages import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
 from platform_kit import live
 from platform_kit.tracing import current_traceparent
 
@@ -54,6 +47,7 @@ PAGE_SIZE = 20
 HISTORY_DAYS = 14
 CSRF_COOKIE = "ates_accounting_csrf"
 BOOKED_CHANNEL = "accounting_booked"  # migration 0011
+REFUSAL_TITLES = {400: "Page not found", 409: "Not possible now", 422: "Cannot do that"}
 TYPE_NAMES = {domain.FEE: "Fee", domain.REWARD: "Reward", domain.PAYOUT: "Payout",
               domain.REVERSAL: "Reversal", domain.ADJUSTMENT: "Adjustment"}
 
@@ -96,8 +90,7 @@ class Bar:
         return round(self.y + self.height + 12 if self.negative else self.y - 4, 2)
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     """A mark of an axis: where, and what it says."""
 
     at: float
@@ -196,8 +189,7 @@ def _account_id(raw: str) -> uuid.UUID | None:
         return None
 
 
-@dataclass(frozen=True)
-class StatementQuery:
+class StatementQuery(NamedTuple):
     """The statement's filters and page as the address gives them (text, maybe wrong)."""
 
     first: str = ""
@@ -219,10 +211,10 @@ class Dashboard(DashboardPages):
     def __init__(self, sessions: Sessions, books: Books, auth: AuthClientConfig,
                  links: DashboardLinks):
         super().__init__(templates, auth, CSRF_COOKIE, links)
-        self.sessions = sessions
-        self.books = books
         self.service = AccountingService(sessions, books)
         self.queries = AccountingQueries(sessions, books.clock, books.settings.timezone)
+        self.sessions = sessions
+        self.books = books
         self.live = live.LiveFeed(live.conninfo_of(sessions.kw["bind"]), BOOKED_CHANNEL)
 
     # --- rendering ------------------------------------------------------------------
@@ -236,10 +228,7 @@ class Dashboard(DashboardPages):
 
     def refused(self, request: Request, user: CurrentUser, error: domain.AccountingError,
                 link: str = "/") -> HTMLResponse:
-        titles = {400: "Page not found", 409: "Not possible now", 422: "Cannot do that"}
-        code = status_for(error)
-        return self.message(request, user, titles.get(code, "Cannot do that"),
-                            as_sentence(str(error)), code, link)
+        return self.refusal(request, user, error, status_for(error), REFUSAL_TITLES, link)
 
     # --- one account ----------------------------------------------------------------
 

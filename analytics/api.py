@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from analytics.queries import (
 from auth_client.guards import require_role
 from auth_client.verification import CurrentUser
 from platform_kit.cursor import InvalidCursor
+from platform_kit.dates import parse_iso_date
 from platform_kit.openapi import error
 
 HISTORY_DEFAULT_DAYS = 30
@@ -32,7 +32,6 @@ HISTORY_MAX_DAYS = 366
 Admin = Annotated[CurrentUser, Depends(require_role("admin"))]
 
 
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class BadRequest(HTTPException):
@@ -53,12 +52,10 @@ def parse_day(raw: str | None, default: date, name: str = "date") -> date:
     """
     if not raw:
         return default
-    try:
-        if _ISO_DATE.fullmatch(raw):
-            return date.fromisoformat(raw)
-    except ValueError:
-        pass
-    raise InvalidDate(name, raw)
+    day = parse_iso_date(raw)
+    if day is None:
+        raise InvalidDate(name, raw)
+    return day
 
 
 def parse_period(raw: str) -> Period:

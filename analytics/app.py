@@ -7,29 +7,23 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI
-from sqlalchemy import Engine
+from fastapi import APIRouter, FastAPI
 
 from analytics.api import api_router
 from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME
 from analytics.queries import AnalyticsQueries
 from analytics.stream import run_projector
 from analytics.web import STATIC_DIR, Dashboard, web_router
-from auth_client.settings import DASHBOARD_PORTS, client_secret_variable
-from auth_client.sign_in import AuthClientConfig, dashboard_page_policy, install_auth
-from dashboard_kit.pages import DashboardLinks, mount_static
-from platform_kit.db import make_engine, make_session_factory
-from platform_kit.service_app import broker_check, create_service_app, database_check, disposing
+from auth_client.sign_in import AuthClientConfig
+from dashboard_kit.service import DashboardParts, DashboardService
 from platform_kit.settings import Settings
-from platform_kit.spec import ConsumerSpec, ServiceSpec, commands_in
+from platform_kit.spec import ConsumerSpec, Worker, commands_in
 
 SERVICE = "analytics"
-
-Worker = Callable[[threading.Event], None]
-
-
-def engine_for(settings: Settings) -> Engine:
-    return make_engine(settings.database_for(SERVICE))
+DASHBOARD = DashboardService(
+    SERVICE, "Admin dashboard projected from the event streams.", STATIC_DIR,
+    consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS))
+engine_for = DASHBOARD.engine  # the service's database, for its commands
 
 
 def workers(settings: Settings) -> dict[str, Worker]:
@@ -47,33 +41,15 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """The API and the dashboard; ``auth`` and ``environ`` (where the other dashboards
-    are) default to the process environment."""
-    engine = engine_for(settings)
-    analytics = AnalyticsQueries(make_session_factory(engine), ZoneInfo(settings.timezone), clock)
-    auth = auth or AuthClientConfig.from_env(SERVICE)
-    app = create_service_app(
-        "aTES analytics",
-        {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
-        page_policy=dashboard_page_policy(auth),
-        version="1.0",
-        description="Admin dashboard projected from the event streams.",
-        lifespan=disposing(engine),
-    )
-    install_auth(app, auth)
-    app.include_router(api_router(analytics))
-    app.include_router(web_router(Dashboard(analytics, auth, DashboardLinks.from_env(environ))))
-    mount_static(app, STATIC_DIR)
-    return app
+    """The API and the dashboard; ``auth`` defaults to the process environment, and so
+    does ``environ`` (where the other dashboards are)."""
+
+    def routers(parts: DashboardParts) -> list[APIRouter]:
+        analytics = AnalyticsQueries(parts.sessions, ZoneInfo(settings.timezone), clock)
+        return [api_router(analytics), web_router(Dashboard(analytics, parts.auth, parts.links))]
+
+    return DASHBOARD.create_app(settings, routers, environ=environ,
+                                auth=auth or AuthClientConfig.from_env(SERVICE))
 
 
-SPEC = ServiceSpec(
-    name=SERVICE,
-    port=DASHBOARD_PORTS[SERVICE],
-    create_app=create_app,
-    workers=workers,
-    migrations="analytics.migrations",
-    consumer=ConsumerSpec(CONSUMER_NAME, CONSUMED_TOPICS),
-    secrets=(client_secret_variable(SERVICE),),
-    commands=commands_in("analytics.cli"),
-)
+SPEC = DASHBOARD.spec(create_app, workers, commands_in("analytics.cli"))

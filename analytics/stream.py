@@ -33,7 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import faust
@@ -54,6 +54,7 @@ from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import consumer_config, producer_config
 from platform_kit.db import make_session_factory
 from platform_kit.metrics import LagGauge
+from platform_kit.progress import Progress
 from platform_kit.settings import Settings
 
 log = structlog.get_logger("analytics.stream")
@@ -66,18 +67,6 @@ STREAM_BUFFER_SIZE = 16384
 REPLAY_QUIET_SECONDS = 1.0
 
 TopicPartitionKey = tuple[str, int]
-
-
-class Progress(Protocol):
-    """What a replay tells of its progress (a tqdm bar will do)."""
-
-    @property
-    def total(self) -> float | None: ...
-
-    @total.setter
-    def total(self, value: float) -> None: ...
-
-    def update(self, n: int) -> object: ...
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from messaging.outbox import Outbox
 from messaging.relay import run_relay_forever
 from platform_kit.db import make_engine, make_session_factory
 from platform_kit.security_headers import PagePolicy, distinct_origins, inline_style_hashes
-from platform_kit.service_app import broker_check, create_service_app, database_check
+from platform_kit.service_app import Lifespan, create_ates_app
 from platform_kit.settings import Settings
 from platform_kit.spec import ServiceSpec, commands_in
 
@@ -76,14 +76,9 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     provider = Provider(config, sessions, accounts, keys)
     pages = Pages(config)
 
-    app = create_service_app(
-        "aTES auth",
-        {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)},
-        page_policy=_page_policy(config),
-        version="1.0",
-        description="Accounts and single sign-on (OAuth 2.1 / OpenID Connect).",
-        lifespan=_lifespan(engine, keys),
-    )
+    app = create_ates_app(SERVICE, engine, settings,
+                          description="Accounts and single sign-on (OAuth 2.1 / OpenID Connect).",
+                          page_policy=_page_policy(config), lifespan=_lifespan(engine, keys))
     app.state.ates_auth = AccountTokens(_local_verifier(config, keys), accounts)
     app.state.accounts = accounts
     app.state.provider = provider
@@ -119,8 +114,7 @@ def _local_verifier(config: AuthConfig, keys: SigningKeys) -> TokenVerifier:
     return TokenVerifier(config.issuer, config.audience, JwksCache(keys.jwks, max_age=60))
 
 
-def _lifespan(engine: Engine,
-              keys: SigningKeys) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(engine: Engine, keys: SigningKeys) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
@@ -144,13 +138,6 @@ def workers(settings: Settings) -> dict[str, Callable[[threading.Event], None]]:
     return {"relay": relay}
 
 
-SPEC = ServiceSpec(
-    name=SERVICE,
-    port=AUTH_PORT,
-    create_app=create_app,
-    workers=workers,
-    migrations="auth.migrations",
-    sends_mail=True,
-    seed=seed_demo_accounts,
-    commands=commands_in("auth.cli"),
-)
+SPEC = ServiceSpec(name=SERVICE, port=AUTH_PORT, create_app=create_app, workers=workers,
+                   migrations="auth.migrations", sends_mail=True, seed=seed_demo_accounts,
+                   commands=commands_in("auth.cli"))

@@ -144,6 +144,13 @@ class DashboardPages:
         context = {"title": title, "text": text, "link": link, "link_text": "Back"}
         return self.render(request, user, "message.html", context, status_code)
 
+    def refusal(self, request: Request, user: CurrentUser, error: Exception, status_code: int,
+                titles: Mapping[int, str], link: str = "/") -> HTMLResponse:
+        """The page of an action the domain refused: titled as ``titles`` says for the status
+        (``Cannot do that`` otherwise), the error as a sentence."""
+        return self.message(request, user, titles.get(status_code, "Cannot do that"),
+                            as_sentence(str(error)), status_code, link)
+
     def expired_form(self, request: Request, user: CurrentUser, link: str = "/"
                      ) -> HTMLResponse:
         return self.message(request, user, "Form expired",

@@ -37,6 +37,7 @@ from platform_kit.http_telemetry import RequestTelemetry
 from platform_kit.metrics import DEPENDENCY_UP
 from platform_kit.openapi import document_errors
 from platform_kit.security_headers import PagePolicy, SecurityHeaders
+from platform_kit.settings import Settings
 from platform_kit.text_input import StorableQueryAndPath
 
 ReadinessCheck = Callable[[], None]
@@ -61,6 +62,36 @@ def create_service_app(
     app.add_exception_handler(METHOD_NOT_ALLOWED, _method_not_allowed)
     install_error_pages(app)
     return app
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_ates_app(
+    service: str, engine: Engine, settings: Settings, *, description: str,
+    page_policy: PagePolicy | None = None, checks_smtp: bool = False,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """The web app of the aTES service ``service`` (titled ``aTES <service>``, version 1.0),
+    ready once its database (``engine``), the broker and, with ``checks_smtp``, the SMTP
+    server answer; its lifespan closes the database connections by default."""
+    return create_service_app(
+        f"aTES {service}",
+        dependency_checks(engine, settings, checks_smtp=checks_smtp),
+        page_policy=page_policy,
+        version="1.0",
+        description=description,
+        lifespan=lifespan or disposing(engine),
+    )
+
+
+def dependency_checks(engine: Engine, settings: Settings,
+                      checks_smtp: bool = False) -> dict[str, ReadinessCheck]:
+    """The readiness checks of a service: its database, the broker, the SMTP server."""
+    checks = {"database": database_check(engine), "broker": broker_check(settings.kafka_bootstrap)}
+    if checks_smtp:
+        checks["smtp"] = smtp_check(settings.smtp_url)
+    return checks
 
 
 def _method_not_allowed(request: Request, _error: Exception) -> JSONResponse:
@@ -137,7 +168,7 @@ def smtp_check(smtp_url: str, timeout: float = 2.0) -> ReadinessCheck:
     return check
 
 
-def disposing(engine: Engine) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def disposing(engine: Engine) -> Lifespan:
     """A lifespan that closes the app's database connections when it shuts down."""
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from auth_client.guards import current_user
 from auth_client.verification import CurrentUser
 from platform_kit.cursor import InvalidCursor
+from platform_kit.openapi import error
 from platform_kit.service_app import UNPROCESSABLE
 from platform_kit.service_app import install_error_handlers as install_shared_error_handlers
 from platform_kit.text_input import OptionalText, Text
@@ -127,16 +128,8 @@ class Reshuffled(BaseModel):
     reassigned: int = Field(description="How many open tasks got a (possibly new) assignee")
 
 
-class ErrorOut(BaseModel):
-    detail: str
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description}
-
-
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _error("No valid access token"), 422: _error("Malformed request")
+    401: error("No valid access token"), 422: error("Malformed request")
 }
 
 Caller = Annotated[CurrentUser, Depends(current_user)]
@@ -151,7 +144,7 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
     @router.post(
         "",
         status_code=http.HTTP_201_CREATED,
-        responses={409: _error("No eligible assignee: nothing was stored")},
+        responses={409: error("No eligible assignee: nothing was stored")},
     )
     def create_task(body: NewTask, user: Caller, response: Response) -> TaskOut:
         """Create an open task, assigned to a random active account that is neither admin
@@ -205,8 +198,8 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
     @router.post(
         "/reshuffle",
         responses={
-            403: _error("Neither admin nor manager"),
-            409: _error("Open tasks but no eligible assignee: nothing changed"),
+            403: error("Neither admin nor manager"),
+            409: error("Open tasks but no eligible assignee: nothing changed"),
         },
     )
     def reshuffle(user: Caller) -> Reshuffled:
@@ -214,16 +207,16 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
         count = service.reshuffle(actor_of(user), traceparent=current_traceparent())
         return Reshuffled(reassigned=count)
 
-    @router.get("/{task_id:task_id}", responses={404: _error("No such task")})
+    @router.get("/{task_id:task_id}", responses={404: error("No such task")})
     def get_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
         return TaskOut.of(reads.get_task(task_id))
 
     @router.post(
         "/{task_id}/complete",
         responses={
-            403: _error("Not the task's current assignee"),
-            404: _error("No such task"),
-            409: _error("The task is already done"),
+            403: error("Not the task's current assignee"),
+            404: error("No such task"),
+            409: error("The task is already done"),
         },
     )
     def complete_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
@@ -252,5 +245,5 @@ def _account_filter(account: str | None, user: CurrentUser, name: str) -> uuid.U
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for error in (domain.TaskError, InvalidCursor):
-        install_shared_error_handlers(app, error, status_for)
+    for kind in (domain.TaskError, InvalidCursor):
+        install_shared_error_handlers(app, kind, status_for)

@@ -23,14 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from auth_client.sign_in import AuthClientConfig
 from auth_client.verification import CurrentUser
-from dashboard_kit.pages import (
-    CsrfField,
-    DashboardLinks,
-    DashboardPages,
-    Visitor,
-    as_sentence,
-    page_templates,
-)
+from dashboard_kit.pages import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
 from platform_kit import live, text_input
 from platform_kit.cursor import InvalidCursor
 from platform_kit.service_app import UNPROCESSABLE
@@ -56,6 +49,7 @@ VIEWS = (LIST, BOARD)
 SORT_NAMES = {queries.NEWEST: "Newest first", queries.OLDEST: "Oldest first",
               queries.TITLE: "Title A to Z"}
 HISTORY_SHOWN = 100
+REFUSAL_TITLES = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}
 
 templates = page_templates(Path(__file__).parent / "templates")
 templates.env.globals["status_pictures"] = STATUS_PICTURES
@@ -154,10 +148,7 @@ class Board(DashboardPages):
 
     def refused(self, request: Request, user: CurrentUser, error: domain.TaskError
                 ) -> HTMLResponse:
-        titles = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}
-        code = status_for(error)
-        return self.message(request, user, titles.get(code, "Cannot do that"),
-                            as_sentence(str(error)), code)
+        return self.refusal(request, user, error, status_for(error), REFUSAL_TITLES)
 
     # --- lists ----------------------------------------------------------------------
 
@@ -190,8 +181,8 @@ class Board(DashboardPages):
             return self.message(request, user, "Page not found",
                                 "This page link is no longer valid.", 422, link=listing.path)
         except domain.ValidationError as error:
-            return self.message(request, user, "Unknown filter", as_sentence(str(error)), 422,
-                                link=listing.path)
+            return self.refusal(request, user, error, UNPROCESSABLE,
+                                {UNPROCESSABLE: "Unknown filter"}, listing.path)
         context = {
             "listing": listing, "status": status, "view": view, "wanted": wanted,
             "sort": sort, "tasks": tasks, "columns": columns, "total": total,

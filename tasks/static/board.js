@@ -1,7 +1,8 @@
 // The board's small enhancements; every page works the same without them.
 // - keyboard shortcuts: c (new task), / (search), ? (this help);
-// - live updates: Server-Sent Events from /events; on any change the page fetches itself
-//   again and swaps its #results, so filters, sorting and paging stay as they are.
+// - live updates (/static/live.js): Server-Sent Events from /events; on any change the page
+//   fetches itself again and swaps its #results, so filters, sorting and paging stay as
+//   they are.
 (function () {
   "use strict";
 
@@ -50,46 +51,12 @@
   if (window.location.hash === "#q") { focusSearch(); }
 
   var results = document.getElementById("results");
-  if (!results || !window.EventSource) { return; }
+  if (!results || !window.EventSource || !window.atesLive) { return; }
 
-  var connected = false;
-  var pending = null;
-  var fetching = false;
-  var again = false;
-
-  function refresh() {
-    pending = null;
-    if (fetching) { again = true; return; }
-    fetching = true;
-    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : null; })
-      .then(function (html) {
-        if (html === null) { return; }
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("results");
-        var current = document.getElementById("results");
-        if (fresh && current) { current.replaceWith(document.importNode(fresh, true)); }
-        document.documentElement.setAttribute("data-refreshed", String(Date.now()));
-      })
-      .catch(function () { /* the next change or reconnection tries again */ })
-      .then(function () {
-        fetching = false;
-        if (again) { again = false; refresh(); }
-      });
-  }
-
-  function soon() {
-    // Changes often come in bursts (a reshuffle, a run of new tasks): one fetch for each burst.
-    if (pending === null) { pending = window.setTimeout(refresh, 150); }
-  }
-
-  var source = new EventSource("/events");
-  source.addEventListener("ready", function () {
-    if (connected) { soon(); }  // reconnected: something may have changed meanwhile
-    connected = true;
-    document.documentElement.setAttribute("data-live", "on");
-  });
-  source.addEventListener("change", soon);
-  source.addEventListener("error", function () {
-    document.documentElement.setAttribute("data-live", "off");
+  // Changes often come in bursts (a reshuffle, a run of new tasks): one fetch for each burst.
+  window.atesLive("/events", function (fresh) {
+    var replacement = fresh.getElementById("results");
+    var current = document.getElementById("results");
+    if (replacement && current) { current.replaceWith(document.importNode(replacement, true)); }
   });
 })();
