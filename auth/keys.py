@@ -8,6 +8,9 @@ signed keep verifying until they expire; after that it can be pruned.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +22,10 @@ from auth.models import SigningKey
 
 ALGORITHM = "RS256"
 KEY_BITS = 2048
+
+# The active keys read within :meth:`SigningKeys.one_read`, by the keys they came from.
+_READ_ONCE: ContextVar[dict[SigningKeys, RSAKey] | None] = ContextVar("signing_key_read_once",
+                                                                     default=None)
 
 
 def new_key() -> RSAKey:
@@ -49,7 +56,28 @@ class SigningKeys:
         self._lock = threading.Lock()
 
     def signing_key(self) -> RSAKey:
-        """The active private key (created when there is none yet)."""
+        """The active private key (created when there is none yet).
+
+        Read from the database every time, so a rotation by any replica or by ``ates auth
+        rotate-key`` signs the next token with the new key; within :meth:`one_read`, once.
+        """
+        read = _READ_ONCE.get()
+        if read is None:
+            return self._read_signing_key()
+        if self not in read:
+            read[self] = self._read_signing_key()
+        return read[self]
+
+    @contextmanager
+    def one_read(self) -> Iterator[None]:
+        """Within: the active key is read once (the tokens of one response, one key)."""
+        reset = _READ_ONCE.set({})
+        try:
+            yield
+        finally:
+            _READ_ONCE.reset(reset)
+
+    def _read_signing_key(self) -> RSAKey:
         row = self._active_row()
         if row is None:
             self._create_first_key()

@@ -91,6 +91,9 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]  # untyped base
                  query: list[tuple[str, str]], form: list[tuple[str, str]]):
         super().__init__(method, uri, headers=headers)
         self.payload = FormPayload(query + form)
+        # Authlib validates an authorization request twice while answering it (consent,
+        # then response): the nonce is looked up once.
+        self.nonces_seen: dict[tuple[str, str], bool] = {}
         self._args = dict(query)
         self._form = dict(form)
 
@@ -141,6 +144,11 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
     server: Provider
     request: OAuthRequest
 
+    def __init__(self, request: OAuthRequest, server: Provider):
+        super().__init__(request, server)
+        # The owners of the codes claimed, read in the claim's own transaction.
+        self._owners: dict[int, Principal | None] = {}
+
     @staticmethod
     def validate_authorization_redirect_uri(request: OAuthRequest, client: OAuthClient) -> str:
         # Authlib's own refusal quotes the URI, and cannot quote one with a line break.
@@ -172,12 +180,18 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> ClaimedCode | None:
         with self.server.sessions.begin() as session:
-            return claim_code(session, code, client.get_client_id())
+            claimed = claim_code(session, code, client.get_client_id())
+            if claimed is not None:
+                self._owners[claimed.id] = self.server.accounts.active_principal(
+                    claimed.grant.account_id, session)
+            return claimed
 
     def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
         """Nothing to do: the code was marked used when it was claimed."""
 
     def authenticate_user(self, authorization_code: ClaimedCode) -> Principal | None:
+        if authorization_code.id in self._owners:
+            return self._owners[authorization_code.id]
         return self.server.accounts.active_principal(authorization_code.grant.account_id)
 
 
@@ -226,8 +240,11 @@ class IdTokens(OpenIDCode):  # type: ignore[misc]  # untyped base
         return claims
 
     def exists_nonce(self, nonce: str, request: OAuthRequest) -> bool:
-        with self.provider.sessions() as session:
-            return nonce_seen(session, request.payload.client_id, nonce)
+        key = (request.payload.client_id, nonce)
+        if key not in request.nonces_seen:
+            with self.provider.sessions() as session:
+                request.nonces_seen[key] = nonce_seen(session, *key)
+        return request.nonces_seen[key]
 
     def generate_user_info(self, user: Principal, scope: str) -> UserInfo:
         return UserInfo(user_claims(user))
@@ -381,7 +398,8 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
         return "/login?" + urlencode(params | ({"prompt": "login"} if reauthenticate else {}))
 
     def token(self, request: OAuthRequest) -> Response:
-        return cast(Response, self.create_token_response(request))
+        with self.keys.one_read():  # the ID token and the access token: one key, read once
+            return cast(Response, self.create_token_response(request))
 
     def revoke(self, request: OAuthRequest) -> Response:
         return cast(Response, self.create_endpoint_response(Revocation.ENDPOINT_NAME, request))

@@ -150,7 +150,8 @@ class SecurityService:
         with self.sessions.begin() as session:
             if not admit_attempt(session, email, address, self.config.throttling):
                 return SignInResult(throttled=True)
-        principal = self.accounts.authenticate(email, password)
+            signing_in = self.accounts.signing_in(session, email)
+        principal = self.accounts.check_password(signing_in, password)
         if principal is None:  # the attempt stays counted as a failure
             self._record_refusal(email, password, address, user_agent)
             return SignInResult()

@@ -213,7 +213,17 @@ class AccountService:
     def authenticate(self, email: str, password: str) -> Principal | None:
         """The account these credentials belong to, if it may sign in."""
         with self.sessions() as session:
-            account = self._live_by_email(session, email.strip().lower())
+            account = self.signing_in(session, email)
+        return self.check_password(account, password)
+
+    def signing_in(self, session: Session, email: str) -> Account | None:
+        """The live account an email signs in to, read in the caller's transaction (a
+        sign-in reads it with its throttling, in one round trip to the pool)."""
+        return self._live_by_email(session, email.strip().lower())
+
+    def check_password(self, account: Account | None, password: str) -> Principal | None:
+        """Who signs in with ``password`` to ``account`` (as :meth:`signing_in` found it),
+        if the account may sign in. An unknown account costs a hash all the same."""
         matches = self.passwords.verify(account.password_hash if account else None, password)
         if account is None or not matches or not account.active:
             return None
@@ -221,9 +231,14 @@ class AccountService:
             self._store_rehash(account.id, password)
         return Principal.of(account)
 
-    def active_principal(self, account_id: int) -> Principal | None:
-        with self.sessions() as session:
-            account = session.get(Account, account_id)
+    def active_principal(self, account_id: int, session: Session | None = None
+                         ) -> Principal | None:
+        """The account as a principal, if it may still sign in; in ``session`` when given
+        (the caller's transaction), else in one of its own."""
+        if session is None:
+            with self.sessions() as own:
+                return self.active_principal(account_id, own)
+        account = session.get(Account, account_id)
         if account is None or not account.active or account.deleted_at is not None:
             return None
         return Principal.of(account)

@@ -228,6 +228,27 @@ def test_authorization_without_pkce_s256_or_nonce_is_refused(provider, make_logi
     assert query["error"] == ["invalid_request"] and "code" not in query
 
 
+def test_a_nonce_already_used_for_a_code_is_refused(provider, make_login, browser):
+    first = Authorization(provider)
+    first.code(browser, make_login())  # signed in: the next one comes back at once
+    again = Authorization(provider, nonce=first.nonce)
+
+    query = again.callback_query(again.start(browser))
+
+    assert query["error"] == ["invalid_request"] and "code" not in query
+
+
+def test_a_code_of_an_account_deactivated_since_buys_no_token(provider, make_login, browser):
+    login = make_login()
+    authorization = Authorization(provider)
+    code = authorization.code(browser, login)
+
+    provider.accounts.deactivate_account(login.id)
+    response = authorization.exchange(code)
+
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
 def test_service_client_gets_a_token_with_client_credentials(provider, verifier):
     response = httpx.post(f"{provider.url}/oauth/token", data={"grant_type": "client_credentials"},
                           auth=("reports", "reports-secret"))

@@ -14,6 +14,7 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 
+from auth.keys import SigningKeys
 from auth_client.verification import InvalidToken, TokenVerifier
 from tests.auth.support import RunningProvider, bearer
 
@@ -136,3 +137,24 @@ def test_key_rotation_keeps_old_tokens_valid_while_the_new_key_signs(provider, m
     assert verifier.current_user(old_token).id == login.id
     for token in (old_token, new_token):
         assert httpx.get(f"{provider.url}/api/me", headers=bearer(token)).status_code == 200
+
+
+def test_a_rotation_elsewhere_signs_the_next_token_with_the_new_key(provider, make_login):
+    login = make_login()
+    elsewhere = SigningKeys(provider.engine, provider.config.retired_key_publication)
+
+    new_kid = elsewhere.rotate()  # as ``ates auth rotate-key`` does, in a process of its own
+    tokens = provider.tokens_for(login)
+
+    assert kid_of(tokens["access_token"]) == kid_of(tokens["id_token"]) == new_kid
+
+
+def test_the_active_key_is_read_once_for_the_tokens_of_one_response(provider):
+    keys = provider.app.state.provider.keys
+    elsewhere = SigningKeys(provider.engine, provider.config.retired_key_publication)
+
+    with keys.one_read():
+        first = keys.signing_key()
+        new_kid = elsewhere.rotate()
+        assert keys.signing_key() is first and first.kid != new_kid
+    assert keys.signing_key().kid == new_kid
