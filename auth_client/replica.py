@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import orjson
 from sqlalchemy import ColumnElement, DateTime, Integer, Text, TextClause, func, text
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from event_schemas import Event
-from platform_kit.db import array_literal
 
 
 class AccountReplica:
@@ -100,21 +100,19 @@ def apply_states(
             newest[key] = state
     if not newest:
         return
-    columns = ("email", "full_name", "role", "active", "version")
-    rows = [dict(state) for state in newest.values()]
-    values = {name: array_literal(row[name] for row in rows) for name in columns}
-    session.execute(_upsert_states_sql(table.__tablename__),
-                    {"ids": array_literal(newest), **values})
+    rows = orjson.dumps([{"id": key, **state} for key, state in newest.items()])
+    session.execute(_upsert_states_sql(table.__tablename__), {"rows": rows.decode()})
 
 
 @functools.cache
 def _upsert_states_sql(table: str) -> TextClause:
+    # The rows travel as one JSON array: serialising it is a single C call, where an array
+    # literal per column quotes every value in Python.
     return text(f"""
         INSERT INTO {table} AS t (public_id, email, full_name, role, active, version, role_version)
         SELECT id, email, full_name, role, active, version, version
-        FROM unnest(CAST(:ids AS uuid[]), CAST(:email AS text[]), CAST(:full_name AS text[]),
-                    CAST(:role AS text[]), CAST(:active AS boolean[]), CAST(:version AS int[]))
-             AS s (id, email, full_name, role, active, version)
+        FROM json_to_recordset(CAST(:rows AS json))
+             AS s (id uuid, email text, full_name text, role text, active boolean, version int)
         ORDER BY id
         ON CONFLICT (public_id) DO UPDATE SET
             email = excluded.email,

@@ -6,11 +6,14 @@
 rest workers) are produced beforehand onto ``accounts-stream``. Then, each with a fresh
 migrated database and a fresh consumer group, the tasks consumer and the accounting
 consumer (their own handlers, as ``ates serve <svc> --role workers --only consumer`` runs
-them) apply them; the clock runs from the first poll until every event is in the inbox.
+them) apply them; the clock runs from the moment the consumer holds its partitions (the
+time to join the group is printed apart) until every event is in the inbox.
 
-Beside each rate it prints the sizes of the batches the runtime handed over (a batch
-statement pays off only when the batches are large) and the machine's load average
-(other work on the same cores slows every figure alike; the ratio to the baseline holds).
+Beside each rate it prints the rate as a ratio to the baseline of the same run, the CPU
+time the consumer spent per event (of its own thread, and of the whole process: the
+client library's threads too; unlike a rate, CPU time hardly changes when other work
+shares the cores), the sizes of the batches the runtime handed over (a batch statement
+pays off only when the batches are large) and the machine's load average.
 
 The raw baseline is the same runtime on the same topic with a handler doing one plain
 ``INSERT`` per event into a table without indexes: what the consumer runtime itself
@@ -24,6 +27,7 @@ import statistics
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 from confluent_kafka import Producer
 from sqlalchemy import Column, MetaData, Table, Text, func, select
@@ -49,17 +53,23 @@ def run(events: int = 50_000) -> list[Result]:
         ensure_topics(settings)
         _produce(settings, events)
         baseline = _rate(settings, _plain_database(pg.url), _plain_handlers(), events)
-        print(f"plain INSERT per event: {baseline:,.0f} events/s", flush=True)
+        print(f"plain INSERT per event: {baseline.rate:,.0f} events/s, "
+              f"{baseline.cpu_text()}", flush=True)
         results = []
         for service in ("tasks", "accounting"):
             url = with_database(pg.url, f"bench_replicas_{service}")
             ensure_database(url)
             upgrade(f"{service}.migrations", url)
-            rate = _rate(settings, url, _service_handlers(service), events)
-            print(f"{service} replica: {rate:,.0f} events/s", flush=True)
+            measured = _rate(settings, url, _service_handlers(service), events)
+            print(f"{service} replica: {measured.rate:,.0f} events/s "
+                  f"({measured.rate / baseline.rate:.2f} of the baseline), "
+                  f"{measured.cpu_text()} (baseline {baseline.cpu_text()})", flush=True)
             results.append(Result("replicas", f"{events:,} account.created into {service}",
-                                  rate, "events/s", "plain INSERT per event (events/s)",
-                                  baseline))
+                                  measured.rate, "events/s",
+                                  "plain INSERT per event (events/s)", baseline.rate))
+            results.append(Result("replicas", f"consumer thread CPU per event, {service}",
+                                  measured.thread_us, "us", "plain INSERT per event (us)",
+                                  baseline.thread_us))
     return results
 
 
@@ -108,14 +118,31 @@ def _service_handlers(service: str) -> HandlerRegistry:
     return make_handlers(Books.create(AccountingSettings(Settings())))
 
 
-def _rate(settings: Settings, url: str, handlers: HandlerRegistry, events: int) -> float:
+@dataclass(frozen=True)
+class Measured:
+    """Events per second, and microseconds of CPU per event: of the consumer's thread (in
+    ``poll_once``: fetching, parsing, validating, the database round trips) and of the
+    whole process while it ran."""
+
+    rate: float
+    thread_us: float
+    process_us: float
+
+    def cpu_text(self) -> str:
+        return f"CPU {self.thread_us:.1f} us/event (process {self.process_us:.1f})"
+
+
+def _rate(settings: Settings, url: str, handlers: HandlerRegistry, events: int) -> Measured:
     engine = make_engine(url)
     group = f"replicas-{uuid.uuid4().hex[:8]}"
     runtime = ConsumerRuntime(group, engine, settings, handlers, ["accounts-stream"])
-    batches = _count_batches(runtime)
+    batches, thread_cpu = _count_batches(runtime)
     stop = threading.Event()
     worker = threading.Thread(target=runtime.run, args=(stop,), daemon=True)
+    joining = time.perf_counter()
+    runtime.wait_for_assignment(60)
     started = time.perf_counter()
+    process_cpu = time.process_time()
     worker.start()
     try:
         deadline = started + TIMEOUT_SECONDS
@@ -124,29 +151,36 @@ def _rate(settings: Settings, url: str, handlers: HandlerRegistry, events: int) 
                 raise RuntimeError(f"only {_applied(engine):,} of {events:,} events applied")
             time.sleep(0.02)
         seconds = time.perf_counter() - started
+        process_cpu = time.process_time() - process_cpu
     finally:
         stop.set()
         worker.join(60)
         engine.dispose()
-    print(f"  {len(batches):,} batches, median {statistics.median(batches or [0]):,.0f} "
+    print(f"  joined the group in {started - joining:.1f} s; "
+          f"{len(batches):,} batches, median {statistics.median(batches or [0]):,.0f} "
           f"events (largest {max(batches or [0]):,}); load average "
           f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}", flush=True)
-    return events / seconds
+    return Measured(events / seconds, 1e6 * sum(thread_cpu) / events,
+                    1e6 * process_cpu / events)
 
 
-def _count_batches(runtime: ConsumerRuntime) -> list[int]:
-    """The number of events of each batch ``runtime`` handles from now on."""
+def _count_batches(runtime: ConsumerRuntime) -> tuple[list[int], list[float]]:
+    """The number of events of each batch ``runtime`` handles from now on, and the CPU
+    seconds its thread spent in each poll (waiting for messages costs none)."""
     sizes: list[int] = []
+    cpu: list[float] = []
     poll_once = runtime.poll_once
 
     def counted(*args, **kwargs) -> int:
+        before = time.thread_time()
         handled = poll_once(*args, **kwargs)
+        cpu.append(time.thread_time() - before)
         if handled:
             sizes.append(handled)
         return handled
 
     runtime.poll_once = counted
-    return sizes
+    return sizes, cpu
 
 
 def _applied(engine) -> int:

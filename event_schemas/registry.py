@@ -219,8 +219,11 @@ class SchemaRegistry:
 
     def validate(self, event_type: str, version: int, data: dict[str, Any]) -> None:
         """Raise ``InvalidEventData`` unless ``data`` matches the schema."""
-        self._check_version(event_type, version)
-        if self._acceptors[(event_type, version)](data):
+        accepts = self._acceptors.get((event_type, version))
+        if accepts is None:
+            self._check_version(event_type, version)  # raises: no such type or version
+            raise UnknownEventVersion(f"{event_type} has no schema version {version!r}")
+        if accepts(data):
             return
         errors = _loader.data_errors(self._validators[(event_type, version)], data)
         if errors:

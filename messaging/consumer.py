@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -46,7 +47,7 @@ from messaging.dlq import DeadLetterPublisher, redriven_for
 from messaging.kafka import ConsumedMessage, consumer_config, position_of, producer_config
 from messaging.tables import inbox
 from platform_kit import metrics, tracing
-from platform_kit.db import array_literal, make_session_factory
+from platform_kit.db import make_session_factory
 from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.consumer")
@@ -167,6 +168,8 @@ def runs_in_key_order(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
     latter is used.
     """
     deliveries = list(deliveries)
+    if len({id(d.handler) for d in deliveries}) <= 1:
+        return [deliveries] if deliveries else []  # one handler: one run, in order
     merged = _first_fit_runs(deliveries)
     consecutive = [list(run) for _, run in itertools.groupby(deliveries, lambda d: d.handler)]
     return merged if len(merged) <= len(consecutive) else consecutive
@@ -212,12 +215,13 @@ def _run(session: Session, run: list[Delivery]) -> None:
             handler(session, event)
 
 
-# One statement over two arrays: a multi-row VALUES list of a whole batch costs more to
-# build and send than the insert itself.
+# One statement over two JSON arrays: a multi-row VALUES list of a whole batch costs more
+# to build and send than the insert itself, and a JSON array is serialised in one C call.
 RECORD_IN_INBOX = text(
     f"INSERT INTO {inbox.name} (consumer, event_id, event_type) "
-    "SELECT :consumer, e.id, e.type "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(id, type) "
+    "SELECT :consumer, CAST(e.id AS uuid), e.type "
+    "FROM ROWS FROM (json_array_elements_text(CAST(:ids AS json)),"
+    " json_array_elements_text(CAST(:types AS json))) AS e(id, type) "
     "ON CONFLICT DO NOTHING RETURNING CAST(event_id AS text)"
 )
 
@@ -326,8 +330,8 @@ class EventProcessor:
         (lower-case text)."""
         inserted = session.execute(
             RECORD_IN_INBOX,
-            {"consumer": self.name, "ids": array_literal(e.id for e in events),
-             "types": array_literal(e.type for e in events)},
+            {"consumer": self.name, "ids": orjson.dumps([e.id for e in events]).decode(),
+             "types": orjson.dumps([e.type for e in events]).decode()},
         )
         return set(inserted.scalars())
 
