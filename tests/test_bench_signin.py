@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from auth.models import Account, SignInRecord
-from bench.signin import HashCost, burst, percentile, report
+from bench.signin import HashCost, burst, cpu_report, percentile, report
 from tests.auth.support import running_provider
 
 
@@ -48,3 +48,11 @@ def test_the_baseline_is_the_bursts_hashing_spread_over_the_cores():
     assert p50.baseline == pytest.approx(1.0) and p95.baseline == pytest.approx(1.0)
     assert (p50.value, p95.value) == (1.0, 2.0)
     assert p50.ratio == pytest.approx(1.0)
+
+
+def test_the_cpu_per_sign_in_is_set_beside_one_hash_whole_and_outside_the_hash():
+    whole, outside = cpu_report(0.120, HashCost(wall=0.05, cpu=0.040))
+
+    assert (whole.value, whole.baseline) == (pytest.approx(120.0), pytest.approx(40.0))
+    assert (outside.value, outside.baseline) == (pytest.approx(80.0), pytest.approx(40.0))
+    assert whole.ratio == pytest.approx(3.0) and outside.ratio == pytest.approx(2.0)
