@@ -19,7 +19,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NoReturn, cast
 from urllib.parse import urlencode
 
@@ -42,7 +43,13 @@ from auth.identity import Principal
 from auth.keys import ALGORITHM, SigningKeys
 from auth.oauth_clients import SCOPES_SUPPORTED, ClientRegistry, OAuthClient
 from auth.service import AccountService
-from auth.sessions import SignedIn, clients_of_session, end_session, find_session_id
+from auth.sessions import (
+    SignedIn,
+    clients_of_session,
+    end_session,
+    find_session,
+    find_session_id,
+)
 from auth.tokens import (
     ClaimedCode,
     ClaimedRefreshToken,
@@ -94,6 +101,8 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]  # untyped base
         # Authlib validates an authorization request twice while answering it (consent,
         # then response): the nonce is looked up once.
         self.nonces_seen: dict[tuple[str, str], bool] = {}
+        # The transaction the request is answered in, when it has one of its own.
+        self.transaction: Session | None = None
         self._args = dict(query)
         self._form = dict(form)
 
@@ -175,7 +184,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
             code_challenge_method=data["code_challenge_method"],
             auth_time=signed_in.auth_time,
         )
-        with self.server.sessions.begin() as session:
+        with self.server.transaction(request) as session:
             save_code(session, code, grant, self.server.config.authorization_code_ttl)
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> ClaimedCode | None:
@@ -242,7 +251,7 @@ class IdTokens(OpenIDCode):  # type: ignore[misc]  # untyped base
     def exists_nonce(self, nonce: str, request: OAuthRequest) -> bool:
         key = (request.payload.client_id, nonce)
         if key not in request.nonces_seen:
-            with self.provider.sessions() as session:
+            with self.provider.transaction(request) as session:
                 request.nonces_seen[key] = nonce_seen(session, *key)
         return request.nonces_seen[key]
 
@@ -378,8 +387,18 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
     # --- endpoints ------------------------------------------------------------------
     # Authlib answers with what :meth:`handle_response` made.
 
-    def authorize(self, request: OAuthRequest, signed_in: SignedIn | None) -> Response:
-        """Issue a code to a signed-in browser, or send it to the login page first."""
+    def authorize(self, request: OAuthRequest, sso_cookie: str | None) -> Response:
+        """Issue a code to a browser signed in with ``sso_cookie``, or send it to the login
+        page first. One transaction reads the SSO session and the nonce and saves the code;
+        it commits before the code is answered."""
+        with self.sessions.begin() as session:
+            request.transaction = session
+            try:
+                return self._authorize(request, find_session(session, sso_cookie))
+            finally:
+                request.transaction = None
+
+    def _authorize(self, request: OAuthRequest, signed_in: SignedIn | None) -> Response:
         try:
             grant = self.get_consent_grant(request, end_user=signed_in)
         except OAuth2Error as error:
@@ -389,6 +408,15 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
             return Response(status_code=302, headers={"Location": location})
         return cast(Response, self.create_authorization_response(
             request, grant_user=signed_in, grant=grant))
+
+    @contextmanager
+    def transaction(self, request: OAuthRequest) -> Iterator[Session]:
+        """The request's own transaction, or else one for this step alone."""
+        if request.transaction is not None:
+            yield request.transaction
+            return
+        with self.sessions.begin() as session:
+            yield session
 
     @staticmethod
     def _login_url(request: OAuthRequest, reauthenticate: bool) -> str:

@@ -63,8 +63,8 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
                 responses={302: REDIRECT, 400: _oauth_error("Unknown client or redirect URI")})
     async def authorize(request: Request) -> Response:
         oauth_request = await read_oauth_request(request, issuer)
-        return await run_in_threadpool(
-            lambda: provider.authorize(oauth_request, signed_in(request)))
+        return await run_in_threadpool(provider.authorize, oauth_request,
+                                       request.cookies.get(SSO_COOKIE))
 
     @router.post("/oauth/token", summary="Token endpoint", responses=TOKEN_ERRORS)
     async def token(request: Request) -> Response:
