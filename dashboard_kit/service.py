@@ -71,6 +71,11 @@ class CreateApp(Protocol):
 
 @dataclass(frozen=True)
 class DashboardService:
+    """A dashboard service: ``name``, its API's ``description``, its ``static`` folder, its
+    ``consumer``; ``sends_mail`` (readiness checks the SMTP server); ``accounts``, the model
+    of its accounts replica (callers it knows inactive are refused); ``error_handlers``,
+    how its domain errors answer."""
+
     name: str
     description: str
     static: Path
