@@ -11,14 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from auth.domain import InvalidAccountData, Role
-from auth.service import (
-    AccountChanges,
-    AccountNotFound,
-    AccountService,
-    AccountView,
-    DuplicateEmail,
-    SelfLockout,
-)
+from auth.queries import AccountNotFound, AccountQueries, AccountView
+from auth.service import AccountChanges, AccountService, DuplicateEmail, SelfLockout
 from auth_client.guards import current_user, require_role
 from auth_client.verification import CurrentUser
 from platform_kit.text_input import OptionalText, Text
@@ -60,7 +54,7 @@ DUPLICATE: Responses = {409: {"description": "An account with this email already
 LOCKOUT: Responses = {409: {"description": "Admins cannot deactivate, demote or delete themselves"}}
 
 
-def accounts_router(accounts: AccountService) -> APIRouter:
+def accounts_router(accounts: AccountService, queries: AccountQueries) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["accounts"])
 
     @router.post("/accounts", status_code=status.HTTP_201_CREATED,
@@ -71,12 +65,12 @@ def accounts_router(accounts: AccountService) -> APIRouter:
     @router.get("/accounts", responses=ERRORS)
     def list_accounts(_: Admin, cursor: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> AccountList:
-        page = accounts.list_accounts(cursor, limit)
+        page = queries.list_accounts(cursor, limit)
         return AccountList(items=page.items, next=page.next)
 
     @router.get("/accounts/{account_id}", responses=ERRORS)
     def get_account(account_id: str, _: Admin) -> AccountView:
-        return accounts.get_account(account_id)
+        return queries.get_account(account_id)
 
     @router.patch("/accounts/{account_id}", responses=ERRORS | LOCKOUT)
     def update_account(account_id: str, body: AccountPatch,
@@ -92,7 +86,7 @@ def accounts_router(accounts: AccountService) -> APIRouter:
 
     @router.get("/me", responses={401: ERRORS[401]})
     def me(user: Caller) -> AccountView:
-        return accounts.get_account(user.id)
+        return queries.get_account(user.id)
 
     return router
 

@@ -19,11 +19,12 @@ from auth.keys import SigningKeys
 from auth.mail import Mailer
 from auth.oauth import Provider
 from auth.oauth_routes import oauth_router
+from auth.queries import AccountNotFound, AccountQueries
 from auth.security import SecurityService
 from auth.security_api import security_api_router
 from auth.security_pages import SecurityPages, security_router
 from auth.seed import seed_demo_accounts
-from auth.service import AccountNotFound, AccountService
+from auth.service import AccountService, utc_now
 from auth.sessions import SignedIn, find_session
 from auth.web import SSO_COOKIE, Pages, WebPages, web_router
 from auth_client.settings import AUTH_PORT
@@ -50,7 +51,7 @@ class AccountTokens:
     """
 
     verifier: TokenVerifier
-    accounts: AccountService
+    accounts: AccountQueries
 
     def user_from_bearer(self, token: str) -> CurrentUser:
         user = self.verifier.current_user(token)
@@ -71,27 +72,30 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     config = config or AuthConfig.from_env()
     engine = make_engine(settings.database_for(SERVICE))
     sessions = make_session_factory(engine)
-    accounts = AccountService(sessions, Outbox(settings), config)
+    accounts = AccountService(sessions, Outbox(settings), config, clock=utc_now)
+    queries = AccountQueries(sessions)
     keys = SigningKeys(engine, config.retired_key_publication)
-    provider = Provider(config, sessions, accounts, keys)
+    provider = Provider(config, sessions, queries, keys)
     pages = Pages(config)
 
     app = create_ates_app(SERVICE, engine, settings,
                           description="Accounts and single sign-on (OAuth 2.1 / OpenID Connect).",
                           page_policy=_page_policy(config), lifespan=_lifespan(engine, keys))
-    app.state.ates_auth = AccountTokens(_local_verifier(config, keys), accounts)
+    app.state.ates_auth = AccountTokens(_local_verifier(config, keys), queries)
     app.state.accounts = accounts
+    app.state.account_queries = queries
     app.state.provider = provider
     install_error_handlers(app)
     app.include_router(oauth_router(provider, pages))
-    app.include_router(accounts_router(accounts))
+    app.include_router(accounts_router(accounts, queries))
     security = SecurityService(accounts, config)
     app.state.security = security
-    security_pages = SecurityPages(security, pages, Mailer(settings.smtp_url, config.mail_from),
+    security_pages = SecurityPages(security, queries, pages,
+                                   Mailer(settings.smtp_url, config.mail_from),
                                    lambda request: _signed_in(sessions, request))
     app.include_router(security_api_router(security, security_pages))
     app.include_router(security_router(security_pages))
-    app.include_router(web_router(WebPages(accounts, pages, config, security,
+    app.include_router(web_router(WebPages(accounts, queries, pages, config, security,
                                            security_pages.after_password)))
     return app
 

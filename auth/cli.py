@@ -91,6 +91,7 @@ def set_password(email: str, password_stdin: bool) -> None:
     import sys
 
     from auth.domain import InvalidAccountData
+    from auth.queries import AccountQueries
     from auth.service import AccountChanges, AccountService
     from messaging.outbox import Outbox
     from platform_kit.db import make_engine, make_session_factory
@@ -107,9 +108,9 @@ def set_password(email: str, password_stdin: bool) -> None:
     settings = Settings.from_env()
     engine = make_engine(settings.database_for("auth"), pool_size=1)
     try:
-        accounts = AccountService(make_session_factory(engine), Outbox(settings),
-                                  AuthConfig.from_env())
-        account = accounts.find_account_by_email(email)
+        sessions = make_session_factory(engine)
+        accounts = AccountService(sessions, Outbox(settings), AuthConfig.from_env())
+        account = AccountQueries(sessions).find_account_by_email(email)
         if account is None:
             raise click.ClickException(f"there is no account {email}")
         accounts.update_account(account.id, AccountChanges(password=password))

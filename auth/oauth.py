@@ -42,7 +42,7 @@ from auth.config import AuthConfig
 from auth.identity import Principal
 from auth.keys import ALGORITHM, SigningKeys
 from auth.oauth_clients import SCOPES_SUPPORTED, ClientRegistry, OAuthClient
-from auth.service import AccountService
+from auth.queries import AccountQueries
 from auth.sessions import (
     SignedIn,
     clients_of_session,
@@ -329,7 +329,7 @@ class Logout(EndSessionEndpoint):  # type: ignore[misc]  # untyped base
 
 class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
     def __init__(self, config: AuthConfig, sessions: sessionmaker[Session],
-                 accounts: AccountService, keys: SigningKeys):
+                 accounts: AccountQueries, keys: SigningKeys):
         super().__init__(scopes_supported=list(SCOPES_SUPPORTED))
         self.config = config
         self.sessions = sessions

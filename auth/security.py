@@ -39,7 +39,8 @@ from auth.models import (
     SsoSession,
     TwoFactorRole,
 )
-from auth.service import AccountNotFound, AccountService
+from auth.queries import AccountNotFound
+from auth.service import AccountService
 from auth.sessions import clients_of_session, end_account_sessions, end_session, start_session
 from auth.throttle import admit_attempt, forget_failures
 from auth.tokens import digest, expiry, new_secret, revoke_account_tokens, revoke_family

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from auth import two_factor
 from auth.domain import ROLES, InvalidAccountData, Role
 from auth.mail import Mailer
+from auth.queries import AccountNotFound, AccountQueries
 from auth.security import (
     Enrolment,
     SecurityService,
@@ -29,7 +30,6 @@ from auth.security import (
     TwoFactorProblem,
     WrongPassword,
 )
-from auth.service import AccountNotFound
 from auth.sessions import SignedIn
 from auth.web import Pages, client_address
 from auth_client.sign_in import safe_next
@@ -76,9 +76,10 @@ def _user_agent(request: Request) -> str | None:
 
 
 class SecurityPages:
-    def __init__(self, security: SecurityService, pages: Pages, mailer: Mailer,
-                 signed_in: Callable[[Request], SignedIn | None]):
+    def __init__(self, security: SecurityService, queries: AccountQueries, pages: Pages,
+                 mailer: Mailer, signed_in: Callable[[Request], SignedIn | None]):
         self.security = security
+        self.queries = queries
         self.pages = pages
         self.mailer = mailer
         self.signed_in = signed_in
@@ -369,7 +370,7 @@ class SecurityPages:
     def admin_account_page(self, request: Request, signed_in: SignedIn, account_id: str
                            ) -> Response:
         try:
-            account = self.security.accounts.get_account(account_id)
+            account = self.queries.get_account(account_id)
             context = {"user": signed_in.principal, "account": account,
                        "sign_ins": self.security.sign_ins(account_id),
                        "active": self.security.active_sessions(account_id),

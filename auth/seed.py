@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from auth.config import AuthConfig
+from auth.queries import AccountQueries
 from auth.service import AccountService
 from messaging.outbox import Outbox
 from platform_kit.db import make_engine, make_session_factory
@@ -41,17 +42,17 @@ def seed_demo_accounts(settings: Settings, admin_password: str | None,
     upgrade("auth.migrations", url)
     engine = make_engine(url, pool_size=2)
     try:
-        accounts = AccountService(make_session_factory(engine), Outbox(settings),
-                                  config or AuthConfig.from_env())
-        return [_ensure(accounts, email, name, role, admin_password)
+        sessions = make_session_factory(engine)
+        accounts = AccountService(sessions, Outbox(settings), config or AuthConfig.from_env())
+        return [_ensure(accounts, AccountQueries(sessions), email, name, role, admin_password)
                 for email, name, role in DEMO_ACCOUNTS]
     finally:
         engine.dispose()
 
 
-def _ensure(accounts: AccountService, email: str, full_name: str, role: str,
-            admin_password: str | None) -> dict[str, str | None]:
-    if accounts.find_account_by_email(email) is not None:
+def _ensure(accounts: AccountService, queries: AccountQueries, email: str, full_name: str,
+            role: str, admin_password: str | None) -> dict[str, str | None]:
+    if queries.find_account_by_email(email) is not None:
         return {"email": email, "password": None, "role": role}
     if email == ADMIN_EMAIL:
         password = admin_password or secrets.token_urlsafe(12)

@@ -1,4 +1,4 @@
-"""Account use cases: one method per command or query.
+"""Account use cases: the commands (the reads are in :mod:`auth.queries`).
 
 Every change writes its events to the outbox in the same transaction:
 
@@ -19,19 +19,16 @@ password change alters nothing the replicas hold, so it neither bumps it nor emi
 
 from __future__ import annotations
 
-import base64
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from auth.config import AuthConfig
 from auth.domain import (
-    InvalidAccountData,
     Role,
     check_password,
     clean_full_name,
@@ -41,17 +38,19 @@ from auth.domain import (
 from auth.identity import Principal
 from auth.models import Account
 from auth.passwords import Passwords
+from auth.queries import AccountView, Sessions, live_account, live_account_by_email
 from auth.sessions import end_account_sessions
 from auth.tokens import revoke_account_tokens
 from event_schemas import default_registry
 from messaging.outbox import Outbox
 
 SOURCE = "auth"
-MAX_PAGE_SIZE = 200
+
+Clock = Callable[[], datetime]
 
 
-class AccountNotFound(LookupError):
-    pass
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class DuplicateEmail(Exception):
@@ -60,29 +59,6 @@ class DuplicateEmail(Exception):
 
 class SelfLockout(Exception):
     """An admin tried to remove their own access."""
-
-
-@dataclass(frozen=True)
-class AccountView:
-    id: str
-    email: str
-    full_name: str
-    role: str
-    active: bool
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, account: Account) -> AccountView:
-        return cls(str(account.public_id), account.email, account.full_name, account.role,
-                   account.active, account.version, account.created_at, account.updated_at)
-
-
-@dataclass(frozen=True)
-class AccountPage:
-    items: list[AccountView]
-    next: str | None
 
 
 @dataclass(frozen=True)
@@ -109,28 +85,15 @@ def _state(account: Account) -> dict[str, Any]:
             "version": account.version}
 
 
-def encode_cursor(email: str) -> str:
-    return base64.urlsafe_b64encode(email.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidAccountData("invalid cursor") from None
-
-
-def _parse_public_id(public_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(public_id))
-    except ValueError:
-        raise AccountNotFound(public_id) from None
-
-
 class AccountService:
-    def __init__(self, sessions: sessionmaker[Session], outbox: Outbox, config: AuthConfig):
+    """The commands on accounts, and the checks of a sign-in's password; the reads are in
+    :class:`auth.queries.AccountQueries`. ``clock`` dates the changes."""
+
+    def __init__(self, sessions: Sessions, outbox: Outbox, config: AuthConfig, *,
+                 clock: Clock = utc_now) -> None:
         self.sessions = sessions
         self.outbox = outbox
+        self.clock = clock
         self.passwords = Passwords(config.password_hashing)
         self.registry = default_registry()
 
@@ -143,7 +106,7 @@ class AccountService:
         password_hash = self.passwords.hash(password)
         try:
             with self.sessions.begin() as session:
-                if self._live_by_email(session, email) is not None:
+                if live_account_by_email(session, email) is not None:
                     raise DuplicateEmail(email)
                 account = Account(email=email, full_name=full_name, role=role_value,
                                   password_hash=password_hash)
@@ -159,7 +122,7 @@ class AccountService:
         changes = changes.validated()
         password_hash = None if changes.password is None else self.passwords.hash(changes.password)
         with self.sessions.begin() as session:
-            account = self._live(session, public_id, lock=True)
+            account = live_account(session, public_id, lock=True)
             self._refuse_self_lockout(account, actor_id, changes)
             if password_hash is not None:
                 account.password_hash = password_hash
@@ -167,7 +130,7 @@ class AccountService:
             if not self._apply(account, changes):
                 return AccountView.of(account)
             account.version += 1
-            account.updated_at = datetime.now(UTC)
+            account.updated_at = self.clock()
             if was_active and not account.active:
                 self._revoke_access(session, account)
             self._publish_update(session, account, old_role)
@@ -178,37 +141,15 @@ class AccountService:
 
     def delete_account(self, public_id: str, actor_id: str | None = None) -> None:
         with self.sessions.begin() as session:
-            account = self._live(session, public_id, lock=True)
+            account = live_account(session, public_id, lock=True)
             if actor_id is not None and str(account.public_id) == actor_id:
                 raise SelfLockout("you cannot delete your own account")
             account.active = False
-            account.deleted_at = account.updated_at = datetime.now(UTC)
+            account.deleted_at = account.updated_at = self.clock()
             account.version += 1
             self._revoke_access(session, account)
             self._publish(session, "account.deleted",
                           {"account_id": str(account.public_id), "version": account.version})
-
-    # --- queries --------------------------------------------------------------------
-
-    def get_account(self, public_id: str) -> AccountView:
-        with self.sessions() as session:
-            return AccountView.of(self._live(session, public_id))
-
-    def find_account_by_email(self, email: str) -> AccountView | None:
-        with self.sessions() as session:
-            account = self._live_by_email(session, normalise_email(email))
-            return None if account is None else AccountView.of(account)
-
-    def list_accounts(self, cursor: str | None = None, limit: int = 50) -> AccountPage:
-        limit = max(1, min(limit, MAX_PAGE_SIZE))
-        query = select(Account).where(Account.deleted_at.is_(None)).order_by(Account.email)
-        if cursor:
-            query = query.where(Account.email > decode_cursor(cursor))
-        with self.sessions() as session:
-            rows = list(session.scalars(query.limit(limit + 1)))
-        items = [AccountView.of(row) for row in rows[:limit]]
-        has_more = len(rows) > limit
-        return AccountPage(items, encode_cursor(items[-1].email) if has_more else None)
 
     def authenticate(self, email: str, password: str) -> Principal | None:
         """The account these credentials belong to, if it may sign in."""
@@ -219,7 +160,7 @@ class AccountService:
     def signing_in(self, session: Session, email: str) -> Account | None:
         """The live account an email signs in to, read in the caller's transaction (a
         sign-in reads it with its throttling, in one round trip to the pool)."""
-        return self._live_by_email(session, email.strip().lower())
+        return live_account_by_email(session, email.strip().lower())
 
     def check_password(self, account: Account | None, password: str) -> Principal | None:
         """Who signs in with ``password`` to ``account`` (as :meth:`signing_in` found it),
@@ -231,37 +172,7 @@ class AccountService:
             self._store_rehash(account.id, password)
         return Principal.of(account)
 
-    def active_principal(self, account_id: int, session: Session | None = None
-                         ) -> Principal | None:
-        """The account as a principal, if it may still sign in; in ``session`` when given
-        (the caller's transaction), else in one of its own."""
-        if session is None:
-            with self.sessions() as own:
-                return self.active_principal(account_id, own)
-        account = session.get(Account, account_id)
-        if account is None or not account.active or account.deleted_at is not None:
-            return None
-        return Principal.of(account)
-
-    def count_accounts(self) -> int:
-        with self.sessions() as session:
-            query = select(func.count()).select_from(Account).where(Account.deleted_at.is_(None))
-            return session.scalar(query) or 0
-
     # --- helpers --------------------------------------------------------------------
-
-    def _live(self, session: Session, public_id: str, lock: bool = False) -> Account:
-        query = select(Account).where(Account.public_id == _parse_public_id(public_id),
-                                      Account.deleted_at.is_(None))
-        account = session.scalars(query.with_for_update() if lock else query).first()
-        if account is None:
-            raise AccountNotFound(public_id)
-        return account
-
-    @staticmethod
-    def _live_by_email(session: Session, email: str) -> Account | None:
-        query = select(Account).where(Account.email == email, Account.deleted_at.is_(None))
-        return session.scalars(query).first()
 
     @staticmethod
     def _apply(account: Account, changes: AccountChanges) -> bool:

@@ -19,14 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from auth.config import AuthConfig
 from auth.domain import ROLES, InvalidAccountData, Role
+from auth.queries import AccountNotFound, AccountQueries
 from auth.security import SecurityService, SignInResult
-from auth.service import (
-    AccountChanges,
-    AccountNotFound,
-    AccountService,
-    DuplicateEmail,
-    SelfLockout,
-)
+from auth.service import AccountChanges, AccountService, DuplicateEmail, SelfLockout
 from auth.sessions import SignedIn, find_session
 from auth_client.settings import DASHBOARD_PORTS
 from auth_client.sign_in import safe_next
@@ -130,10 +125,11 @@ def _dashboard_links(config: AuthConfig) -> list[tuple[str, str]]:
 
 
 class WebPages:
-    def __init__(self, accounts: AccountService, pages: Pages, config: AuthConfig,
-                 security: SecurityService,
+    def __init__(self, accounts: AccountService, queries: AccountQueries, pages: Pages,
+                 config: AuthConfig, security: SecurityService,
                  after_password: Callable[[SignInResult, str], Response]):
         self.accounts = accounts
+        self.queries = queries
         self.pages = pages
         self.config = config
         self.security = security
@@ -209,7 +205,7 @@ class WebPages:
     def accounts_page(self, request: Request, signed_in: SignedIn, cursor: str | None = None,
                       error: str | None = None,
                       form: dict[str, str] | None = None, status_code: int = 200) -> Response:
-        context = {"user": signed_in.principal, "page": self.accounts.list_accounts(cursor),
+        context = {"user": signed_in.principal, "page": self.queries.list_accounts(cursor),
                    "roles": ROLES, "error": error,
                    "form": form or {}}
         return self.pages.render(request, "accounts.html", context, status_code=status_code)
@@ -233,7 +229,7 @@ class WebPages:
                      error: str | None = None,
                      status_code: int = 200) -> Response:
         try:
-            account = self.accounts.get_account(account_id)
+            account = self.queries.get_account(account_id)
         except AccountNotFound:
             return self.pages.message(request, "Not found", "There is no such account.", 404)
         context = {"user": signed_in.principal, "account": account, "roles": ROLES,
@@ -244,7 +240,7 @@ class WebPages:
                             account_id: str) -> Response:
         """What deleting the account does, and the one button that does it."""
         try:
-            account = self.accounts.get_account(account_id)
+            account = self.queries.get_account(account_id)
         except AccountNotFound:
             return self.pages.message(request, "Not found", "There is no such account.", 404)
         return self.pages.render(request, "confirm_delete.html",

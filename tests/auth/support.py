@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 
 from auth.app import create_app
 from auth.config import FAST_PASSWORD_HASHING, AuthConfig
+from auth.queries import AccountQueries
 from auth.service import AccountService
 from auth_client.settings import ClientConfig, cli_client, dashboard_client
 from auth_client.sign_in import AuthClientConfig
@@ -72,6 +73,10 @@ class RunningProvider:
     @property
     def accounts(self) -> AccountService:
         return self.app.state.accounts
+
+    @property
+    def queries(self) -> AccountQueries:
+        return self.app.state.account_queries
 
     def create_login(self, role: str = "worker", password: str = TEST_PASSWORD,
                      name: str = "Test Popug") -> Login:

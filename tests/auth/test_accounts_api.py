@@ -43,7 +43,7 @@ def stored_state(provider: RunningProvider) -> tuple[int, int]:
     """How many live accounts and outbox events there are."""
     with provider.engine.connect() as conn:
         events = conn.execute(select(func.count()).select_from(outbox)).scalar()
-    return provider.accounts.count_accounts(), events
+    return provider.queries.count_accounts(), events
 
 
 def test_admin_creates_reads_updates_and_deletes_an_account(api):

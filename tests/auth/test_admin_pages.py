@@ -39,14 +39,14 @@ def test_admin_creates_an_account_from_the_accounts_page(provider, admin_browser
                                           password="long enough pass"))
 
     assert created.status_code == 200 and "Account created." in created.text
-    view = provider.accounts.find_account_by_email(email)
+    view = provider.queries.find_account_by_email(email)
     assert (view.full_name, view.role, view.active) == ("Rio Ara", "accountant", True)
 
 
 def test_invalid_or_duplicate_account_shows_an_error_and_stores_nothing(provider,
                                                                         admin_browser, admin):
     page = admin_browser.get(f"{provider.url}/admin/accounts")
-    before = provider.accounts.count_accounts()
+    before = provider.queries.count_accounts()
 
     unknown_role = submit(admin_browser, page, "/admin/accounts", email="x@popug.test",
                           full_name="X", role="emperor", password="long enough pass")
@@ -55,7 +55,7 @@ def test_invalid_or_duplicate_account_shows_an_error_and_stores_nothing(provider
 
     assert unknown_role.status_code == 422 and "unknown role" in unknown_role.text
     assert duplicate.status_code == 409 and "already exists" in duplicate.text
-    assert provider.accounts.count_accounts() == before
+    assert provider.queries.count_accounts() == before
 
 
 def test_admin_edits_deactivates_and_deletes_an_account(provider, admin_browser, make_login):
@@ -65,14 +65,14 @@ def test_admin_edits_deactivates_and_deletes_an_account(provider, admin_browser,
     saved = admin_browser.follow(submit(admin_browser, page, f"/admin/accounts/{account_id}",
                                         full_name="Gosha", role="manager", active="true"))
     assert saved.status_code == 200 and "Saved." in saved.text
-    assert provider.accounts.get_account(account_id).role == "manager"
+    assert provider.queries.get_account(account_id).role == "manager"
 
     admin_browser.follow(submit(admin_browser, saved, f"/admin/accounts/{account_id}/deactivate"))
-    assert provider.accounts.get_account(account_id).active is False
+    assert provider.queries.get_account(account_id).active is False
 
     asked = admin_browser.get(f"{provider.url}/admin/accounts/{account_id}/delete")
     assert asked.status_code == 200 and "cannot be undone" in asked.text
-    assert provider.accounts.find_account_by_email(asked_email(asked)) is not None
+    assert provider.queries.find_account_by_email(asked_email(asked)) is not None
 
     deleted = admin_browser.follow(submit(admin_browser, asked,
                                           f"/admin/accounts/{account_id}/delete"))
@@ -103,7 +103,7 @@ def test_the_account_page_asks_before_deleting(provider, admin_browser, make_log
 
     assert f'method="get" action="/admin/accounts/{account_id}/delete"' in page.text
     assert f'method="post" action="/admin/accounts/{account_id}/delete"' not in page.text
-    assert provider.accounts.get_account(account_id).active
+    assert provider.queries.get_account(account_id).active
 
 
 def test_forms_without_csrf_token_change_nothing(provider, admin_browser, make_login):
@@ -112,7 +112,7 @@ def test_forms_without_csrf_token_change_nothing(provider, admin_browser, make_l
     response = admin_browser.http.post(f"{provider.url}/admin/accounts/{account_id}/delete")
 
     assert response.status_code == 403
-    assert provider.accounts.get_account(account_id).active
+    assert provider.queries.get_account(account_id).active
 
 
 def test_non_admins_and_anonymous_visitors_are_kept_out(provider, make_login):
