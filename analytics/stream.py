@@ -65,6 +65,7 @@ BATCH_WAIT_SECONDS = 0.05
 MAX_BATCH_SIZE = 5000
 STREAM_BUFFER_SIZE = 16384
 REPLAY_QUIET_SECONDS = 1.0
+FETCH_MAX_WAIT_MS = 100
 
 TopicPartitionKey = tuple[str, int]
 
@@ -208,9 +209,23 @@ class StreamLag:
         self.gauge.update({})
 
 
+class StreamConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer client, asking the broker to answer a fetch within
+    ``FETCH_MAX_WAIT_MS`` instead of faust's fixed 1.5 s: a broker that holds an
+    under-filled fetch until that wait is over would hold every event for as long."""
+
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
 class StreamConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, handing fetched messages to the stream without a race
     of asyncio tasks per message while the stream's buffer has room for it."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (faust's loop)
         fetcher_stopped = cast(Service, fetcher)._stopped.is_set
