@@ -81,7 +81,7 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     app = create_ates_app(SERVICE, engine, settings,
                           description="Accounts and single sign-on (OAuth 2.1 / OpenID Connect).",
                           page_policy=_page_policy(config), lifespan=_lifespan(engine, keys))
-    app.state.ates_auth = AccountTokens(_local_verifier(config, keys), queries)
+    app.state.ates_auth = AccountTokens(local_verifier(config, keys), queries)
     app.state.accounts = accounts
     app.state.account_queries = queries
     app.state.provider = provider
@@ -114,8 +114,12 @@ def _page_policy(config: AuthConfig) -> PagePolicy:
                       frame_sources=distinct_origins(frontchannel))
 
 
-def _local_verifier(config: AuthConfig, keys: SigningKeys) -> TokenVerifier:
-    return TokenVerifier(config.issuer, config.audience, JwksCache(keys.jwks, max_age=60))
+def local_verifier(config: AuthConfig, keys: SigningKeys) -> TokenVerifier:
+    """The provider's check of its own tokens. Its keys come from its own database, so an
+    unknown key id is looked up there at once (no spacing of refetches, which protects a
+    remote provider): a key rotated in by another process verifies from its first token."""
+    return TokenVerifier(config.issuer, config.audience,
+                         JwksCache(keys.jwks, max_age=60, refetch_interval=0.0))
 
 
 def _lifespan(engine: Engine, keys: SigningKeys) -> Lifespan:

@@ -14,6 +14,7 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 
+from auth.app import local_verifier
 from auth.keys import SigningKeys
 from auth_client.verification import InvalidToken, TokenVerifier
 from tests.auth.support import RunningProvider, bearer
@@ -158,3 +159,14 @@ def test_the_active_key_is_read_once_for_the_tokens_of_one_response(provider):
         new_kid = elsewhere.rotate()
         assert keys.signing_key() is first and first.kid != new_kid
     assert keys.signing_key().kid == new_kid
+
+
+def test_the_provider_accepts_its_own_tokens_right_after_rotations_in_a_row(provider):
+    keys = provider.app.state.provider.keys
+    elsewhere = SigningKeys(provider.engine, provider.config.retired_key_publication)
+    verifier = local_verifier(provider.config, keys)
+
+    for _ in range(3):  # each well within the spacing of refetches for made-up key ids
+        elsewhere.rotate()
+        token = sign(keys.signing_key(), claims(provider, role="worker"))
+        assert verifier.current_user(token).role == "worker"
