@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import Connection, Engine, func, select, text
 
@@ -129,7 +129,15 @@ class Relay:
             if not rows:
                 return 0
             rows = self._without_overtaking(conn, rows)
-            deliveries = self._produce(conn, rows)
+            try:
+                deliveries = self._produce(conn, rows)
+            except (KafkaException, SystemError) as error:
+                # A fatal producer (an idempotent one whose broker forgot its sequence
+                # numbers; the client may report it as a SystemError from ``flush``)
+                # refuses every message for good: the batch is published by a new one.
+                if isinstance(error, SystemError) or _is_fatal(error):
+                    self._replace_producer()
+                raise
             self._mark_sent(conn, deliveries.rows_done)
             return deliveries.events_done
 
@@ -219,8 +227,11 @@ class Relay:
 
     def _replace_producer(self) -> None:
         self._replaced = True
-        self.producer.purge()
-        self.producer.flush(0)  # serves the purged messages' callbacks (failures)
+        try:
+            self.producer.purge()
+            self.producer.flush(0)  # serves the purged messages' callbacks (failures)
+        except (KafkaException, SystemError):
+            log.warning("the producer being replaced could not be emptied", exc_info=True)
         self.producer = self._new_producer()
         self.healer.watch.suspect()
         log.warning("deliveries failed or the broker was unreachable; publishing the rest "
@@ -284,6 +295,11 @@ def _with_trace(headers: dict[str, str], span: Span | None) -> dict[str, str]:
 
 # The labels of a published event: (topic, event type, data version).
 _Labels = tuple[str, str, str]
+
+
+def _is_fatal(error: KafkaException) -> bool:
+    reason = error.args[0] if error.args else None
+    return isinstance(reason, KafkaError) and reason.fatal()
 
 
 @dataclass

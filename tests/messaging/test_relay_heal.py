@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from sqlalchemy import func, select
 
 from deploy.embedded import TansuBroker, free_port
@@ -238,3 +238,67 @@ def test_an_acknowledgement_without_an_offset_still_counts_as_delivered():
     assert deliveries.rows_done == [7]
     assert watch.acked == {("topic", 0): 5}
     assert not watch.doubt
+
+
+class FatalProducer:
+    """A producer in librdkafka's fatal state (as an idempotent producer ends up when a
+    broker forgot its sequence numbers): every ``produce`` is refused for good."""
+
+    def produce(self, *args, **kwargs) -> None:
+        raise KafkaException(KafkaError(KafkaError._FATAL, "fatal idempotent producer error",
+                                        fatal=True))
+
+    def purge(self) -> None:
+        pass
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+def test_a_relay_whose_producer_became_fatal_publishes_with_a_new_one(
+    engine, sessions, outbox, broker
+):
+    events = write_events(sessions, outbox, str(uuid.uuid4()), range(1, 6))
+    relay = Relay(engine, broker.settings)
+    try:
+        relay.producer = FatalProducer()
+        with pytest.raises(KafkaException):
+            relay.run_once()
+        assert unsent(engine) == len(events), "nothing is marked sent by a refused batch"
+        assert isinstance(relay.producer, Producer), "the fatal producer was replaced"
+        publish_everything(relay, engine)
+    finally:
+        relay.close()
+    assert ids_on(broker.settings) == Counter(e.id for e in events)
+
+
+class BrokenFlushProducer(FatalProducer):
+    """A producer whose ``flush`` fails as the client does when it turns fatal under it."""
+
+    def __init__(self, real: Producer):
+        self.real = real
+
+    def produce(self, *args, **kwargs) -> None:
+        self.real.produce(*args, **kwargs)
+
+    def flush(self, timeout: float = 0) -> int:
+        raise SystemError("<method 'flush' of 'cimpl.Producer' objects> returned NULL "
+                          "without setting an exception")
+
+
+def test_a_relay_whose_producer_broke_in_flush_publishes_with_a_new_one(
+    engine, sessions, outbox, broker
+):
+    events = write_events(sessions, outbox, str(uuid.uuid4()), range(1, 6))
+    relay = Relay(engine, broker.settings)
+    try:
+        relay.producer = BrokenFlushProducer(relay.producer)
+        with pytest.raises(SystemError):
+            relay.run_once()
+        assert unsent(engine) == len(events)
+        assert isinstance(relay.producer, Producer), "the broken producer was replaced"
+        publish_everything(relay, engine)
+    finally:
+        relay.close()
+    # published at least once: what the broken producer sent may come again
+    assert set(ids_on(broker.settings)) == {e.id for e in events}
