@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -90,7 +90,8 @@ class Bar:
         return round(self.y + self.height + 12 if self.negative else self.y - 4, 2)
 
 
-class Tick(NamedTuple):
+@dataclass(frozen=True)
+class Tick:
     """A mark of an axis: where, and what it says."""
 
     at: float
@@ -189,7 +190,8 @@ def _account_id(raw: str) -> uuid.UUID | None:
         return None
 
 
-class StatementQuery(NamedTuple):
+@dataclass(frozen=True)
+class StatementQuery:
     """The statement's filters and page as the address gives them (text, maybe wrong)."""
 
     first: str = ""
