@@ -27,8 +27,13 @@ def _b64decode(cursor: str) -> bytes:
     return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
 
 
+def _b64encode(raw: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 def _pack(layout: struct.Struct, values: tuple[Any, ...]) -> str:
-    return base64.urlsafe_b64encode(layout.pack(*values)).rstrip(b"=").decode()
+    return _b64encode(layout.pack(*values))
 
 
 def _unpack(layout: struct.Struct, cursor: str) -> tuple[Any, ...]:
@@ -80,7 +85,7 @@ def decode_id(cursor: str) -> uuid.UUID:
 
 def encode_text(last_key: str) -> str:
     """The cursor of a list ordered by a text key (an email): that of its last item."""
-    return base64.urlsafe_b64encode(last_key.encode()).rstrip(b"=").decode()
+    return _b64encode(last_key.encode())
 
 
 def decode_text(cursor: str) -> str:
