@@ -16,8 +16,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select, text
-from sqlalchemy.dialects.postgresql import Insert, insert
+import orjson
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.domain import (
@@ -37,87 +37,89 @@ from analytics.domain import (
 from analytics.models import (
     PROJECTION_TABLES,
     Account,
-    AccountDayNet,
-    Base,
     ClosedDay,
-    DailyEarnings,
-    Task,
 )
 from auth_client import replica
 from messaging.tables import inbox
 
 
-def _table(model: type[Base]) -> Table:
-    return Base.metadata.tables[model.__tablename__]
+def _rows(rows: list[dict[str, Any]]) -> str:
+    # A batch travels as one JSON array: serialising it is a single C call (uuids, dates and
+    # instants included), where a row per statement costs a round of parameter handling.
+    return orjson.dumps(rows).decode()
 
 
-_earnings = _table(DailyEarnings)
-_nets = _table(AccountDayNet)
-_tasks = _table(Task)
-
-
-def _add_to_earnings() -> Insert:
-    statement = insert(_earnings)
-    return statement.on_conflict_do_update(
-        index_elements=[_earnings.c.day],
-        set_={
-            "fees": _earnings.c.fees + statement.excluded.fees,
-            "rewards": _earnings.c.rewards + statement.excluded.rewards,
-        },
-    )
-
-
-def _add_to_nets() -> Insert:
-    statement = insert(_nets)
-    return statement.on_conflict_do_update(
-        index_elements=[_nets.c.account_id, _nets.c.day],
-        set_={"net": _nets.c.net + statement.excluded.net},
-    )
-
-
-def _keep_newest_title() -> Insert:
-    statement = insert(_tasks)
-    newer = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[_tasks.c.task_id],
-        set_={"title": newer.title, "jira_id": newer.jira_id, "version": newer.version},
-        where=newer.version > _tasks.c.version,
-    )
-
-
-def _keep_first_prices() -> Insert:
-    statement = insert(_tasks)
-    return statement.on_conflict_do_update(
-        index_elements=[_tasks.c.task_id],
-        set_={"fee": statement.excluded.fee, "reward": statement.excluded.reward},
-        where=_tasks.c.reward.is_(None),
-    )
-
-
-def _keep_earliest_completion() -> Insert:
-    statement = insert(_tasks)
-    other = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[_tasks.c.task_id],
-        set_={"completed_at": other.completed_at, "completed_day": other.completed_day},
-        where=_tasks.c.completed_at.is_(None) | (other.completed_at < _tasks.c.completed_at),
-    )
-
-
-# Built once: executed with a list of rows, each is compiled once and sent as a batch.
-ADD_TO_EARNINGS = _add_to_earnings()
-ADD_TO_NETS = _add_to_nets()
-KEEP_NEWEST_TITLE = _keep_newest_title()
-KEEP_FIRST_PRICES = _keep_first_prices()
-KEEP_EARLIEST_COMPLETION = _keep_earliest_completion()
-RECORD_CLOSED_DAY = insert(_table(ClosedDay)).on_conflict_do_nothing()
-
-
-def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
-    # Rows go in key order, so concurrent writers (a live projector and a rebuild)
-    # lock them in the same order.
+def _write(session: Session, statement: TextClause, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(statement, rows)
+        session.execute(statement, {"rows": _rows(rows)})
+
+
+# Each statement writes a batch's rows of one table. The rows go in key order, so
+# concurrent writers (a live projector and a rebuild) lock them in the same order; a batch
+# holds at most one row per key (a row cannot be upserted twice in one statement).
+ADD_TO_EARNINGS = text(
+    """
+    INSERT INTO daily_earnings AS e (day, fees, rewards)
+    SELECT day, fees, rewards
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(day date, fees bigint, rewards bigint)
+    ORDER BY day
+    ON CONFLICT (day) DO UPDATE SET fees = e.fees + excluded.fees,
+                                    rewards = e.rewards + excluded.rewards
+    """
+)
+ADD_TO_NETS = text(
+    """
+    INSERT INTO account_day_nets AS n (account_id, day, net)
+    SELECT account_id, day, net
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(account_id uuid, day date, net bigint)
+    ORDER BY account_id, day
+    ON CONFLICT (account_id, day) DO UPDATE SET net = n.net + excluded.net
+    """
+)
+KEEP_NEWEST_TITLE = text(
+    """
+    INSERT INTO tasks AS t (task_id, title, jira_id, version)
+    SELECT task_id, title, jira_id, version
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(task_id uuid, title text, jira_id text, version int)
+    ORDER BY task_id
+    ON CONFLICT (task_id) DO UPDATE SET
+        title = excluded.title, jira_id = excluded.jira_id, version = excluded.version
+    WHERE excluded.version > t.version
+    """
+)
+KEEP_FIRST_PRICES = text(
+    """
+    INSERT INTO tasks AS t (task_id, fee, reward)
+    SELECT task_id, fee, reward
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(task_id uuid, fee int, reward int)
+    ORDER BY task_id
+    ON CONFLICT (task_id) DO UPDATE SET fee = excluded.fee, reward = excluded.reward
+    WHERE t.reward IS NULL
+    """
+)
+KEEP_EARLIEST_COMPLETION = text(
+    """
+    INSERT INTO tasks AS t (task_id, completed_at, completed_day)
+    SELECT task_id, completed_at, completed_day
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(task_id uuid, completed_at timestamptz, completed_day date)
+    ORDER BY task_id
+    ON CONFLICT (task_id) DO UPDATE SET
+        completed_at = excluded.completed_at, completed_day = excluded.completed_day
+    WHERE t.completed_at IS NULL OR excluded.completed_at < t.completed_at
+    """
+)
+RECORD_CLOSED_DAY = text(
+    """
+    INSERT INTO closed_days (day, closed_at, accounts_paid, total_paid)
+    SELECT day, closed_at, accounts_paid, total_paid
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(day date, closed_at timestamptz, accounts_paid int, total_paid bigint)
+    ORDER BY day
+    ON CONFLICT DO NOTHING
+    """
+)
 
 
 # Locks the batch's accounts (in key order) until the transaction ends: another writer
@@ -125,8 +127,9 @@ def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> N
 _ADD_TO_BALANCES = text(
     """
     INSERT INTO account_balances AS b (account_id, balance)
-    SELECT * FROM unnest(CAST(:accounts AS uuid[]), CAST(:amounts AS bigint[]))
-    ORDER BY 1
+    SELECT account_id, amount
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(account_id uuid, amount bigint)
+    ORDER BY account_id
     ON CONFLICT (account_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance
     RETURNING account_id, balance
     """
@@ -135,7 +138,7 @@ _ADD_TO_BALANCES = text(
 _NETS_SINCE = text(
     """
     SELECT n.account_id, n.day, n.net
-    FROM unnest(CAST(:accounts AS uuid[]), CAST(:since AS date[])) AS t(account_id, since)
+    FROM json_to_recordset(CAST(:rows AS json)) AS t(account_id uuid, since date)
     JOIN account_day_nets AS n ON n.account_id = t.account_id AND n.day >= t.since
     """
 )
@@ -147,29 +150,33 @@ def _balance_updates(session: Session, nets: dict[tuple[uuid.UUID, date], int]
     added = balances_added(nets)
     if not added:
         return []
-    accounts = sorted(added)
+    amounts = {account: sum(days.values()) for account, days in added.items()}
     balances: dict[uuid.UUID, int] = {
-        row.account_id: row.balance for row in session.execute(_ADD_TO_BALANCES, {
-            "accounts": accounts, "amounts": [sum(added[a].values()) for a in accounts]})}
-    later: dict[uuid.UUID, dict[date, int]] = {a: {} for a in accounts}
-    for row in session.execute(_NETS_SINCE, {
-            "accounts": accounts, "since": [min(added[a]) for a in accounts]}):
+        row.account_id: row.balance for row in session.execute(_ADD_TO_BALANCES, {"rows": _rows(
+            [{"account_id": a, "amount": amount} for a, amount in amounts.items()])})}
+    later: dict[uuid.UUID, dict[date, int]] = {a: {} for a in added}
+    for row in session.execute(_NETS_SINCE, {"rows": _rows(
+            [{"account_id": a, "since": min(days)} for a, days in added.items()])}):
         later[row.account_id][row.day] = row.net
-    return [
-        BalanceUpdate(balances[a] - sum(added[a].values()), later[a], added[a])
-        for a in accounts
-    ]
+    return [BalanceUpdate(balances[a] - amounts[a], later[a], days)
+            for a, days in added.items()]
 
 
 _ADD_NEGATIVE_CHANGES = text(
     """
     INSERT INTO negative_count_changes AS c (day, change)
-    SELECT * FROM unnest(CAST(:days AS date[]), CAST(:changes AS bigint[])) ORDER BY 1
+    SELECT day, change
+    FROM json_to_recordset(CAST(:rows AS json)) AS r(day date, change bigint)
+    ORDER BY day
     ON CONFLICT (day) DO UPDATE SET change = c.change + EXCLUDED.change
     """
 )
 _FORGET_CANCELLED_CHANGES = text(
-    "DELETE FROM negative_count_changes WHERE day = ANY(CAST(:days AS date[])) AND change = 0"
+    """
+    DELETE FROM negative_count_changes
+    WHERE day IN (SELECT day FROM json_to_recordset(CAST(:rows AS json)) AS r(day date))
+      AND change = 0
+    """
 )
 
 
@@ -177,11 +184,10 @@ def _add_negative_changes(session: Session, updates: list[BalanceUpdate]) -> Non
     changes: dict[date, int] = {}
     for update in updates:
         add_changes(changes, update.negative_changes())
-    days = sorted(day for day, change in changes.items() if change)
-    if days:
-        session.execute(_ADD_NEGATIVE_CHANGES,
-                        {"days": days, "changes": [changes[d] for d in days]})
-        session.execute(_FORGET_CANCELLED_CHANGES, {"days": days})
+    rows = _rows([{"day": day, "change": change} for day, change in changes.items() if change])
+    if rows != "[]":
+        session.execute(_ADD_NEGATIVE_CHANGES, {"rows": rows})
+        session.execute(_FORGET_CANCELLED_CHANGES, {"rows": rows})
 
 
 NEGATIVE_COUNT_SHARDS = 16
@@ -262,14 +268,15 @@ class AnalyticsService:
         """Transactions booked (or corrected): management earnings of their days, and what
         each account's transactions of a day add to its balance, its negative days and
         the count of negative balances."""
-        earnings = sorted(earnings_by_day(transactions).items())
-        _write(session, ADD_TO_EARNINGS,
-               [{"day": d, "fees": e.fees, "rewards": e.rewards} for d, e in earnings])
+        _write(session, ADD_TO_EARNINGS, [
+            {"day": day, "fees": e.fees, "rewards": e.rewards}
+            for day, e in earnings_by_day(transactions).items()
+        ])
         nets = net_by_account_day(transactions)
         updates = _balance_updates(session, nets)
         _write(session, ADD_TO_NETS, [
             {"account_id": account_id, "day": day, "net": net}
-            for (account_id, day), net in sorted(nets.items())
+            for (account_id, day), net in nets.items()
         ])
         _add_negative_changes(session, updates)
         _add_to_negative_count(session, sum(u.crossed_zero for u in updates))
@@ -284,7 +291,7 @@ class AnalyticsService:
                 newest[title.task_id] = title
         _write(session, KEEP_NEWEST_TITLE, [
             {"task_id": task_id, "title": t.title, "jira_id": t.jira_id, "version": t.version}
-            for task_id, t in sorted(newest.items())
+            for task_id, t in newest.items()
         ])
 
     def apply_task_prices(self, session: Session, prices: Sequence[TaskPrices]) -> None:
@@ -292,7 +299,7 @@ class AnalyticsService:
         first = {p.task_id: p for p in reversed(prices)}
         _write(session, KEEP_FIRST_PRICES, [
             {"task_id": task_id, "fee": p.fee, "reward": p.reward}
-            for task_id, p in sorted(first.items())
+            for task_id, p in first.items()
         ])
 
     def apply_task_completions(self, session: Session,
@@ -308,7 +315,7 @@ class AnalyticsService:
         _write(session, KEEP_EARLIEST_COMPLETION, [
             {"task_id": task_id, "completed_at": at,
              "completed_day": booking_day(at, zone, closes.get(local_day(at, zone)))}
-            for task_id, at in sorted(completed.items())
+            for task_id, at in completed.items()
         ])
 
     def apply_closed_days(self, session: Session, closed: Sequence[DayClosed]) -> None:
@@ -318,7 +325,7 @@ class AnalyticsService:
         _write(session, RECORD_CLOSED_DAY, [
             {"day": day, "closed_at": c.closed_at, "accounts_paid": c.accounts_paid,
              "total_paid": c.total_paid}
-            for day, c in sorted(first.items())
+            for day, c in first.items()
         ])
         for day, closed_at in _closing_times(session, set(first)).items():
             session.execute(_MOVE_LATE_COMPLETIONS, {"day": day, "closed_at": closed_at})
