@@ -96,15 +96,16 @@ def events_of(
 
 _TEXT_COLUMNS = tuple(c for c in COLUMNS if c != "payload")  # bound as literals
 # One statement over arrays, in their order: a multi-row VALUES list of a whole batch costs
-# more to build and send than the insert itself.
-_INSERT_FROM_ARRAYS = text(
-    insert_from_select(
-        {column: f"r.{column}" for column in COLUMNS},
-        "unnest("
-        + ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in COLUMN_TYPES.items())
-        + f") WITH ORDINALITY AS r({', '.join(COLUMNS)}, position) ORDER BY r.position",
-    )
+# more to build and send than the insert itself. Its parameters are ``Outbox.arrays``; a
+# service may run it as a CTE of its own statement, to store a change and its events in
+# one round trip.
+INSERT_FROM_ARRAYS = insert_from_select(
+    {column: f"r.{column}" for column in COLUMNS},
+    "unnest("
+    + ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in COLUMN_TYPES.items())
+    + f") WITH ORDINALITY AS r({', '.join(COLUMNS)}, position) ORDER BY r.position",
 )
+_INSERT_FROM_ARRAYS = text(INSERT_FROM_ARRAYS)
 
 
 def _traced(event: Event, traceparent: str | None) -> Event:
@@ -144,16 +145,25 @@ class Outbox:
 
         An event without a trace context gets the active span's, if there is one.
         """
+        columns, count = self._arrays(events)
+        if count:
+            session.execute(_INSERT_FROM_ARRAYS, columns)
+        return count
+
+    def arrays(self, events: Iterable[Event]) -> dict[str, Any]:
+        """The parameters of ``INSERT_FROM_ARRAYS`` writing ``events`` (validated, and
+        traced as by :meth:`publish_many`), for a statement that embeds it."""
+        return self._arrays(events)[0]
+
+    def _arrays(self, events: Iterable[Event]) -> tuple[dict[str, Any], int]:
         active = current_traceparent()
         rows = [self.row(_traced(event, active)) for event in events]
-        if rows:
-            # the statement's parameters: one array per column, bound as text or a list
-            columns: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
-            columns["headers"] = [json.dumps(headers) for headers in columns["headers"]]
-            for name in _TEXT_COLUMNS:
-                columns[name] = array_literal(columns[name])
-            session.execute(_INSERT_FROM_ARRAYS, columns)
-        return len(rows)
+        # one array per column, bound as text or a list
+        columns: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
+        columns["headers"] = [json.dumps(headers) for headers in columns["headers"]]
+        for name in _TEXT_COLUMNS:
+            columns[name] = array_literal(columns[name])
+        return columns, len(rows)
 
     def defer(
         self,

@@ -99,11 +99,27 @@ def validate_description(description: str | None) -> str | None:
     return description
 
 
-def choose_slot(pool_size: int, rng: random.Random) -> int:
-    """A uniformly random slot of a pool of eligible assignees numbered 1..``pool_size``."""
+# A draw is far wider than any pool of assignees, so that the database can reduce it to a
+# slot (``slot_of``) in the statement that reads the pool's size: a pick is then one round
+# trip, and ``draw % pool_size`` is uniform to within pool_size / 2**62.
+DRAW_BITS = 62
+
+
+def draw(rng: random.Random) -> int:
+    """A uniformly random number of ``DRAW_BITS`` bits, to be reduced to a slot."""
+    return rng.getrandbits(DRAW_BITS)
+
+
+def slot_of(drawn: int, pool_size: int) -> int:
+    """The slot 1..``pool_size`` that ``drawn`` picks (the pick query computes the same)."""
     if pool_size < 1:
         raise NoEligibleAssignee()
-    return 1 + rng.randrange(pool_size)
+    return 1 + drawn % pool_size
+
+
+def choose_slot(pool_size: int, rng: random.Random) -> int:
+    """A uniformly random slot of a pool of eligible assignees numbered 1..``pool_size``."""
+    return slot_of(draw(rng), pool_size)
 
 
 def may_reshuffle(role: str) -> bool:

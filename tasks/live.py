@@ -8,6 +8,7 @@ on any message.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -17,12 +18,18 @@ from platform_kit.live import RESYNC, conninfo_of
 
 CHANNEL = "tasks_changed"
 
-__all__ = ["CHANNEL", "RESYNC", "LiveFeed", "announce", "conninfo_of"]
+__all__ = ["CHANNEL", "RESYNC", "LiveFeed", "announce", "announcement", "conninfo_of"]
 
 
 def announce(session: Session, kind: str, **fields: Any) -> None:
     """Tell every board about a change, when (and if) ``session``'s transaction commits."""
     live.announce(session, CHANNEL, {"kind": kind, **fields})
+
+
+def announcement(kind: str, **fields: Any) -> str:
+    """What :func:`announce` sends on ``CHANNEL``, for a statement that calls ``pg_notify``
+    itself."""
+    return json.dumps({"kind": kind, **fields}, default=str)
 
 
 class LiveFeed(live.LiveFeed):

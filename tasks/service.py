@@ -9,18 +9,19 @@ nothing is stored. Reads are in :mod:`tasks.queries`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from random import Random
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
-from messaging.outbox import Outbox
+from event_schemas import Event
+from messaging.outbox import INSERT_FROM_ARRAYS, Outbox
 from tasks import domain
 from tasks.events import TaskEvents, TaskState
-from tasks.live import announce
+from tasks.live import CHANNEL, announce, announcement
 from tasks.models import Account, AssigneeSlot, Task, TaskHistory
 from tasks.queries import Sessions, TaskView
 from tasks.reshuffle import lock_against_reshuffle, reshuffle_open_tasks
@@ -85,26 +86,20 @@ class TasksService:
         description = domain.validate_description(description)
         events = self._events(traceparent)
         with self.sessions() as session, session.begin():
-            assignee_id = lock_random_assignee(session, self.random)
-            task = Task(
+            task = TaskView(
                 public_id=uuid.uuid4(),
                 title=title,
                 jira_id=jira_id,
                 description=description,
                 status=domain.OPEN,
-                assignee_id=assignee_id,
-                created_by=actor.id,
+                assignee_id=lock_random_assignee(session, self.random),
                 created_at=self.clock(),
                 completed_at=None,
                 version=1,
+                created_by=actor.id,
             )
-            session.add(task)
-            session.flush()
-            session.add(TaskHistory(task_id=task.id, kind="created", assignee_id=assignee_id,
-                                    actor_id=actor.id, at=task.created_at))
-            self.outbox.publish_many(session, events.on_creation(TaskState.of(task), actor.id))
-            announce(session, "created", task=task.public_id)
-            return TaskView.of(task)
+            store_new_task(session, self.outbox, task, events.on_creation(task, actor.id))
+            return task
 
     def complete_task(
         self, actor: Actor, task_id: uuid.UUID, *, traceparent: str | None = None
@@ -143,25 +138,65 @@ class TasksService:
             return count
 
 
+# One random slot of ``assignee_slots`` and its account, if still eligible, share-locked:
+# ``draw`` reduced to a slot of the pool as ``domain.slot_of`` does.
+_PICK = (
+    select(Account.public_id)
+    .join(AssigneeSlot, AssigneeSlot.account_id == Account.public_id)
+    .where(
+        AssigneeSlot.slot
+        == 1 + bindparam("draw", type_=BigInteger) % select(func.max(AssigneeSlot.slot))
+        .scalar_subquery(),
+        Account.is_eligible_assignee(),
+    )
+    .with_for_update(read=True, of=Account)
+)
+
+
 def lock_random_assignee(session: Session, rng: Random) -> uuid.UUID:
     """A uniformly random eligible account, share-locked until commit: one random slot
-    of ``assignee_slots``, whatever the number of accounts.
+    of ``assignee_slots``, whatever the number of accounts, read in one statement with
+    the pool's size.
 
     The lock makes a concurrent deactivation wait; one that won the race (or moved the
     slot) is seen by the locking read, and the pick is drawn again.
     """
     while True:
-        pool_size = session.scalar(select(func.max(AssigneeSlot.slot)))
-        if pool_size is None:
-            raise domain.NoEligibleAssignee()
-        chosen = session.scalar(
-            select(Account.public_id)
-            .join(AssigneeSlot, AssigneeSlot.account_id == Account.public_id)
-            .where(
-                AssigneeSlot.slot == domain.choose_slot(pool_size, rng),
-                Account.is_eligible_assignee(),
-            )
-            .with_for_update(read=True, of=Account)
-        )
+        chosen = session.scalar(_PICK, {"draw": domain.draw(rng)})
         if chosen is not None:
             return chosen
+        if session.scalar(select(func.max(AssigneeSlot.slot))) is None:
+            raise domain.NoEligibleAssignee()
+
+
+# A new task, its history's first line, its events and the board's announcement, in one
+# statement (one round trip); the events' parameters are those of the outbox's insert.
+_CREATE_TASK = text(f"""
+WITH task AS (
+    INSERT INTO tasks (public_id, title, jira_id, description, status, assignee_id,
+                       created_by, created_at, completed_at, version)
+    VALUES (:public_id, :title, :jira_id, :description, :status, :assignee_id,
+            :created_by, :created_at, NULL, :version)
+    RETURNING id, assignee_id, created_by, created_at
+), history AS (
+    INSERT INTO task_history (task_id, kind, assignee_id, actor_id, at)
+    SELECT id, 'created', assignee_id, created_by, created_at FROM task
+), events AS (
+    {INSERT_FROM_ARRAYS}
+)
+SELECT pg_notify(:channel, :announcement) FROM task
+""")
+
+
+def store_new_task(session: Session, outbox: Outbox, task: TaskView,
+                   events: Iterable[Event]) -> None:
+    """Insert ``task`` (open, not completed yet) with its creation in its history, write
+    its ``events`` to the outbox and tell the boards, in ``session``'s transaction."""
+    session.execute(_CREATE_TASK, {
+        "public_id": task.public_id, "title": task.title, "jira_id": task.jira_id,
+        "description": task.description, "status": task.status,
+        "assignee_id": task.assignee_id, "created_by": task.created_by,
+        "created_at": task.created_at, "version": task.version,
+        "channel": CHANNEL, "announcement": announcement("created", task=task.public_id),
+        **outbox.arrays(events),
+    })
