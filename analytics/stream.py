@@ -20,7 +20,8 @@ Faust's consumer is tuned for this one stream: it hands each fetched message to 
 directly instead of racing the hand-over against a flow stop (which costs four asyncio
 tasks a message), racing only when the stream's buffer is full and the hand-over may
 wait; and its monitor sensor (statistics for faust's web pages, which are off) is left
-out.
+out. Messages become events without a codec lookup per key and value, and faust's check
+of its producer buffer before each message reads the buffer's queue alone.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from zoneinfo import ZoneInfo
 import faust
 import structlog
 from confluent_kafka import Consumer, Producer, TopicPartition
+from faust.serializers.schemas import DecodeFunction, OnKeyDecodeErrorFun, OnValueDecodeErrorFun
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, EventT, Message, ServiceT
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, AppT, EventT, Message, ServiceT
 from faust.types.transports import ConsumerT, TransportT
 from mode import Service
 from sqlalchemy import Engine
@@ -272,8 +275,51 @@ class StreamConsumer(faust_aiokafka.Consumer):
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
 
 
+class StreamProducerBuffer(ProducerBuffer):
+    """Faust's buffer of messages to produce, which it asks before every message it hands
+    to a stream whether it is over full. The projector produces nothing through faust
+    (its dead letters go through a producer of their own), so the answer is read from
+    the buffer's queue, without faust's settings lookups per message."""
+
+    async def wait_until_ebb(self) -> None:
+        if self.pending.qsize() > self.max_messages:
+            await super().wait_until_ebb()
+
+
+class StreamProducer(faust_aiokafka.Producer):
+    def __init__(self, transport: TransportT, loop: asyncio.AbstractEventLoop | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(transport, loop=loop, **kwargs)
+        if self.threaded_producer is None:  # a threaded producer has a queue of its own
+            buffer = StreamProducerBuffer(loop=self.loop, beacon=self.beacon)
+            buffer.app = self.app
+            self.buffer = buffer
+
+
+async def _no_decode_error(exc: Exception, message: Message) -> None:
+    pass  # raw bytes always decode
+
+
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Keys and values as the broker holds them, made into events without looking up a
+    codec for each key and value (faust's own schema does, even for raw bytes)."""
+
+    def compile(self, app: AppT, *,
+                on_key_decode_error: OnKeyDecodeErrorFun = _no_decode_error,
+                on_value_decode_error: OnValueDecodeErrorFun = _no_decode_error,
+                default_propagate: bool = False) -> DecodeFunction:
+        make_event = cast(Callable[..., EventT[bytes]], app.conf.Event)
+
+        async def decode(message: Message, *, propagate: bool = default_propagate
+                         ) -> EventT[bytes]:
+            return make_event(app, message.key, message.value, message.headers, message)
+
+        return decode
+
+
 class StreamTransport(faust_aiokafka.Transport):
     Consumer = StreamConsumer
+    Producer = StreamProducer
 
 
 class StreamApp(faust.App):
@@ -407,7 +453,7 @@ class ProjectionStream:
     def _app(self, datadir: Path, halt: threading.Event, failures: list[BaseException],
              catch_up: CatchUp | None) -> faust.App:
         app = self._faust_app(datadir)
-        source = app.topic(*self.topics, key_type=bytes, value_type=bytes)
+        source = app.topic(*self.topics, schema=RawSchema(key_type=bytes, value_type=bytes))
 
         def after_batch(messages: list[ReceivedMessage]) -> None:
             self.lag.saw(app.consumer, messages)
