@@ -162,7 +162,7 @@ def lock_random_assignee(session: Session, rng: Random) -> uuid.UUID:
     slot) is seen by the locking read, and the pick is drawn again.
     """
     while True:
-        chosen = session.scalar(_PICK, {"draw": domain.draw(rng)})
+        chosen = session.connection().scalar(_PICK, {"draw": domain.draw(rng)})
         if chosen is not None:
             return chosen
         if session.scalar(select(func.max(AssigneeSlot.slot))) is None:
@@ -192,7 +192,7 @@ def store_new_task(session: Session, outbox: Outbox, task: TaskView,
                    events: Iterable[Event]) -> None:
     """Insert ``task`` (open, not completed yet) with its creation in its history, write
     its ``events`` to the outbox and tell the boards, in ``session``'s transaction."""
-    session.execute(_CREATE_TASK, {
+    session.connection().execute(_CREATE_TASK, {
         "public_id": task.public_id, "title": task.title, "jira_id": task.jira_id,
         "description": task.description, "status": task.status,
         "assignee_id": task.assignee_id, "created_by": task.created_by,
