@@ -11,11 +11,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from joserfc.jwk import KeySet, RSAKey
-from sqlalchemy import Engine, Row, delete, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, Row, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from auth.models import SigningKey
@@ -23,9 +24,21 @@ from auth.models import SigningKey
 ALGORITHM = "RS256"
 KEY_BITS = 2048
 
-# The active keys read within :meth:`SigningKeys.one_read`, by the keys they came from.
-_READ_ONCE: ContextVar[dict[SigningKeys, RSAKey] | None] = ContextVar("signing_key_read_once",
-                                                                     default=None)
+
+
+@dataclass
+class _OneRead:
+    """The active keys read within :meth:`SigningKeys.one_read`, by the keys they came
+    from, and the connection they are read on (``None``: one of their own)."""
+
+    connection: Connection | None
+    keys: dict[SigningKeys, RSAKey] = field(default_factory=dict)
+
+
+_READ_ONCE: ContextVar[_OneRead | None] = ContextVar("signing_key_read_once", default=None)
+
+
+_ACTIVE_KEY = select(SigningKey.kid, SigningKey.private_pem).where(SigningKey.status == "active")
 
 
 def new_key() -> RSAKey:
@@ -64,21 +77,22 @@ class SigningKeys:
         read = _READ_ONCE.get()
         if read is None:
             return self._read_signing_key()
-        if self not in read:
-            read[self] = self._read_signing_key()
-        return read[self]
+        if self not in read.keys:
+            read.keys[self] = self._read_signing_key(read.connection)
+        return read.keys[self]
 
     @contextmanager
-    def one_read(self) -> Iterator[None]:
-        """Within: the active key is read once (the tokens of one response, one key)."""
-        reset = _READ_ONCE.set({})
+    def one_read(self, connection: Connection | None = None) -> Iterator[None]:
+        """Within: the active key is read once (the tokens of one response, one key), on
+        ``connection`` when given (the response's own transaction: no second checkout)."""
+        reset = _READ_ONCE.set(_OneRead(connection))
         try:
             yield
         finally:
             _READ_ONCE.reset(reset)
 
-    def _read_signing_key(self) -> RSAKey:
-        row = self._active_row()
+    def _read_signing_key(self, connection: Connection | None = None) -> RSAKey:
+        row = self._active_row(connection)
         if row is None:
             self._create_first_key()
             row = self._active_row()
@@ -131,10 +145,11 @@ class SigningKeys:
             )
         return result.rowcount
 
-    def _active_row(self) -> Row[str, str] | None:
-        query = select(SigningKey.kid, SigningKey.private_pem).where(SigningKey.status == "active")
+    def _active_row(self, connection: Connection | None = None) -> Row[str, str] | None:
+        if connection is not None:
+            return connection.execute(_ACTIVE_KEY).first()
         with self.engine.connect() as conn:
-            return conn.execute(query).first()
+            return conn.execute(_ACTIVE_KEY).first()
 
     def _create_first_key(self) -> None:
         # Replicas starting together race here; the partial unique index keeps one winner.

@@ -58,7 +58,6 @@ from auth.tokens import (
     claim_code,
     claim_refresh_token,
     find_refresh_token,
-    link_code_to_family,
     nonce_seen,
     revoke_family,
     save_code,
@@ -188,7 +187,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
             save_code(session, code, grant, self.server.config.authorization_code_ttl)
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> ClaimedCode | None:
-        with self.server.sessions.begin() as session:
+        with self.server.transaction(self.request) as session:
             claimed = claim_code(session, code, client.get_client_id())
             if claimed is not None:
                 self._owners[claimed.id] = self.server.accounts.active_principal(
@@ -213,11 +212,12 @@ class RotatingRefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # u
     def authenticate_refresh_token(self, refresh_token: str) -> ClaimedRefreshToken | None:
         client = self.request.client
         assert client is not None, "Authlib authenticates the client first"
-        with self.server.sessions.begin() as session:
+        with self.server.transaction(self.request) as session:
             return claim_refresh_token(session, refresh_token, client.get_client_id())
 
     def authenticate_user(self, refresh_token: ClaimedRefreshToken) -> Principal | None:
-        return self.server.accounts.active_principal(refresh_token.lineage.account_id)
+        return self.server.accounts.active_principal(refresh_token.lineage.account_id,
+                                                     self.request.transaction)
 
     def revoke_old_credential(self, refresh_token: ClaimedRefreshToken) -> None:
         """Nothing to do: the token was marked rotated when it was claimed."""
@@ -353,10 +353,10 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
             return
         lineage = self._lineage(token, request)
         ttl = self.config.refresh_token_ttl
-        with self.sessions.begin() as session:
-            save_refresh_token(session, token["refresh_token"], lineage, ttl)
-            if request.authorization_code is not None:
-                link_code_to_family(session, request.authorization_code.id, lineage.family_id)
+        with self.transaction(request) as session:
+            code = request.authorization_code
+            save_refresh_token(session, token["refresh_token"], lineage, ttl,
+                               None if code is None else code.id)
 
     @staticmethod
     def _lineage(token: dict[str, Any], request: OAuthRequest) -> Lineage:
@@ -391,12 +391,8 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
         """Issue a code to a browser signed in with ``sso_cookie``, or send it to the login
         page first. One transaction reads the SSO session and the nonce and saves the code;
         it commits before the code is answered."""
-        with self.sessions.begin() as session:
-            request.transaction = session
-            try:
-                return self._authorize(request, find_session(session, sso_cookie))
-            finally:
-                request.transaction = None
+        with self._answered_in_one_transaction(request) as session:
+            return self._authorize(request, find_session(session, sso_cookie))
 
     def _authorize(self, request: OAuthRequest, signed_in: SignedIn | None) -> Response:
         try:
@@ -408,6 +404,17 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
             return Response(status_code=302, headers={"Location": location})
         return cast(Response, self.create_authorization_response(
             request, grant_user=signed_in, grant=grant))
+
+    @contextmanager
+    def _answered_in_one_transaction(self, request: OAuthRequest) -> Iterator[Session]:
+        """A transaction for every step of answering ``request``; it commits before the
+        answer leaves."""
+        with self.sessions.begin() as session:
+            request.transaction = session
+            try:
+                yield session
+            finally:
+                request.transaction = None
 
     @contextmanager
     def transaction(self, request: OAuthRequest) -> Iterator[Session]:
@@ -426,7 +433,11 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
         return "/login?" + urlencode(params | ({"prompt": "login"} if reauthenticate else {}))
 
     def token(self, request: OAuthRequest) -> Response:
-        with self.keys.one_read():  # the ID token and the access token: one key, read once
+        """One transaction claims the code or refresh token, reads the signing key (the ID
+        token and the access token: one key, read once) and stores the new refresh token.
+        A refused grant commits too: a replayed code or refresh token revokes its family."""
+        with (self._answered_in_one_transaction(request) as session,
+              self.keys.one_read(session.connection())):
             return cast(Response, self.create_token_response(request))
 
     def revoke(self, request: OAuthRequest) -> Response:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from auth import two_factor
@@ -41,11 +41,33 @@ from auth.models import (
 )
 from auth.queries import AccountNotFound
 from auth.service import AccountService
-from auth.sessions import clients_of_session, end_account_sessions, end_session, start_session
+from auth.sessions import (
+    INSERT_SESSION,
+    clients_of_session,
+    end_account_sessions,
+    end_session,
+    new_session,
+    shortened_user_agent,
+)
 from auth.throttle import admit_attempt, forget_failures
 from auth.tokens import digest, expiry, new_secret, revoke_account_tokens, revoke_family
+from messaging.outbox import INSERT_FROM_ARRAYS
 
 SIGN_IN_HISTORY = 50
+
+# A sign-in, in one statement: its address's failures for the account forgotten, the SSO
+# session opened, the sign-in recorded and ``account.logged_in`` written to the outbox.
+_SIGNED_IN = text(f"""
+WITH forgotten AS (
+    DELETE FROM login_failures WHERE email = :email AND address = :address
+), opened AS (
+    {INSERT_SESSION}
+), recorded AS (
+    INSERT INTO sign_in_records (account_id, outcome, second_factor, address, user_agent)
+    VALUES (:account_id, 'signed_in', :second_factor, :address, :user_agent)
+)
+{INSERT_FROM_ARRAYS}
+""")
 ADDRESS_MAX_LENGTH = 100
 
 
@@ -153,17 +175,15 @@ class SecurityService:
                 return SignInResult(throttled=True)
             signing_in = self.accounts.signing_in(session, email)
         principal = self.accounts.check_password(signing_in, password)
-        if principal is None:  # the attempt stays counted as a failure
+        if signing_in is None or principal is None:  # the attempt stays counted as a failure
             self._record_refusal(email, password, address, user_agent)
             return SignInResult()
         with self.sessions.begin() as session:
-            forget_failures(session, email, address)
-            account = session.get_one(Account, principal.account_id)
-            if account.totp_secret is not None:
-                return SignInResult(principal=principal, second_factor="verify")
-            if self._required(session, account.role):
-                return SignInResult(principal=principal, second_factor="enrol")
-            token = self._open_session(session, account, address, user_agent, None)
+            if signing_in.has_second_factor or signing_in.second_factor_required:
+                forget_failures(session, email, address)
+                return SignInResult(principal=principal, second_factor=(
+                    "verify" if signing_in.has_second_factor else "enrol"))
+            token = self._open_session(session, principal, address, user_agent, None)
         return SignInResult(principal=principal, session_token=token)
 
     def complete_sign_in(self, account_public_id: str, code: str, address: str,
@@ -180,13 +200,12 @@ class SecurityService:
                 return SignInResult()
             factor = self._use_second_factor(session, account, code)
             if factor is None:
-                self._record(session, account, "failed", address, user_agent,
-                             reason="wrong_second_factor")
+                self._record_failure(session, account, address, user_agent,
+                                     "wrong_second_factor")
                 return SignInResult()
-            forget_failures(session, account.email, address)
-            token = self._open_session(session, account, address, user_agent, factor)
-            return SignInResult(principal=Principal.of(account), session_token=token,
-                                used_factor=factor)
+            principal = Principal.of(account)
+            token = self._open_session(session, principal, address, user_agent, factor)
+            return SignInResult(principal=principal, session_token=token, used_factor=factor)
 
     def finish_enforced_enrolment(self, account_public_id: str, code: str, address: str,
                                   user_agent: str | None = None
@@ -205,23 +224,29 @@ class SecurityService:
         except TwoFactorProblem:
             with self.sessions.begin() as session:
                 account = self._account(session, account_public_id)
-                self._record(session, account, "failed", address, user_agent,
-                             reason="wrong_second_factor")
+                self._record_failure(session, account, address, user_agent,
+                                     "wrong_second_factor")
             return SignInResult(), []
         with self.sessions.begin() as session:
             account = self._account(session, account_public_id)
-            forget_failures(session, account.email, address)
-            token = self._open_session(session, account, address, user_agent, "totp")
-            return SignInResult(principal=Principal.of(account), session_token=token,
+            principal = Principal.of(account)
+            token = self._open_session(session, principal, address, user_agent, "totp")
+            return SignInResult(principal=principal, session_token=token,
                                 used_factor="totp"), codes
 
-    def _open_session(self, session: Session, account: Account, address: str,
+    def _open_session(self, session: Session, principal: Principal, address: str,
                       user_agent: str | None, factor: str | None) -> str:
-        token, session_id = start_session(session, account.id, self.config.sso_session_ttl,
-                                          address, user_agent)
-        self._record(session, account, "signed_in", address, user_agent, second_factor=factor,
-                     session_id=session_id)
-        return token
+        """Sign in: forget this address's failures for the account, open an SSO session,
+        record the sign-in and publish it, in one statement; the session's cookie secret."""
+        opened = new_session(principal.account_id, self.config.sso_session_ttl, address,
+                             user_agent)
+        event = self.accounts.registry.build("account.logged_in", {
+            "account_id": principal.public_id, "session_id": str(opened.public_id),
+            "second_factor": factor, "address": address}, source="auth")
+        session.execute(_SIGNED_IN, {**opened.row, "email": principal.email,
+                                     "second_factor": factor,
+                                     **self.accounts.outbox.arrays([event])})
+        return opened.token
 
     def _record_refusal(self, email: str, password: str, address: str,
                         user_agent: str | None) -> None:
@@ -235,21 +260,14 @@ class SecurityService:
                       if not account.active and self.passwords.verify(account.password_hash,
                                                                       password)
                       else "wrong_password")
-            self._record(session, account, "failed", address, user_agent, reason=reason)
+            self._record_failure(session, account, address, user_agent, reason)
 
-    def _record(self, session: Session, account: Account, outcome: str, address: str,
-                user_agent: str | None, reason: str | None = None,
-                second_factor: str | None = None, session_id: uuid.UUID | None = None) -> None:
-        session.add(SignInRecord(account_id=account.id, outcome=outcome, reason=reason,
-                                 second_factor=second_factor, address=address,
-                                 user_agent=(user_agent or "")[:300] or None))
-        if outcome == "signed_in":
-            self._publish(session, "account.logged_in", {
-                "account_id": str(account.public_id), "session_id": str(session_id),
-                "second_factor": second_factor, "address": address})
-        else:
-            self._publish(session, "account.login_failed", {
-                "account_id": str(account.public_id), "reason": reason, "address": address})
+    def _record_failure(self, session: Session, account: Account, address: str,
+                        user_agent: str | None, reason: str) -> None:
+        session.add(SignInRecord(account_id=account.id, outcome="failed", reason=reason,
+                                 address=address, user_agent=shortened_user_agent(user_agent)))
+        self._publish(session, "account.login_failed", {
+            "account_id": str(account.public_id), "reason": reason, "address": address})
 
     def _publish(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         self.accounts.outbox.publish(

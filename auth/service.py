@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,7 +37,7 @@ from auth.domain import (
     parse_role,
 )
 from auth.identity import Principal
-from auth.models import Account
+from auth.models import Account, TwoFactorRole
 from auth.passwords import Passwords
 from auth.queries import AccountView, Sessions, live_account, live_account_by_email
 from auth.sessions import end_account_sessions
@@ -77,6 +78,26 @@ class AccountChanges:
             active=self.active,
             password=self.password,
         )
+
+
+@dataclass(frozen=True)
+class SigningIn:
+    """An account as a sign-in reads it: who signs in, the password to check, whether it
+    may sign in, and whether it has a second factor or its role requires one."""
+
+    principal: Principal
+    password_hash: str
+    active: bool
+    has_second_factor: bool
+    second_factor_required: bool
+
+
+_SIGNING_IN = select(
+    Account.id, Account.public_id, Account.email, Account.full_name, Account.role,
+    Account.password_hash, Account.active,
+    Account.totp_secret.is_not(None).label("has_second_factor"),
+    exists().where(TwoFactorRole.role == Account.role).label("second_factor_required"),
+).where(Account.email == bindparam("email"), Account.deleted_at.is_(None))
 
 
 def _state(account: Account) -> dict[str, Any]:
@@ -157,20 +178,26 @@ class AccountService:
             account = self.signing_in(session, email)
         return self.check_password(account, password)
 
-    def signing_in(self, session: Session, email: str) -> Account | None:
+    def signing_in(self, session: Session, email: str) -> SigningIn | None:
         """The live account an email signs in to, read in the caller's transaction (a
         sign-in reads it with its throttling, in one round trip to the pool)."""
-        return live_account_by_email(session, email.strip().lower())
+        row = session.execute(_SIGNING_IN, {"email": email.strip().lower()}).first()
+        if row is None:
+            return None
+        return SigningIn(Principal(row.id, str(row.public_id), row.email, row.full_name,
+                                   row.role),
+                         row.password_hash, row.active, row.has_second_factor,
+                         row.second_factor_required)
 
-    def check_password(self, account: Account | None, password: str) -> Principal | None:
+    def check_password(self, account: SigningIn | None, password: str) -> Principal | None:
         """Who signs in with ``password`` to ``account`` (as :meth:`signing_in` found it),
         if the account may sign in. An unknown account costs a hash all the same."""
         matches = self.passwords.verify(account.password_hash if account else None, password)
         if account is None or not matches or not account.active:
             return None
         if self.passwords.needs_rehash(account.password_hash):
-            self._store_rehash(account.id, password)
-        return Principal.of(account)
+            self._store_rehash(account.principal.account_id, password)
+        return account.principal
 
     # --- helpers --------------------------------------------------------------------
 

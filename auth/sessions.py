@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -26,17 +27,36 @@ class SignedIn:
     auth_time: datetime
 
 
-def start_session(session: Session, account_id: int, ttl: timedelta,
-                  address: str | None = None, user_agent: str | None = None
-                  ) -> tuple[str, uuid.UUID]:
-    """Open a session for the account; returns the secret for the browser's cookie and the
-    session's public id."""
-    token = new_secret()
-    public_id = uuid.uuid4()
-    session.add(SsoSession(public_id=public_id, token_hash=digest(token), account_id=account_id,
-                           expires_at=expiry(ttl), address=address,
-                           user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH] or None))
-    return token, public_id
+@dataclass(frozen=True)
+class NewSession:
+    """A session about to be opened: the secret for the browser's cookie, and the row that
+    stores its digest (the columns of ``INSERT_SESSION``, as its parameters)."""
+
+    token: str
+    public_id: uuid.UUID
+    row: dict[str, Any]
+
+
+# The new session's row; the caller runs it, as a statement or within one of its own.
+INSERT_SESSION = """
+INSERT INTO sso_sessions (public_id, token_hash, account_id, expires_at, address, user_agent)
+VALUES (:session_public_id, :session_token_hash, :account_id, :session_expires_at,
+        :address, :user_agent)
+"""
+
+
+def new_session(account_id: int, ttl: timedelta, address: str | None = None,
+                user_agent: str | None = None) -> NewSession:
+    """A session for the account, to store with ``INSERT_SESSION``."""
+    token, public_id = new_secret(), uuid.uuid4()
+    return NewSession(token, public_id, {
+        "session_public_id": public_id, "session_token_hash": digest(token),
+        "account_id": account_id, "session_expires_at": expiry(ttl), "address": address,
+        "user_agent": shortened_user_agent(user_agent)})
+
+
+def shortened_user_agent(user_agent: str | None) -> str | None:
+    return (user_agent or "")[:USER_AGENT_MAX_LENGTH] or None
 
 
 def find_session(session: Session, token: str | None) -> SignedIn | None:

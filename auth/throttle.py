@@ -12,23 +12,53 @@ cannot all pass the check before any of them is counted.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from auth.config import LoginThrottling
 from auth.models import LoginFailure
 
+# Both locks in one round trip, always the account's first, then the address's (a select
+# list is evaluated in order): no two attempts wait for each other in a cycle.
+_LOCK_ACCOUNT_AND_ADDRESS = select(
+    func.pg_advisory_xact_lock(func.hashtextextended(bindparam("account_key"), 0)),
+    func.pg_advisory_xact_lock(func.hashtextextended(bindparam("address_key"), 0)),
+)
+
+# Under the locks, in one statement: forget the expired failures, count the others (the
+# three counts at once) and, below every limit, count this attempt as one more.
+_ADMIT = text("""
+WITH expired AS (
+    DELETE FROM login_failures
+    WHERE (email = :email OR address = :address) AND created_at <= now() - :window
+), recent AS (
+    SELECT count(*) FILTER (WHERE email = :email AND address = :address) AS pair,
+           count(*) FILTER (WHERE email = :email) AS account,
+           count(*) FILTER (WHERE address = :address) AS per_address
+    FROM login_failures
+    WHERE (email = :email OR address = :address) AND created_at > now() - :window
+), counted AS (
+    INSERT INTO login_failures (email, address)
+    SELECT :email, :address FROM recent
+    WHERE pair < :pair_limit AND account < :account_limit AND per_address < :address_limit
+    RETURNING id
+)
+SELECT EXISTS (SELECT FROM counted)
+""")
+
 
 def admit_attempt(session: Session, email: str, address: str, rules: LoginThrottling) -> bool:
     """Count one sign-in attempt as failed, unless a limit is reached (then ``False``)."""
-    # Always account first, then address: no two attempts wait for each other in a cycle.
-    _lock(session, f"login-account:{email}")
-    _lock(session, f"login-address:{address}")
-    _forget_expired(session, email, address, rules)
-    if _over_a_limit(session, email, address, rules):
-        return False
-    session.add(LoginFailure(email=email, address=address))
-    return True
+    # Locked in a statement of its own: the counting statement's snapshot, taken after the
+    # locks, sees every attempt committed before.
+    session.execute(_LOCK_ACCOUNT_AND_ADDRESS, {"account_key": f"login-account:{email}",
+                                                "address_key": f"login-address:{address}"})
+    admitted: bool = session.execute(_ADMIT, {
+        "email": email, "address": address, "window": rules.window,
+        "pair_limit": rules.per_account_and_address, "account_limit": rules.per_account,
+        "address_limit": rules.per_address,
+    }).scalar_one()
+    return admitted
 
 
 def forget_failures(session: Session, email: str, address: str) -> None:
@@ -36,34 +66,5 @@ def forget_failures(session: Session, email: str, address: str) -> None:
     session.execute(delete(LoginFailure).where(_pair(email, address)))
 
 
-def _lock(session: Session, key: str) -> None:
-    session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-
-
 def _pair(email: str, address: str) -> ColumnElement[bool]:
     return and_(LoginFailure.email == email, LoginFailure.address == address)
-
-
-def _over_a_limit(session: Session, email: str, address: str, rules: LoginThrottling) -> bool:
-    """Whether a limit is reached: the three counts in one query."""
-    by_account = LoginFailure.email == email
-    by_address = LoginFailure.address == address
-    pair, account, per_address = session.execute(
-        select(_count(_pair(email, address)), _count(by_account), _count(by_address))
-        .where(or_(by_account, by_address))
-    ).one()
-    return (pair >= rules.per_account_and_address or account >= rules.per_account
-            or per_address >= rules.per_address)
-
-
-def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count().filter(condition)
-
-
-def _forget_expired(session: Session, email: str, address: str, rules: LoginThrottling) -> None:
-    session.execute(
-        delete(LoginFailure).where(
-            or_(LoginFailure.email == email, LoginFailure.address == address),
-            LoginFailure.created_at <= func.now() - rules.window,
-        )
-    )

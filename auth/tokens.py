@@ -12,12 +12,12 @@ import secrets
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Row, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from auth.models import AuthorizationCode, RefreshToken, SsoSession
+from auth.models import AuthorizationCode, Base, RefreshToken, SsoSession
 
 
 def digest(secret: str) -> str:
@@ -82,45 +82,50 @@ class ClaimedCode:
         return ["pwd"]
 
 
+_codes = Base.metadata.tables[AuthorizationCode.__tablename__]
+_refresh_tokens = Base.metadata.tables[RefreshToken.__tablename__]
+
+
 def save_code(session: Session, code: str, grant: CodeGrantRequest, ttl: timedelta) -> None:
-    session.add(AuthorizationCode(code_hash=digest(code), expires_at=expiry(ttl), **asdict(grant)))
+    session.execute(insert(_codes).values(code_hash=digest(code), expires_at=expiry(ttl),
+                                          **asdict(grant)))
 
 
-_Claimable = TypeVar("_Claimable", AuthorizationCode, RefreshToken)
-
-
-def _claim_once(session: Session, model: type[_Claimable], used_at: str,
-                *conditions: ColumnElement[bool]) -> _Claimable | None:
-    """Mark one unexpired, unused row as used now and return it (None when there is none)."""
-    column = getattr(model, used_at)
+def _claim_once(session: Session, table: Table, used_at: str,
+                *conditions: ColumnElement[bool],
+                also: ColumnElement[Any] | None = None) -> Row[Any] | None:
+    """Mark one unexpired, unused row as used now and return it, with ``also`` (None when
+    there is none)."""
+    returned = [*table.c] + ([] if also is None else [also])
     return session.execute(
-        update(model)
-        .where(*conditions, column.is_(None), model.expires_at > func.now())
+        update(table)
+        .where(*conditions, table.c[used_at].is_(None), table.c.expires_at > func.now())
         .values({used_at: func.now()})
-        .returning(model)
-    ).scalar_one_or_none()
+        .returning(*returned)
+    ).one_or_none()
+
+
+# The public id of a code's SSO session, returned by the statement that claims the code.
+_SESSION_PUBLIC_ID = (select(SsoSession.public_id)
+                      .where(SsoSession.id == _codes.c.sso_session_id)
+                      .scalar_subquery().label("session_public_id"))
 
 
 def claim_code(session: Session, code: str, client_id: str) -> ClaimedCode | None:
     """Use a code once; a replayed code revokes the tokens issued for it."""
-    claimed = _claim_once(session, AuthorizationCode, "used_at",
-                          AuthorizationCode.code_hash == digest(code),
-                          AuthorizationCode.client_id == client_id)
+    claimed = _claim_once(session, _codes, "used_at", _codes.c.code_hash == digest(code),
+                          _codes.c.client_id == client_id, also=_SESSION_PUBLIC_ID)
     if claimed is None:
         _revoke_tokens_of_replayed_code(session, code)
         return None
-    return ClaimedCode(claimed.id, _grant_of(claimed), _session_public_id(session, claimed))
+    public_id = claimed.session_public_id
+    return ClaimedCode(claimed.id, _grant_of(claimed),
+                       None if public_id is None else str(public_id))
 
 
-def _grant_of(row: AuthorizationCode) -> CodeGrantRequest:
+def _grant_of(row: Row[Any]) -> CodeGrantRequest:
     names = CodeGrantRequest.__dataclass_fields__
     return CodeGrantRequest(**{name: getattr(row, name) for name in names})
-
-
-def _session_public_id(session: Session, row: AuthorizationCode) -> str | None:
-    if row.sso_session_id is None:
-        return None
-    return str(session.get_one(SsoSession, row.sso_session_id).public_id)
 
 
 def _revoke_tokens_of_replayed_code(session: Session, code: str) -> None:
@@ -140,11 +145,6 @@ def nonce_seen(session: Session, client_id: str, nonce: str) -> bool:
     return session.scalars(query.limit(1)).first() is not None
 
 
-def link_code_to_family(session: Session, code_id: int, family_id: uuid.UUID) -> None:
-    session.execute(
-        update(AuthorizationCode).where(AuthorizationCode.id == code_id)
-        .values(token_family=family_id)
-    )
 
 
 @dataclass(frozen=True)
@@ -180,23 +180,32 @@ class ClaimedRefreshToken:
         return replace(self.lineage, rotated_from=self.id)
 
 
-def save_refresh_token(session: Session, token: str, lineage: Lineage, ttl: timedelta) -> None:
-    session.add(RefreshToken(token_hash=digest(token), expires_at=expiry(ttl), **asdict(lineage)))
+def save_refresh_token(session: Session, token: str, lineage: Lineage, ttl: timedelta,
+                       code_id: int | None = None) -> None:
+    """Store a refresh token; one issued for the code ``code_id`` is linked to it in the
+    same statement (a replay of the code revokes the token's family)."""
+    statement = insert(_refresh_tokens).values(token_hash=digest(token), expires_at=expiry(ttl),
+                                               **asdict(lineage))
+    if code_id is not None:
+        statement = statement.add_cte(
+            update(_codes).where(_codes.c.id == code_id)
+            .values(token_family=lineage.family_id).cte("linked_code"))
+    session.execute(statement)
 
 
 def claim_refresh_token(session: Session, token: str, client_id: str) -> ClaimedRefreshToken | None:
     """Use a refresh token once; reusing a rotated one revokes its whole family."""
-    claimed = _claim_once(session, RefreshToken, "rotated_at",
-                          RefreshToken.token_hash == digest(token),
-                          RefreshToken.client_id == client_id,
-                          RefreshToken.revoked_at.is_(None))
+    claimed = _claim_once(session, _refresh_tokens, "rotated_at",
+                          _refresh_tokens.c.token_hash == digest(token),
+                          _refresh_tokens.c.client_id == client_id,
+                          _refresh_tokens.c.revoked_at.is_(None))
     if claimed is None:
         _revoke_family_of_reused(session, token, client_id)
         return None
     return _claimed(claimed)
 
 
-def _claimed(row: RefreshToken) -> ClaimedRefreshToken:
+def _claimed(row: Row[Any]) -> ClaimedRefreshToken:
     names = [name for name in Lineage.__dataclass_fields__ if name != "rotated_from"]
     return ClaimedRefreshToken(row.id, Lineage(**{name: getattr(row, name) for name in names}))
 
