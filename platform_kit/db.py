@@ -2,22 +2,65 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+# A pooled connection unused for longer than this is pinged before it is handed out.
+PING_IDLE_AFTER_SECONDS = 1.0
 
 
-def make_engine(url: str, **options: Any) -> Engine:
-    options.setdefault("pool_pre_ping", True)
+def make_engine(url: str, *, ping_idle_after: float = PING_IDLE_AFTER_SECONDS,
+                **options: Any) -> Engine:
+    """An engine whose pool hands out connections that work, without a round trip each.
+
+    A connection that sat in the pool for more than ``ping_idle_after`` seconds is pinged
+    first and replaced if the server dropped it (a restart while the service was quiet).
+    One in steady use is not: if the server went away meanwhile, the statement that meets
+    the dead connection fails (a request answers 503), and every connection pooled
+    before it is replaced at its next checkout, so only the requests already under way
+    fail.
+    """
     # As many kept connections as a web app's 40 request threads plus its workers can
     # hold at once: beyond ``pool_size``, every connection given back is closed, and the
     # next request pays for a new PostgreSQL backend (measured: bench/platform.py).
     options.setdefault("pool_size", 20)
     options.setdefault("max_overflow", 30)
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+    if not options.get("pool_pre_ping"):
+        _ping_idle_connections(engine, ping_idle_after)
+    return engine
+
+
+_CHECKED_IN_AT = "ates_checked_in_at"
+
+
+def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling for connections idle longer than ``idle_seconds``;
+    a record's ``info`` is emptied when its connection is replaced, so a new connection is
+    never pinged."""
+
+    @event.listens_for(engine, "checkin")
+    def remember_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry,
+                     _proxy: PoolProxiedConnection) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at <= idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # the pool replaces this connection and every one pooled before it
+            raise InvalidatePoolError(f"idle connection dropped: {error}") from error
 
 
 def array_literal(values: Iterable[object]) -> str:
