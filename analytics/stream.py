@@ -113,13 +113,14 @@ class ReceivedMessage:
 
 
 class Projector(EventProcessor):
-    """The analytics consumer: applies consumed messages to the projection."""
+    """The analytics consumer: applies consumed messages to the projection. Its effects
+    commute (``analytics.service``), so each handler runs once for a batch."""
 
     def __init__(self, engine: Engine, handlers: HandlerRegistry,
                  dead_letters: DeadLetterPublisher, registry: SchemaRegistry | None = None,
                  **options: Any) -> None:
         super().__init__(CONSUMER_NAME, make_session_factory(engine), handlers, dead_letters,
-                         registry, **options)
+                         registry, effects_commute=True, **options)
 
     @classmethod
     def create(cls, engine: Engine, settings: Settings, **options: Any) -> Projector:

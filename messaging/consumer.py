@@ -175,6 +175,19 @@ def runs_in_key_order(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
     return merged if len(merged) <= len(consecutive) else consecutive
 
 
+def runs_by_handler(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
+    """The deliveries as one run per handler, each in the order consumed: for handlers
+    whose effects commute, so the order across keys and handlers does not matter."""
+    runs: dict[Handler | None, list[Delivery]] = {}
+    for delivery in deliveries:
+        run = runs.get(delivery.handler)
+        if run is None:
+            runs[delivery.handler] = [delivery]
+        else:
+            run.append(delivery)
+    return list(runs.values())
+
+
 def _first_fit_runs(deliveries: list[Delivery]) -> list[list[Delivery]]:
     runs: list[tuple[Handler | None, list[Delivery]]] = []
     run_of_key: dict[bytes | None, int] = {}
@@ -217,12 +230,14 @@ def _run(session: Session, run: list[Delivery]) -> None:
 
 # One statement over two JSON arrays: a multi-row VALUES list of a whole batch costs more
 # to build and send than the insert itself, and a JSON array is serialised in one C call.
+# The ids recorded come back as one row (how many, and their list), not a row each.
 RECORD_IN_INBOX = text(
-    f"INSERT INTO {inbox.name} (consumer, event_id, event_type) "
+    f"WITH recorded AS (INSERT INTO {inbox.name} (consumer, event_id, event_type) "
     "SELECT :consumer, CAST(e.id AS uuid), e.type "
     "FROM ROWS FROM (json_array_elements_text(CAST(:ids AS json)),"
     " json_array_elements_text(CAST(:types AS json))) AS e(id, type) "
-    "ON CONFLICT DO NOTHING RETURNING CAST(event_id AS text)"
+    "ON CONFLICT DO NOTHING RETURNING event_id) "
+    "SELECT count(*), coalesce(string_agg(CAST(event_id AS text), ','), '') FROM recorded"
 )
 
 
@@ -239,6 +254,10 @@ class EventProcessor:
     Independent of how messages are fetched: the confluent-kafka runtime below and the
     analytics stream both feed it. Messages need the accessors of a confluent-kafka
     ``Message`` (topic, partition, offset, key, value, headers).
+
+    A consumer whose handlers' effects commute (``effects_commute``: sums, "newest
+    version wins") has each handler run once per batch; otherwise the events of one key
+    are applied in the order consumed (``runs_in_key_order``).
     """
 
     def __init__(
@@ -251,6 +270,7 @@ class EventProcessor:
         max_attempts: int = 3,
         backoff_base: float = 0.05,
         backoff_max: float = 5.0,
+        effects_commute: bool = False,
     ):
         self.name = name
         self.session_factory = session_factory
@@ -260,6 +280,7 @@ class EventProcessor:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.runs = runs_by_handler if effects_commute else runs_in_key_order
 
     def process(self, messages: Sequence[ConsumedMessage], stop: threading.Event) -> None:
         """Apply, skip or dead-letter every message; dead letters are stored on return.
@@ -315,25 +336,22 @@ class EventProcessor:
         """Run handlers for the not-yet-seen events of ``work`` in one transaction."""
         with self.session_factory() as session, session.begin():
             events = [d.work()[0] for d in work]
-            fresh = self._record_in_inbox(session, events)
-            unseen = []
-            for delivery, event in zip(work, events, strict=True):
-                event_id = event.id.lower()  # as PostgreSQL spells a uuid
-                if event_id in fresh:
-                    fresh.discard(event_id)
-                    unseen.append(delivery)
-            for run in runs_in_key_order(unseen):
+            count, fresh = self._record_in_inbox(session, events)
+            unseen = work if count == len(work) else _unseen(work, events, fresh)
+            for run in self.runs(unseen):
                 _run(session, run)
 
-    def _record_in_inbox(self, session: Session, events: list[Event]) -> set[str]:
-        """Insert the events' ids into the inbox; returns those that were not there yet
-        (lower-case text)."""
-        inserted = session.execute(
+    def _record_in_inbox(self, session: Session, events: list[Event]) -> tuple[int, set[str]]:
+        """Insert the events' ids into the inbox; returns how many were not there yet,
+        and which (lower-case text)."""
+        recorded = session.execute(
             RECORD_IN_INBOX,
             {"consumer": self.name, "ids": orjson.dumps([e.id for e in events]).decode(),
              "types": orjson.dumps([e.type for e in events]).decode()},
-        )
-        return set(inserted.scalars())
+        ).one()
+        count: int = recorded[0]
+        ids: str = recorded[1]
+        return count, set(ids.split(",")) if ids else set()
 
     def _handle_one(self, delivery: Delivery, stop: threading.Event) -> None:
         event, _ = delivery.work()
@@ -361,6 +379,18 @@ class EventProcessor:
         delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt - 1, 32))
         if stop.wait(delay * random.uniform(0.5, 1.0)):
             raise Interrupted()
+
+
+def _unseen(work: list[Delivery], events: list[Event], fresh: set[str]) -> list[Delivery]:
+    """The deliveries whose events were just recorded in the inbox (``fresh``), each id
+    once."""
+    unseen = []
+    for delivery, event in zip(work, events, strict=True):
+        event_id = event.id.lower()  # as PostgreSQL spells a uuid
+        if event_id in fresh:
+            fresh.discard(event_id)
+            unseen.append(delivery)
+    return unseen
 
 
 class ConsumerRuntime:
