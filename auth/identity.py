@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
 
 from auth.models import Account
 
@@ -20,6 +23,7 @@ class Principal:
         return self.public_id
 
     @classmethod
-    def of(cls, account: Account) -> Principal:
+    def of(cls, account: Account | Row[*tuple[Any, ...]]) -> Principal:
+        """Of an account, or of a row with its columns of the same names."""
         return cls(account.id, str(account.public_id), account.email, account.full_name,
                    account.role)

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth.domain import InvalidAccountData, normalise_email
@@ -72,6 +72,12 @@ def live_account_by_email(session: Session, email: str) -> Account | None:
     return session.scalars(query).first()
 
 
+_ACTIVE_PRINCIPAL = select(
+    Account.id, Account.public_id, Account.email, Account.full_name, Account.role
+).where(Account.id == bindparam("account_id"), Account.active.is_(True),
+        Account.deleted_at.is_(None))
+
+
 class AccountQueries:
     def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
@@ -114,7 +120,5 @@ class AccountQueries:
         if session is None:
             with self.sessions() as own:
                 return self.active_principal(account_id, own)
-        account = session.get(Account, account_id)
-        if account is None or not account.active or account.deleted_at is not None:
-            return None
-        return Principal.of(account)
+        row = session.execute(_ACTIVE_PRINCIPAL, {"account_id": account_id}).first()
+        return None if row is None else Principal.of(row)

@@ -184,9 +184,7 @@ class AccountService:
         row = session.execute(_SIGNING_IN, {"email": email.strip().lower()}).first()
         if row is None:
             return None
-        return SigningIn(Principal(row.id, str(row.public_id), row.email, row.full_name,
-                                   row.role),
-                         row.password_hash, row.active, row.has_second_factor,
+        return SigningIn(Principal.of(row), row.password_hash, row.active, row.has_second_factor,
                          row.second_factor_required)
 
     def check_password(self, account: SigningIn | None, password: str) -> Principal | None:

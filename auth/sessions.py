@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from auth.identity import Principal
@@ -59,25 +59,30 @@ def shortened_user_agent(user_agent: str | None) -> str | None:
     return (user_agent or "")[:USER_AGENT_MAX_LENGTH] or None
 
 
+_LIVE_SESSION = (
+    select(SsoSession.id.label("session_id"), SsoSession.public_id.label("session_public_id"),
+           SsoSession.created_at, Account.id, Account.public_id, Account.email,
+           Account.full_name, Account.role)
+    .join(Account, Account.id == SsoSession.account_id)
+    .where(
+        SsoSession.token_hash == bindparam("token_hash"),
+        SsoSession.ended_at.is_(None),
+        SsoSession.expires_at > func.now(),
+        Account.active.is_(True),
+        Account.deleted_at.is_(None),
+    )
+)
+
+
 def find_session(session: Session, token: str | None) -> SignedIn | None:
     """The live session behind a cookie, if its account may still sign in."""
     if not token:
         return None
-    row = session.execute(
-        select(SsoSession, Account)
-        .join(Account, Account.id == SsoSession.account_id)
-        .where(
-            SsoSession.token_hash == digest(token),
-            SsoSession.ended_at.is_(None),
-            SsoSession.expires_at > func.now(),
-            Account.active.is_(True),
-            Account.deleted_at.is_(None),
-        )
-    ).first()
+    row = session.execute(_LIVE_SESSION, {"token_hash": digest(token)}).first()
     if row is None:
         return None
-    sso, account = row
-    return SignedIn(Principal.of(account), sso.id, str(sso.public_id), sso.created_at)
+    return SignedIn(Principal.of(row), row.session_id, str(row.session_public_id),
+                    row.created_at)
 
 
 def find_session_id(session: Session, public_id: str) -> int | None:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Row, Table, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from auth.models import AuthorizationCode, Base, RefreshToken, SsoSession
@@ -138,11 +138,14 @@ def _revoke_tokens_of_replayed_code(session: Session, code: str) -> None:
         revoke_family(session, used.token_family)
 
 
+_NONCE_SEEN = select(_codes.c.id).where(
+    _codes.c.client_id == bindparam("client_id"), _codes.c.nonce == bindparam("nonce")
+).limit(1)
+
+
 def nonce_seen(session: Session, client_id: str, nonce: str) -> bool:
-    query = select(AuthorizationCode.id).where(
-        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
-    )
-    return session.scalars(query.limit(1)).first() is not None
+    seen = session.execute(_NONCE_SEEN, {"client_id": client_id, "nonce": nonce}).first()
+    return seen is not None
 
 
 
