@@ -16,6 +16,10 @@ database is slow), applied once the one before it is. A batch is acknowledged af
 is applied; after a failed batch nothing more is applied or acknowledged, and the
 projector stops so that a fresh one reads again from the first unacknowledged message.
 
+A rebuild replays the topics through the same ``Projector`` (the same batches, one
+statement per table), read by a plain client from partitions assigned to it: a replay
+has nothing to share with a group nor offsets to commit, and skips the group join.
+
 Faust's consumer is tuned for this one stream: it hands each fetched message to the stream
 directly instead of racing the hand-over against a flow stop (which costs four asyncio
 tasks a message), racing only when the stream's buffer is full and the hand-over may
@@ -39,7 +43,8 @@ from zoneinfo import ZoneInfo
 
 import faust
 import structlog
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
 from faust.serializers.schemas import DecodeFunction, OnKeyDecodeErrorFun, OnValueDecodeErrorFun
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -54,7 +59,7 @@ from analytics.service import AnalyticsService
 from event_schemas import SchemaRegistry
 from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted, next_offsets
 from messaging.dlq import DeadLetterPublisher
-from messaging.kafka import consumer_config, producer_config
+from messaging.kafka import ConsumedMessage, consumer_config, position_of, producer_config
 from platform_kit.db import make_session_factory
 from platform_kit.metrics import LagGauge
 from platform_kit.progress import Progress
@@ -72,6 +77,9 @@ MAX_BATCH_SIZE = 5000
 STREAM_BUFFER_SIZE = 16384
 REPLAY_QUIET_SECONDS = 1.0
 FETCH_MAX_WAIT_MS = 100
+# A rebuild's replay reads batches of up to this many messages.
+REPLAY_BATCH_SIZE = 5000
+REPLAY_POLL_SECONDS = 0.1
 
 TopicPartitionKey = tuple[str, int]
 
@@ -157,7 +165,7 @@ class CatchUp:
         self.first_seen: float | None = None
         self.seen = 0
 
-    def saw(self, messages: list[ReceivedMessage]) -> None:
+    def saw(self, messages: Sequence[ConsumedMessage]) -> None:
         self.seen += len(messages)
         if self.progress is not None:
             self.progress.update(len(messages))
@@ -165,8 +173,9 @@ class CatchUp:
         if self.first_seen is None:
             self.first_seen = self.last_seen
         for message in messages:
-            key = (message.topic(), message.partition())
-            if key in self.pending and message.offset() + 1 >= self.pending[key]:
+            topic, partition, offset = position_of(message)
+            key = (topic, partition)
+            if key in self.pending and offset + 1 >= self.pending[key]:
                 del self.pending[key]
 
     def done(self) -> bool:
@@ -517,8 +526,8 @@ def run_projector(engine: Engine, settings: Settings, stop: threading.Event) -> 
 
 def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0,
             progress: Progress | None = None) -> int:
-    """Empty the projection, then replay every topic from its beginning under a fresh
-    consumer group until the ends they had at the start; returns the messages read.
+    """Empty the projection, then replay every topic from its beginning until the ends
+    they had at the start; returns the messages read.
 
     A live projector may keep running meanwhile: what it applies after the reset is in
     the inbox, so the replay skips it, and every effect commutes. ``progress`` (like a
@@ -528,19 +537,20 @@ def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0,
     topics = [settings.topic(t) for t in CONSUMED_TOPICS]
     catch_up = CatchUp(end_offsets(settings, topics), progress=progress)
     group_id = f"{live_group_id(settings)}-rebuild-{uuid.uuid4().hex[:12]}"
-    stream = ProjectionStream(settings, Projector.create(engine, settings), group_id)
+    projector = Projector.create(engine, settings)
     stop = threading.Event()
     failures: list[BaseException] = []
 
-    def replay() -> None:
+    def run() -> None:
         try:
-            stream.run(stop, catch_up)
+            replay(projector, settings, group_id, catch_up, stop)
+        except Interrupted:
+            pass  # stopped at the timeout while a transient failure was retried
         except BaseException as exc:
             failures.append(exc)
 
-    # A thread of its own, so the replay gets an event loop even when the caller's
-    # thread already runs one.
-    thread = threading.Thread(target=replay, name="analytics-replay", daemon=True)
+    # A thread of its own, so that the caller gets its answer at the timeout.
+    thread = threading.Thread(target=run, name="analytics-replay", daemon=True)
     thread.start()
     thread.join(timeout)
     stop.set()
@@ -550,3 +560,34 @@ def rebuild(engine: Engine, settings: Settings, timeout: float = 600.0,
     if not catch_up.done():
         raise TimeoutError(f"the replay did not reach the end of the topics in {timeout}s")
     return catch_up.seen
+
+
+def replay(projector: Projector, settings: Settings, group_id: str, catch_up: CatchUp,
+           stop: threading.Event, batch_size: int = REPLAY_BATCH_SIZE) -> None:
+    """Apply the partitions ``catch_up`` waits for, from their first message, until it is
+    done or ``stop`` is set.
+
+    The partitions are assigned to the consumer, not shared out by a consumer group: a
+    replay has no one to share them with and no offset to commit, so it reads at once
+    instead of after a group join (seconds), and it reads with a plain client, which
+    fetches the next messages while a batch is applied.
+    """
+    consumer = Consumer(consumer_config(settings, group_id))
+    try:
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)
+                         for topic, partition in list(catch_up.pending)])
+        while not (stop.is_set() or catch_up.done()):
+            messages = [m for m in consumer.consume(batch_size, REPLAY_POLL_SECONDS)
+                        if _readable(m)]
+            if messages:
+                projector.process(messages, stop)
+                catch_up.saw(messages)
+    finally:
+        consumer.close()
+
+
+def _readable(message: KafkaMessage) -> bool:
+    error = message.error()
+    if error is not None:
+        log.warning("replay read error", error=str(error))
+    return error is None
