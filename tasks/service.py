@@ -138,6 +138,7 @@ class TasksService:
             return count
 
 
+_POOL_SIZE = select(func.max(AssigneeSlot.slot))  # None when nobody is eligible
 # One random slot of ``assignee_slots`` and its account, if still eligible, share-locked:
 # ``draw`` reduced to a slot of the pool as ``domain.slot_of`` does.
 _PICK = (
@@ -145,8 +146,7 @@ _PICK = (
     .join(AssigneeSlot, AssigneeSlot.account_id == Account.public_id)
     .where(
         AssigneeSlot.slot
-        == 1 + bindparam("draw", type_=BigInteger) % select(func.max(AssigneeSlot.slot))
-        .scalar_subquery(),
+        == 1 + bindparam("draw", type_=BigInteger) % _POOL_SIZE.scalar_subquery(),
         Account.is_eligible_assignee(),
     )
     .with_for_update(read=True, of=Account)
@@ -165,7 +165,7 @@ def lock_random_assignee(session: Session, rng: Random) -> uuid.UUID:
         chosen = session.connection().scalar(_PICK, {"draw": domain.draw(rng)})
         if chosen is not None:
             return chosen
-        if session.scalar(select(func.max(AssigneeSlot.slot))) is None:
+        if session.scalar(_POOL_SIZE) is None:
             raise domain.NoEligibleAssignee()
 
 
