@@ -96,7 +96,8 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     app.include_router(security_api_router(security, security_pages))
     app.include_router(security_router(security_pages))
     app.include_router(web_router(WebPages(accounts, queries, pages, config, security,
-                                           security_pages.after_password)))
+                                           security_pages.after_password,
+                                           provider.authorize_after_sign_in)))
     return app
 
 

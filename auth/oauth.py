@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn, cast
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from authlib.common.security import generate_token
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
@@ -65,6 +65,7 @@ from auth.tokens import (
 )
 
 SECRET_AND_PUBLIC_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+AUTHORIZE_PATH = "/oauth/authorize"
 
 
 class FormPayload(OAuth2Payload):  # type: ignore[misc]  # untyped base
@@ -394,6 +395,18 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
         with self._answered_in_one_transaction(request) as session:
             return self._authorize(request, find_session(session, sso_cookie))
 
+    def authorize_after_sign_in(self, next_url: str, sso_cookie: str) -> Response | None:
+        """The authorization request a sign-in was made for (``next_url``, a path on the
+        provider), answered at once with the new session: the browser goes back to the
+        client with its code without a round trip through the authorization endpoint.
+        None when ``next_url`` is no authorization request."""
+        path, _, query = next_url.partition("?")
+        if path != AUTHORIZE_PATH:
+            return None
+        request = OAuthRequest("GET", self.config.issuer + next_url, {},
+                               parse_qsl(query, keep_blank_values=True), [])
+        return self.authorize(request, sso_cookie)
+
     def _authorize(self, request: OAuthRequest, signed_in: SignedIn | None) -> Response:
         try:
             grant = self.get_consent_grant(request, end_user=signed_in)
@@ -429,7 +442,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
     def _login_url(request: OAuthRequest, reauthenticate: bool) -> str:
         # Without ``prompt`` the authorize request that follows the login goes through.
         query = [(k, v) for k, vs in request.payload.datalist.items() for v in vs if k != "prompt"]
-        params = {"next": "/oauth/authorize?" + urlencode(query)}
+        params = {"next": f"{AUTHORIZE_PATH}?{urlencode(query)}"}
         return "/login?" + urlencode(params | ({"prompt": "login"} if reauthenticate else {}))
 
     def token(self, request: OAuthRequest) -> Response:

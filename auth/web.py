@@ -127,13 +127,16 @@ def _dashboard_links(config: AuthConfig) -> list[tuple[str, str]]:
 class WebPages:
     def __init__(self, accounts: AccountService, queries: AccountQueries, pages: Pages,
                  config: AuthConfig, security: SecurityService,
-                 after_password: Callable[[SignInResult, str], Response]):
+                 after_password: Callable[[SignInResult, str], Response],
+                 authorize_after_sign_in: Callable[[str, str], Response | None]):
         self.accounts = accounts
         self.queries = queries
         self.pages = pages
         self.config = config
         self.security = security
         self.after_password = after_password  # a second factor is due
+        # The answer of the authorization request a sign-in was for (None: not one).
+        self.authorize_after_sign_in = authorize_after_sign_in
 
     def signed_in(self, request: Request) -> SignedIn | None:
         with self.accounts.sessions() as session:
@@ -164,7 +167,8 @@ class WebPages:
                                      429)
         if result.session_token is None:
             return self._login_error(request, email, next_url, BAD_CREDENTIALS, 401)
-        response = _see_other(next_url)
+        response = (self.authorize_after_sign_in(next_url, result.session_token)
+                    or _see_other(next_url))
         self.pages.set_sso_cookie(response, result.session_token)
         return response
 

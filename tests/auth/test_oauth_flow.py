@@ -10,6 +10,7 @@ import pytest
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
 from auth_client.pkce import pkce_pair
+from auth_client.token_flow import hidden_inputs
 from auth_client.verification import TokenVerifier
 from tests.auth.support import Browser, Login, RunningProvider, bearer
 
@@ -138,6 +139,21 @@ def test_signed_in_browser_gets_a_code_without_a_password_prompt(provider, make_
     Authorization(provider).code(browser, make_login())
 
     assert Authorization(provider).code(browser)  # the SSO cookie is enough
+
+
+def test_the_login_form_of_an_authorization_answers_with_the_code_at_once(provider, make_login,
+                                                                        browser):
+    login = make_login()
+    authorization = Authorization(provider)
+    page = authorization.start(browser)
+    form = hidden_inputs(page.text) | {"email": login.email, "password": login.password}
+
+    answer = browser.http.post(f"{provider.url}/login", data=form)
+
+    query = authorization.callback_query(answer)  # back to the client, not to /oauth/authorize
+    assert query["state"] == [authorization.state]
+    assert authorization.exchange(query["code"][0]).status_code == 200
+    assert Authorization(provider).code(browser)  # and the browser is signed in
 
 
 def test_prompt_login_asks_for_the_password_again(provider, make_login, browser):
