@@ -10,13 +10,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import status as http
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from auth_client.guards import current_user
+from auth_client.guards import BearerScheme, current_user
 from auth_client.verification import CurrentUser
 from platform_kit.cursor import InvalidCursor
 from platform_kit.openapi import error
@@ -146,18 +147,24 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
         status_code=http.HTTP_201_CREATED,
         responses={409: error("No eligible assignee: nothing was stored")},
     )
-    def create_task(body: NewTask, user: Caller, response: Response) -> TaskOut:
+    async def create_task(body: NewTask, request: Request, response: Response,
+                          _scheme: BearerScheme = None) -> TaskOut:
         """Create an open task, assigned to a random active account that is neither admin
         nor manager."""
-        task = service.create_task(
-            actor_of(user),
+        # The caller's checks and the creation both wait on the database: one worker
+        # thread does both, and the answer is built back on the event loop.
+        task = await run_in_threadpool(create_as_caller, request, body)
+        response.headers["Location"] = f"/api/tasks/{task.id}"
+        return TaskOut.of(task)
+
+    def create_as_caller(request: Request, body: NewTask) -> TaskView:
+        return service.create_task(
+            actor_of(current_user(request)),
             body.title,
             body.jira_id,
             body.description,
             traceparent=current_traceparent(),
         )
-        response.headers["Location"] = f"/api/tasks/{task.id}"
-        return TaskOut.of(task)
 
     @router.get("")
     def list_tasks(
