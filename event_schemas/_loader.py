@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +181,7 @@ def compile_fast_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool]:
     """
     body = {key: value for key, value in schema.items() if key != "$schema"}
     formats = {name: _fast_format(name) for name in _formats(schema)}
+    body, branches = _split_conditionals(body, formats)
     check = fastjsonschema.compile(body, formats=formats)
 
     def accepts(data: Any) -> bool:
@@ -189,11 +189,120 @@ def compile_fast_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool]:
             return False
         try:
             check(data)
+            for holds, then_check, else_check in branches:
+                branch = then_check if holds(data) else else_check
+                if branch is not None:
+                    branch(data)
         except fastjsonschema.JsonSchemaException:
             return False
         return True
 
     return accepts
+
+
+Check = Callable[[Any], Any]
+Branch = tuple[Callable[[Any], bool], Check | None, Check | None]
+_CONDITIONAL_KEYS = frozenset({"if", "then", "else"})
+# Keywords whose meaning depends on the schema around them: a schema using any of them
+# is compiled whole.
+_CONTEXTUAL_KEYS = frozenset(
+    {"$ref", "$dynamicRef", "$recursiveRef", "unevaluatedProperties", "unevaluatedItems"}
+)
+
+
+def _split_conditionals(
+    body: dict[str, Any], formats: dict[str, Callable[[Any], bool]]
+) -> tuple[dict[str, Any], list[Branch]]:
+    """``body`` without its ``if``/``then``/``else`` blocks, and those blocks as branches.
+
+    The compiled code decides an ``if`` by raising and catching an exception, which
+    costs more than the rest of the check; for the common ``if`` that only compares
+    properties with constants, a plain comparison decides it instead. A schema with any
+    other ``if`` is compiled whole.
+    """
+    blocks = [body] if "if" in body else []
+    all_of = body.get("allOf")
+    if isinstance(all_of, list):
+        blocks += [item for item in all_of if _is_conditional(item)]
+    if not blocks or _uses_any(body, _CONTEXTUAL_KEYS):
+        return body, []
+    conditions = [_const_condition(block["if"]) for block in blocks]
+    if any(condition is None for condition in conditions):
+        return body, []
+    branches: list[Branch] = []
+    for block, condition in zip(blocks, conditions, strict=True):
+        assert condition is not None
+        then_check, else_check = (
+            _compile_branch(block.get(name), formats) for name in ("then", "else")
+        )
+        branches.append((condition, then_check, else_check))
+    return _without_conditionals(body), branches
+
+
+def _is_conditional(node: Any) -> bool:
+    return isinstance(node, dict) and "if" in node and set(node) <= _CONDITIONAL_KEYS
+
+
+def _uses_any(node: Any, keys: frozenset[str]) -> bool:
+    if isinstance(node, dict):
+        return not keys.isdisjoint(node) or any(_uses_any(v, keys) for v in node.values())
+    if isinstance(node, list):
+        return any(_uses_any(item, keys) for item in node)
+    return False
+
+
+def _without_conditionals(body: dict[str, Any]) -> dict[str, Any]:
+    rest = {key: value for key, value in body.items() if key not in _CONDITIONAL_KEYS}
+    if isinstance(rest.get("allOf"), list):
+        rest["allOf"] = [item for item in rest["allOf"] if not _is_conditional(item)]
+        if not rest["allOf"]:
+            del rest["allOf"]
+    return rest
+
+
+def _compile_branch(
+    subschema: Any, formats: dict[str, Callable[[Any], bool]]
+) -> Check | None:
+    if subschema is None or subschema is True or subschema == {}:
+        return None
+    return fastjsonschema.compile(subschema, formats=formats)
+
+
+def _const_condition(if_schema: Any) -> Callable[[Any], bool] | None:
+    """``{"properties": {name: {"const": "text"}, ...}}`` as a plain comparison.
+
+    As JSON Schema reads it, such an ``if`` holds for anything but an object, and for an
+    object whose listed properties, where present, equal their string constants.
+    """
+    if not isinstance(if_schema, dict) or set(if_schema) != {"properties"}:
+        return None
+    properties = if_schema["properties"]
+    if not isinstance(properties, dict):
+        return None
+    expected: list[tuple[str, str]] = []
+    for name, subschema in properties.items():
+        if not (isinstance(subschema, dict) and set(subschema) == {"const"}):
+            return None
+        if type(subschema["const"]) is not str:
+            return None
+        expected.append((name, subschema["const"]))
+    if len(expected) == 1:
+        return _single_const_condition(*expected[0])
+    pairs = tuple(expected)
+
+    def holds(data: Any) -> bool:
+        if not isinstance(data, dict):
+            return True
+        return all(data.get(name, value) == value for name, value in pairs)
+
+    return holds
+
+
+def _single_const_condition(name: str, value: str) -> Callable[[Any], bool]:
+    def holds(data: Any) -> bool:
+        return not isinstance(data, dict) or data.get(name, value) == value
+
+    return holds
 
 
 # The canonical text of a UUID: what every producer writes. ``jsonschema``'s own check
@@ -234,7 +343,20 @@ def _fast_format(name: str) -> Callable[[Any], bool]:
         return is_canonical_uuid
     if name == "date-time":
         return is_rfc3339
-    return partial(FORMAT_CHECKER.conforms, format=name)
+    return _format_conformance(name)
+
+
+def _format_conformance(name: str) -> Callable[[Any], bool]:
+    """``FORMAT_CHECKER.conforms(value, name)`` without its two wrapping calls."""
+    check, raises = FORMAT_CHECKER.checkers[name]
+
+    def conforms(value: Any) -> bool:
+        try:
+            return bool(check(value))
+        except raises:
+            return False
+
+    return conforms
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})

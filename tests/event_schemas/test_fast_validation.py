@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 
@@ -123,3 +124,90 @@ def test_a_float_deep_inside_data_is_noticed():
     assert _holds_float({"a": [1, {"b": [2, 3.0]}]})
     assert not _holds_float({"a": [1, {"b": [2, "3.0", None, True]}], "c": "x"})
     assert _holds_float([1, 2, 0.5]) and not _holds_float([])
+
+
+MISSING = object()
+TRANSACTION_TYPES = ["fee", "reward", "payout", "reversal", "adjustment", "Fee", "", None, 1, True]
+AMOUNTS = [-1437, -1, 0, 1, 3210, True, False, "5", None, MISSING]
+TASK_IDS = ["5c8e1f3a-7b2d-4a9e-b6c4-0d1f3e5a7b92", None, "not-a-uuid", 7, MISSING]
+
+
+def branch_cases(example: dict):
+    """Every mix of the fields the ``if``/``then``/``else`` blocks read or constrain."""
+    kinds = [*TRANSACTION_TYPES, MISSING]
+    for kind, amount, task_id in itertools.product(kinds, AMOUNTS, TASK_IDS):
+        data = copy.deepcopy(example)
+        for name, value in (("type", kind), ("amount", amount), ("task_id", task_id)):
+            if value is MISSING:
+                data.pop(name, None)
+            else:
+                data[name] = value
+        yield data
+        if "corrects_transaction_id" in data:
+            for corrected in (None, data["transaction_id"], 3):
+                yield {**data, "corrects_transaction_id": corrected}
+            yield {k: v for k, v in data.items() if k != "corrects_transaction_id"}
+
+
+@pytest.mark.parametrize("event_type", ["transaction.applied", "transaction.corrected"])
+def test_conditional_branches_agree_with_reference_validator(event_type):
+    schema = default_registry().schema(event_type, 1)
+    accepts, reference = compile_fast_acceptor(schema), compile_schema(schema)
+    accepted = rejected = 0
+    for example in schema["examples"]:
+        for data in branch_cases(example):
+            valid = reference.is_valid(data)
+            assert accepts(data) == valid, f"acceptor and reference disagree on {data}"
+            accepted += valid
+            rejected += not valid
+    assert accepted > 0 and rejected > 0
+
+
+def conditional_schema(**extra):
+    return {
+        "type": "object",
+        "properties": {"kind": {"type": "string"}, "n": {"type": "integer"}},
+        **extra,
+    }
+
+
+SHAPED_SCHEMAS = {
+    "top-level if/then/else": conditional_schema(
+        **{"if": {"properties": {"kind": {"const": "a"}}},
+           "then": {"properties": {"n": {"minimum": 1}}},
+           "else": {"required": ["n"], "properties": {"n": {"maximum": -1}}}}
+    ),
+    "two properties in one if": conditional_schema(
+        allOf=[{"if": {"properties": {"kind": {"const": "a"}, "tag": {"const": "x"}}},
+                "then": {"required": ["n"]}}]
+    ),
+    "if with required": conditional_schema(
+        allOf=[{"if": {"required": ["kind"], "properties": {"kind": {"const": "a"}}},
+                "then": {"properties": {"n": {"minimum": 1}}}}]
+    ),
+    "if with a non-string const": conditional_schema(
+        allOf=[{"if": {"properties": {"n": {"const": 0}}}, "then": {"required": ["kind"]}},
+               {"if": {"properties": {"kind": {"const": "b"}}}, "then": {"required": ["n"]}}]
+    ),
+    "if with an enum": conditional_schema(
+        allOf=[{"if": {"properties": {"kind": {"enum": ["a", "b"]}}},
+                "then": {"properties": {"n": {"maximum": 0}}}}]
+    ),
+    "if without then": conditional_schema(
+        allOf=[{"if": {"properties": {"kind": {"const": "a"}}}}, {"required": ["kind"]}]
+    ),
+}
+SHAPED_DATA = [
+    {}, {"kind": "a"}, {"kind": "b"}, {"kind": "a", "n": 1}, {"kind": "a", "n": 0},
+    {"kind": "a", "n": -1}, {"kind": "b", "n": -1}, {"kind": "b", "n": 0}, {"n": 0},
+    {"n": 5}, {"n": -5}, {"kind": "a", "tag": "x"}, {"kind": "a", "tag": "x", "n": 2},
+    {"kind": "a", "tag": "y"}, {"tag": "x"}, {"kind": 1, "n": 0}, {"kind": None},
+    {"kind": "a", "n": True}, [], "a", None,
+]
+
+
+@pytest.mark.parametrize("schema", SHAPED_SCHEMAS.values(), ids=SHAPED_SCHEMAS.keys())
+def test_any_shape_of_conditional_agrees_with_reference_validator(schema):
+    accepts, reference = compile_fast_acceptor(schema), compile_schema(schema)
+    for data in SHAPED_DATA:
+        assert accepts(data) == reference.is_valid(data), f"disagreement on {data}"
