@@ -201,6 +201,7 @@ def compile_fast_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool]:
 
 
 Check = Callable[[Any], Any]
+Format = str | Callable[[Any], bool]
 Branch = tuple[Callable[[Any], bool], Check | None, Check | None]
 _CONDITIONAL_KEYS = frozenset({"if", "then", "else"})
 # Keywords whose meaning depends on the schema around them: a schema using any of them
@@ -211,7 +212,7 @@ _CONTEXTUAL_KEYS = frozenset(
 
 
 def _split_conditionals(
-    body: dict[str, Any], formats: dict[str, Callable[[Any], bool]]
+    body: dict[str, Any], formats: dict[str, Format]
 ) -> tuple[dict[str, Any], list[Branch]]:
     """``body`` without its ``if``/``then``/``else`` blocks, and those blocks as branches.
 
@@ -261,7 +262,7 @@ def _without_conditionals(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compile_branch(
-    subschema: Any, formats: dict[str, Callable[[Any], bool]]
+    subschema: Any, formats: dict[str, Format]
 ) -> Check | None:
     if subschema is None or subschema is True or subschema == {}:
         return None
@@ -338,9 +339,11 @@ def is_rfc3339(value: Any) -> bool:
     return FORMAT_CHECKER.conforms(value, "date-time")
 
 
-def _fast_format(name: str) -> Callable[[Any], bool]:
+def _fast_format(name: str) -> Format:
+    """The check of format ``name`` in compiled code, which applies it to strings only
+    (a regular expression is inlined there, and must match the whole string)."""
     if name == "uuid":
-        return is_canonical_uuid
+        return CANONICAL_UUID.pattern + r"\Z"
     if name == "date-time":
         return is_rfc3339
     return _format_conformance(name)
