@@ -7,10 +7,11 @@ the status codes of ``ERROR_STATUS``, malformed requests to 422.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi import status as http
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +51,8 @@ class TaskIdSegment(StringConvertor):
 
 
 register_url_convertor("task_id", TaskIdSegment())
+
+Result = TypeVar("Result")
 
 TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
 TaskSort = Literal["newest", "oldest", "title"]  # queries.SORTS
@@ -133,7 +136,13 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error("No valid access token"), 422: error("Malformed request")
 }
 
-Caller = Annotated[CurrentUser, Depends(current_user)]
+
+
+async def for_caller(request: Request, work: Callable[[CurrentUser], Result]) -> Result:
+    """``work`` for the request's caller, on a worker thread: who is calling (whose account
+    is checked in the database) and the work both wait on I/O, so one thread does both,
+    and the answer is built back on the event loop."""
+    return await run_in_threadpool(lambda: work(current_user(request)))
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -151,24 +160,20 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
                           _scheme: BearerScheme = None) -> TaskOut:
         """Create an open task, assigned to a random active account that is neither admin
         nor manager."""
-        # The caller's checks and the creation both wait on the database: one worker
-        # thread does both, and the answer is built back on the event loop.
-        task = await run_in_threadpool(create_as_caller, request, body)
-        response.headers["Location"] = f"/api/tasks/{task.id}"
-        return TaskOut.of(task)
-
-    def create_as_caller(request: Request, body: NewTask) -> TaskView:
-        return service.create_task(
-            actor_of(current_user(request)),
+        task = await for_caller(request, lambda user: service.create_task(
+            actor_of(user),
             body.title,
             body.jira_id,
             body.description,
             traceparent=current_traceparent(),
-        )
+        ))
+        response.headers["Location"] = f"/api/tasks/{task.id}"
+        return TaskOut.of(task)
 
     @router.get("")
-    def list_tasks(
-        user: Caller,
+    async def list_tasks(
+        request: Request,
+        _scheme: BearerScheme = None,
         assignee: Annotated[
             str | None, Query(description="`me` or an account id; every task when absent")
         ] = None,
@@ -191,14 +196,17 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
     ) -> TaskPage:
         """Tasks matching every given filter, one page at a time (newest first unless
         `sort` says otherwise), with how many match in all."""
-        conditions: dict[str, queries.Condition] = {
-            "assignee": _account_filter(assignee, user, "assignee"), "status": status, "q": q,
-            "creator": _account_filter(creator, user, "creator"),
-            "assignee_name": assignee_name, "creator_name": creator_name,
-        }
-        items, next_cursor = reads.list_tasks(cursor=cursor, limit=limit, sort=sort,
-                                              **conditions)
-        total = reads.count_tasks(**conditions)
+        def page(user: CurrentUser) -> tuple[list[TaskView], str | None, queries.Total]:
+            conditions: dict[str, queries.Condition] = {
+                "assignee": _account_filter(assignee, user, "assignee"), "status": status,
+                "q": q, "creator": _account_filter(creator, user, "creator"),
+                "assignee_name": assignee_name, "creator_name": creator_name,
+            }
+            items, next_cursor = reads.list_tasks(cursor=cursor, limit=limit, sort=sort,
+                                                  **conditions)
+            return items, next_cursor, reads.count_tasks(**conditions)
+
+        items, next_cursor, total = await for_caller(request, page)
         return TaskPage(items=[TaskOut.of(task) for task in items], next=next_cursor,
                         total=total.count, total_exact=total.exact)
 
@@ -209,14 +217,16 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
             409: error("Open tasks but no eligible assignee: nothing changed"),
         },
     )
-    def reshuffle(user: Caller) -> Reshuffled:
+    async def reshuffle(request: Request, _scheme: BearerScheme = None) -> Reshuffled:
         """Give every open task a uniformly random eligible assignee (admins, managers)."""
-        count = service.reshuffle(actor_of(user), traceparent=current_traceparent())
+        count = await for_caller(request, lambda user: service.reshuffle(
+            actor_of(user), traceparent=current_traceparent()))
         return Reshuffled(reassigned=count)
 
     @router.get("/{task_id:task_id}", responses={404: error("No such task")})
-    def get_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
-        return TaskOut.of(reads.get_task(task_id))
+    async def get_task(task_id: uuid.UUID, request: Request,
+                       _scheme: BearerScheme = None) -> TaskOut:
+        return TaskOut.of(await for_caller(request, lambda _user: reads.get_task(task_id)))
 
     @router.post(
         "/{task_id}/complete",
@@ -226,10 +236,11 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
             409: error("The task is already done"),
         },
     )
-    def complete_task(task_id: uuid.UUID, user: Caller) -> TaskOut:
+    async def complete_task(task_id: uuid.UUID, request: Request,
+                            _scheme: BearerScheme = None) -> TaskOut:
         """Mark one of the caller's open tasks done."""
-        task = service.complete_task(actor_of(user), task_id,
-                                     traceparent=current_traceparent())
+        task = await for_caller(request, lambda user: service.complete_task(
+            actor_of(user), task_id, traceparent=current_traceparent()))
         return TaskOut.of(task)
 
     return router
