@@ -182,10 +182,13 @@ def compile_fast_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool]:
     body = {key: value for key, value in schema.items() if key != "$schema"}
     formats = {name: _fast_format(name) for name in _formats(schema)}
     body, branches = _split_conditionals(body, formats)
+    body, exclusions = _split_excluded_constants(body)
     check = fastjsonschema.compile(body, formats=formats)
 
     def accepts(data: Any) -> bool:
         if _holds_float(data):
+            return False
+        if not all(allowed(data) for allowed in exclusions):
             return False
         try:
             check(data)
@@ -238,6 +241,60 @@ def _split_conditionals(
         )
         branches.append((condition, then_check, else_check))
     return _without_conditionals(body), branches
+
+
+def _split_excluded_constants(
+    body: dict[str, Any],
+) -> tuple[dict[str, Any], list[Callable[[Any], bool]]]:
+    """``body`` without the ``"not": {"const": ...}`` of its properties, and those as checks.
+
+    The compiled code decides a ``not`` by raising and catching an exception whenever
+    the value is valid; a plain comparison decides it instead. The comparison is stricter
+    than JSON Schema: a value other than ``null`` or one of the constant's type is
+    refused (and judged by ``jsonschema``).
+    """
+    properties = body.get("properties")
+    if not isinstance(properties, dict) or _uses_any(body, _CONTEXTUAL_KEYS):
+        return body, []
+    kept: dict[str, Any] = {}
+    exclusions: list[Callable[[Any], bool]] = []
+    for name, subschema in properties.items():
+        excluded = _excluded_constant(subschema)
+        if excluded is _NOTHING:
+            kept[name] = subschema
+            continue
+        kept[name] = {key: value for key, value in subschema.items() if key != "not"}
+        exclusions.append(_differs_from(name, excluded))
+    if not exclusions:
+        return body, []
+    return {**body, "properties": kept}, exclusions
+
+
+_NOTHING = object()
+
+
+def _excluded_constant(subschema: Any) -> Any:
+    """``c`` of a ``{"not": {"const": c}}`` with a text or integer ``c``, else ``_NOTHING``."""
+    if not isinstance(subschema, dict):
+        return _NOTHING
+    excluded = subschema.get("not")
+    if not (isinstance(excluded, dict) and set(excluded) == {"const"}):
+        return _NOTHING
+    if type(excluded["const"]) not in (str, int):
+        return _NOTHING
+    return excluded["const"]
+
+
+def _differs_from(name: str, excluded: str | int) -> Callable[[Any], bool]:
+    kind = type(excluded)
+
+    def allowed(data: Any) -> bool:
+        if not isinstance(data, dict) or name not in data:
+            return True
+        value = data[name]
+        return value is None or (type(value) is kind and value != excluded)
+
+    return allowed
 
 
 def _is_conditional(node: Any) -> bool:

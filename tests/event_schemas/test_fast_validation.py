@@ -211,3 +211,34 @@ def test_any_shape_of_conditional_agrees_with_reference_validator(schema):
     accepts, reference = compile_fast_acceptor(schema), compile_schema(schema)
     for data in SHAPED_DATA:
         assert accepts(data) == reference.is_valid(data), f"disagreement on {data}"
+
+
+EXCLUDING_SCHEMAS = {
+    "typed": {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "not": {"const": 0}},
+            "kind": {"type": ["string", "null"], "not": {"const": "none"}},
+        },
+    },
+    "untyped": {"properties": {"n": {"not": {"const": 0}}, "kind": {"not": {"const": "none"}}}},
+    "not a constant": {"properties": {"n": {"not": {"minimum": 0}}}},
+}
+EXCLUDING_DATA = [
+    {}, {"n": 0}, {"n": 1}, {"n": -1}, {"n": True}, {"n": False}, {"n": "0"}, {"n": None},
+    {"n": [0]}, {"kind": "none"}, {"kind": "some"}, {"kind": None}, {"kind": 0},
+    {"n": 5, "kind": "none"}, {"n": 5, "kind": "some"}, [], "none", 0, None,
+]
+
+
+@pytest.mark.parametrize("schema", EXCLUDING_SCHEMAS.values(), ids=EXCLUDING_SCHEMAS.keys())
+def test_an_excluded_constant_is_never_accepted(schema):
+    accepts, reference = compile_fast_acceptor(schema), compile_schema(schema)
+    for data in EXCLUDING_DATA:
+        assert not accepts(data) or reference.is_valid(data), f"accepted invalid {data}"
+
+
+def test_values_other_than_an_excluded_constant_take_the_fast_path():
+    accepts = compile_fast_acceptor(EXCLUDING_SCHEMAS["typed"])
+    assert accepts({"n": 5, "kind": "some"}) and accepts({"n": -1, "kind": None})
+    assert not accepts({"n": 0}) and not accepts({"kind": "none"})
