@@ -188,8 +188,9 @@ def compile_fast_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool]:
     def accepts(data: Any) -> bool:
         if _holds_float(data):
             return False
-        if not all(allowed(data) for allowed in exclusions):
-            return False
+        for allowed in exclusions:
+            if not allowed(data):
+                return False
         try:
             check(data)
             for holds, then_check, else_check in branches:
