@@ -184,10 +184,11 @@ def _add_negative_changes(session: Session, updates: list[BalanceUpdate]) -> Non
     changes: dict[date, int] = {}
     for update in updates:
         add_changes(changes, update.negative_changes())
-    rows = _rows([{"day": day, "change": change} for day, change in changes.items() if change])
-    if rows != "[]":
-        session.execute(_ADD_NEGATIVE_CHANGES, {"rows": rows})
-        session.execute(_FORGET_CANCELLED_CHANGES, {"rows": rows})
+    rows = [{"day": day, "change": change} for day, change in changes.items() if change]
+    if rows:
+        days = {"rows": _rows(rows)}
+        session.execute(_ADD_NEGATIVE_CHANGES, days)
+        session.execute(_FORGET_CANCELLED_CHANGES, days)
 
 
 NEGATIVE_COUNT_SHARDS = 16

@@ -44,7 +44,6 @@ from zoneinfo import ZoneInfo
 import faust
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka import Message as KafkaMessage
 from faust.serializers.schemas import DecodeFunction, OnKeyDecodeErrorFun, OnValueDecodeErrorFun
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -57,7 +56,13 @@ from sqlalchemy import Engine
 from analytics.consumers import CONSUMED_TOPICS, CONSUMER_NAME, make_handlers
 from analytics.service import AnalyticsService
 from event_schemas import SchemaRegistry
-from messaging.consumer import EventProcessor, HandlerRegistry, Interrupted, next_offsets
+from messaging.consumer import (
+    EventProcessor,
+    HandlerRegistry,
+    Interrupted,
+    next_offsets,
+    usable,
+)
 from messaging.dlq import DeadLetterPublisher
 from messaging.kafka import ConsumedMessage, consumer_config, position_of, producer_config
 from platform_kit.db import make_session_factory
@@ -578,16 +583,9 @@ def replay(projector: Projector, settings: Settings, group_id: str, catch_up: Ca
                          for topic, partition in list(catch_up.pending)])
         while not (stop.is_set() or catch_up.done()):
             messages = [m for m in consumer.consume(batch_size, REPLAY_POLL_SECONDS)
-                        if _readable(m)]
+                        if usable(m, CONSUMER_NAME)]
             if messages:
                 projector.process(messages, stop)
                 catch_up.saw(messages)
     finally:
         consumer.close()
-
-
-def _readable(message: KafkaMessage) -> bool:
-    error = message.error()
-    if error is not None:
-        log.warning("replay read error", error=str(error))
-    return error is None

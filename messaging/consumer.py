@@ -180,11 +180,7 @@ def runs_by_handler(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
     whose effects commute, so the order across keys and handlers does not matter."""
     runs: dict[Handler | None, list[Delivery]] = {}
     for delivery in deliveries:
-        run = runs.get(delivery.handler)
-        if run is None:
-            runs[delivery.handler] = [delivery]
-        else:
-            run.append(delivery)
+        runs.setdefault(delivery.handler, []).append(delivery)
     return list(runs.values())
 
 
@@ -393,6 +389,17 @@ def _unseen(work: list[Delivery], events: list[Event], fresh: set[str]) -> list[
     return unseen
 
 
+def usable(message: Message, consumer: str) -> bool:
+    """Whether a consumed message carries an event; a read error is logged (reaching the
+    end of a partition is none)."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("consume error", consumer=consumer, error=str(error))
+    return False
+
+
 class ConsumerRuntime:
     """An ``EventProcessor`` fed by a confluent-kafka consumer group, committing offsets
     only after each batch is applied and its dead letters are stored."""
@@ -456,7 +463,7 @@ class ConsumerRuntime:
         If the batch fails, the consumer is rewound to its first message (the next poll
         reads it again) and the error is raised.
         """
-        messages = [m for m in self._next_batch(timeout) if self._usable(m)]
+        messages = [m for m in self._next_batch(timeout) if usable(m, self.name)]
         if not messages:
             return 0
         try:
@@ -535,14 +542,6 @@ class ConsumerRuntime:
         except RuntimeError:
             pass  # already closed
         self.processor.dead_letters.flush()
-
-    def _usable(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return True
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consume error", consumer=self.name, error=str(error))
-        return False
 
     def _commit(self, messages: list[Message]) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets(messages).items()]
