@@ -40,7 +40,13 @@ log = logging.getLogger(__name__)
 
 def announce(session: Session, channel: str, message: Message) -> None:
     """Send ``message`` on ``channel`` when (and if) ``session``'s transaction commits."""
-    session.execute(select(func.pg_notify(channel, json.dumps(message, default=str))))
+    session.execute(select(func.pg_notify(channel, payload_of(message))))
+
+
+def payload_of(message: Message) -> str:
+    """``message`` as :func:`announce` sends it, for a statement calling ``pg_notify``
+    itself."""
+    return json.dumps(message, default=str)
 
 
 def conninfo_of(engine: Engine) -> str:

@@ -8,7 +8,6 @@ on any message.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,7 +28,7 @@ def announce(session: Session, kind: str, **fields: Any) -> None:
 def announcement(kind: str, **fields: Any) -> str:
     """What :func:`announce` sends on ``CHANNEL``, for a statement that calls ``pg_notify``
     itself."""
-    return json.dumps({"kind": kind, **fields}, default=str)
+    return live.payload_of({"kind": kind, **fields})
 
 
 class LiveFeed(live.LiveFeed):
