@@ -49,7 +49,7 @@ from auth.sessions import (
     new_session,
     shortened_user_agent,
 )
-from auth.throttle import admit_attempt, forget_failures
+from auth.throttle import FORGET_FAILURES, admit_attempt, forget_failures
 from auth.tokens import digest, expiry, new_secret, revoke_account_tokens, revoke_family
 from messaging.outbox import INSERT_FROM_ARRAYS
 
@@ -59,7 +59,7 @@ SIGN_IN_HISTORY = 50
 # session opened, the sign-in recorded and ``account.logged_in`` written to the outbox.
 _SIGNED_IN = text(f"""
 WITH forgotten AS (
-    DELETE FROM login_failures WHERE email = :email AND address = :address
+    {FORGET_FAILURES}
 ), opened AS (
     {INSERT_SESSION}
 ), recorded AS (

@@ -12,11 +12,10 @@ cannot all pass the check before any of them is counted.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from auth.config import LoginThrottling
-from auth.models import LoginFailure
 
 # Both locks in one round trip, always the account's first, then the address's (a select
 # list is evaluated in order): no two attempts wait for each other in a cycle.
@@ -61,10 +60,10 @@ def admit_attempt(session: Session, email: str, address: str, rules: LoginThrott
     return admitted
 
 
+# A successful sign-in clears its own address's failures for the account, no others; run
+# by ``forget_failures``, or within a sign-in's own statement.
+FORGET_FAILURES = "DELETE FROM login_failures WHERE email = :email AND address = :address"
+
+
 def forget_failures(session: Session, email: str, address: str) -> None:
-    """A successful sign-in clears its own address's failures for the account, no others."""
-    session.execute(delete(LoginFailure).where(_pair(email, address)))
-
-
-def _pair(email: str, address: str) -> ColumnElement[bool]:
-    return and_(LoginFailure.email == email, LoginFailure.address == address)
+    session.execute(text(FORGET_FAILURES), {"email": email, "address": address})
