@@ -24,6 +24,11 @@ class Principal:
 
     @classmethod
     def of(cls, account: Account | Row[*tuple[Any, ...]]) -> Principal:
-        """Of an account, or of a row with its columns of the same names."""
+        """Of an account, or of a row selecting ``PRINCIPAL_COLUMNS``."""
         return cls(account.id, str(account.public_id), account.email, account.full_name,
                    account.role)
+
+
+# What a query selects to make a principal of each row (``Principal.of``).
+PRINCIPAL_COLUMNS = (Account.id, Account.public_id, Account.email, Account.full_name,
+                     Account.role)

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auth.domain import InvalidAccountData, normalise_email
-from auth.identity import Principal
+from auth.identity import PRINCIPAL_COLUMNS, Principal
 from auth.models import Account
 from platform_kit.cursor import InvalidCursor, decode_text, encode_text
 
@@ -72,10 +72,9 @@ def live_account_by_email(session: Session, email: str) -> Account | None:
     return session.scalars(query).first()
 
 
-_ACTIVE_PRINCIPAL = select(
-    Account.id, Account.public_id, Account.email, Account.full_name, Account.role
-).where(Account.id == bindparam("account_id"), Account.active.is_(True),
-        Account.deleted_at.is_(None))
+_ACTIVE_PRINCIPAL = select(*PRINCIPAL_COLUMNS).where(
+    Account.id == bindparam("account_id"), Account.active.is_(True),
+    Account.deleted_at.is_(None))
 
 
 class AccountQueries:

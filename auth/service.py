@@ -36,7 +36,7 @@ from auth.domain import (
     normalise_email,
     parse_role,
 )
-from auth.identity import Principal
+from auth.identity import PRINCIPAL_COLUMNS, Principal
 from auth.models import Account, TwoFactorRole
 from auth.passwords import Passwords
 from auth.queries import AccountView, Sessions, live_account, live_account_by_email
@@ -93,8 +93,7 @@ class SigningIn:
 
 
 _SIGNING_IN = select(
-    Account.id, Account.public_id, Account.email, Account.full_name, Account.role,
-    Account.password_hash, Account.active,
+    *PRINCIPAL_COLUMNS, Account.password_hash, Account.active,
     Account.totp_secret.is_not(None).label("has_second_factor"),
     exists().where(TwoFactorRole.role == Account.role).label("second_factor_required"),
 ).where(Account.email == bindparam("email"), Account.deleted_at.is_(None))

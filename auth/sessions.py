@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from auth.identity import Principal
+from auth.identity import PRINCIPAL_COLUMNS, Principal
 from auth.models import Account, AuthorizationCode, SsoSession
 from auth.tokens import digest, expiry, new_secret, revoke_session_tokens
 
@@ -61,8 +61,7 @@ def shortened_user_agent(user_agent: str | None) -> str | None:
 
 _LIVE_SESSION = (
     select(SsoSession.id.label("session_id"), SsoSession.public_id.label("session_public_id"),
-           SsoSession.created_at, Account.id, Account.public_id, Account.email,
-           Account.full_name, Account.role)
+           SsoSession.created_at, *PRINCIPAL_COLUMNS)
     .join(Account, Account.id == SsoSession.account_id)
     .where(
         SsoSession.token_hash == bindparam("token_hash"),
