@@ -137,7 +137,6 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-
 async def for_caller(request: Request, work: Callable[[CurrentUser], Result]) -> Result:
     """``work`` for the request's caller, on a worker thread: who is calling (whose account
     is checked in the database) and the work both wait on I/O, so one thread does both,
