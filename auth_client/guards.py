@@ -7,12 +7,14 @@ An app opts in by putting a :class:`UserResolver` on ``app.state.ates_auth`` (do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
 
+from auth_client.replica import AccountMayNotAct
 from auth_client.verification import CurrentUser, InvalidToken
 from platform_kit.openapi import BEARER
 
@@ -26,6 +28,34 @@ class UserResolver(Protocol):
 
     def user_from_session(self, request: Request) -> CurrentUser | None:
         """The caller behind the browser's session cookie, if any."""
+
+
+# Why an account may no longer act, by what the service's replica says; None when it may.
+RefusalReason = Callable[[str], str | None]
+
+
+class ActiveAccountsOnly:
+    """A :class:`UserResolver` that also refuses accounts no longer allowed to act."""
+
+    def __init__(self, resolver: UserResolver, refusal: RefusalReason):
+        self.resolver = resolver
+        self.refusal = refusal
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolver, name)
+
+    def user_from_bearer(self, token: str) -> CurrentUser:
+        user = self.resolver.user_from_bearer(token)
+        reason = self.refusal(user.id)
+        if reason is not None:
+            raise InvalidToken(reason)
+        return user
+
+    def user_from_session(self, request: Request) -> CurrentUser | None:
+        user = self.resolver.user_from_session(request)
+        if user is None or self.refusal(user.id) is not None:
+            return None
+        return user
 
 
 class LoginRequired(Exception):
@@ -63,11 +93,15 @@ def _bearer_token(request: Request) -> str | None:
 
 def optional_user(request: Request, _scheme: BearerScheme = None) -> CurrentUser | None:
     """The caller, from a bearer token or else the session cookie; None when anonymous."""
+    return _identify(request, _resolver(request))
+
+
+def _identify(request: Request, resolver: UserResolver) -> CurrentUser | None:
     token = _bearer_token(request)
     if token is None:
-        return _resolver(request).user_from_session(request)
+        return resolver.user_from_session(request)
     try:
-        return _resolver(request).user_from_bearer(token)
+        return resolver.user_from_bearer(token)
     except InvalidToken as error:
         raise _unauthorized(str(error)) from error
 
@@ -78,6 +112,35 @@ def current_user(request: Request, _scheme: BearerScheme = None) -> CurrentUser:
     if user is None:
         raise _unauthorized("not authenticated")
     return user
+
+
+Result = TypeVar("Result")
+
+
+async def for_caller(request: Request, work: Callable[[CurrentUser], Result], *,
+                     work_checks_standing: bool = False) -> Result:
+    """``work`` for the request's caller (401 JSON when there is none), on a worker thread:
+    identifying the caller (whose account is checked in the database) and the work both
+    wait on I/O, so one thread does both, and the answer is built back on the event loop.
+
+    ``work_checks_standing`` says the work itself refuses, with :class:`AccountMayNotAct`,
+    an account no longer allowed to act, in its own transaction: the separate look-up in
+    the replica is then left out (one round trip fewer).
+    """
+    resolver = _resolver(request)
+    if work_checks_standing and isinstance(resolver, ActiveAccountsOnly):
+        resolver = resolver.resolver
+
+    def identified_work() -> Result:
+        user = _identify(request, resolver)
+        if user is None:
+            raise _unauthorized("not authenticated")
+        try:
+            return work(user)
+        except AccountMayNotAct as refusal:
+            raise _unauthorized(str(refusal)) from refusal
+
+    return await run_in_threadpool(identified_work)
 
 
 def _forbidden(roles: tuple[str, ...]) -> HTTPException:

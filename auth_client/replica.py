@@ -18,7 +18,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
-from sqlalchemy import ColumnElement, DateTime, Integer, Text, TextClause, func, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Integer,
+    Select,
+    Text,
+    TextClause,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -46,6 +60,46 @@ class AccountReplica:
     version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     role_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    @classmethod
+    def may_not_act(cls) -> ColumnElement[bool]:
+        """``refusal_of`` the row is not None, as a SQL condition."""
+        return or_(cls.deleted, and_(~cls.active, cls.version > 0))
+
+
+class AccountMayNotAct(Exception):
+    """The replica knows the acting account deleted or deactivated; the message says which."""
+
+
+def refusal_of(deleted: bool, active: bool, version: int) -> str | None:
+    """Why an account whose replica row reads so may no longer act; None when it may."""
+    if deleted:
+        return "the account is deleted"
+    # A row created ahead of its account.created (version 0) is not known inactive yet.
+    if not active and version > 0:
+        return "the account is deactivated"
+    return None
+
+
+_standing_queries: dict[type[AccountReplica], Select[bool, bool, int]] = {}
+
+
+def _standing_query(model: type[AccountReplica]) -> Select[bool, bool, int]:
+    query = _standing_queries.get(model)
+    if query is None:
+        query = _standing_queries.setdefault(model, select(
+            model.deleted, model.active, model.version
+        ).where(model.public_id == bindparam("account_id")))
+    return query
+
+
+def account_refusal(connection: Connection, model: type[AccountReplica],
+                    account_id: uuid.UUID) -> str | None:
+    """Why the replica says ``account_id`` may no longer act (one primary-key read); None
+    when it may, and for an account it has not heard of yet."""
+    account = connection.execute(_standing_query(model), {"account_id": account_id}).first()
+    return None if account is None else refusal_of(account.deleted, account.active,
+                                                   account.version)
 
 
 class AccountState(TypedDict):

@@ -62,7 +62,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from html import escape
@@ -74,13 +74,13 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth_client.guards import LoginRequired, UserResolver
+from auth_client.guards import ActiveAccountsOnly, LoginRequired, RefusalReason
 from auth_client.pkce import s256_challenge
-from auth_client.replica import AccountReplica
+from auth_client.replica import AccountReplica, account_refusal
 from auth_client.settings import (
     AUDIENCE,
     auth_url,
@@ -490,13 +490,9 @@ def dashboard_page_policy(config: AuthClientConfig, *templates: Path) -> PagePol
                       framed_by={FRONTCHANNEL_LOGOUT_PATH: origin_of(config.issuer)})
 
 
-# Why an account may no longer act, by what its replica row says; None when it may.
-RefusalReason = Callable[[str], str | None]
-
-
 def replica_refusal(sessions: sessionmaker[Session], model: type[AccountReplica]
                     ) -> RefusalReason:
-    """Asks the replica (one primary-key lookup). Service clients, whose ``sub`` is not an
+    """Asks the replica (``account_refusal``). Service clients, whose ``sub`` is not an
     account id, and accounts the replica has not heard of yet are let through.
 
     It runs on every authenticated request, so it is one round trip: a single-row read
@@ -504,8 +500,6 @@ def replica_refusal(sessions: sessionmaker[Session], model: type[AccountReplica]
     """
     bind: Engine = sessions.kw["bind"]
     engine = bind.execution_options(isolation_level="AUTOCOMMIT")
-    lookup = select(model.deleted, model.active, model.version).where(
-        model.public_id == bindparam("account_id"))
 
     def reason(subject: str) -> str | None:
         try:
@@ -513,41 +507,9 @@ def replica_refusal(sessions: sessionmaker[Session], model: type[AccountReplica]
         except ValueError:
             return None
         with engine.connect() as connection:
-            account = connection.execute(lookup, {"account_id": account_id}).first()
-        if account is None:
-            return None
-        if account.deleted:
-            return "the account is deleted"
-        # A row created ahead of its account.created (version 0) is not known inactive yet.
-        if not account.active and account.version > 0:
-            return "the account is deactivated"
-        return None
+            return account_refusal(connection, model, account_id)
 
     return reason
-
-
-class ActiveAccountsOnly:
-    """A :class:`UserResolver` that also refuses accounts no longer allowed to act."""
-
-    def __init__(self, resolver: UserResolver, refusal: RefusalReason):
-        self.resolver = resolver
-        self.refusal = refusal
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.resolver, name)
-
-    def user_from_bearer(self, token: str) -> CurrentUser:
-        user = self.resolver.user_from_bearer(token)
-        reason = self.refusal(user.id)
-        if reason is not None:
-            raise InvalidToken(reason)
-        return user
-
-    def user_from_session(self, request: Request) -> CurrentUser | None:
-        user = self.resolver.user_from_session(request)
-        if user is None or self.refusal(user.id) is not None:
-            return None
-        return user
 
 
 def refuse_inactive_accounts(app: FastAPI, sessions: sessionmaker[Session],

@@ -96,15 +96,52 @@ class JwksCache:
         self._fetched_at = now
 
 
+# How many access tokens' signatures are remembered as verified (a few hundred bytes each).
+VERIFIED_SIGNATURES_KEPT = 4096
+
+
+class VerifiedSignatures:
+    """Access tokens whose signature was verified, with the key that verified it, so that a
+    client sending the same token again is not verified again (an RSA check per request).
+
+    An entry counts only while its key is still the provider's (see ``JwksCache.key``);
+    claims (expiry above all) are checked at every use. The oldest entries go first.
+    """
+
+    def __init__(self, kept: int = VERIFIED_SIGNATURES_KEPT):
+        self.kept = kept
+        self._entries: dict[str, tuple[RSAKey, dict[str, Any], dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str, jwks: JwksCache) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        key, claims, header = entry
+        if jwks.key(header["kid"]) is not key:
+            return None
+        return dict(claims), header
+
+    def add(self, token: str, key: RSAKey, claims: dict[str, Any], header: dict[str, Any]
+            ) -> None:
+        with self._lock:
+            while len(self._entries) >= self.kept:
+                del self._entries[next(iter(self._entries))]
+            self._entries[token] = (key, dict(claims), header)
+
+
 class TokenVerifier:
     def __init__(self, issuer: str, audience: str, jwks: JwksCache, leeway: int = 30):
         self.issuer = issuer.rstrip("/")
         self.audience = audience
         self.jwks = jwks
         self.leeway = leeway
+        self.verified = VerifiedSignatures()
+        self._claim_rules: dict[str, jwt.JWTClaimsRegistry] = {}
 
     def access_claims(self, token: str) -> dict[str, Any]:
-        claims, header = self._decode(token)
+        known = self.verified.get(token, self.jwks)
+        claims, header = known if known is not None else self._decode(token, self.verified)
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidToken("not an access token")
         self._check_claims(claims, self.audience)
@@ -122,12 +159,16 @@ class TokenVerifier:
         return CurrentUser(id=claims["sub"], email=claims.get("email", ""),
                            name=claims.get("name", ""), role=claims.get("role", ""))
 
-    def _decode(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _decode(self, token: str, remember_in: VerifiedSignatures | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        used: list[RSAKey] = []
+
         def key_for(token_object: GuestProtocol) -> RSAKey:
             kid = token_object.headers().get("kid")
             if not kid:
                 raise InvalidToken("token has no key id")
-            return self.jwks.key(kid)
+            used.append(self.jwks.key(kid))
+            return used[-1]
 
         try:
             decoded = jwt.decode(token, key_for, algorithms=ALGORITHMS)
@@ -135,16 +176,21 @@ class TokenVerifier:
             raise InvalidToken(f"invalid token: {error.error}") from error
         except ValueError as error:
             raise InvalidToken("malformed token") from error
-        return dict(decoded.claims), dict(decoded.header)
+        claims, header = dict(decoded.claims), dict(decoded.header)
+        if remember_in is not None:
+            remember_in.add(token, used[-1], claims, header)
+        return claims, header
 
     def _check_claims(self, claims: dict[str, Any], audience: str) -> None:
-        registry = jwt.JWTClaimsRegistry(
-            leeway=self.leeway,
-            iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": audience},
-            exp={"essential": True},
-            sub={"essential": True},
-        )
+        registry = self._claim_rules.get(audience)
+        if registry is None:
+            registry = self._claim_rules.setdefault(audience, jwt.JWTClaimsRegistry(
+                leeway=self.leeway,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": audience},
+                exp={"essential": True},
+                sub={"essential": True},
+            ))
         try:
             registry.validate(claims)
         except JoseError as error:

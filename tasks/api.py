@@ -7,18 +7,16 @@ the status codes of ``ERROR_STATUS``, malformed requests to 422.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi import status as http
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from auth_client.guards import BearerScheme, current_user
+from auth_client.guards import BearerScheme, for_caller
 from auth_client.verification import CurrentUser
 from platform_kit.cursor import InvalidCursor
 from platform_kit.openapi import error
@@ -51,8 +49,6 @@ class TaskIdSegment(StringConvertor):
 
 
 register_url_convertor("task_id", TaskIdSegment())
-
-Result = TypeVar("Result")
 
 TaskStatus = Literal["open", "done"]  # domain.STATUSES, spelled out for the OpenAPI schema
 TaskSort = Literal["newest", "oldest", "title"]  # queries.SORTS
@@ -137,13 +133,6 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def for_caller(request: Request, work: Callable[[CurrentUser], Result]) -> Result:
-    """``work`` for the request's caller, on a worker thread: who is calling (whose account
-    is checked in the database) and the work both wait on I/O, so one thread does both,
-    and the answer is built back on the event loop."""
-    return await run_in_threadpool(lambda: work(current_user(request)))
-
-
 # -- routes -------------------------------------------------------------------------------
 
 
@@ -165,7 +154,7 @@ def api_router(service: TasksService, reads: TaskQueries) -> APIRouter:
             body.jira_id,
             body.description,
             traceparent=current_traceparent(),
-        ))
+        ), work_checks_standing=True)
         response.headers["Location"] = f"/api/tasks/{task.id}"
         return TaskOut.of(task)
 

@@ -15,8 +15,9 @@ from datetime import datetime
 from random import Random
 
 from sqlalchemy import BigInteger, bindparam, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from auth_client.replica import AccountMayNotAct, account_refusal
 from event_schemas import Event
 from messaging.outbox import INSERT_FROM_ARRAYS, Outbox
 from tasks import domain
@@ -80,7 +81,11 @@ class TasksService:
         *,
         traceparent: str | None = None,
     ) -> TaskView:
-        """Store a new open task, assigned to a uniformly random eligible assignee."""
+        """Store a new open task, assigned to a uniformly random eligible assignee.
+
+        An actor the accounts replica knows deleted or deactivated is refused
+        (``AccountMayNotAct``), checked in the same statement as the pick.
+        """
         title = domain.validate_title(title)
         jira_id = domain.validate_jira_id(jira_id)
         description = domain.validate_description(description)
@@ -92,7 +97,7 @@ class TasksService:
                 jira_id=jira_id,
                 description=description,
                 status=domain.OPEN,
-                assignee_id=lock_random_assignee(session, self.random),
+                assignee_id=lock_random_assignee(session, self.random, actor.id),
                 created_at=self.clock(),
                 completed_at=None,
                 version=1,
@@ -139,8 +144,12 @@ class TasksService:
 
 
 _POOL_SIZE = select(func.max(AssigneeSlot.slot))  # None when nobody is eligible
+_CALLER = aliased(Account)
+_CALLER_MAY_NOT_ACT = select(_CALLER.public_id).where(
+    _CALLER.public_id == bindparam("caller"), _CALLER.may_not_act())
 # One random slot of ``assignee_slots`` and its account, if still eligible, share-locked:
-# ``draw`` reduced to a slot of the pool as ``domain.slot_of`` does.
+# ``draw`` reduced to a slot of the pool as ``domain.slot_of`` does. Nothing either when
+# the caller may no longer act.
 _PICK = (
     select(Account.public_id)
     .join(AssigneeSlot, AssigneeSlot.account_id == Account.public_id)
@@ -148,23 +157,28 @@ _PICK = (
         AssigneeSlot.slot
         == 1 + bindparam("draw", type_=BigInteger) % _POOL_SIZE.scalar_subquery(),
         Account.is_eligible_assignee(),
+        ~_CALLER_MAY_NOT_ACT.exists(),
     )
     .with_for_update(read=True, of=Account)
 )
 
 
-def lock_random_assignee(session: Session, rng: Random) -> uuid.UUID:
+def lock_random_assignee(session: Session, rng: Random, caller: uuid.UUID) -> uuid.UUID:
     """A uniformly random eligible account, share-locked until commit: one random slot
     of ``assignee_slots``, whatever the number of accounts, read in one statement with
-    the pool's size.
+    the pool's size and whether ``caller`` may still act.
 
     The lock makes a concurrent deactivation wait; one that won the race (or moved the
     slot) is seen by the locking read, and the pick is drawn again.
     """
     while True:
-        chosen = session.connection().scalar(_PICK, {"draw": domain.draw(rng)})
+        chosen = session.connection().scalar(_PICK, {"draw": domain.draw(rng),
+                                                     "caller": caller})
         if chosen is not None:
             return chosen
+        refusal = account_refusal(session.connection(), Account, caller)
+        if refusal is not None:
+            raise AccountMayNotAct(refusal)
         if session.scalar(_POOL_SIZE) is None:
             raise domain.NoEligibleAssignee()
 

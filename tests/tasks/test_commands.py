@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from auth_client.replica import AccountMayNotAct
 from tasks import domain
 from tasks.events import rfc3339
 from tasks.queries import TaskQueries
@@ -104,6 +105,24 @@ def test_with_nobody_eligible_creation_fails_and_stores_nothing(sessions, engine
 
     assert count_rows(engine, "tasks") == 0
     assert count_rows(engine, "outbox") == 0
+
+
+@pytest.mark.parametrize(("who", "reason"), [("inactive_worker", "the account is deactivated"),
+                                              ("deleted_worker", "the account is deleted")])
+def test_an_actor_the_replica_knows_may_not_act_creates_nothing(
+    sessions, engine, tasks_settings, team, who, reason
+):
+    with pytest.raises(AccountMayNotAct, match=f"^{reason}$"):
+        commands(sessions, tasks_settings).create_task(actor(getattr(team, who)), "Fix")
+
+    assert count_rows(engine, "tasks") == 0
+    assert count_rows(engine, "outbox") == 0
+
+
+def test_an_actor_the_replica_has_not_heard_of_yet_may_create(sessions, tasks_settings, team):
+    task = commands(sessions, tasks_settings).create_task(actor(uuid.uuid4()), "Fix")
+
+    assert task.assignee_id in team.eligible
 
 
 @pytest.mark.parametrize(
