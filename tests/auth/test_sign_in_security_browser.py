@@ -75,6 +75,7 @@ def test_the_owner_changes_their_password_on_the_security_page(provider, make_lo
 
 def enrol(page) -> str:
     """On the enrolment page: check the QR code shows, turn on with the key's first code."""
+    page.wait_for_load_state("load")  # the page's images too, on a busy machine
     qr_width = page.locator("img.qr").evaluate("img => img.complete && img.naturalWidth")
     assert qr_width > 0
     secret = page.locator("#totp-secret").inner_text()
