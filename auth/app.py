@@ -86,18 +86,20 @@ def create_app(settings: Settings, config: AuthConfig | None = None) -> FastAPI:
     app.state.account_queries = queries
     app.state.provider = provider
     install_error_handlers(app)
-    app.include_router(oauth_router(provider, pages))
-    app.include_router(accounts_router(accounts, queries))
     security = SecurityService(accounts, config)
     app.state.security = security
     security_pages = SecurityPages(security, queries, pages,
                                    Mailer(settings.smtp_url, config.mail_from),
                                    lambda request: _signed_in(sessions, request))
-    app.include_router(security_api_router(security, security_pages))
-    app.include_router(security_router(security_pages))
+    # A request is matched against the routes in this order: a sign-in's (the OAuth
+    # endpoints, the login form) come first, ahead of the many others.
+    app.include_router(oauth_router(provider, pages))
     app.include_router(web_router(WebPages(accounts, queries, pages, config, security,
                                            security_pages.after_password,
                                            provider.authorize_after_sign_in)))
+    app.include_router(accounts_router(accounts, queries))
+    app.include_router(security_api_router(security, security_pages))
+    app.include_router(security_router(security_pages))
     return app
 
 
