@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, cast
 from urllib.parse import parse_qsl, urlencode
 
-from authlib.common.security import generate_token
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Payload, grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -58,6 +57,7 @@ from auth.tokens import (
     claim_code,
     claim_refresh_token,
     find_refresh_token,
+    new_secret,
     nonce_seen,
     revoke_family,
     save_code,
@@ -153,11 +153,6 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
     server: Provider
     request: OAuthRequest
 
-    def __init__(self, request: OAuthRequest, server: Provider):
-        super().__init__(request, server)
-        # The owners of the codes claimed, read in the claim's own transaction.
-        self._owners: dict[int, Principal | None] = {}
-
     @staticmethod
     def validate_authorization_redirect_uri(request: OAuthRequest, client: OAuthClient) -> str:
         # Authlib's own refusal quotes the URI, and cannot quote one with a line break.
@@ -167,6 +162,10 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
         if not client.check_redirect_uri(redirect_uri):
             raise InvalidRequestError("The redirect URI is not registered for this client.")
         return redirect_uri
+
+    def generate_authorization_code(self) -> str:
+        # 256 random bits in one call (Authlib draws each of its 48 characters apart).
+        return new_secret()
 
     def save_authorization_code(self, code: str, request: OAuthRequest) -> None:
         # Authlib has found the client, and the user is who ``authorize`` granted to.
@@ -189,19 +188,13 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> ClaimedCode | None:
         with self.server.transaction(self.request) as session:
-            claimed = claim_code(session, code, client.get_client_id())
-            if claimed is not None:
-                self._owners[claimed.id] = self.server.accounts.active_principal(
-                    claimed.grant.account_id, session)
-            return claimed
+            return claim_code(session, code, client.get_client_id())
 
     def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
         """Nothing to do: the code was marked used when it was claimed."""
 
     def authenticate_user(self, authorization_code: ClaimedCode) -> Principal | None:
-        if authorization_code.id in self._owners:
-            return self._owners[authorization_code.id]
-        return self.server.accounts.active_principal(authorization_code.grant.account_id)
+        return authorization_code.owner
 
 
 class RotatingRefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]  # untyped base
@@ -270,7 +263,7 @@ class AccessTokens(JWTBearerTokenGenerator):  # type: ignore[misc]  # untyped ba
         super().__init__(
             issuer=config.issuer,
             alg=ALGORITHM,
-            refresh_token_generator=lambda **_: generate_token(48),
+            refresh_token_generator=lambda **_: new_secret(),
             expires_generator=lambda client, grant_type: ttl,
         )
         self.config = config
@@ -395,17 +388,19 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
         with self._answered_in_one_transaction(request) as session:
             return self._authorize(request, find_session(session, sso_cookie))
 
-    def authorize_after_sign_in(self, next_url: str, sso_cookie: str) -> Response | None:
+    def authorize_after_sign_in(self, next_url: str, session: Session,
+                                signed_in: SignedIn) -> Response | None:
         """The authorization request a sign-in was made for (``next_url``, a path on the
-        provider), answered at once with the new session: the browser goes back to the
-        client with its code without a round trip through the authorization endpoint.
-        None when ``next_url`` is no authorization request."""
+        provider), answered at once for the session it opens, in its transaction (``session``):
+        the browser goes back to the client with its code without a round trip through the
+        authorization endpoint. None when ``next_url`` is no authorization request."""
         path, _, query = next_url.partition("?")
         if path != AUTHORIZE_PATH:
             return None
         request = OAuthRequest("GET", self.config.issuer + next_url, {},
                                parse_qsl(query, keep_blank_values=True), [])
-        return self.authorize(request, sso_cookie)
+        with self._answered_in(request, session):
+            return self._authorize(request, signed_in)
 
     def _authorize(self, request: OAuthRequest, signed_in: SignedIn | None) -> Response:
         try:
@@ -422,12 +417,18 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
     def _answered_in_one_transaction(self, request: OAuthRequest) -> Iterator[Session]:
         """A transaction for every step of answering ``request``; it commits before the
         answer leaves."""
-        with self.sessions.begin() as session:
-            request.transaction = session
-            try:
-                yield session
-            finally:
-                request.transaction = None
+        with self.sessions.begin() as session, self._answered_in(request, session):
+            yield session
+
+    @staticmethod
+    @contextmanager
+    def _answered_in(request: OAuthRequest, session: Session) -> Iterator[Session]:
+        """Every step of answering ``request`` in the transaction ``session``."""
+        request.transaction = session
+        try:
+            yield session
+        finally:
+            request.transaction = None
 
     @contextmanager
     def transaction(self, request: OAuthRequest) -> Iterator[Session]:

@@ -16,6 +16,7 @@ by email, two-factor enrolment, and the sessions an account has open.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,34 +41,45 @@ from auth.models import (
     TwoFactorRole,
 )
 from auth.queries import AccountNotFound
-from auth.service import AccountService
+from auth.service import SIGNING_IN, AccountService, signing_in_of
 from auth.sessions import (
     INSERT_SESSION,
+    SignedIn,
     clients_of_session,
     end_account_sessions,
     end_session,
     new_session,
     shortened_user_agent,
 )
-from auth.throttle import FORGET_FAILURES, admit_attempt, forget_failures
+from auth.throttle import (
+    FORGET_FAILURES,
+    admit_attempt,
+    admit_attempt_reading,
+    forget_failures,
+    locking_and_reading,
+)
 from auth.tokens import digest, expiry, new_secret, revoke_account_tokens, revoke_family
 from messaging.outbox import INSERT_FROM_ARRAYS
 
 SIGN_IN_HISTORY = 50
 
-# A sign-in, in one statement: its address's failures for the account forgotten, the SSO
-# session opened, the sign-in recorded and ``account.logged_in`` written to the outbox.
+# A sign-in, in one statement: its address's failures for the account forgotten, the sign-in
+# recorded, ``account.logged_in`` written to the outbox and the SSO session opened (its id
+# and start returned).
 _SIGNED_IN = text(f"""
 WITH forgotten AS (
     {FORGET_FAILURES}
-), opened AS (
-    {INSERT_SESSION}
 ), recorded AS (
     INSERT INTO sign_in_records (account_id, outcome, second_factor, address, user_agent)
     VALUES (:account_id, 'signed_in', :second_factor, :address, :user_agent)
+), published AS (
+    {INSERT_FROM_ARRAYS}
 )
-{INSERT_FROM_ARRAYS}
+{INSERT_SESSION}
+RETURNING id, created_at
 """)
+# A sign-in's account, read by the statement that takes its throttling's locks.
+_SIGNING_IN_UNDER_LOCKS = locking_and_reading(SIGNING_IN)
 ADDRESS_MAX_LENGTH = 100
 
 
@@ -93,6 +105,7 @@ class SignInResult:
     throttled: bool = False
     second_factor: str | None = None
     used_factor: str | None = None
+    answer: object = None  # what ``then`` made of the new session (``sign_in``)
 
 
 @dataclass(frozen=True)
@@ -165,15 +178,20 @@ class SecurityService:
 
     # --- sign-in --------------------------------------------------------------------
 
-    def sign_in(self, email: str, password: str, address: str,
-                user_agent: str | None = None) -> SignInResult:
+    def sign_in(self, email: str, password: str, address: str, user_agent: str | None = None,
+                then: Callable[[Session, SignedIn], object] | None = None) -> SignInResult:
         """Check the password (throttled); open an SSO session unless a second factor is
-        due, in which case the caller asks for it (``complete_sign_in``)."""
+        due, in which case the caller asks for it (``complete_sign_in``). ``then`` runs in
+        the transaction that opens the session, with it: what the sign-in was for (an
+        authorization code) commits with the session; its answer is the result's."""
         email, address = email.strip().lower(), _address(address)
         with self.sessions.begin() as session:
-            if not admit_attempt(session, email, address, self.config.throttling):
+            admitted, row = admit_attempt_reading(session, email, address,
+                                                  self.config.throttling,
+                                                  _SIGNING_IN_UNDER_LOCKS, {"email": email})
+            if not admitted:
                 return SignInResult(throttled=True)
-            signing_in = self.accounts.signing_in(session, email)
+        signing_in = signing_in_of(row)
         principal = self.accounts.check_password(signing_in, password)
         if signing_in is None or principal is None:  # the attempt stays counted as a failure
             self._record_refusal(email, password, address, user_agent)
@@ -183,8 +201,10 @@ class SecurityService:
                 forget_failures(session, email, address)
                 return SignInResult(principal=principal, second_factor=(
                     "verify" if signing_in.has_second_factor else "enrol"))
-            token = self._open_session(session, principal, address, user_agent, None)
-        return SignInResult(principal=principal, session_token=token)
+            token, signed_in = self._open_session(session, principal, address, user_agent,
+                                                  None)
+            answer = None if then is None else then(session, signed_in)
+        return SignInResult(principal=principal, session_token=token, answer=answer)
 
     def complete_sign_in(self, account_public_id: str, code: str, address: str,
                          user_agent: str | None = None) -> SignInResult:
@@ -204,7 +224,7 @@ class SecurityService:
                                      "wrong_second_factor")
                 return SignInResult()
             principal = Principal.of(account)
-            token = self._open_session(session, principal, address, user_agent, factor)
+            token, _ = self._open_session(session, principal, address, user_agent, factor)
             return SignInResult(principal=principal, session_token=token, used_factor=factor)
 
     def finish_enforced_enrolment(self, account_public_id: str, code: str, address: str,
@@ -230,23 +250,24 @@ class SecurityService:
         with self.sessions.begin() as session:
             account = self._account(session, account_public_id)
             principal = Principal.of(account)
-            token = self._open_session(session, principal, address, user_agent, "totp")
+            token, _ = self._open_session(session, principal, address, user_agent, "totp")
             return SignInResult(principal=principal, session_token=token,
                                 used_factor="totp"), codes
 
     def _open_session(self, session: Session, principal: Principal, address: str,
-                      user_agent: str | None, factor: str | None) -> str:
+                      user_agent: str | None, factor: str | None) -> tuple[str, SignedIn]:
         """Sign in: forget this address's failures for the account, open an SSO session,
-        record the sign-in and publish it, in one statement; the session's cookie secret."""
+        record the sign-in and publish it, in one statement; the session's cookie secret,
+        and the session."""
         opened = new_session(principal.account_id, self.config.sso_session_ttl, address,
                              user_agent)
         event = self.accounts.registry.build("account.logged_in", {
             "account_id": principal.public_id, "session_id": str(opened.public_id),
             "second_factor": factor, "address": address}, source="auth")
-        session.execute(_SIGNED_IN, {**opened.row, "email": principal.email,
-                                     "second_factor": factor,
-                                     **self.accounts.outbox.arrays([event])})
-        return opened.token
+        row = session.execute(_SIGNED_IN, {**opened.row, "email": principal.email,
+                                           "second_factor": factor,
+                                           **self.accounts.outbox.arrays([event])}).one()
+        return opened.token, SignedIn(principal, row.id, str(opened.public_id), row.created_at)
 
     def _record_refusal(self, email: str, password: str, address: str,
                         user_agent: str | None) -> None:

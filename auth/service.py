@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import Row, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,11 +92,20 @@ class SigningIn:
     second_factor_required: bool
 
 
-_SIGNING_IN = select(
+SIGNING_IN = select(
     *PRINCIPAL_COLUMNS, Account.password_hash, Account.active,
     Account.totp_secret.is_not(None).label("has_second_factor"),
     exists().where(TwoFactorRole.role == Account.role).label("second_factor_required"),
 ).where(Account.email == bindparam("email"), Account.deleted_at.is_(None))
+
+
+def signing_in_of(row: Row[*tuple[Any, ...]] | None) -> SigningIn | None:
+    """The account a row of ``SIGNING_IN`` (``email`` bound) holds; None when the row is
+    missing or empty (no account)."""
+    if row is None or row.id is None:
+        return None
+    return SigningIn(Principal.of(row), row.password_hash, row.active, row.has_second_factor,
+                     row.second_factor_required)
 
 
 def _state(account: Account) -> dict[str, Any]:
@@ -180,11 +189,8 @@ class AccountService:
     def signing_in(self, session: Session, email: str) -> SigningIn | None:
         """The live account an email signs in to, read in the caller's transaction (a
         sign-in reads it with its throttling, in one round trip to the pool)."""
-        row = session.execute(_SIGNING_IN, {"email": email.strip().lower()}).first()
-        if row is None:
-            return None
-        return SigningIn(Principal.of(row), row.password_hash, row.active, row.has_second_factor,
-                         row.second_factor_required)
+        return signing_in_of(session.execute(SIGNING_IN,
+                                             {"email": email.strip().lower()}).first())
 
     def check_password(self, account: SigningIn | None, password: str) -> Principal | None:
         """Who signs in with ``password`` to ``account`` (as :meth:`signing_in` found it),

@@ -12,17 +12,28 @@ cannot all pass the check before any of them is counted.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, text
+from typing import Any
+
+from sqlalchemy import Row, Select, bindparam, func, literal, select, text, true
 from sqlalchemy.orm import Session
 
 from auth.config import LoginThrottling
 
 # Both locks in one round trip, always the account's first, then the address's (a select
 # list is evaluated in order): no two attempts wait for each other in a cycle.
-_LOCK_ACCOUNT_AND_ADDRESS = select(
+_LOCKS = (
     func.pg_advisory_xact_lock(func.hashtextextended(bindparam("account_key"), 0)),
     func.pg_advisory_xact_lock(func.hashtextextended(bindparam("address_key"), 0)),
 )
+_LOCK_ACCOUNT_AND_ADDRESS = select(*_LOCKS)
+
+
+def locking_and_reading(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """The statement taking an attempt's locks, reading beside them the first row of
+    ``query`` (its columns null when there is none): for :func:`admit_attempt_reading`."""
+    found = query.subquery()
+    one_row = select(literal(1)).subquery()
+    return select(*_LOCKS, *found.c).select_from(one_row.outerjoin(found, true()))
 
 # Under the locks, in one statement: forget the expired failures, count the others (the
 # three counts at once) and, below every limit, count this attempt as one more.
@@ -48,10 +59,25 @@ SELECT EXISTS (SELECT FROM counted)
 
 def admit_attempt(session: Session, email: str, address: str, rules: LoginThrottling) -> bool:
     """Count one sign-in attempt as failed, unless a limit is reached (then ``False``)."""
+    admitted, _ = admit_attempt_reading(session, email, address, rules,
+                                        _LOCK_ACCOUNT_AND_ADDRESS, {})
+    return admitted
+
+
+def admit_attempt_reading(session: Session, email: str, address: str, rules: LoginThrottling,
+                          locks: Select[*tuple[Any, ...]], parameters: dict[str, Any]
+                          ) -> tuple[bool, Row[*tuple[Any, ...]] | None]:
+    """:func:`admit_attempt`, and the row that ``locks`` (of :func:`locking_and_reading`,
+    with ``parameters``) read as it took the locks."""
     # Locked in a statement of its own: the counting statement's snapshot, taken after the
     # locks, sees every attempt committed before.
-    session.execute(_LOCK_ACCOUNT_AND_ADDRESS, {"account_key": f"login-account:{email}",
-                                                "address_key": f"login-address:{address}"})
+    read = session.execute(locks, {"account_key": f"login-account:{email}",
+                                   "address_key": f"login-address:{address}",
+                                   **parameters}).first()
+    return _counted(session, email, address, rules), read
+
+
+def _counted(session: Session, email: str, address: str, rules: LoginThrottling) -> bool:
     admitted: bool = session.execute(_ADMIT, {
         "email": email, "address": address, "window": rules.window,
         "pair_limit": rules.per_account_and_address, "account_limit": rules.per_account,

@@ -10,14 +10,27 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from auth.models import AuthorizationCode, Base, RefreshToken, SsoSession
+from auth.identity import PRINCIPAL_COLUMNS, Principal
+from auth.models import Account, AuthorizationCode, Base, RefreshToken, SsoSession
 
 
 def digest(secret: str) -> str:
@@ -54,6 +67,7 @@ class ClaimedCode:
     id: int
     grant: CodeGrantRequest
     session_public_id: str | None
+    owner: Principal | None  # the code's account, if it may still sign in
 
     @property
     def code_challenge(self) -> str:
@@ -86,41 +100,56 @@ _codes = Base.metadata.tables[AuthorizationCode.__tablename__]
 _refresh_tokens = Base.metadata.tables[RefreshToken.__tablename__]
 
 
+# Statements built once: a request only binds its values (the columns of an insert are
+# those its parameters name).
+_SAVE_CODE = insert(_codes)
+
+
 def save_code(session: Session, code: str, grant: CodeGrantRequest, ttl: timedelta) -> None:
-    session.execute(insert(_codes).values(code_hash=digest(code), expires_at=expiry(ttl),
-                                          **asdict(grant)))
+    session.execute(_SAVE_CODE, {"code_hash": digest(code), "expires_at": expiry(ttl),
+                                 **vars(grant)})
 
 
-def _claim_once(session: Session, table: Table, used_at: str,
-                *conditions: ColumnElement[bool],
-                also: ColumnElement[Any] | None = None) -> Row[Any] | None:
-    """Mark one unexpired, unused row as used now and return it, with ``also`` (None when
-    there is none)."""
-    returned = [*table.c] + ([] if also is None else [also])
-    return session.execute(
-        update(table)
-        .where(*conditions, table.c[used_at].is_(None), table.c.expires_at > func.now())
-        .values({used_at: func.now()})
-        .returning(*returned)
-    ).one_or_none()
+def _claiming_once(table: Table, used_at: str, *conditions: ColumnElement[bool]) -> Update:
+    """Marks one unexpired, unused row as used now and returns it."""
+    return (update(table)
+            .where(*conditions, table.c[used_at].is_(None), table.c.expires_at > func.now())
+            .values({used_at: func.now()})
+            .returning(*table.c))
 
 
-# The public id of a code's SSO session, returned by the statement that claims the code.
-_SESSION_PUBLIC_ID = (select(SsoSession.public_id)
-                      .where(SsoSession.id == _codes.c.sso_session_id)
-                      .scalar_subquery().label("session_public_id"))
+_claimed_code = _claiming_once(_codes, "used_at", _codes.c.code_hash == bindparam("presented_hash"),
+                               _codes.c.client_id == bindparam("presenting_client")
+                               ).cte("claimed")
+_OWNER_COLUMNS = [column.label(f"owner_{column.key}") for column in PRINCIPAL_COLUMNS]
+# The claim, with the public id of the code's SSO session and the code's account as a
+# principal (nulls when it may no longer sign in), in one statement.
+_CLAIM_CODE = (
+    select(_claimed_code, SsoSession.public_id.label("session_public_id"), *_OWNER_COLUMNS)
+    .select_from(_claimed_code)
+    .outerjoin(SsoSession, SsoSession.id == _claimed_code.c.sso_session_id)
+    .outerjoin(Account, and_(Account.id == _claimed_code.c.account_id,
+                             Account.active.is_(True), Account.deleted_at.is_(None)))
+)
 
 
 def claim_code(session: Session, code: str, client_id: str) -> ClaimedCode | None:
     """Use a code once; a replayed code revokes the tokens issued for it."""
-    claimed = _claim_once(session, _codes, "used_at", _codes.c.code_hash == digest(code),
-                          _codes.c.client_id == client_id, also=_SESSION_PUBLIC_ID)
+    claimed = session.execute(_CLAIM_CODE, {"presented_hash": digest(code),
+                                            "presenting_client": client_id}).one_or_none()
     if claimed is None:
         _revoke_tokens_of_replayed_code(session, code)
         return None
     public_id = claimed.session_public_id
     return ClaimedCode(claimed.id, _grant_of(claimed),
-                       None if public_id is None else str(public_id))
+                       None if public_id is None else str(public_id), _owner_of(claimed))
+
+
+def _owner_of(row: Row[Any]) -> Principal | None:
+    if row.owner_id is None:
+        return None
+    return Principal(row.owner_id, str(row.owner_public_id), row.owner_email,
+                     row.owner_full_name, row.owner_role)
 
 
 def _grant_of(row: Row[Any]) -> CodeGrantRequest:
@@ -183,25 +212,38 @@ class ClaimedRefreshToken:
         return replace(self.lineage, rotated_from=self.id)
 
 
+# A refresh token, and the code it was issued for (none: ``code_id`` is null) linked to its
+# family.
+_SAVE_REFRESH_TOKEN = text("""
+WITH linked_code AS (
+    UPDATE authorization_codes SET token_family = :family_id WHERE id = :code_id
+)
+INSERT INTO refresh_tokens (token_hash, family_id, rotated_from, client_id, account_id,
+                            sso_session_id, scope, expires_at)
+VALUES (:token_hash, :family_id, :rotated_from, :client_id, :account_id, :sso_session_id,
+        :scope, :expires_at)
+""")
+
+
 def save_refresh_token(session: Session, token: str, lineage: Lineage, ttl: timedelta,
                        code_id: int | None = None) -> None:
     """Store a refresh token; one issued for the code ``code_id`` is linked to it in the
     same statement (a replay of the code revokes the token's family)."""
-    statement = insert(_refresh_tokens).values(token_hash=digest(token), expires_at=expiry(ttl),
-                                               **asdict(lineage))
-    if code_id is not None:
-        statement = statement.add_cte(
-            update(_codes).where(_codes.c.id == code_id)
-            .values(token_family=lineage.family_id).cte("linked_code"))
-    session.execute(statement)
+    session.execute(_SAVE_REFRESH_TOKEN, {"token_hash": digest(token), "expires_at": expiry(ttl),
+                                          "code_id": code_id, **vars(lineage)})
+
+
+_CLAIM_REFRESH_TOKEN = _claiming_once(
+    _refresh_tokens, "rotated_at", _refresh_tokens.c.token_hash == bindparam("presented_hash"),
+    _refresh_tokens.c.client_id == bindparam("presenting_client"),
+    _refresh_tokens.c.revoked_at.is_(None))
 
 
 def claim_refresh_token(session: Session, token: str, client_id: str) -> ClaimedRefreshToken | None:
     """Use a refresh token once; reusing a rotated one revokes its whole family."""
-    claimed = _claim_once(session, _refresh_tokens, "rotated_at",
-                          _refresh_tokens.c.token_hash == digest(token),
-                          _refresh_tokens.c.client_id == client_id,
-                          _refresh_tokens.c.revoked_at.is_(None))
+    claimed = session.execute(_CLAIM_REFRESH_TOKEN, {"presented_hash": digest(token),
+                                                     "presenting_client": client_id}
+                              ).one_or_none()
     if claimed is None:
         _revoke_family_of_reused(session, token, client_id)
         return None

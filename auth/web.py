@@ -8,6 +8,7 @@ its look and one-time notices are the dashboards' too (:mod:`dashboard_kit`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from auth.config import AuthConfig
@@ -128,14 +130,15 @@ class WebPages:
     def __init__(self, accounts: AccountService, queries: AccountQueries, pages: Pages,
                  config: AuthConfig, security: SecurityService,
                  after_password: Callable[[SignInResult, str], Response],
-                 authorize_after_sign_in: Callable[[str, str], Response | None]):
+                 authorize_after_sign_in: Callable[[str, Session, SignedIn], Response | None]):
         self.accounts = accounts
         self.queries = queries
         self.pages = pages
         self.config = config
         self.security = security
         self.after_password = after_password  # a second factor is due
-        # The answer of the authorization request a sign-in was for (None: not one).
+        # The answer of the authorization request a sign-in was for (None: not one), given
+        # in the transaction that opens the session.
         self.authorize_after_sign_in = authorize_after_sign_in
 
     def signed_in(self, request: Request) -> SignedIn | None:
@@ -158,7 +161,8 @@ class WebPages:
                                      as_sentence(problem), 400)
         email = form.get("email", "")
         result = self.security.sign_in(email, form.get("password", ""), client_address(request),
-                                       request.headers.get("user-agent"))
+                                       request.headers.get("user-agent"),
+                                       then=partial(self.authorize_after_sign_in, next_url))
         if result.second_factor is not None:
             return self.after_password(result, next_url)
         if result.throttled:
@@ -167,8 +171,8 @@ class WebPages:
                                      429)
         if result.session_token is None:
             return self._login_error(request, email, next_url, BAD_CREDENTIALS, 401)
-        response = (self.authorize_after_sign_in(next_url, result.session_token)
-                    or _see_other(next_url))
+        response = (result.answer if isinstance(result.answer, Response)
+                    else _see_other(next_url))
         self.pages.set_sso_cookie(response, result.session_token)
         return response
 
