@@ -84,7 +84,9 @@ def refusal_of(deleted: bool, active: bool, version: int) -> str | None:
 _standing_queries: dict[type[AccountReplica], Select[bool, bool, int]] = {}
 
 
-def _standing_query(model: type[AccountReplica]) -> Select[bool, bool, int]:
+def standing_query(model: type[AccountReplica]) -> Select[bool, bool, int]:
+    """What the replica knows of ``:account_id``'s standing: its row's (deleted, active,
+    version), for ``refusal_of``."""
     query = _standing_queries.get(model)
     if query is None:
         query = _standing_queries.setdefault(model, select(
@@ -97,7 +99,7 @@ def account_refusal(connection: Connection, model: type[AccountReplica],
                     account_id: uuid.UUID) -> str | None:
     """Why the replica says ``account_id`` may no longer act (one primary-key read); None
     when it may, and for an account it has not heard of yet."""
-    account = connection.execute(_standing_query(model), {"account_id": account_id}).first()
+    account = connection.execute(standing_query(model), {"account_id": account_id}).first()
     return None if account is None else refusal_of(account.deleted, account.active,
                                                    account.version)
 

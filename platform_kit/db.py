@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+import psycopg
+from sqlalchemy import ClauseElement, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
 PING_IDLE_AFTER_SECONDS = 1.0
@@ -61,6 +65,51 @@ def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
         except Exception as error:
             # the pool replaces this connection and every one pooled before it
             raise InvalidatePoolError(f"idle connection dropped: {error}") from error
+
+
+class DriverStatement:
+    """A SQLAlchemy statement compiled once, to run on the driver's own cursor (see
+    :func:`driver_transaction`): its SQL in psycopg's ``%(name)s`` style and the values it
+    carries itself (constants of the construct, an ``IN`` list spelled out), to which
+    :meth:`params` adds the rest.
+    """
+
+    _dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+
+    def __init__(self, statement: ClauseElement):
+        compiled = cast(SQLCompiler, statement.compile(dialect=self._dialect))
+        unset = {name: None for name, bind in compiled.binds.items()
+                 if bind.value is None and bind.callable is None and not bind.expanding}
+        expanded = compiled.construct_expanded_state(unset)
+        self.sql = expanded.statement
+        self.constants = dict(expanded.parameters)
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        return {**self.constants, **values}
+
+
+@contextmanager
+def driver_transaction(engine: Engine) -> Iterator[psycopg.Cursor[Any]]:
+    """A transaction on a pooled connection's own psycopg cursor: committed when the block
+    ends, rolled back on any error; a connection the server dropped leaves the pool.
+
+    Only for the hottest statements: SQLAlchemy's session and execution around a statement
+    cost as much CPU as the driver's own work (measured on task creation, bench/tasks_api.py).
+    """
+    pooled = engine.raw_connection()
+    try:
+        driver = cast("psycopg.Connection[Any]", pooled.driver_connection)
+        with driver.cursor() as cursor:
+            yield cursor
+        driver.commit()
+    except psycopg.OperationalError:
+        pooled.invalidate()
+        raise
+    except BaseException:
+        pooled.rollback()
+        raise
+    finally:
+        pooled.close()
 
 
 def array_literal(values: Iterable[object]) -> str:

@@ -13,13 +13,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from random import Random
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, bindparam, func, select, text
-from sqlalchemy.orm import Session, aliased
+from psycopg import Cursor
+from sqlalchemy import BigInteger, Engine, bindparam, func, select, text
+from sqlalchemy.orm import aliased
 
-from auth_client.replica import AccountMayNotAct, account_refusal
+from auth_client.replica import AccountMayNotAct, refusal_of, standing_query
 from event_schemas import Event
 from messaging.outbox import INSERT_FROM_ARRAYS, Outbox
+from platform_kit.db import DriverStatement, driver_transaction
 from tasks import domain
 from tasks.events import TaskEvents, TaskState
 from tasks.live import CHANNEL, announce, announcement
@@ -69,6 +72,11 @@ class TasksService:
         return cls(sessions, Outbox(settings.platform), clock=clock, random=random,
                    event_version=settings.task_event_version)
 
+    @property
+    def engine(self) -> Engine:
+        bind: Engine = self.sessions.kw["bind"]
+        return bind
+
     def _events(self, traceparent: str | None) -> TaskEvents:
         return TaskEvents(self.event_version, traceparent)
 
@@ -90,20 +98,20 @@ class TasksService:
         jira_id = domain.validate_jira_id(jira_id)
         description = domain.validate_description(description)
         events = self._events(traceparent)
-        with self.sessions() as session, session.begin():
+        with driver_transaction(self.engine) as cursor:
             task = TaskView(
                 public_id=uuid.uuid4(),
                 title=title,
                 jira_id=jira_id,
                 description=description,
                 status=domain.OPEN,
-                assignee_id=lock_random_assignee(session, self.random, actor.id),
+                assignee_id=lock_random_assignee(cursor, self.random, actor.id),
                 created_at=self.clock(),
                 completed_at=None,
                 version=1,
                 created_by=actor.id,
             )
-            store_new_task(session, self.outbox, task, events.on_creation(task, actor.id))
+            store_new_task(cursor, self.outbox, task, events.on_creation(task, actor.id))
             return task
 
     def complete_task(
@@ -163,7 +171,13 @@ _PICK = (
 )
 
 
-def lock_random_assignee(session: Session, rng: Random, caller: uuid.UUID) -> uuid.UUID:
+# Task creation, the hottest write, runs on the driver's cursor (see driver_transaction).
+_PICK_ON_DRIVER = DriverStatement(_PICK)
+_STANDING_ON_DRIVER = DriverStatement(standing_query(Account))
+_POOL_SIZE_ON_DRIVER = DriverStatement(_POOL_SIZE)
+
+
+def lock_random_assignee(cursor: Cursor, rng: Random, caller: uuid.UUID) -> uuid.UUID:
     """A uniformly random eligible account, share-locked until commit: one random slot
     of ``assignee_slots``, whatever the number of accounts, read in one statement with
     the pool's size and whether ``caller`` may still act.
@@ -172,15 +186,19 @@ def lock_random_assignee(session: Session, rng: Random, caller: uuid.UUID) -> uu
     slot) is seen by the locking read, and the pick is drawn again.
     """
     while True:
-        chosen = session.connection().scalar(_PICK, {"draw": domain.draw(rng),
-                                                     "caller": caller})
+        chosen = _one(cursor, _PICK_ON_DRIVER, draw=domain.draw(rng), caller=caller)
         if chosen is not None:
-            return chosen
-        refusal = account_refusal(session.connection(), Account, caller)
+            return cast(uuid.UUID, chosen[0])
+        standing = _one(cursor, _STANDING_ON_DRIVER, account_id=caller)
+        refusal = None if standing is None else refusal_of(*standing)
         if refusal is not None:
             raise AccountMayNotAct(refusal)
-        if session.scalar(_POOL_SIZE) is None:
+        if _one(cursor, _POOL_SIZE_ON_DRIVER) == (None,):
             raise domain.NoEligibleAssignee()
+
+
+def _one(cursor: Cursor, statement: DriverStatement, **values: Any) -> tuple[Any, ...] | None:
+    return cursor.execute(statement.sql, statement.params(**values)).fetchone()
 
 
 # A new task, its history's first line, its events and the board's announcement, in one
@@ -202,15 +220,18 @@ SELECT pg_notify(:channel, :announcement) FROM task
 """)
 
 
-def store_new_task(session: Session, outbox: Outbox, task: TaskView,
+_CREATE_TASK_ON_DRIVER = DriverStatement(_CREATE_TASK)
+
+
+def store_new_task(cursor: Cursor, outbox: Outbox, task: TaskView,
                    events: Iterable[Event]) -> None:
     """Insert ``task`` (open, not completed yet) with its creation in its history, write
-    its ``events`` to the outbox and tell the boards, in ``session``'s transaction."""
-    session.connection().execute(_CREATE_TASK, {
+    its ``events`` to the outbox and tell the boards, in ``cursor``'s transaction."""
+    cursor.execute(_CREATE_TASK_ON_DRIVER.sql, _CREATE_TASK_ON_DRIVER.params(**{
         "public_id": task.public_id, "title": task.title, "jira_id": task.jira_id,
         "description": task.description, "status": task.status,
         "assignee_id": task.assignee_id, "created_by": task.created_by,
         "created_at": task.created_at, "version": task.version,
         "channel": CHANNEL, "announcement": announcement("created", task=task.public_id),
         **outbox.arrays(events),
-    })
+    }))

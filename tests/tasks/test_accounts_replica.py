@@ -207,16 +207,17 @@ def _produce(settings, events: list[Event]) -> None:
 
 def test_no_task_for_an_account_deactivated_or_deleted_later(sessions, tasks_settings):
     account_id = uuid.uuid4()
+    creator = actor(uuid.uuid4(), "manager")
     apply_in_order(sessions, [account_event("account.created", account_id, 1)])
-    commands(sessions, tasks_settings).create_task(actor(account_id), "First")
+    commands(sessions, tasks_settings).create_task(creator, "First")
     apply_in_order(sessions, [account_event("account.updated", account_id, 2, active=False)])
     with pytest.raises(domain.NoEligibleAssignee):
-        commands(sessions, tasks_settings).create_task(actor(account_id), "Second")
+        commands(sessions, tasks_settings).create_task(creator, "Second")
     apply_in_order(sessions, [account_event("account.updated", account_id, 3)])
-    commands(sessions, tasks_settings).create_task(actor(account_id), "Third")
+    commands(sessions, tasks_settings).create_task(creator, "Third")
     apply_in_order(sessions, [account_event("account.deleted", account_id, 4)])
     with pytest.raises(domain.NoEligibleAssignee):
-        commands(sessions, tasks_settings).create_task(actor(account_id), "Fourth")
+        commands(sessions, tasks_settings).create_task(creator, "Fourth")
 
 
 def test_a_run_of_states_of_many_accounts_applied_at_once_keeps_the_newest(sessions, engine):

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from platform_kit.db import driver_transaction
 from tasks import consumers, domain, service
 from tasks.models import ASSIGNEE_POOL_LOCK, AssigneeSlot
 from tasks.queries import TaskQueries
@@ -84,8 +85,8 @@ def test_the_pick_is_uniform_over_the_eligible_accounts(sessions, engine, team):
     # The service's own random source: nothing seeded, so a strict threshold (a fair draw
     # fails it once in a million runs; an off-by-one slot gives p < 1e-30).
     rng = random.SystemRandom()
-    with sessions() as session, session.begin():
-        counts = Counter(service.lock_random_assignee(session, rng, uuid.uuid4())
+    with driver_transaction(engine) as cursor:
+        counts = Counter(service.lock_random_assignee(cursor, rng, uuid.uuid4())
                          for _ in range(4_000))
     assert set(counts) == set(team.eligible)
     assert uniformity_p_value([counts[a] for a in team.eligible]) > 1e-6
@@ -98,8 +99,8 @@ def test_a_pick_never_lands_on_an_account_that_left_meanwhile(sessions, engine, 
         connection.execute(text("UPDATE accounts SET active = false WHERE public_id = :id"),
                            {"id": leaving})
         connection.execute(text("ALTER TABLE accounts ENABLE TRIGGER USER"))
-    with sessions() as session, session.begin():
-        picks = {service.lock_random_assignee(session, random.Random(n), uuid.uuid4())
+    with driver_transaction(engine) as cursor:
+        picks = {service.lock_random_assignee(cursor, random.Random(n), uuid.uuid4())
                  for n in range(200)}
     assert leaving not in picks
     assert picks == set(team.eligible) - {leaving}
