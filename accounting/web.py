@@ -40,6 +40,7 @@ from auth_client.sign_in import AuthClientConfig
 from auth_client.verification import CurrentUser
 from dashboard_kit.pages import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
 from platform_kit import live
+from platform_kit.db import engine_of
 from platform_kit.tracing import current_traceparent
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -217,7 +218,7 @@ class Dashboard(DashboardPages):
         self.queries = AccountingQueries(sessions, books.clock, books.settings.timezone)
         self.sessions = sessions
         self.books = books
-        self.live = live.LiveFeed(live.conninfo_of(sessions.kw["bind"]), BOOKED_CHANNEL)
+        self.live = live.LiveFeed(live.conninfo_of(engine_of(sessions)), BOOKED_CHANNEL)
 
     # --- rendering ------------------------------------------------------------------
 

@@ -74,7 +74,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -91,6 +90,7 @@ from auth_client.settings import (
     secret_key,
 )
 from auth_client.verification import CurrentUser, InvalidToken, JwksCache, TokenVerifier, http_jwks
+from platform_kit.db import engine_of
 from platform_kit.security_headers import PagePolicy, inline_style_hashes, origin_of
 
 LOGIN_STATE_MAX_AGE = 600
@@ -498,8 +498,7 @@ def replica_refusal(sessions: sessionmaker[Session], model: type[AccountReplica]
     It runs on every authenticated request, so it is one round trip: a single-row read
     on an autocommit connection needs no transaction to begin and roll back.
     """
-    bind: Engine = sessions.kw["bind"]
-    engine = bind.execution_options(isolation_level="AUTOCOMMIT")
+    engine = engine_of(sessions).execution_options(isolation_level="AUTOCOMMIT")
 
     def reason(subject: str) -> str | None:
         try:

@@ -130,6 +130,14 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine ``sessions`` open their sessions on (see ``make_session_factory``)."""
+    engine = sessions.kw["bind"]
+    if not isinstance(engine, Engine):
+        raise TypeError("these sessions are not bound to one engine")
+    return engine
+
+
 def _server_engine(database_url: str) -> Engine:
     url = make_url(database_url).set(database="postgres")
     return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=None)

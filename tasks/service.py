@@ -16,13 +16,13 @@ from random import Random
 from typing import Any, cast
 
 from psycopg import Cursor
-from sqlalchemy import BigInteger, Engine, bindparam, func, select, text
+from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.orm import aliased
 
 from auth_client.replica import AccountMayNotAct, refusal_of, standing_query
 from event_schemas import Event
 from messaging.outbox import INSERT_FROM_ARRAYS, Outbox
-from platform_kit.db import DriverStatement, driver_transaction
+from platform_kit.db import DriverStatement, driver_transaction, engine_of
 from tasks import domain
 from tasks.events import TaskEvents, TaskState
 from tasks.live import CHANNEL, announce, announcement
@@ -72,11 +72,6 @@ class TasksService:
         return cls(sessions, Outbox(settings.platform), clock=clock, random=random,
                    event_version=settings.task_event_version)
 
-    @property
-    def engine(self) -> Engine:
-        bind: Engine = self.sessions.kw["bind"]
-        return bind
-
     def _events(self, traceparent: str | None) -> TaskEvents:
         return TaskEvents(self.event_version, traceparent)
 
@@ -98,7 +93,7 @@ class TasksService:
         jira_id = domain.validate_jira_id(jira_id)
         description = domain.validate_description(description)
         events = self._events(traceparent)
-        with driver_transaction(self.engine) as cursor:
+        with driver_transaction(engine_of(self.sessions)) as cursor:
             task = TaskView(
                 public_id=uuid.uuid4(),
                 title=title,

@@ -26,6 +26,7 @@ from auth_client.verification import CurrentUser
 from dashboard_kit.pages import CsrfField, DashboardLinks, DashboardPages, Visitor, page_templates
 from platform_kit import live, text_input
 from platform_kit.cursor import InvalidCursor
+from platform_kit.db import engine_of
 from platform_kit.service_app import UNPROCESSABLE
 from platform_kit.tracing import current_traceparent
 from tasks import domain, queries
@@ -138,7 +139,7 @@ class Board(DashboardPages):
         super().__init__(templates, auth, CSRF_COOKIE, links)
         self.service = service
         self.reads = reads
-        self.live = LiveFeed(conninfo_of(reads.sessions.kw["bind"]))
+        self.live = LiveFeed(conninfo_of(engine_of(reads.sessions)))
 
     # --- rendering ------------------------------------------------------------------
 
