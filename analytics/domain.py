@@ -64,18 +64,6 @@ def open_day(now: datetime, zone: ZoneInfo, last_closed: date | None) -> date:
     return last_closed + timedelta(days=1)
 
 
-def booking_day(instant: datetime, zone: ZoneInfo, its_day_closed_at: datetime | None) -> date:
-    """The billing day of something that happened at ``instant``: its calendar day, or
-    the next one when its calendar day had been ended (closed by hand) by then.
-
-    ``its_day_closed_at`` is when the calendar day of ``instant`` was closed, if known.
-    """
-    day = local_day(instant, zone)
-    if its_day_closed_at is not None and its_day_closed_at <= instant:
-        return day + timedelta(days=1)
-    return day
-
-
 def format_cents(cents: int) -> str:
     """``-123456`` -> ``"-$1,234.56"``."""
     sign = "-" if cents < 0 else ""

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import TextClause, select, text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.domain import (
@@ -29,7 +29,6 @@ from analytics.domain import (
     Transaction,
     add_changes,
     balances_added,
-    booking_day,
     earnings_by_day,
     local_day,
     net_by_account_day,
@@ -37,7 +36,6 @@ from analytics.domain import (
 from analytics.models import (
     PROJECTION_TABLES,
     Account,
-    ClosedDay,
 )
 from auth_client import replica
 from messaging.tables import inbox
@@ -57,25 +55,6 @@ def _write(session: Session, statement: TextClause, rows: list[dict[str, Any]]) 
 # Each statement writes a batch's rows of one table. The rows go in key order, so
 # concurrent writers (a live projector and a rebuild) lock them in the same order; a batch
 # holds at most one row per key (a row cannot be upserted twice in one statement).
-ADD_TO_EARNINGS = text(
-    """
-    INSERT INTO daily_earnings AS e (day, fees, rewards)
-    SELECT day, fees, rewards
-    FROM json_to_recordset(CAST(:rows AS json)) AS r(day date, fees bigint, rewards bigint)
-    ORDER BY day
-    ON CONFLICT (day) DO UPDATE SET fees = e.fees + excluded.fees,
-                                    rewards = e.rewards + excluded.rewards
-    """
-)
-ADD_TO_NETS = text(
-    """
-    INSERT INTO account_day_nets AS n (account_id, day, net)
-    SELECT account_id, day, net
-    FROM json_to_recordset(CAST(:rows AS json)) AS r(account_id uuid, day date, net bigint)
-    ORDER BY account_id, day
-    ON CONFLICT (account_id, day) DO UPDATE SET net = n.net + excluded.net
-    """
-)
 KEEP_NEWEST_TITLE = text(
     """
     INSERT INTO tasks AS t (task_id, title, jira_id, version)
@@ -98,26 +77,42 @@ KEEP_FIRST_PRICES = text(
     WHERE t.reward IS NULL
     """
 )
+# The billing day of a completion: its calendar day in the platform's time zone (given),
+# or the next one when that day had been ended (closed by hand) by then. The close is
+# looked up in the same statement, not in a round trip of its own.
 KEEP_EARLIEST_COMPLETION = text(
     """
     INSERT INTO tasks AS t (task_id, completed_at, completed_day)
-    SELECT task_id, completed_at, completed_day
+    SELECT r.task_id, r.completed_at,
+           r.calendar_day + CASE WHEN c.closed_at <= r.completed_at THEN 1 ELSE 0 END
     FROM json_to_recordset(CAST(:rows AS json))
-         AS r(task_id uuid, completed_at timestamptz, completed_day date)
-    ORDER BY task_id
+         AS r(task_id uuid, completed_at timestamptz, calendar_day date)
+    LEFT JOIN closed_days AS c ON c.day = r.calendar_day
+    ORDER BY r.task_id
     ON CONFLICT (task_id) DO UPDATE SET
         completed_at = excluded.completed_at, completed_day = excluded.completed_day
     WHERE t.completed_at IS NULL OR excluded.completed_at < t.completed_at
     """
 )
-RECORD_CLOSED_DAY = text(
+# The days closed, the first close of a day kept; and the completions projected before
+# the close of their day arrived, that happened after it, moved to the next day (by the
+# close stored before, else by the one given).
+RECORD_CLOSED_DAYS = text(
     """
-    INSERT INTO closed_days (day, closed_at, accounts_paid, total_paid)
-    SELECT day, closed_at, accounts_paid, total_paid
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS r(day date, closed_at timestamptz, accounts_paid int, total_paid bigint)
-    ORDER BY day
-    ON CONFLICT DO NOTHING
+    WITH given AS (
+        SELECT day, closed_at, accounts_paid, total_paid
+        FROM json_to_recordset(CAST(:rows AS json))
+             AS r(day date, closed_at timestamptz, accounts_paid int, total_paid bigint)
+    ), recorded AS (
+        INSERT INTO closed_days (day, closed_at, accounts_paid, total_paid)
+        SELECT day, closed_at, accounts_paid, total_paid FROM given
+        ORDER BY day
+        ON CONFLICT DO NOTHING
+    )
+    UPDATE tasks AS t SET completed_day = t.completed_day + 1
+    FROM given LEFT JOIN closed_days AS known ON known.day = given.day
+    WHERE t.completed_day = given.day
+      AND t.completed_at >= coalesce(known.closed_at, given.closed_at)
     """
 )
 
@@ -162,66 +157,57 @@ def _balance_updates(session: Session, nets: dict[tuple[uuid.UUID, date], int]
             for a, days in added.items()]
 
 
-_ADD_NEGATIVE_CHANGES = text(
-    """
-    INSERT INTO negative_count_changes AS c (day, change)
-    SELECT day, change
-    FROM json_to_recordset(CAST(:rows AS json)) AS r(day date, change bigint)
-    ORDER BY day
-    ON CONFLICT (day) DO UPDATE SET change = c.change + EXCLUDED.change
+NEGATIVE_COUNT_SHARDS = 16
+
+# What a batch of transactions adds to the days' earnings, the accounts' nets, the
+# negative days and the count of negative balances, in one statement (after the balances
+# are locked and the later nets read). The count is kept here rather than by a trigger on
+# account_balances: a trigger would lock its shard between two account rows, and two
+# writers could then wait on each other. Returns the days whose change came to zero.
+ADD_TRANSACTIONS = text(
+    f"""
+    WITH earnings AS (
+        INSERT INTO daily_earnings AS e (day, fees, rewards)
+        SELECT day, fees, rewards
+        FROM json_to_recordset(CAST(:earnings AS json))
+             AS r(day date, fees bigint, rewards bigint)
+        ORDER BY day
+        ON CONFLICT (day) DO UPDATE SET fees = e.fees + excluded.fees,
+                                        rewards = e.rewards + excluded.rewards
+    ), nets AS (
+        INSERT INTO account_day_nets AS n (account_id, day, net)
+        SELECT account_id, day, net
+        FROM json_to_recordset(CAST(:nets AS json)) AS r(account_id uuid, day date, net bigint)
+        ORDER BY account_id, day
+        ON CONFLICT (account_id, day) DO UPDATE SET net = n.net + excluded.net
+    ), counted AS (
+        INSERT INTO negative_balance_counts AS c (shard, negative)
+        SELECT pg_backend_pid() % {NEGATIVE_COUNT_SHARDS}, CAST(:crossed AS bigint)
+        WHERE CAST(:crossed AS bigint) <> 0
+        ON CONFLICT (shard) DO UPDATE SET negative = c.negative + EXCLUDED.negative
+    ), changed AS (
+        INSERT INTO negative_count_changes AS c (day, change)
+        SELECT day, change
+        FROM json_to_recordset(CAST(:changes AS json)) AS r(day date, change bigint)
+        ORDER BY day
+        ON CONFLICT (day) DO UPDATE SET change = c.change + EXCLUDED.change
+        RETURNING day, change
+    )
+    SELECT array_agg(day) FROM changed WHERE change = 0
     """
 )
+# A day whose changes cancelled out has no row (as if derived from the nets), so that
+# the rows stay what ``derive_balances`` would write.
 _FORGET_CANCELLED_CHANGES = text(
-    """
-    DELETE FROM negative_count_changes
-    WHERE day IN (SELECT day FROM json_to_recordset(CAST(:rows AS json)) AS r(day date))
-      AND change = 0
-    """
+    "DELETE FROM negative_count_changes WHERE day = ANY(:days) AND change = 0"
 )
 
 
-def _add_negative_changes(session: Session, updates: list[BalanceUpdate]) -> None:
+def _negative_changes(updates: list[BalanceUpdate]) -> list[dict[str, Any]]:
     changes: dict[date, int] = {}
     for update in updates:
         add_changes(changes, update.negative_changes())
-    rows = [{"day": day, "change": change} for day, change in changes.items() if change]
-    if rows:
-        days = {"rows": _rows(rows)}
-        session.execute(_ADD_NEGATIVE_CHANGES, days)
-        session.execute(_FORGET_CANCELLED_CHANGES, days)
-
-
-NEGATIVE_COUNT_SHARDS = 16
-
-_ADD_TO_NEGATIVE_COUNT = text(
-    f"""
-    INSERT INTO negative_balance_counts AS c (shard, negative)
-    VALUES (pg_backend_pid() % {NEGATIVE_COUNT_SHARDS}, :crossed)
-    ON CONFLICT (shard) DO UPDATE SET negative = c.negative + EXCLUDED.negative
-    """
-)
-
-
-def _add_to_negative_count(session: Session, crossed: int) -> None:
-    # Counted here rather than by a trigger on account_balances: a trigger would lock its
-    # shard between two account rows, and two writers could then wait on each other.
-    if crossed:
-        session.execute(_ADD_TO_NEGATIVE_COUNT, {"crossed": crossed})
-
-
-def _closing_times(session: Session, days: set[date]) -> dict[date, datetime]:
-    rows = session.execute(select(ClosedDay.day, ClosedDay.closed_at).where(
-        ClosedDay.day.in_(days)))
-    return {row.day: row.closed_at for row in rows}
-
-
-# Completions projected before the close of their day arrived, that happened after it.
-_MOVE_LATE_COMPLETIONS = text(
-    """
-    UPDATE tasks SET completed_day = completed_day + 1
-    WHERE completed_day = :day AND completed_at >= :closed_at
-    """
-)
+    return [{"day": day, "change": change} for day, change in changes.items() if change]
 
 
 # The balances, their negative days and their count as the nets alone say: what the
@@ -269,18 +255,18 @@ class AnalyticsService:
         """Transactions booked (or corrected): management earnings of their days, and what
         each account's transactions of a day add to its balance, its negative days and
         the count of negative balances."""
-        _write(session, ADD_TO_EARNINGS, [
-            {"day": day, "fees": e.fees, "rewards": e.rewards}
-            for day, e in earnings_by_day(transactions).items()
-        ])
         nets = net_by_account_day(transactions)
         updates = _balance_updates(session, nets)
-        _write(session, ADD_TO_NETS, [
-            {"account_id": account_id, "day": day, "net": net}
-            for (account_id, day), net in nets.items()
-        ])
-        _add_negative_changes(session, updates)
-        _add_to_negative_count(session, sum(u.crossed_zero for u in updates))
+        cancelled: list[date] | None = session.execute(ADD_TRANSACTIONS, {
+            "earnings": _rows([{"day": day, "fees": e.fees, "rewards": e.rewards}
+                               for day, e in earnings_by_day(transactions).items()]),
+            "nets": _rows([{"account_id": account_id, "day": day, "net": net}
+                           for (account_id, day), net in nets.items()]),
+            "changes": _rows(_negative_changes(updates)),
+            "crossed": sum(u.crossed_zero for u in updates),
+        }).scalar_one()
+        if cancelled:
+            session.execute(_FORGET_CANCELLED_CHANGES, {"days": cancelled})
 
     def apply_task_titles(self, session: Session, titles: Iterable[TaskTitle]) -> None:
         """The title and Jira id of the newest version of each task (of equal versions,
@@ -312,10 +298,8 @@ class AnalyticsService:
         for completion in completions:
             at = completion.completed_at
             completed[completion.task_id] = min(at, completed.get(completion.task_id, at))
-        closes = _closing_times(session, {local_day(at, zone) for at in completed.values()})
         _write(session, KEEP_EARLIEST_COMPLETION, [
-            {"task_id": task_id, "completed_at": at,
-             "completed_day": booking_day(at, zone, closes.get(local_day(at, zone)))}
+            {"task_id": task_id, "completed_at": at, "calendar_day": local_day(at, zone)}
             for task_id, at in completed.items()
         ])
 
@@ -323,13 +307,11 @@ class AnalyticsService:
         """The day is over; closing twice pays nothing twice. What was completed after a
         day was ended by hand belongs to the next day."""
         first = {c.day: c for c in reversed(closed)}
-        _write(session, RECORD_CLOSED_DAY, [
+        _write(session, RECORD_CLOSED_DAYS, [
             {"day": day, "closed_at": c.closed_at, "accounts_paid": c.accounts_paid,
              "total_paid": c.total_paid}
             for day, c in first.items()
         ])
-        for day, closed_at in _closing_times(session, set(first)).items():
-            session.execute(_MOVE_LATE_COMPLETIONS, {"day": day, "closed_at": closed_at})
 
     def apply_account_states(
         self, session: Session,
