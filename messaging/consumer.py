@@ -31,7 +31,7 @@ import psycopg
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from opentelemetry.trace import Span
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -227,11 +227,12 @@ def _run(session: Session, run: list[Delivery]) -> None:
 # One statement over two JSON arrays: a multi-row VALUES list of a whole batch costs more
 # to build and send than the insert itself, and a JSON array is serialised in one C call.
 # The ids recorded come back as one row (how many, and their list), not a row each.
-RECORD_IN_INBOX = text(
+# Written for the driver: it is sent in one round trip with the transaction's BEGIN.
+RECORD_IN_INBOX = (
     f"WITH recorded AS (INSERT INTO {inbox.name} (consumer, event_id, event_type) "
-    "SELECT :consumer, CAST(e.id AS uuid), e.type "
-    "FROM ROWS FROM (json_array_elements_text(CAST(:ids AS json)),"
-    " json_array_elements_text(CAST(:types AS json))) AS e(id, type) "
+    "SELECT %(consumer)s, CAST(e.id AS uuid), e.type "
+    "FROM ROWS FROM (json_array_elements_text(CAST(%(ids)s AS json)),"
+    " json_array_elements_text(CAST(%(types)s AS json))) AS e(id, type) "
     "ON CONFLICT DO NOTHING RETURNING event_id) "
     "SELECT count(*), coalesce(string_agg(CAST(event_id AS text), ','), '') FROM recorded"
 )
@@ -340,11 +341,17 @@ class EventProcessor:
     def _record_in_inbox(self, session: Session, events: list[Event]) -> tuple[int, set[str]]:
         """Insert the events' ids into the inbox; returns how many were not there yet,
         and which (lower-case text)."""
-        recorded = session.execute(
-            RECORD_IN_INBOX,
-            {"consumer": self.name, "ids": orjson.dumps([e.id for e in events]).decode(),
-             "types": orjson.dumps([e.type for e in events]).decode()},
-        ).one()
+        parameters = {"consumer": self.name, "ids": orjson.dumps([e.id for e in events]).decode(),
+                      "types": orjson.dumps([e.type for e in events]).decode()}
+        # The first statement of the transaction: in a pipeline, the driver sends the
+        # BEGIN it opens the transaction with and the insert together, and reads both
+        # answers at the pipeline's end, instead of a round trip for each.
+        driver = session.connection().connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with driver.pipeline():
+            cursor = driver.execute(RECORD_IN_INBOX, parameters)
+        recorded = cursor.fetchone()
+        assert recorded is not None
         count: int = recorded[0]
         ids: str = recorded[1]
         return count, set(ids.split(",")) if ids else set()
