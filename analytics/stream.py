@@ -31,6 +31,7 @@ of its producer buffer before each message reads the buffer's queue alone.
 from __future__ import annotations
 
 import asyncio
+import gc
 import tempfile
 import threading
 import time
@@ -352,6 +353,19 @@ class StreamApp(faust.App):
         return dependencies
 
 
+def _spare_the_collector() -> None:
+    """Keep the garbage collector's passes from walking what lives as long as the process.
+
+    Every batch allocates thousands of objects (messages, parsed events), and each pass
+    of the cyclic collector over the older generations also walks every object of the
+    faust app, the schemas and the modules: about a quarter of the projector's CPU per
+    event. What exists once the app has started is moved out of the collector's sight
+    (``gc.freeze``); reference counting still frees it.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class BatchApplier:
     """Applies taken batches one after another in a helper thread while the stream keeps
     taking: what is taken meanwhile waits, and becomes the next batch."""
@@ -453,6 +467,7 @@ class ProjectionStream:
         log.info("projector starting", group=self.group_id, topics=self.topics)
         try:
             await app.start()
+            _spare_the_collector()
             while not (stop.is_set() or halt.is_set() or app.crashed):
                 if catch_up is not None and catch_up.done():
                     break
