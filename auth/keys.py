@@ -39,6 +39,14 @@ _READ_ONCE: ContextVar[_OneRead | None] = ContextVar("signing_key_read_once", de
 
 
 _ACTIVE_KEY = select(SigningKey.kid, SigningKey.private_pem).where(SigningKey.status == "active")
+# The same, as two columns another statement returns beside its own: the first statement of
+# a token response reads the key its tokens are signed with (:meth:`SigningKeys.read_along`).
+ACTIVE_KEY_COLUMNS = (
+    select(SigningKey.kid).where(SigningKey.status == "active")
+    .scalar_subquery().label("signing_kid"),
+    select(SigningKey.private_pem).where(SigningKey.status == "active")
+    .scalar_subquery().label("signing_pem"),
+)
 
 
 def new_key() -> RSAKey:
@@ -90,6 +98,14 @@ class SigningKeys:
             yield
         finally:
             _READ_ONCE.reset(reset)
+
+    def read_along(self, kid: str | None, pem: str | None) -> None:
+        """Within :meth:`one_read`: the active key, as a statement of its transaction
+        returned it (``ACTIVE_KEY_COLUMNS``), is the one its tokens are signed with. Nothing
+        when there was none: it is created on first use."""
+        read = _READ_ONCE.get()
+        if read is not None and kid is not None and pem is not None:
+            read.keys[self] = self._key(kid, pem)
 
     def _read_signing_key(self, connection: Connection | None = None) -> RSAKey:
         row = self._active_row(connection)

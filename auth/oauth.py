@@ -188,7 +188,10 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> ClaimedCode | None:
         with self.server.transaction(self.request) as session:
-            return claim_code(session, code, client.get_client_id())
+            claimed = claim_code(session, code, client.get_client_id())
+        if claimed is not None:
+            self.server.keys.read_along(*claimed.signing_key)
+        return claimed
 
     def delete_authorization_code(self, authorization_code: ClaimedCode) -> None:
         """Nothing to do: the code was marked used when it was claimed."""
@@ -448,8 +451,9 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
 
     def token(self, request: OAuthRequest) -> Response:
         """One transaction claims the code or refresh token, reads the signing key (the ID
-        token and the access token: one key, read once) and stores the new refresh token.
-        A refused grant commits too: a replayed code or refresh token revokes its family."""
+        token and the access token: one key, read once; a code's claim reads it in its own
+        statement) and stores the new refresh token. A refused grant commits too: a replayed
+        code or refresh token revokes its family."""
         with (self._answered_in_one_transaction(request) as session,
               self.keys.one_read(session.connection())):
             return cast(Response, self.create_token_response(request))

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from auth.identity import PRINCIPAL_COLUMNS, Principal
+from auth.keys import ACTIVE_KEY_COLUMNS
 from auth.models import Account, AuthorizationCode, Base, RefreshToken, SsoSession
 
 
@@ -68,6 +69,7 @@ class ClaimedCode:
     grant: CodeGrantRequest
     session_public_id: str | None
     owner: Principal | None  # the code's account, if it may still sign in
+    signing_key: tuple[str | None, str | None]  # the active key's id and PEM, when read
 
     @property
     def code_challenge(self) -> str:
@@ -122,10 +124,12 @@ _claimed_code = _claiming_once(_codes, "used_at", _codes.c.code_hash == bindpara
                                _codes.c.client_id == bindparam("presenting_client")
                                ).cte("claimed")
 _OWNER_COLUMNS = [column.label(f"owner_{column.key}") for column in PRINCIPAL_COLUMNS]
-# The claim, with the public id of the code's SSO session and the code's account as a
-# principal (nulls when it may no longer sign in), in one statement.
+# The claim, with the public id of the code's SSO session, the code's account as a
+# principal (nulls when it may no longer sign in) and the active signing key the tokens
+# are about to be signed with, in one statement.
 _CLAIM_CODE = (
-    select(_claimed_code, SsoSession.public_id.label("session_public_id"), *_OWNER_COLUMNS)
+    select(_claimed_code, SsoSession.public_id.label("session_public_id"), *_OWNER_COLUMNS,
+           *ACTIVE_KEY_COLUMNS)
     .select_from(_claimed_code)
     .outerjoin(SsoSession, SsoSession.id == _claimed_code.c.sso_session_id)
     .outerjoin(Account, and_(Account.id == _claimed_code.c.account_id,
@@ -142,7 +146,8 @@ def claim_code(session: Session, code: str, client_id: str) -> ClaimedCode | Non
         return None
     public_id = claimed.session_public_id
     return ClaimedCode(claimed.id, _grant_of(claimed),
-                       None if public_id is None else str(public_id), _owner_of(claimed))
+                       None if public_id is None else str(public_id), _owner_of(claimed),
+                       (claimed.signing_kid, claimed.signing_pem))
 
 
 def _owner_of(row: Row[Any]) -> Principal | None:
