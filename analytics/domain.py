@@ -118,26 +118,22 @@ class DayEarnings:
         """Fees minus rewards; payouts are the popugs' own money and do not count."""
         return self.fees - self.rewards
 
-    def __add__(self, other: DayEarnings) -> DayEarnings:
-        return DayEarnings(self.fees + other.fees, self.rewards + other.rewards)
-
-
-def earnings_of(transaction: Transaction) -> DayEarnings:
-    if transaction.type == "fee":
-        return DayEarnings(fees=-transaction.amount)
-    if transaction.type == "reward":
-        return DayEarnings(rewards=transaction.amount)
-    return DayEarnings()
-
 
 def earnings_by_day(transactions: Iterable[Transaction]) -> dict[date, DayEarnings]:
     """Management earnings per billing day; days with only payouts are left out."""
-    totals: dict[date, DayEarnings] = {}
+    # Plain sums per day (a batch holds thousands of transactions), made into
+    # ``DayEarnings`` once per day.
+    fees: dict[date, int] = {}
+    rewards: dict[date, int] = {}
     for transaction in transactions:
-        earned = earnings_of(transaction)
-        if earned != DayEarnings():
-            totals[transaction.day] = totals.get(transaction.day, DayEarnings()) + earned
-    return totals
+        if transaction.amount == 0:
+            continue
+        if transaction.type == "fee":
+            fees[transaction.day] = fees.get(transaction.day, 0) - transaction.amount
+        elif transaction.type == "reward":
+            rewards[transaction.day] = rewards.get(transaction.day, 0) + transaction.amount
+    return {day: DayEarnings(fees.get(day, 0), rewards.get(day, 0))
+            for day in fees | rewards}
 
 
 def net_by_account_day(transactions: Iterable[Transaction]) -> dict[tuple[uuid.UUID, date], int]:
