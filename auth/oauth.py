@@ -65,6 +65,7 @@ from auth.tokens import (
 )
 
 SECRET_AND_PUBLIC_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+NONCE_REUSED = "Replay attack"  # Authlib's own refusal of a nonce used before
 AUTHORIZE_PATH = "/oauth/authorize"
 
 
@@ -103,6 +104,9 @@ class OAuthRequest(OAuth2Request):  # type: ignore[misc]  # untyped base
         self.nonces_seen: dict[tuple[str, str], bool] = {}
         # The transaction the request is answered in, when it has one of its own.
         self.transaction: Session | None = None
+        # Whether the nonce is left to the storing of the code, which refuses a used one:
+        # no look-up of its own before.
+        self.nonce_checked_by_save = False
         self._args = dict(query)
         self._form = dict(form)
 
@@ -184,7 +188,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]  # untyped
             auth_time=signed_in.auth_time,
         )
         with self.server.transaction(request) as session:
-            save_code(session, code, grant, self.server.config.authorization_code_ttl)
+            if not save_code(session, code, grant, self.server.config.authorization_code_ttl):
+                # Back to the client, as Authlib's own check of the nonce answers.
+                raise InvalidRequestError(NONCE_REUSED, redirect_uri=grant.redirect_uri)
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> ClaimedCode | None:
         with self.server.transaction(self.request) as session:
@@ -246,6 +252,8 @@ class IdTokens(OpenIDCode):  # type: ignore[misc]  # untyped base
         return claims
 
     def exists_nonce(self, nonce: str, request: OAuthRequest) -> bool:
+        if request.nonce_checked_by_save:
+            return False
         key = (request.payload.client_id, nonce)
         if key not in request.nonces_seen:
             with self.provider.transaction(request) as session:
@@ -402,6 +410,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]  # untyped base
             return None
         request = OAuthRequest("GET", self.config.issuer + next_url, {},
                                parse_qsl(query, keep_blank_values=True), [])
+        request.nonce_checked_by_save = True
         with self._answered_in(request, session):
             return self._authorize(request, signed_in)
 

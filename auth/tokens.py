@@ -21,8 +21,10 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    exists,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -102,14 +104,23 @@ _codes = Base.metadata.tables[AuthorizationCode.__tablename__]
 _refresh_tokens = Base.metadata.tables[RefreshToken.__tablename__]
 
 
-# Statements built once: a request only binds its values (the columns of an insert are
-# those its parameters name).
-_SAVE_CODE = insert(_codes)
+# Statements are built once: a request only binds its values.
+
+_CODE_COLUMNS = ("code_hash", "expires_at", *CodeGrantRequest.__dataclass_fields__)
+_NEW = {name: bindparam(f"new_{name}", type_=_codes.c[name].type) for name in _CODE_COLUMNS}
+_NEW_CODE = select(*_NEW.values())
+# The client's nonce is used once: a code is not stored if the client had one for it.
+_NONCE_UNUSED = or_(_NEW["nonce"].is_(None), ~exists().where(
+    _codes.c.client_id == _NEW["client_id"], _codes.c.nonce == _NEW["nonce"]))
+_SAVE_CODE = (insert(_codes).from_select(_CODE_COLUMNS, _NEW_CODE.where(_NONCE_UNUSED))
+              .returning(_codes.c.id))
 
 
-def save_code(session: Session, code: str, grant: CodeGrantRequest, ttl: timedelta) -> None:
-    session.execute(_SAVE_CODE, {"code_hash": digest(code), "expires_at": expiry(ttl),
-                                 **vars(grant)})
+def save_code(session: Session, code: str, grant: CodeGrantRequest, ttl: timedelta) -> bool:
+    """Store a code; False (nothing stored) when its client had one for its nonce."""
+    row = {"code_hash": digest(code), "expires_at": expiry(ttl), **vars(grant)}
+    stored = session.execute(_SAVE_CODE, {f"new_{name}": row[name] for name in _CODE_COLUMNS})
+    return stored.first() is not None
 
 
 def _claiming_once(table: Table, used_at: str, *conditions: ColumnElement[bool]) -> Update:

@@ -254,6 +254,22 @@ def test_a_nonce_already_used_for_a_code_is_refused(provider, make_login, browse
     assert query["error"] == ["invalid_request"] and "code" not in query
 
 
+def test_a_nonce_used_for_a_code_while_the_login_page_was_open_is_refused_at_sign_in(
+        provider, make_login, browser):
+    login_first = Authorization(provider)
+    login_page = login_first.start(browser)  # not signed in yet: the login form
+    elsewhere = Browser()
+    try:
+        Authorization(provider, nonce=login_first.nonce).code(elsewhere, make_login())
+    finally:
+        elsewhere.close()
+
+    query = login_first.callback_query(
+        browser.sign_in(login_page, make_login(), stop_at=CALLBACK))
+
+    assert query["error"] == ["invalid_request"] and "code" not in query
+
+
 def test_a_code_of_an_account_deactivated_since_buys_no_token(provider, make_login, browser):
     login = make_login()
     authorization = Authorization(provider)
