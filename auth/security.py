@@ -60,6 +60,7 @@ from auth.throttle import (
 )
 from auth.tokens import digest, expiry, new_secret, revoke_account_tokens, revoke_family
 from messaging.outbox import INSERT_FROM_ARRAYS
+from platform_kit.db import driver_transaction, engine_of
 
 SIGN_IN_HISTORY = 50
 
@@ -185,8 +186,8 @@ class SecurityService:
         the transaction that opens the session, with it: what the sign-in was for (an
         authorization code) commits with the session; its answer is the result's."""
         email, address = email.strip().lower(), _address(address)
-        with self.sessions.begin() as session:
-            admitted, row = admit_attempt_reading(session, email, address,
+        with driver_transaction(engine_of(self.sessions)) as cursor:
+            admitted, row = admit_attempt_reading(cursor, email, address,
                                                   self.config.throttling,
                                                   _SIGNING_IN_UNDER_LOCKS, {"email": email})
             if not admitted:

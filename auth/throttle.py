@@ -12,12 +12,17 @@ cannot all pass the check before any of them is counted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, literal, select, text, true
+from psycopg import Cursor
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Select, bindparam, func, literal, select, text, true
 from sqlalchemy.orm import Session
 
 from auth.config import LoginThrottling
+from platform_kit.db import DriverStatement
 
 # Both locks in one round trip, always the account's first, then the address's (a select
 # list is evaluated in order): no two attempts wait for each other in a cycle.
@@ -27,13 +32,6 @@ _LOCKS = (
 )
 _LOCK_ACCOUNT_AND_ADDRESS = select(*_LOCKS)
 
-
-def locking_and_reading(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
-    """The statement taking an attempt's locks, reading beside them the first row of
-    ``query`` (its columns null when there is none): for :func:`admit_attempt_reading`."""
-    found = query.subquery()
-    one_row = select(literal(1)).subquery()
-    return select(*_LOCKS, *found.c).select_from(one_row.outerjoin(found, true()))
 
 # Under the locks, in one statement: forget the expired failures, count the others (the
 # three counts at once) and, below every limit, count this attempt as one more.
@@ -59,31 +57,49 @@ SELECT EXISTS (SELECT FROM counted)
 
 def admit_attempt(session: Session, email: str, address: str, rules: LoginThrottling) -> bool:
     """Count one sign-in attempt as failed, unless a limit is reached (then ``False``)."""
-    admitted, _ = admit_attempt_reading(session, email, address, rules,
-                                        _LOCK_ACCOUNT_AND_ADDRESS, {})
+    with _cursor_in(session) as cursor:
+        admitted, _ = admit_attempt_reading(cursor, email, address, rules, _LOCKS_ONLY, {})
     return admitted
 
 
-def admit_attempt_reading(session: Session, email: str, address: str, rules: LoginThrottling,
-                          locks: Select[*tuple[Any, ...]], parameters: dict[str, Any]
-                          ) -> tuple[bool, Row[*tuple[Any, ...]] | None]:
-    """:func:`admit_attempt`, and the row that ``locks`` (of :func:`locking_and_reading`,
-    with ``parameters``) read as it took the locks."""
+def locking_and_reading(query: Select[*tuple[Any, ...]]) -> DriverStatement:
+    """The statement taking an attempt's locks, reading beside them the first row of
+    ``query`` (its columns null when there is none): for :func:`admit_attempt_reading`."""
+    found = query.subquery()
+    one_row = select(literal(1)).subquery()
+    return DriverStatement(select(*_LOCKS, *found.c).select_from(one_row.outerjoin(found, true())))
+
+
+_LOCKS_ONLY = DriverStatement(_LOCK_ACCOUNT_AND_ADDRESS)
+_ADMIT_ON_DRIVER = DriverStatement(_ADMIT)
+
+
+def admit_attempt_reading(cursor: Cursor[Any], email: str, address: str, rules: LoginThrottling,
+                          locks: DriverStatement, parameters: dict[str, Any]
+                          ) -> tuple[bool, Any]:
+    """:func:`admit_attempt` on the driver's cursor of the transaction (the sign-in's
+    hottest statements: see ``driver_transaction``), and the row that ``locks`` (of
+    :func:`locking_and_reading`, with ``parameters``) read as it took the locks, by name."""
+    cursor.row_factory = namedtuple_row
     # Locked in a statement of its own: the counting statement's snapshot, taken after the
     # locks, sees every attempt committed before.
-    read = session.execute(locks, {"account_key": f"login-account:{email}",
-                                   "address_key": f"login-address:{address}",
-                                   **parameters}).first()
-    return _counted(session, email, address, rules), read
+    read = cursor.execute(locks.sql, locks.params(
+        account_key=f"login-account:{email}", address_key=f"login-address:{address}",
+        **parameters)).fetchone()
+    counted = cursor.execute(_ADMIT_ON_DRIVER.sql, _ADMIT_ON_DRIVER.params(
+        email=email, address=address, window=rules.window,
+        pair_limit=rules.per_account_and_address, account_limit=rules.per_account,
+        address_limit=rules.per_address)).fetchone()
+    return counted is not None and bool(counted[0]), read
 
 
-def _counted(session: Session, email: str, address: str, rules: LoginThrottling) -> bool:
-    admitted: bool = session.execute(_ADMIT, {
-        "email": email, "address": address, "window": rules.window,
-        "pair_limit": rules.per_account_and_address, "account_limit": rules.per_account,
-        "address_limit": rules.per_address,
-    }).scalar_one()
-    return admitted
+@contextmanager
+def _cursor_in(session: Session) -> Iterator[Cursor[Any]]:
+    """A driver's cursor in ``session``'s transaction."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None, "a session's connection has its driver's"
+    with driver.cursor() as cursor:
+        yield cursor
 
 
 # A successful sign-in clears its own address's failures for the account, no others; run
