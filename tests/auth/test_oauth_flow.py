@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
+from contextlib import ExitStack
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -154,6 +157,51 @@ def test_the_login_form_of_an_authorization_answers_with_the_code_at_once(provid
     assert query["state"] == [authorization.state]
     assert authorization.exchange(query["code"][0]).status_code == 200
     assert Authorization(provider).code(browser)  # and the browser is signed in
+
+
+# anyio's default thread pool, which the login form's work runs on
+SHARED_THREADS = 40
+
+
+def test_a_token_request_is_answered_while_every_shared_thread_waits_for_a_hash_turn(
+        provider, make_login, browser):
+    # A burst of sign-ins: the login forms wait for their turn at the password hash on
+    # every thread of the shared pool; a sign-in's token request must not wait behind them.
+    authorization = Authorization(provider)
+    code = authorization.code(browser, make_login())
+    turns = provider.accounts.passwords.turns
+    waiting_sign_ins: list[threading.Thread] = []
+    with ExitStack() as every_turn_taken:
+        for _ in range(provider.config.password_hashing.at_once):
+            every_turn_taken.enter_context(turns.turn())
+        for number in range(SHARED_THREADS + 5):
+            waiting_sign_ins.append(threading.Thread(target=sign_in_as_nobody,
+                                                     args=(provider, number)))
+            waiting_sign_ins[-1].start()
+        wait_until(lambda: turns.waiting >= SHARED_THREADS)
+
+        answer = authorization.exchange(code)
+
+        assert answer.status_code == 200 and answer.json()["access_token"]
+    for sign_in in waiting_sign_ins:
+        sign_in.join(timeout=60)
+
+
+def sign_in_as_nobody(provider: RunningProvider, number: int) -> None:
+    page = Browser()
+    try:
+        form = page.get(f"{provider.url}/login")
+        page.http.post(f"{provider.url}/login", data=hidden_inputs(form.text) | {
+            "email": f"nobody-{number}-{secrets.token_hex(4)}@popug.test", "password": "x"})
+    finally:
+        page.close()
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.05)
 
 
 def test_prompt_login_asks_for_the_password_again(provider, make_login, browser):
