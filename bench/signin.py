@@ -3,8 +3,8 @@
     python -m bench.signin [--users 50] [--rounds 3]
 
 Starts its own embedded PostgreSQL and broker, migrates the auth database, creates
-``--users`` worker accounts (passwords hashed with the production cost, argon2id 19 MiB,
-2 passes, 1 lane) and serves the auth app with uvicorn in a child process, as ``ates
+``--users`` worker accounts (passwords hashed with the production cost, argon2id 7 MiB,
+5 passes, 1 lane) and serves the auth app with uvicorn in a child process, as ``ates
 serve auth`` does. Each user is a separate async httpx client from its own loopback
 address (127.0.0.2, 127.0.0.3, ...), as people on their own machines: per-address
 throttling applies to each of them as in production.
