@@ -61,7 +61,7 @@ from bench import platform_load, scale_seed
 from bench.common import Result, format_table
 from bench.platform import MemoryWatch, group_lag, percentile, unsent_outbox_rows
 from bench.scale_seed import ACCOUNT, TASK, Plan, derived_id
-from deploy.embedded import free_port
+from deploy.embedded import free_ports
 from deploy.serve import available_services
 from deploy.stack import Stack, StackConfig
 from platform_kit.settings import Settings
@@ -256,9 +256,9 @@ class SeededPlatform:
         self.var_dir.chmod(0o755)
         env = {k: v for k, v in os.environ.items()
                if k not in ("ATES_DATABASE_URL", "ATES_KAFKA_BOOTSTRAP", "ATES_SMTP_URL")}
-        env |= {f"ATES_{name}_PORT": str(free_port())
-                for name in ("PG", "KAFKA", "SMTP", "MAIL")}
-        env |= {f"ATES_{s.upper()}_PORT": str(free_port()) for s in available_services()}
+        ports = free_ports(["PG", "KAFKA", "SMTP", "MAIL",
+                            *(s.upper() for s in available_services())])
+        env |= {f"ATES_{name}_PORT": str(port) for name, port in ports.items()}
         env |= {"ATES_VAR_DIR": str(self.var_dir), "ATES_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "ATES_AUTH_ACCESS_TOKEN_TTL": "7200"}
         self.stack = ScaleStack(StackConfig.from_env(env), env, users)

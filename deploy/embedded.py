@@ -12,19 +12,32 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 
 PG_SYSTEM_USER = "embedded_postgres"
 
 
+Key = TypeVar("Key", bound=Hashable)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(["port"], host)["port"]
+
+
+def free_ports(names: Iterable[Key], host: str = "127.0.0.1") -> dict[Key, int]:
+    """A free port for each of ``names``, all different: every socket stays bound until all
+    are drawn (drawn one at a time, the system may hand the same free port out twice)."""
+    with ExitStack() as bound:
+        sockets = {name: bound.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                   for name in names}
+        for listener in sockets.values():
+            listener.bind((host, 0))
+        return {name: int(listener.getsockname()[1]) for name, listener in sockets.items()}
 
 
 def wait_for_port(host: str, port: int, timeout: float,

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from deploy.embedded import die_with_parent
+from deploy.embedded import die_with_parent, free_ports
 
 KAFKA_DIR = Path(__file__).resolve().with_name("kafka")
 POM = KAFKA_DIR / "pom.xml"
@@ -117,13 +117,6 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 LOG4J2 = """\
 status = warn
 appender.out.type = Console
@@ -162,10 +155,12 @@ class ApacheKafka:
         # Node ids 1..n. The first broker port is ``port`` when given (the dev broker's
         # 9092); every other port is drawn free once and kept for this object's life, so
         # a node restarted alone comes back where the others expect it.
-        self.broker_ports = {1: port or _free_port(host)}
-        for node in range(2, nodes + 1):
-            self.broker_ports[node] = _free_port(host)
-        self.controller_ports = {node: _free_port(host) for node in self.ids}
+        drawn = free_ports([("broker", node) for node in self.ids]
+                           + [("controller", node) for node in self.ids], host)
+        self.broker_ports = {node: drawn[("broker", node)] for node in self.ids}
+        if port:
+            self.broker_ports[1] = port
+        self.controller_ports = {node: drawn[("controller", node)] for node in self.ids}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         # Each node stops (cleanly, SIGTERM) when the process that started it dies.
         self.die_with_parent = die_with_parent

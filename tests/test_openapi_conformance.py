@@ -24,7 +24,7 @@ from openapi_spec_validator import validate
 from accounting.app import create_app as create_accounting_app
 from analytics.app import create_app as create_analytics_app
 from auth.config import LoginThrottling
-from deploy.embedded import free_port
+from deploy.embedded import free_ports
 from tasks.app import create_app as create_tasks_app
 from tests.auth.support import (
     RunningProvider,
@@ -50,7 +50,7 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def platform(postgres_server, kafka_broker) -> Iterator[Platform]:
-    ports = {name: free_port() for name in SERVICES[1:]}
+    ports = free_ports(SERVICES[1:])
     with running_provider(postgres_server.url, kafka_broker.bootstrap,
                           clients=dashboard_clients(ports),
                           throttling=LoginThrottling(per_address=10_000)) as provider, \

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from auth.config import LoginThrottling
-from deploy.embedded import free_port
+from deploy.embedded import free_ports
 from tests.auth.support import Login, RunningProvider, dashboard_clients, running_provider
 
 DASHBOARDS = ("tasks", "accounting")
@@ -16,7 +16,7 @@ DASHBOARDS = ("tasks", "accounting")
 @pytest.fixture(scope="package")
 def dashboard_ports() -> dict[str, int]:
     """Ports on which the tests serve tiny dashboards (their clients must be registered)."""
-    return {name: free_port() for name in DASHBOARDS}
+    return free_ports(DASHBOARDS)
 
 
 @pytest.fixture(scope="package")

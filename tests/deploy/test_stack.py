@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from deploy.embedded import free_port
+from deploy.embedded import free_ports
 from deploy.serve import available_services
 from deploy.stack import installation_secrets
 
@@ -43,8 +43,9 @@ def wait_for_line(process, text: str, timeout: float) -> list[str]:
 
 
 def test_ates_up_starts_everything_and_ctrl_c_leaves_no_process(var_dir):
-    ports = {name: free_port() for name in ("PG", "KAFKA", "SMTP", "MAIL")}
-    service_ports = {s: free_port() for s in available_services()}
+    every_port = free_ports(["PG", "KAFKA", "SMTP", "MAIL", *available_services()])
+    ports = {name: every_port[name] for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+    service_ports = {s: every_port[s] for s in available_services()}
     env = {
         k: v
         for k, v in os.environ.items()

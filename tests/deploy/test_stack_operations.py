@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.embedded import free_port
+from deploy.embedded import free_port, free_ports
 from deploy.serve import available_services
 from platform_kit.settings import read_stack_env
 from tests.deploy.test_stack import wait_for_line
@@ -36,8 +36,9 @@ def ates(*args: str, env: dict[str, str], input: str | None = None,
 class RunningStack:
     def __init__(self, var_dir: Path):
         self.var_dir = var_dir
-        self.ports = {name: free_port() for name in ("PG", "KAFKA", "SMTP", "MAIL")}
-        self.service_ports = {s: free_port() for s in available_services()}
+        every_port = free_ports(["PG", "KAFKA", "SMTP", "MAIL", *available_services()])
+        self.ports = {name: every_port[name] for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+        self.service_ports = {s: every_port[s] for s in available_services()}
         env = operator_env(var_dir, ATES_ADMIN_PASSWORD=ADMIN_PASSWORD)
         env |= {f"ATES_{k}_PORT": str(v) for k, v in self.ports.items()}
         env |= {f"ATES_{s.upper()}_PORT": str(p) for s, p in self.service_ports.items()}

@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from accounting.domain import COMPANY_ACCOUNT_ID
 from auth_client.token_flow import obtain_tokens
-from deploy.embedded import free_port
+from deploy.embedded import free_ports
 from deploy.serve import available_services
 from deploy.stack import Stack, StackConfig
 from platform_kit.db import make_engine
@@ -59,10 +59,10 @@ def wait_until(check, timeout: float = CONVERGENCE_SECONDS, interval: float = 0.
 
 class Platform:
     def __init__(self, var_dir: Path):
-        ports = {name: free_port() for name in ("PG", "KAFKA", "SMTP", "MAIL")}
+        ports = free_ports(["PG", "KAFKA", "SMTP", "MAIL",
+                            *(s.upper() for s in available_services())])
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATES_")}
         env |= {f"ATES_{k}_PORT": str(v) for k, v in ports.items()}
-        env |= {f"ATES_{s.upper()}_PORT": str(free_port()) for s in available_services()}
         env |= {
             "ATES_VAR_DIR": str(var_dir),
             "ATES_ADMIN_PASSWORD": ADMIN_PASSWORD,
