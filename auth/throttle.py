@@ -22,7 +22,7 @@ from sqlalchemy import Select, bindparam, func, literal, select, text, true
 from sqlalchemy.orm import Session
 
 from auth.config import LoginThrottling
-from platform_kit.db import DriverStatement
+from platform_kit.db import DriverStatement, driver_of
 
 # Both locks in one round trip, always the account's first, then the address's (a select
 # list is evaluated in order): no two attempts wait for each other in a cycle.
@@ -83,22 +83,19 @@ def admit_attempt_reading(cursor: Cursor[Any], email: str, address: str, rules: 
     cursor.row_factory = namedtuple_row
     # Locked in a statement of its own: the counting statement's snapshot, taken after the
     # locks, sees every attempt committed before.
-    read = cursor.execute(locks.sql, locks.params(
-        account_key=f"login-account:{email}", address_key=f"login-address:{address}",
-        **parameters)).fetchone()
-    counted = cursor.execute(_ADMIT_ON_DRIVER.sql, _ADMIT_ON_DRIVER.params(
-        email=email, address=address, window=rules.window,
+    read = locks.run(cursor, account_key=f"login-account:{email}",
+                     address_key=f"login-address:{address}", **parameters).fetchone()
+    counted = _ADMIT_ON_DRIVER.run(
+        cursor, email=email, address=address, window=rules.window,
         pair_limit=rules.per_account_and_address, account_limit=rules.per_account,
-        address_limit=rules.per_address)).fetchone()
+        address_limit=rules.per_address).fetchone()
     return counted is not None and bool(counted[0]), read
 
 
 @contextmanager
 def _cursor_in(session: Session) -> Iterator[Cursor[Any]]:
     """A driver's cursor in ``session``'s transaction."""
-    driver = session.connection().connection.driver_connection
-    assert driver is not None, "a session's connection has its driver's"
-    with driver.cursor() as cursor:
+    with driver_of(session).cursor() as cursor:
         yield cursor
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -81,6 +81,12 @@ def refusal_of(deleted: bool, active: bool, version: int) -> str | None:
     return None
 
 
+def refusal_of_standing(standing: Sequence[Any] | None) -> str | None:
+    """``refusal_of`` a row of ``standing_query`` (None, no row: an account the replica has
+    not heard of yet, which may act)."""
+    return None if standing is None else refusal_of(*standing)
+
+
 _standing_queries: dict[type[AccountReplica], Select[bool, bool, int]] = {}
 
 
@@ -99,9 +105,8 @@ def account_refusal(connection: Connection, model: type[AccountReplica],
                     account_id: uuid.UUID) -> str | None:
     """Why the replica says ``account_id`` may no longer act (one primary-key read); None
     when it may, and for an account it has not heard of yet."""
-    account = connection.execute(standing_query(model), {"account_id": account_id}).first()
-    return None if account is None else refusal_of(account.deleted, account.active,
-                                                   account.version)
+    return refusal_of_standing(
+        connection.execute(standing_query(model), {"account_id": account_id}).first())
 
 
 class AccountState(TypedDict):

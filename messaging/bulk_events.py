@@ -26,14 +26,14 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.orm import Session
 
 from event_schemas import Event
 from messaging.tables import outbox
+from platform_kit.db import driver_of
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -276,10 +276,7 @@ def copy_events(
     Rows are sent in COPY's binary format (no escaping, payloads as they are) from a
     background thread, so the caller keeps building while the server stores.
     """
-    # SQLAlchemy types the driver's connection as anything: here it is psycopg's.
-    connection = cast(
-        "psycopg.Connection[Any]", session.connection().connection.driver_connection
-    )
+    connection = driver_of(session)
     rows = _BinaryCopyRows(topic_of, traceparent)
     with connection.cursor() as cursor:
         with cursor.copy(_COPY_SQL, writer=QueuedLibpqWriter(cursor)) as copy:

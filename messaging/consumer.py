@@ -47,7 +47,7 @@ from messaging.dlq import DeadLetterPublisher, redriven_for
 from messaging.kafka import ConsumedMessage, consumer_config, position_of, producer_config
 from messaging.tables import inbox
 from platform_kit import metrics, tracing
-from platform_kit.db import make_session_factory
+from platform_kit.db import driver_of, make_session_factory
 from platform_kit.settings import Settings
 
 log = structlog.get_logger("messaging.consumer")
@@ -346,8 +346,7 @@ class EventProcessor:
         # The first statement of the transaction: in a pipeline, the driver sends the
         # BEGIN it opens the transaction with and the insert together, and reads both
         # answers at the pipeline's end, instead of a round trip for each.
-        driver = session.connection().connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
+        driver = driver_of(session)
         with driver.pipeline():
             cursor = driver.execute(RECORD_IN_INBOX, parameters)
         recorded = cursor.fetchone()

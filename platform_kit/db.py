@@ -87,6 +87,18 @@ class DriverStatement:
     def params(self, **values: Any) -> dict[str, Any]:
         return {**self.constants, **values}
 
+    def run(self, cursor: psycopg.Cursor[Any], **values: Any) -> psycopg.Cursor[Any]:
+        """Execute on ``cursor`` with ``values``; the cursor, to fetch from."""
+        return cursor.execute(self.sql, self.params(**values))
+
+
+def driver_of(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under ``session``'s transaction (begun if it was not)."""
+    driver = session.connection().connection.driver_connection
+    if not isinstance(driver, psycopg.Connection):
+        raise TypeError("this session's connection is not psycopg's")
+    return driver
+
 
 @contextmanager
 def driver_transaction(engine: Engine) -> Iterator[psycopg.Cursor[Any]]:

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from platform_kit.cursor import InvalidCursor, decode_id, encode_id
+from platform_kit.db import driver_of
 from tasks import domain
 from tasks.events import TaskState
 from tasks.models import SEARCH_DOCUMENT, Account, OpenTaskCount, Task, TaskHistory
@@ -247,9 +248,7 @@ def _estimated_rows(session: Session, query: Select[Any]) -> int:
     text (``:name``, ``%``) is read as a placeholder.
     """
     compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    [[[plan]]] = driver.execute(f"EXPLAIN (FORMAT JSON) {compiled}").fetchall()
+    [[[plan]]] = driver_of(session).execute(f"EXPLAIN (FORMAT JSON) {compiled}").fetchall()
     return int(plan["Plan"]["Plan Rows"])
 
 

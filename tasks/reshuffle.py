@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session
 from event_schemas import Event, task_v2_to_v1
 from messaging.bulk_events import PreparedEvent, event_template, random_event_ids
 from messaging.outbox import Outbox
+from platform_kit.db import driver_of
 from tasks.domain import OPEN, NoEligibleAssignee
 from tasks.events import (
     ASSIGNED_BY_RESHUFFLE,
@@ -127,9 +128,7 @@ def reshuffle_open_tasks(session: Session, outbox: Outbox, events: TaskEvents, a
         return 0
     renderer = ReshuffleEvents(events, at)
     reassigned, after = 0, 0
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
+    cursor = driver_of(session).cursor()
     with cursor:
         while last := _last_of_chunk(cursor, after):
             rows = cursor.execute(

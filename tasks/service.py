@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from random import Random
-from typing import Any, cast
+from typing import cast
 
 from psycopg import Cursor
 from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.orm import aliased
 
-from auth_client.replica import AccountMayNotAct, refusal_of, standing_query
+from auth_client.replica import AccountMayNotAct, refusal_of_standing, standing_query
 from event_schemas import Event
 from messaging.outbox import INSERT_FROM_ARRAYS, Outbox
 from platform_kit.db import DriverStatement, driver_transaction, engine_of
@@ -181,19 +181,15 @@ def lock_random_assignee(cursor: Cursor, rng: Random, caller: uuid.UUID) -> uuid
     slot) is seen by the locking read, and the pick is drawn again.
     """
     while True:
-        chosen = _one(cursor, _PICK_ON_DRIVER, draw=domain.draw(rng), caller=caller)
+        chosen = _PICK_ON_DRIVER.run(cursor, draw=domain.draw(rng), caller=caller).fetchone()
         if chosen is not None:
             return cast(uuid.UUID, chosen[0])
-        standing = _one(cursor, _STANDING_ON_DRIVER, account_id=caller)
-        refusal = None if standing is None else refusal_of(*standing)
+        refusal = refusal_of_standing(_STANDING_ON_DRIVER.run(cursor, account_id=caller)
+                                      .fetchone())
         if refusal is not None:
             raise AccountMayNotAct(refusal)
-        if _one(cursor, _POOL_SIZE_ON_DRIVER) == (None,):
+        if _POOL_SIZE_ON_DRIVER.run(cursor).fetchone() == (None,):
             raise domain.NoEligibleAssignee()
-
-
-def _one(cursor: Cursor, statement: DriverStatement, **values: Any) -> tuple[Any, ...] | None:
-    return cursor.execute(statement.sql, statement.params(**values)).fetchone()
 
 
 # A new task, its history's first line, its events and the board's announcement, in one
@@ -222,11 +218,11 @@ def store_new_task(cursor: Cursor, outbox: Outbox, task: TaskView,
                    events: Iterable[Event]) -> None:
     """Insert ``task`` (open, not completed yet) with its creation in its history, write
     its ``events`` to the outbox and tell the boards, in ``cursor``'s transaction."""
-    cursor.execute(_CREATE_TASK_ON_DRIVER.sql, _CREATE_TASK_ON_DRIVER.params(**{
+    _CREATE_TASK_ON_DRIVER.run(cursor, **{
         "public_id": task.public_id, "title": task.title, "jira_id": task.jira_id,
         "description": task.description, "status": task.status,
         "assignee_id": task.assignee_id, "created_by": task.created_by,
         "created_at": task.created_at, "version": task.version,
         "channel": CHANNEL, "announcement": announcement("created", task=task.public_id),
         **outbox.arrays(events),
-    }))
+    })
