@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from anyio import CapacityLimiter, to_thread
 from authlib.oauth2 import OAuth2Error
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -17,6 +16,7 @@ from auth.sessions import SignedIn, find_session
 from auth.web import SSO_COOKIE, Pages
 from auth_client.guards import current_user
 from auth_client.verification import CurrentUser
+from platform_kit.threads import ThreadLane
 
 
 class OAuthErrorOut(BaseModel):
@@ -43,25 +43,11 @@ LOGOUT_PAGES: Responses = {200: _page("The confirmation, or the signed-out page"
                            403: _page("The confirmation's form has expired")}
 
 
-# Threads kept for token requests, beside the shared pool (see TokenThreads).
+# Token requests run on threads of their own. In a burst of sign-ins, the login forms
+# wait for their turn in their own lane (auth.web.LOGIN_THREADS), then at the password
+# hash (auth.passwords.Turns); a sign-in's last step, its token request, must not wait for
+# a thread behind later sign-ins' first steps.
 TOKEN_THREADS = 8
-
-
-class TokenThreads:
-    """Token requests run on threads of their own. In a burst of sign-ins, the login forms
-    hold the shared pool's threads while they wait for their turn at the password hash
-    (``auth.passwords.Turns``); a sign-in's last step, its token request, then waited for
-    a thread behind later sign-ins' first steps."""
-
-    def __init__(self, size: int = TOKEN_THREADS):
-        self.size = size
-        self._limiter: CapacityLimiter | None = None
-
-    def limiter(self) -> CapacityLimiter:
-        # made on first use: a limiter belongs to the running event loop's library
-        if self._limiter is None:
-            self._limiter = CapacityLimiter(self.size)
-        return self._limiter
 
 
 def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
@@ -88,13 +74,12 @@ def oauth_router(provider: Provider, pages: Pages) -> APIRouter:
         return await run_in_threadpool(provider.authorize, oauth_request,
                                        request.cookies.get(SSO_COOKIE))
 
-    token_threads = TokenThreads()
+    token_threads = ThreadLane(TOKEN_THREADS)
 
     @router.post("/oauth/token", summary="Token endpoint", responses=TOKEN_ERRORS)
     async def token(request: Request) -> Response:
         oauth_request = await read_oauth_request(request, issuer)
-        return await to_thread.run_sync(provider.token, oauth_request,
-                                        limiter=token_threads.limiter())
+        return await token_threads.run(provider.token, oauth_request)
 
     @router.post("/oauth/revoke", summary="Token revocation (RFC 7009)", responses=TOKEN_ERRORS)
     async def revoke(request: Request) -> Response:

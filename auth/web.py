@@ -36,6 +36,7 @@ from dashboard_kit.pages import (
     as_sentence,
 )
 from platform_kit.text_input import displayable, first_problem
+from platform_kit.threads import ThreadLane
 
 SSO_COOKIE = "ates_sso"
 CSRF_COOKIE = "ates_auth_csrf"
@@ -125,6 +126,11 @@ def _dashboard_links(config: AuthConfig) -> list[tuple[str, str]]:
     return [(c.client_id, c.post_logout_redirect_uris[0]) for c in config.clients
             if c.client_id in DASHBOARD_PORTS and c.post_logout_redirect_uris]
 
+
+# Login forms run in a lane of their own, first come first served, twice as wide as the
+# hashes computed at once: while one form waits for its hash, another does the Python
+# work around its own (platform_kit.threads.ThreadLane).
+LOGIN_THREADS_PER_HASH = 2
 
 class WebPages:
     def __init__(self, accounts: AccountService, queries: AccountQueries, pages: Pages,
@@ -298,9 +304,11 @@ def web_router(web: WebPages) -> APIRouter:
     def login_form(request: Request, next: str = "/", prompt: str | None = None) -> Response:
         return web.login_form(request, next, prompt)
 
+    login_threads = ThreadLane(web.config.password_hashing.at_once * LOGIN_THREADS_PER_HASH)
+
     @router.post("/login")
     async def login(request: Request) -> Response:
-        return await run_in_threadpool(web.login, request, await _form(request))
+        return await login_threads.run(web.login, request, await _form(request))
 
     @router.get("/admin/accounts")
     def accounts_page(request: Request, cursor: str | None = None) -> Response:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from authlib.oidc.discovery import OpenIDProviderMetadata
 
+from auth.web import LOGIN_THREADS_PER_HASH
 from auth_client.pkce import pkce_pair
 from auth_client.token_flow import hidden_inputs
 from auth_client.verification import TokenVerifier
@@ -159,17 +160,19 @@ def test_the_login_form_of_an_authorization_answers_with_the_code_at_once(provid
     assert Authorization(provider).code(browser)  # and the browser is signed in
 
 
-# anyio's default thread pool, which the login form's work runs on
+# anyio's default thread pool: pages, and the login forms before they had a lane of their own
 SHARED_THREADS = 40
 
 
-def test_a_token_request_is_answered_while_every_shared_thread_waits_for_a_hash_turn(
+def test_a_burst_of_login_forms_waits_in_its_own_lane_while_pages_and_tokens_are_answered(
         provider, make_login, browser):
-    # A burst of sign-ins: the login forms wait for their turn at the password hash on
-    # every thread of the shared pool; a sign-in's token request must not wait behind them.
+    # A burst of sign-ins while every password hash turn is taken: only the login lane's
+    # few threads wait for a turn, the other forms wait without a thread; a sign-in's token
+    # request and any page (shared pool) are answered meanwhile.
     authorization = Authorization(provider)
     code = authorization.code(browser, make_login())
     turns = provider.accounts.passwords.turns
+    lane = provider.config.password_hashing.at_once * LOGIN_THREADS_PER_HASH
     waiting_sign_ins: list[threading.Thread] = []
     with ExitStack() as every_turn_taken:
         for _ in range(provider.config.password_hashing.at_once):
@@ -178,11 +181,14 @@ def test_a_token_request_is_answered_while_every_shared_thread_waits_for_a_hash_
             waiting_sign_ins.append(threading.Thread(target=sign_in_as_nobody,
                                                      args=(provider, number)))
             waiting_sign_ins[-1].start()
-        wait_until(lambda: turns.waiting >= SHARED_THREADS)
+        wait_until(lambda: turns.waiting >= lane)
 
         answer = authorization.exchange(code)
+        page = httpx.get(f"{provider.url}/login", timeout=10)
 
         assert answer.status_code == 200 and answer.json()["access_token"]
+        assert page.status_code == 200
+        assert turns.waiting == lane
     for sign_in in waiting_sign_ins:
         sign_in.join(timeout=60)
 
