@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, func, select, text
+from sqlalchemy import ARRAY, UUID, ColumnElement, Row, Select, cast, func, select, text
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from accounting import domain
@@ -279,6 +279,21 @@ def _day_cursor(token: str) -> date:
         raise domain.InvalidCursor() from None
 
 
+# What a page of balances shows of each account: the columns of ``accounts_names``.
+ACCOUNT_NAMES = (Account.email, Account.full_name, Account.role, Account.active,
+                 Account.deleted)
+Names = tuple[Any, ...]
+
+
+def _named_balance(balance: Balance, names: Names | None) -> AccountBalance:
+    if names is None:  # accounting has not heard of the account yet
+        return AccountBalance(balance.account_id, None, None, None, False, False,
+                              balance.balance)
+    email, full_name, role, active, deleted = names
+    return AccountBalance(balance.account_id, email, full_name, role, active, deleted,
+                          balance.balance)
+
+
 def _account_balance(balance: Balance, account: Account | None) -> AccountBalance:
     return AccountBalance(
         account_id=balance.account_id,
@@ -405,18 +420,24 @@ class AccountingQueries:
         page = select(Balance).order_by(Balance.account_id).limit(limit + 1)
         if after is not None:
             page = page.where(Balance.account_id > after)
-        # The page is cut before the join: joined whole, the planner may merge the two
-        # tables from their first rows, reading every account before a deep page.
-        paged = aliased(Balance, page.subquery())
-        query = (
-            select(paged, Account)
-            .outerjoin(Account, Account.public_id == paged.account_id)
-            .order_by(paged.account_id)
-        )
         with self.sessions() as session:
-            rows = session.execute(query).all()
-        items = [_account_balance(balance, account) for balance, account in rows[:limit]]
-        return items, cursors.encode_id(items[-1].account_id) if len(rows) > limit else None
+            balances = session.scalars(page).all()
+            names = self._names_of(session, [balance.account_id for balance in balances])
+        items = [_named_balance(balance, names.get(balance.account_id))
+                 for balance in balances[:limit]]
+        return items, cursors.encode_id(items[-1].account_id) if len(balances) > limit else None
+
+    @staticmethod
+    def _names_of(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, Names]:
+        """The replica's names of a page's accounts, read apart from the page, from the
+        covering index ``accounts_names`` alone: the accounts of a page are neighbours in
+        it, while their rows lie on as many pages of the table. (Joined to the page in one
+        statement, each was looked up in the table; joined before the page was cut, the
+        planner merged the two tables from their first rows, reading every account
+        before a deep page.)"""
+        query = select(Account.public_id, *ACCOUNT_NAMES).where(
+            Account.public_id == func.any(cast(account_ids, ARRAY(UUID(as_uuid=True)))))
+        return {row[0]: tuple(row[1:]) for row in session.execute(query)}
 
     def find_account(self, account_id: uuid.UUID) -> AccountBalance | None:
         """One known account with its balance, or None when accounting never heard of it."""
