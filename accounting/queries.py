@@ -294,18 +294,6 @@ def _named_balance(balance: Balance, names: Names | None) -> AccountBalance:
                           balance.balance)
 
 
-def _account_balance(balance: Balance, account: Account | None) -> AccountBalance:
-    return AccountBalance(
-        account_id=balance.account_id,
-        email=account.email if account else None,
-        full_name=account.full_name if account else None,
-        role=account.role if account else None,
-        active=account.active if account else False,
-        deleted=account.deleted if account else False,
-        balance=balance.balance,
-    )
-
-
 # -- the reads ------------------------------------------------------------------------
 
 
@@ -442,13 +430,16 @@ class AccountingQueries:
     def find_account(self, account_id: uuid.UUID) -> AccountBalance | None:
         """One known account with its balance, or None when accounting never heard of it."""
         query = (
-            select(Balance, Account)
+            select(Balance, Account.public_id, *ACCOUNT_NAMES)
             .outerjoin(Account, Account.public_id == Balance.account_id)
             .where(Balance.account_id == account_id)
         )
         with self.sessions() as session:
             row = session.execute(query).first()
-        return _account_balance(row[0], row[1]) if row else None
+        if row is None:
+            return None
+        balance, known, *names = row
+        return _named_balance(balance, tuple(names) if known is not None else None)
 
     def management_earnings(self, day: date | None = None) -> ManagementDay:
         """Management's earnings on ``day`` (default: the current day)."""

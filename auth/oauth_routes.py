@@ -44,9 +44,9 @@ LOGOUT_PAGES: Responses = {200: _page("The confirmation, or the signed-out page"
 
 
 # Token requests run on threads of their own. In a burst of sign-ins, the login forms
-# wait for their turn in their own lane (auth.web.LOGIN_THREADS), then at the password
-# hash (auth.passwords.Turns); a sign-in's last step, its token request, must not wait for
-# a thread behind later sign-ins' first steps.
+# wait for their turn in their own lane (auth.web.LOGIN_THREADS_PER_HASH), then at the
+# password hash (auth.passwords.Turns); a sign-in's last step, its token request, must not
+# wait for a thread behind later sign-ins' first steps.
 TOKEN_THREADS = 8
 
 

@@ -132,6 +132,7 @@ def _dashboard_links(config: AuthConfig) -> list[tuple[str, str]]:
 # work around its own (platform_kit.threads.ThreadLane).
 LOGIN_THREADS_PER_HASH = 2
 
+
 class WebPages:
     def __init__(self, accounts: AccountService, queries: AccountQueries, pages: Pages,
                  config: AuthConfig, security: SecurityService,

@@ -139,6 +139,9 @@ def test_a_page_of_balances_names_whom_the_replica_knows_and_leaves_the_others_b
     by_id = {balance.account_id: balance for balance in page}
     assert by_id[known].full_name == f"Popug {known.hex[:4]}" and by_id[known].active
     assert by_id[unknown].full_name is None and not by_id[unknown].active
+    queries = AccountingQueries(sessions)
+    assert queries.find_account(known) == by_id[known]
+    assert queries.find_account(unknown) == by_id[unknown]
 
 
 def nodes_of(node: dict, table: str) -> list[dict]:
@@ -147,6 +150,5 @@ def nodes_of(node: dict, table: str) -> list[dict]:
 
 
 def rows_read_from(node: dict, table: str) -> int:
-    own = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
-    read = own if node.get("Relation Name") == table else 0
-    return read + sum(rows_read_from(child, table) for child in node.get("Plans", []))
+    return sum(scan.get("Actual Rows", 0) * scan.get("Actual Loops", 1)
+               for scan in nodes_of(node, table))
