@@ -419,8 +419,18 @@ class Driver:
         self.api, self.model, self.platform = api, model, platform
 
     def load_demo_accounts(self) -> None:
-        for account in self.api.pages(self.model.admin, "auth", "/api/accounts"):
+        """The provider's accounts, once the tasks and accounting replicas hold them all:
+        they arrive there as events, and a task made before a worker did is refused."""
+        accounts = self.api.pages(self.model.admin, "auth", "/api/accounts")
+        for account in accounts:
             self.model.emails[account["id"]] = account["email"]
+
+        def replicated() -> bool:
+            return all(self.platform.sql(engine, "SELECT count(*) FROM accounts WHERE version > 0")
+                       [0][0] >= len(accounts)
+                       for engine in (self.platform.tasks_db, self.platform.accounting_db))
+
+        wait_until(replicated, what="the demo accounts in every replica")
 
     def create_account(self, role: str = "worker") -> str:
         email = f"{role}-{uuid.uuid4().hex[:8]}@popug.test"
