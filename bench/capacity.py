@@ -46,8 +46,9 @@ class Measured:
     pipeline_events_per_s: float = 6_162  # outbox -> relay -> Kafka -> consumer + inbox
     ledger_events_per_s: float = 6_263  # accounting consumer booking task.assigned
     analytics_events_per_s: float = 9_804  # faust projection (bench.analytics, lowest of 3)
-    # bench.scale at 1,000,000 users (quiet): 500,300 open tasks moved in 68.8 s, and
-    # 197,082 accounts paid by a close in 59.2 s, events and mail rows included
+    # bench.scale at 1,000,000 users, the slower of two quiet runs: 500,300 open tasks moved
+    # in 68.8 s (62.0 in the other), 197,082 accounts paid by a close in 59.2 s (46.3),
+    # events and mail rows included
     reshuffle_s_per_100k: float = 13.75  # open tasks moved
     close_s_per_100k: float = 30.03  # a day's close, per 100,000 accounts paid
     ledger_bytes_per_transaction: float = 487  # transaction + 2 entries, with indexes
